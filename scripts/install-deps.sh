@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install what webinfra needs on Debian 12, without starting the distribution's own copies of the daemons
+# (webinfra runs its own instances inside emulated hosts and must not disturb the machine's services).
+#   scripts/install-deps.sh          runtime packages
+#   scripts/install-deps.sh --test   runtime + what the test suite needs
+set -euo pipefail
+
+RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup iproute2 procps python3 python3-venv python3-pip wrk curl ca-certificates)
+TEST=()
+[ "${1:-}" = "--test" ] && TEST=()
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "error: run as root (it installs Debian packages and creates network namespaces)" >&2
+  exit 2
+fi
+
+missing=()
+for pkg in "${RUNTIME[@]}" "${TEST[@]}"; do
+  status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "installed" ] || missing+=("$pkg")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+echo "installing Debian packages: ${missing[*]}"
+# Keep the packages' own services from starting: a temporary policy-rc.d (only if none exists).
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod 755 "$policy"
+  created_policy=1
+fi
+cleanup() { [ "$created_policy" = 1 ] && rm -f "$policy"; return 0; }
+trap cleanup EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+
+# On machines with systemd, also keep them from starting at boot.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+  for unit in haproxy nginx mariadb; do
+    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  done
+fi

@@ -1,0 +1,7 @@
+"""webinfra: one topology file becomes a running web infrastructure.
+
+Layers (each knows only the one below it): model -> plan -> hosts -> services -> control -> cli.
+See docs/ARCHITECTURE.md.
+"""
+
+__version__ = "0.1.0"

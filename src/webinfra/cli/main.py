@@ -1,0 +1,263 @@
+"""The `webinfra` command: thin click commands over `webinfra.control`.
+
+Exit codes: 0 success; 1 an operation failed (a daemon did not start, a host command failed);
+2 bad input (topology file, unknown host/service, value out of range, not root) with nothing changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
+from webinfra.hosts.base import CommandError
+from webinfra.hosts.hostd import HostdError
+from webinfra.model import TopologyError
+from webinfra.plan.layout import STATE_ROOT_ENV
+from webinfra.services.haproxy import RuntimeApiError
+from webinfra.services.supervisor import ServiceError
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def handle_errors(fn: F) -> F:
+    """One line per failure, never a traceback: 2 for bad input, 1 for a failed operation."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (TopologyError, UsageError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            sys.exit(2)
+        except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
+            err_console.print(f"[bold red]failed:[/] {exc}", soft_wrap=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def state_dir_option(fn: F) -> F:
+    return click.option(
+        "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_ROOT_ENV,
+        default=None, help=f"Where clusters keep their state (default /var/lib/webinfra; env {STATE_ROOT_ENV}).",
+    )(fn)
+
+
+def cluster_option(fn: F) -> F:
+    fn = click.option("-c", "--cluster", "cluster_name", default=None,
+                      help="Cluster name (default: the only cluster there is).")(fn)
+    fn = click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None,
+                      help="Topology file naming the cluster.")(fn)
+    return state_dir_option(fn)
+
+
+def open_cluster(topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> Cluster:
+    if topology_file:
+        return Cluster.from_file(topology_file, state_dir)
+    return Cluster.existing(cluster_name, state_dir)
+
+
+def progress_printer() -> Callable[[str, str, str], None]:
+    started = time.monotonic()
+
+    def report(host: str, what: str, action: str) -> None:
+        mark = "[green]✓[/]" if action not in ("stopped", "killed", "removed", "purged") else "[yellow]■[/]"
+        console.print(f"  {mark} {time.monotonic() - started:5.1f}s  [bold]{host:<10}[/] {what:<8} {action}")
+
+    return report
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="webinfra")
+def cli() -> None:
+    """webinfra: one topology file becomes a running web infrastructure."""
+
+
+@cli.command()
+@click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None,
+              help="Topology file (TOML). Default: the built-in topology.")
+@state_dir_option
+@handle_errors
+def up(topology_file: str | None, state_dir: Path | None) -> None:
+    """Create the hosts and start every service (idempotent)."""
+    cluster = Cluster.from_file(topology_file, state_dir)
+    require_root()
+    started = time.monotonic()
+    console.print(f"[bold]webinfra up[/] cluster [cyan]{cluster.topology.name}[/] "
+                  f"({len(cluster.topology.hosts)} hosts, {cluster.topology.network.subnet})")
+    cluster.up(progress_printer())
+    console.print(f"[bold green]up[/] in {time.monotonic() - started:.1f}s — site [bold]{cluster.topology.site.name}[/] at")
+    console.print(cluster.topology.site_url)
+
+
+@cli.command()
+@click.option("--purge", is_flag=True, help="Also delete the cluster's data (databases, secrets, logs).")
+@cluster_option
+@handle_errors
+def down(purge: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+    """Stop every service and remove namespaces, veths and the bridge. Data is kept unless --purge."""
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster.down(purge=purge, progress=progress_printer())
+    console.print(f"[bold]down[/] cluster {cluster.topology.name}" + (" (data purged)" if purge else " (data kept)"))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (see docs/STATUS.md).")
+@cluster_option
+@handle_errors
+def status(as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+    """Show hosts, services, load-balancer backends and database replication."""
+    from webinfra.cli.tables import render_status
+    from webinfra.control.status import snapshot
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    snap = snapshot(cluster)
+    if as_json:
+        click.echo(json.dumps(snap, indent=2))
+    else:
+        render_status(console, snap)
+
+
+@cli.command()
+@click.argument("server")
+@click.argument("weight", type=int)
+@cluster_option
+@handle_errors
+def weight(server: str, weight: int, topology_file: str | None, cluster_name: str | None,
+           state_dir: Path | None) -> None:
+    """Change a backend's load-balancer weight live (runtime API; no reload)."""
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster.set_weight(server, weight)
+    console.print(f"weight of {server} is now {weight}")
+
+
+@cli.command()
+@click.argument("host")
+@click.argument("service", required=False)
+@click.option("--kill", is_flag=True, help="SIGKILL instead of a clean stop (emulates a crash).")
+@cluster_option
+@handle_errors
+def stop(host: str, service: str | None, kill: bool, topology_file: str | None, cluster_name: str | None,
+         state_dir: Path | None) -> None:
+    """Stop one service of a host, or all of them."""
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster.stop(host, service, kill=kill, progress=progress_printer())
+
+
+@cli.command()
+@click.argument("host")
+@click.argument("service", required=False)
+@cluster_option
+@handle_errors
+def start(host: str, service: str | None, topology_file: str | None, cluster_name: str | None,
+          state_dir: Path | None) -> None:
+    """Start one service of a host, or all of them."""
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster.start(host, service, progress=progress_printer())
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True})
+@click.argument("host")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@cluster_option
+@handle_errors
+def exec_(host: str, command: tuple[str, ...], topology_file: str | None, cluster_name: str | None,
+          state_dir: Path | None) -> None:
+    """Run a command inside a host: webinfra exec web-01 -- ss -tlnp"""
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster.host_plan(host)
+    argv = [*cluster.hosts[host].prefix, *command]
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)
+
+
+@cli.command()
+@click.argument("host")
+@click.option("-e", "--execute", "query", required=True, help="SQL to run as the host's local admin.")
+@cluster_option
+@handle_errors
+def sql(host: str, query: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+    """Run admin SQL on a host's MariaDB (output like `mariadb -e`)."""
+    from webinfra.services import mariadb
+
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    hp = cluster.host_plan(host)
+    cluster.service_plan(host, "mariadb")
+    mode = "table" if sys.stdout.isatty() else "tsv"
+    out = mariadb.admin_sql(cluster.hosts[host], hp, query, mode=mode)
+    click.echo(out, nl=False)
+
+
+@cli.command()
+@click.argument("host")
+@click.argument("service", required=False)
+@click.option("-n", "--lines", default=50, show_default=True, help="Lines from the end of each log.")
+@cluster_option
+@handle_errors
+def logs(host: str, service: str | None, lines: int, topology_file: str | None, cluster_name: str | None,
+         state_dir: Path | None) -> None:
+    """Show the end of a host's service logs."""
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    services = cluster.services_of(host, service)
+    log_dir = cluster.layout.host(host).log
+    for svc in services:
+        prefix = svc.name
+        for path in sorted(log_dir.glob(f"{prefix}*")):
+            console.rule(f"{host} {path.name}")
+            tail = path.read_text(errors="replace").splitlines()[-lines:]
+            click.echo("\n".join(tail))
+
+
+@cli.command()
+@click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None)
+@handle_errors
+def validate(topology_file: str | None) -> None:
+    """Check a topology file without starting anything."""
+    from webinfra.model import load_topology
+
+    topo = load_topology(topology_file)
+    console.print(f"ok: cluster {topo.name}, {len(topo.hosts)} hosts, site {topo.site_url}")
+
+
+@cli.command()
+@click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None)
+@state_dir_option
+@handle_errors
+def plan(topology_file: str | None, state_dir: Path | None) -> None:
+    """Print what `up` would write and start, without doing it."""
+    cluster = Cluster.from_file(topology_file, state_dir)
+    for hp in cluster.plan.hosts:
+        console.rule(f"{hp.name} {hp.address} ({', '.join(hp.roles)})")
+        for f in hp.files:
+            console.print(f"[bold]# {f.path}[/]")
+            click.echo(f.content)
+    console.rule("start order")
+    for hp, svc in cluster.plan.start_order():
+        console.print(f"{hp.name:<10} {svc.name:<8} {' '.join(svc.argv)}", soft_wrap=True)
+
+
+def main() -> None:
+    cli(prog_name="webinfra")
+
+
+if __name__ == "__main__":
+    main()

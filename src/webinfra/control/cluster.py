@@ -1,0 +1,236 @@
+"""A running cluster: bring it up from a plan, take it down, start/stop hosts and services, and read
+its status. The CLI and the tests drive everything through `Cluster`.
+
+`up` is idempotent: each step checks before it acts (namespace exists? service running with the same
+config?), so a second `up` changes nothing that runs. `down` stops every tracked process in reverse start
+order and removes exactly the namespaces, veths and bridge recorded in network.json.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from webinfra.hosts import network as netmod
+from webinfra.hosts.netns import NetnsHost
+from webinfra.hosts.process import read_pidfile, stop_tracked
+from webinfra.model import Role, Topology, load_topology, parse_topology
+from webinfra.plan.build import build_plan
+from webinfra.plan.layout import Layout, state_root
+from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
+from webinfra.services import haproxy, mariadb, supervisor
+
+Progress = Callable[[str, str, str], None]  # (host, service or step, what happened)
+
+
+def _quiet(host: str, what: str, action: str) -> None:
+    pass
+
+
+class ClusterError(RuntimeError):
+    """An operation on a cluster that cannot proceed; the message is for the user."""
+
+
+class UsageError(ClusterError):
+    """The user named something that does not exist (host, service, value out of range): exit 2."""
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise UsageError("webinfra needs root to create network namespaces and run daemons (try: sudo)")
+
+
+@dataclass
+class Cluster:
+    topology: Topology
+    layout: Layout
+    source_text: str = ""
+
+    def __post_init__(self) -> None:
+        self.plan: ClusterPlan = build_plan(self.topology, self.layout)
+        topo = self.topology
+        self.network = netmod.ClusterNetwork.build(
+            topo.name, topo.network.subnet, topo.gateway,
+            [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
+        )
+        self.hosts: dict[str, NetnsHost] = {
+            link.host: NetnsHost(link.host, link.address, link.netns,
+                                 self.layout.host(link.host).run, self.layout.host(link.host).log)
+            for link in self.network.links
+        }
+
+    # ---- finding a cluster ----
+    @classmethod
+    def from_file(cls, path: str | Path | None, root: Path | None = None) -> Cluster:
+        topo = load_topology(path)
+        text = Path(path).read_text() if path else ""
+        return cls(topo, Layout.for_cluster(topo.name, root), text)
+
+    @classmethod
+    def existing(cls, name: str | None = None, root: Path | None = None) -> Cluster:
+        """The cluster `name` as last brought up; with no name, the only one there is."""
+        base = root or state_root()
+        if name is None:
+            names = sorted(p.parent.name for p in base.glob("*/topology.toml")) if base.is_dir() else []
+            if not names:
+                raise UsageError(f"no cluster found under {base}: run `webinfra up` first")
+            if len(names) > 1:
+                raise UsageError(f"several clusters under {base} ({', '.join(names)}): choose one with --cluster")
+            name = names[0]
+        layout = Layout.for_cluster(name, base)
+        if not layout.topology_file.exists():
+            raise UsageError(f"no cluster named {name!r} under {base}")
+        text = layout.topology_file.read_text()
+        return cls(parse_topology(text, str(layout.topology_file)), layout, text)
+
+    # ---- lookups ----
+    def host_plan(self, name: str) -> HostPlan:
+        try:
+            return self.plan.host(name)
+        except KeyError:
+            names = ", ".join(h.name for h in self.topology.hosts)
+            raise UsageError(f"unknown host {name!r} (hosts: {names})") from None
+
+    def service_plan(self, host: str, service: str) -> ServiceSpec:
+        hp = self.host_plan(host)
+        try:
+            return hp.service(service)
+        except KeyError:
+            names = ", ".join(s.name for s in hp.services) or "none"
+            raise UsageError(f"host {host!r} runs no service {service!r} (it runs: {names})") from None
+
+    # ---- up / down ----
+    def up(self, progress: Progress = _quiet) -> None:
+        require_root()
+        clashes = netmod.foreign_overlaps(self.topology.network.subnet, self.network.bridge)
+        if clashes:
+            raise UsageError(
+                f"network.subnet = {self.topology.network.subnet} overlaps addresses already on this machine "
+                f"({'; '.join(clashes)}): choose another subnet"
+            )
+        self.layout.cluster_dir.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_hosts(progress)
+        self.network.ensure()
+        self.network.save(self.layout.network_file)
+        progress("network", "bridge", f"{self.network.bridge} {self.topology.gateway}/{self.topology.network.subnet.prefixlen}")
+        self.layout.topology_file.write_text(self.source_text or _default_text())
+        for name, host in self.hosts.items():
+            for d in self.layout.host(name).all():
+                d.mkdir(parents=True, exist_ok=True)
+            host.ensure_hostd()
+        for hp, svc in self.plan.start_order():
+            self._start(hp, svc, progress)
+
+    def _start(self, hp: HostPlan, svc: ServiceSpec, progress: Progress) -> None:
+        host = self.hosts[hp.name]
+        action = supervisor.start(host, hp, svc)
+        progress(hp.name, svc.name, action)
+        if svc.name == "mariadb":
+            self._after_db_start(hp, progress)
+
+    def _after_db_start(self, hp: HostPlan, progress: Progress) -> None:
+        topo = self.topology
+        host = self.hosts[hp.name]
+        primary = topo.db_primary
+        assert primary is not None
+        if hp.name == primary.name:
+            mariadb.bootstrap_primary(host, hp, topo, self.layout)
+            progress(hp.name, "mariadb", "primary ready")
+            return
+        mariadb.setup_replica(host, hp, topo, self.layout, str(topo.address_of(primary.name)))
+        primary_plan = self.plan.host(primary.name)
+        if supervisor.pid_of(primary_plan.service("mariadb")) is not None:
+            target = mariadb.gtid_binlog_pos(self.hosts[primary.name], primary_plan)
+            mariadb.wait_caught_up(host, hp, target)
+        progress(hp.name, "mariadb", "replica in sync")
+
+    def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
+        require_root()
+        recorded = netmod.ClusterNetwork.load(self.layout.network_file) or self.network
+        for hp, svc in reversed(self.plan.start_order()):
+            if supervisor.stop(self.hosts[hp.name], hp, svc):
+                progress(hp.name, svc.name, "stopped")
+        for link in recorded.links:
+            self._stop_leftovers(link.host)
+            NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host).run,
+                      self.layout.host(link.host).log).stop_hostd()
+        recorded.remove()
+        progress("network", "bridge", "removed")
+        self.layout.network_file.unlink(missing_ok=True)
+        if purge:
+            shutil.rmtree(self.layout.cluster_dir, ignore_errors=True)
+            progress("state", str(self.layout.cluster_dir), "purged")
+
+    def _stop_leftovers(self, host: str) -> None:
+        """Stop any tracked process of `host` the current plan does not know (e.g. a role removed)."""
+        for pidfile in self.layout.host(host).run.glob("*.svc.pid"):
+            stop_tracked(read_pidfile(pidfile), timeout=10.0)
+            pidfile.unlink(missing_ok=True)
+
+    def _remove_stale_hosts(self, progress: Progress) -> None:
+        recorded = netmod.ClusterNetwork.load(self.layout.network_file)
+        if recorded is None:
+            return
+        wanted = {link.host for link in self.network.links}
+        for link in recorded.links:
+            if link.host not in wanted:
+                self._stop_leftovers(link.host)
+                NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host).run,
+                          self.layout.host(link.host).log).stop_hostd()
+                recorded.remove_host(link)
+                progress(link.host, "host", "removed")
+
+    # ---- operating hosts and services ----
+    def services_of(self, host: str, service: str | None) -> list[ServiceSpec]:
+        hp = self.host_plan(host)
+        if service is None:
+            return sorted(hp.services, key=lambda s: SERVICE_ORDER.index(s.name))
+        return [self.service_plan(host, service)]
+
+    def start(self, host: str, service: str | None = None, progress: Progress = _quiet) -> None:
+        require_root()
+        hp = self.host_plan(host)
+        self.network.ensure_host(next(link for link in self.network.links if link.host == host))
+        self.hosts[host].ensure_hostd()
+        for svc in self.services_of(host, service):
+            self._start(hp, svc, progress)
+
+    def stop(self, host: str, service: str | None = None, *, kill: bool = False,
+             progress: Progress = _quiet) -> None:
+        require_root()
+        hp = self.host_plan(host)
+        for svc in reversed(self.services_of(host, service)):
+            if supervisor.stop(self.hosts[host], hp, svc, kill=kill):
+                progress(host, svc.name, "killed" if kill else "stopped")
+
+    # ---- load balancer ----
+    def lb_plan(self) -> HostPlan:
+        return self.plan.host(self.topology.entry_host.name)
+
+    def runtime(self) -> haproxy.HaproxyRuntime:
+        return haproxy.runtime_for(self.lb_plan())
+
+    def set_weight(self, server: str, weight: int) -> None:
+        webs = [h.name for h in self.topology.with_role(Role.WEB)]
+        if server not in webs:
+            raise UsageError(f"unknown server {server!r} (load-balancer backends: {', '.join(webs)})")
+        if not 0 <= weight <= 256:
+            raise UsageError(f"weight = {weight}: must be between 0 and 256")
+        rt = self.runtime()
+        try:
+            stats = rt.servers()
+        except haproxy.RuntimeApiError as exc:
+            raise ClusterError(f"{exc} (is the load balancer running? `webinfra start {self.lb_plan().name}`)") from None
+        for backend in {s.backend for s in stats if s.name == server}:
+            rt.set_weight(backend, server, weight)
+        lb = self.lb_plan()
+        haproxy.save_server_state(self.hosts[lb.name], lb, lb.service("haproxy"))
+
+
+def _default_text() -> str:
+    from webinfra.model.load import DEFAULT_TOPOLOGY
+
+    return DEFAULT_TOPOLOGY()

@@ -1,0 +1,109 @@
+"""`webinfra status`: one snapshot of the cluster, as the documented JSON contract (docs/STATUS.md) and as
+rows for the table. Reading status never changes anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from webinfra.control.cluster import Cluster
+from webinfra.hosts import network as netmod
+from webinfra.model import Role
+from webinfra.services import haproxy, mariadb, supervisor
+
+SCHEMA_VERSION = 1
+
+
+def snapshot(cluster: Cluster) -> dict[str, Any]:
+    topo = cluster.topology
+    namespaces = netmod.existing_namespaces()
+    hosts = []
+    for hp in cluster.plan.hosts:
+        link = next(link for link in cluster.network.links if link.host == hp.name)
+        services = []
+        for svc in hp.services:
+            services.append({"name": svc.name, "state": supervisor.state_of(svc).value, "pid": supervisor.pid_of(svc)})
+        hosts.append({
+            "name": hp.name,
+            "address": hp.address,
+            "roles": list(hp.roles),
+            "up": link.netns in namespaces,
+            "services": services,
+        })
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "cluster": topo.name,
+        "site_name": topo.site.name,
+        "site_url": topo.site_url,
+        "hosts": hosts,
+        "lb": _lb(cluster),
+        "db": _db(cluster),
+    }
+
+
+def _lb(cluster: Cluster) -> dict[str, Any]:
+    topo = cluster.topology
+    lb = cluster.lb_plan()
+    by_name: dict[str, haproxy.ServerStat] = {}
+    reachable = True
+    try:
+        for stat in cluster.runtime().servers():
+            if stat.backend == "site":
+                by_name[stat.name] = stat
+    except haproxy.RuntimeApiError:
+        reachable = False
+    backends = []
+    for web in topo.with_role(Role.WEB):
+        stat = by_name.get(web.name)
+        backends.append({
+            "name": web.name,
+            "address": str(topo.address_of(web.name)),
+            "weight": stat.weight if stat else web.lb_weight,
+            "configured_weight": web.lb_weight,
+            "state": _backend_state(stat) if stat else "unknown",
+            "backup": web.is_backup,
+            "sessions_total": stat.total_sessions if stat else None,
+            "check": stat.check_status if stat else "",
+        })
+    return {
+        "host": lb.name,
+        "address": lb.address,
+        "runtime_api": reachable,
+        "route_writes_to": topo.lb.route_writes_to,
+        "backends": backends,
+    }
+
+
+def _backend_state(stat: haproxy.ServerStat) -> str:
+    s = stat.status.upper()
+    for word, state in (("MAINT", "maint"), ("DRAIN", "drain"), ("NOLB", "drain"), ("DOWN", "down"), ("UP", "up")):
+        if s.startswith(word):
+            return state
+    return s.lower() or "unknown"
+
+
+def _db(cluster: Cluster) -> dict[str, Any]:
+    topo = cluster.topology
+    primary = topo.db_primary
+    nodes = []
+    for spec in topo.with_role(Role.DB):
+        hp = cluster.plan.host(spec.name)
+        running = supervisor.pid_of(hp.service("mariadb")) is not None
+        facts = mariadb.facts(cluster.hosts[spec.name], hp) if running else mariadb.DbFacts(reachable=False)
+        nodes.append({
+            "name": spec.name,
+            "address": hp.address,
+            "role": spec.db_role,
+            "reachable": facts.reachable,
+            "read_only": facts.read_only if facts.reachable else None,
+            "gtid": facts.gtid_current_pos if facts.reachable else None,
+            "replicating_from": facts.replicating_from or None,
+            "io_running": facts.io_running or None,
+            "sql_running": facts.sql_running or None,
+            "lag_seconds": facts.lag_seconds,
+            "error": facts.last_error or None,
+        })
+    return {
+        "primary": primary.name if primary else None,
+        "replicas": [n for n in nodes if n["role"] == "replica"],
+        "nodes": nodes,
+    }

@@ -1,0 +1,155 @@
+"""The emulated network of a cluster: one Linux bridge in the machine's namespace (which plays the client
+side and holds the gateway address), and per host a network namespace joined to it by a veth pair.
+
+Names are derived from the cluster name so that `down` removes exactly what `up` created:
+    bridge    wib-<cluster>                        (<= 15 chars: cluster names are at most 8)
+    namespace wi-<cluster>-<host>
+    veth      wv<cluster><4 hex of host name>      (the peer inside the namespace is called eth0)
+No default route is set inside the namespaces and no NAT is added: the cluster subnet never leaves the machine.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from webinfra.hosts.base import CommandError
+
+
+def bridge_name(cluster: str) -> str:
+    return f"wib-{cluster}"
+
+
+def netns_name(cluster: str, host: str) -> str:
+    return f"wi-{cluster}-{host}"
+
+
+def veth_name(cluster: str, host: str) -> str:
+    return f"wv{cluster}{hashlib.sha1(host.encode()).hexdigest()[:4]}"
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    argv = ["ip", *args]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    if check and proc.returncode != 0:
+        raise CommandError("localhost", argv, proc.returncode, proc.stderr)
+    return proc
+
+
+def existing_namespaces() -> set[str]:
+    out = _ip("-o", "netns", "list", check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def link_exists(name: str) -> bool:
+    return _ip("link", "show", "dev", name, check=False).returncode == 0
+
+
+def foreign_overlaps(subnet: ipaddress.IPv4Network, own_bridge: str) -> list[str]:
+    """Interfaces of the machine (other than our bridge) with an address inside `subnet`."""
+    out = _ip("-o", "-4", "addr", "show", check=False).stdout
+    clashes = []
+    for line in out.splitlines():
+        parts = line.split()
+        dev, cidr = parts[1], parts[3]
+        if dev != own_bridge and ipaddress.IPv4Interface(cidr).network.overlaps(subnet):
+            clashes.append(f"{dev} {cidr}")
+    return clashes
+
+
+@dataclass(frozen=True)
+class HostLink:
+    host: str
+    netns: str
+    veth: str
+    address: str
+
+
+@dataclass(frozen=True)
+class ClusterNetwork:
+    cluster: str
+    subnet: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address
+    links: tuple[HostLink, ...]
+
+    @property
+    def bridge(self) -> str:
+        return bridge_name(self.cluster)
+
+    @classmethod
+    def build(
+        cls, cluster: str, subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address,
+        hosts: Sequence[tuple[str, str]],
+    ) -> ClusterNetwork:
+        links = tuple(HostLink(h, netns_name(cluster, h), veth_name(cluster, h), a) for h, a in hosts)
+        return cls(cluster, subnet, gateway, links)
+
+    # ---- creation (idempotent) ----
+    def ensure_bridge(self) -> None:
+        if not link_exists(self.bridge):
+            _ip("link", "add", self.bridge, "type", "bridge")
+        cidr = f"{self.gateway}/{self.subnet.prefixlen}"
+        if cidr not in _ip("-o", "-4", "addr", "show", "dev", self.bridge).stdout:
+            _ip("addr", "add", cidr, "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+
+    def ensure_host(self, link: HostLink) -> None:
+        if link.netns not in existing_namespaces():
+            _ip("netns", "add", link.netns)
+        _ip("-n", link.netns, "link", "set", "lo", "up")
+        if _ip("-n", link.netns, "link", "show", "dev", "eth0", check=False).returncode != 0:
+            if link_exists(link.veth):
+                _ip("link", "del", link.veth)
+            _ip("link", "add", link.veth, "type", "veth", "peer", "name", "eth0", "netns", link.netns)
+        _ip("link", "set", link.veth, "master", self.bridge, "up")
+        cidr = f"{link.address}/{self.subnet.prefixlen}"
+        if cidr not in _ip("-n", link.netns, "-o", "-4", "addr", "show", "dev", "eth0").stdout:
+            _ip("-n", link.netns, "addr", "add", cidr, "dev", "eth0")
+        _ip("-n", link.netns, "link", "set", "eth0", "up")
+
+    def ensure(self) -> None:
+        self.ensure_bridge()
+        for link in self.links:
+            self.ensure_host(link)
+
+    # ---- removal ----
+    def remove_host(self, link: HostLink) -> None:
+        if link.netns in existing_namespaces():
+            _ip("netns", "del", link.netns, check=False)
+        if link_exists(link.veth):
+            _ip("link", "del", link.veth, check=False)
+
+    def remove(self) -> None:
+        for link in self.links:
+            self.remove_host(link)
+        if link_exists(self.bridge):
+            _ip("link", "del", self.bridge, check=False)
+
+    # ---- record of what was created, so `down` works even if the topology file changed ----
+    def save(self, path: Path) -> None:
+        data = {
+            "cluster": self.cluster,
+            "subnet": str(self.subnet),
+            "gateway": str(self.gateway),
+            "links": [link.__dict__ for link in self.links],
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=2))
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterNetwork | None:
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        return cls(
+            data["cluster"],
+            ipaddress.IPv4Network(data["subnet"]),
+            ipaddress.IPv4Address(data["gateway"]),
+            tuple(HostLink(**link) for link in data["links"]),
+        )

@@ -1,0 +1,229 @@
+"""The topology: hosts, their roles, and the settings of each tier. Immutable, validated, pure.
+
+`Topology` is built only by `webinfra.model.load` (which turns validation failures into one-line
+`TopologyError`s). Cross-field rules live in `check_topology`, which returns (field, value, message)
+problems so the loader can name the offending field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+HostName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
+ClusterName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")]
+# Hostname-ish: labels of letters, digits and hyphens.
+SiteName = Annotated[
+    str,
+    StringConstraints(max_length=253, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}$"),
+]
+
+# Gateway (the client side, in the machine's own namespace) takes the first address of the subnet;
+# hosts without an explicit address are numbered from this offset, in file order.
+GATEWAY_OFFSET = 1
+FIRST_HOST_OFFSET = 10
+
+
+class Role(StrEnum):
+    LB = "lb"  # HAProxy, the site's entry point
+    WEB = "web"  # nginx, a backend of the load balancer
+    APP = "app"  # the site's app server (uvicorn) and code base
+    DB = "db"  # MariaDB; `db_role` says primary or replica
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SiteSpec(_Frozen):
+    name: SiteName = "www.foobar.com"
+
+
+class NetworkSpec(_Frozen):
+    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("198.18.0.0/24")
+
+
+class LbSpec(_Frozen):
+    route_writes_to: Literal["primary", "any"] = "primary"
+    port: int = Field(default=80, ge=1, le=65535)
+    check_interval_ms: int = Field(default=1000, ge=100, le=60_000)
+    check_fall: int = Field(default=2, ge=1, le=10)
+    check_rise: int = Field(default=2, ge=1, le=10)
+
+
+class WebSpec(_Frozen):
+    port: int = Field(default=80, ge=1, le=65535)
+    max_body_kib: int = Field(default=1024, ge=64, le=1_048_576)
+
+
+class AppSpec(_Frozen):
+    workers: int = Field(default=1, ge=1, le=16)
+    port: int = Field(default=8000, ge=1, le=65535)
+    version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,32}$")] = "1"
+
+
+class DbSpec(_Frozen):
+    port: int = Field(default=3306, ge=1, le=65535)
+    database: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "site"
+    ryw_wait_seconds: float = Field(default=0.5, ge=0.0, le=30.0)
+
+
+class HostSpec(_Frozen):
+    name: HostName
+    roles: tuple[Role, ...] = Field(min_length=1)
+    address: ipaddress.IPv4Address | None = None
+    # Load-balancer settings of a web host (a backend).
+    weight: int | None = Field(default=None, ge=0, le=256)
+    backup: bool | None = None
+    # Replication role of a db host.
+    db_role: Literal["primary", "replica"] | None = None
+
+    def has(self, role: Role) -> bool:
+        return role in self.roles
+
+    @property
+    def lb_weight(self) -> int:
+        return 1 if self.weight is None else self.weight
+
+    @property
+    def is_backup(self) -> bool:
+        return bool(self.backup)
+
+
+class Topology(_Frozen):
+    name: ClusterName = "webinfra"
+    site: SiteSpec = SiteSpec()
+    network: NetworkSpec = NetworkSpec()
+    lb: LbSpec = LbSpec()
+    web: WebSpec = WebSpec()
+    app: AppSpec = AppSpec()
+    db: DbSpec = DbSpec()
+    hosts: tuple[HostSpec, ...] = Field(min_length=1)
+
+    # ---- derived views (pure) ----
+    def host(self, name: str) -> HostSpec:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise KeyError(name)
+
+    def with_role(self, role: Role) -> tuple[HostSpec, ...]:
+        return tuple(h for h in self.hosts if h.has(role))
+
+    @property
+    def gateway(self) -> ipaddress.IPv4Address:
+        return self.network.subnet.network_address + GATEWAY_OFFSET
+
+    def address_of(self, name: str) -> ipaddress.IPv4Address:
+        offset = FIRST_HOST_OFFSET
+        for host in self.hosts:
+            if host.name == name:
+                return host.address if host.address is not None else self.network.subnet.network_address + offset
+            if host.address is None:
+                offset += 1
+        raise KeyError(name)
+
+    @property
+    def db_primary(self) -> HostSpec | None:
+        return next((h for h in self.hosts if h.has(Role.DB) and h.db_role == "primary"), None)
+
+    @property
+    def db_replicas(self) -> tuple[HostSpec, ...]:
+        return tuple(h for h in self.hosts if h.has(Role.DB) and h.db_role == "replica")
+
+    @property
+    def entry_host(self) -> HostSpec:
+        """The host clients reach: the (first) load balancer."""
+        return self.with_role(Role.LB)[0]
+
+    @property
+    def site_url(self) -> str:
+        port = "" if self.lb.port == 80 else f":{self.lb.port}"
+        return f"http://{self.address_of(self.entry_host.name)}{port}/"
+
+    def app_upstreams_of(self, web_host: str) -> tuple[HostSpec, ...]:
+        """App servers an nginx on `web_host` proxies to: its own app if it has one, else every app-only host."""
+        host = self.host(web_host)
+        if host.has(Role.APP):
+            return (host,)
+        return tuple(h for h in self.with_role(Role.APP) if not h.has(Role.WEB))
+
+    def db_readers_for(self, app_host: str) -> tuple[HostSpec, ...]:
+        """Replicas an app server reads from, in preference order: its local replica first, then the others."""
+        replicas = self.db_replicas
+        local = tuple(r for r in replicas if r.name == app_host)
+        return local + tuple(r for r in replicas if r.name != app_host)
+
+
+Problem = tuple[str, Any, str]
+
+
+def check_topology(topo: Topology) -> list[Problem]:
+    """Cross-field rules. Returns problems as (field path, value, message); empty when the topology is usable."""
+    problems: list[Problem] = []
+    subnet = topo.network.subnet
+    if not 16 <= subnet.prefixlen <= 28:
+        problems.append(("network.subnet", str(subnet), "prefix length must be between /16 and /28"))
+        return problems
+    seen_names: dict[str, int] = {}
+    seen_addrs: dict[ipaddress.IPv4Address, str] = {}
+    for i, host in enumerate(topo.hosts):
+        at = f"hosts[{i}]"
+        if host.name in seen_names:
+            problems.append((f"{at}.name", host.name, f"duplicate host name (also hosts[{seen_names[host.name]}])"))
+        seen_names.setdefault(host.name, i)
+        if len(set(host.roles)) != len(host.roles):
+            problems.append((f"{at}.roles", [r.value for r in host.roles], "a role is listed twice"))
+        addr = topo.address_of(host.name)
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address, topo.gateway):
+            problems.append(
+                (f"{at}.address", str(addr), f"must be a usable host address in {subnet} other than {topo.gateway}")
+            )
+        elif addr in seen_addrs:
+            problems.append((f"{at}.address", str(addr), f"address already used by {seen_addrs[addr]}"))
+        seen_addrs.setdefault(addr, host.name)
+        if not host.has(Role.WEB):
+            if host.weight is not None:
+                problems.append((f"{at}.weight", host.weight, "only a 'web' host (a load-balancer backend) has a weight"))
+            if host.backup is not None:
+                problems.append((f"{at}.backup", host.backup, "only a 'web' host (a load-balancer backend) can be a backup"))
+        if host.has(Role.DB) and host.db_role is None:
+            problems.append((f"{at}.db_role", None, "a 'db' host needs db_role = \"primary\" or \"replica\""))
+        if not host.has(Role.DB) and host.db_role is not None:
+            problems.append((f"{at}.db_role", host.db_role, "only a host with the 'db' role has a db_role"))
+    if problems:
+        return problems
+
+    lbs, webs, apps = topo.with_role(Role.LB), topo.with_role(Role.WEB), topo.with_role(Role.APP)
+    primaries = [h for h in topo.hosts if h.db_role == "primary"]
+    if len(lbs) != 1:
+        problems.append(("hosts", [h.name for h in lbs], "exactly one host must have the 'lb' role"))
+    if not webs:
+        problems.append(("hosts", [], "at least one host must have the 'web' role"))
+    elif all(h.is_backup for h in webs):
+        problems.append(("hosts", [h.name for h in webs], "every 'web' host is a backup: at least one must be active"))
+    if not apps:
+        problems.append(("hosts", [], "at least one host must have the 'app' role"))
+    if len(primaries) != 1:
+        problems.append(("hosts", [h.name for h in primaries], "exactly one 'db' host must have db_role = \"primary\""))
+    for i, host in enumerate(topo.hosts):
+        if host.has(Role.WEB) and not topo.app_upstreams_of(host.name):
+            problems.append((f"hosts[{i}].roles", [r.value for r in host.roles],
+                             "a 'web' host without 'app' needs app-only hosts to proxy to"))
+        if host.has(Role.APP) and not host.has(Role.WEB) and not any(not w.has(Role.APP) for w in webs):
+            problems.append((f"hosts[{i}].roles", [r.value for r in host.roles],
+                             "an app-only host is reached by no web host (add a 'web' host without 'app')"))
+    for i, host in enumerate(topo.hosts):
+        ports = [(Role.LB, topo.lb.port), (Role.WEB, topo.web.port), (Role.APP, topo.app.port), (Role.DB, topo.db.port)]
+        used = [(role, port) for role, port in ports if host.has(role)]
+        clash = {port for _, port in used if sum(1 for _, p in used if p == port) > 1}
+        if clash:
+            problems.append((f"hosts[{i}].roles", [r.value for r in host.roles],
+                             f"two roles on this host would listen on port {min(clash)}; change one of the ports"))
+    if topo.lb.route_writes_to == "primary" and len(primaries) == 1 and not primaries[0].has(Role.WEB):
+        problems.append(("lb.route_writes_to", "primary",
+                         f"the primary DB host {primaries[0].name!r} is not a 'web' host; use \"any\""))
+    return problems

@@ -1,0 +1,80 @@
+"""Where a cluster keeps its state on disk. Pure path arithmetic, so plans can name absolute paths.
+
+    <root>/<cluster>/
+        topology.toml            the topology last applied
+        network.json             what `up` created (bridge, namespaces, veths), for `down`
+        secrets/                 0700; generated passwords, 0600 each, never printed
+        hosts/<host>/etc/        rendered configs
+        hosts/<host>/run/        pid files (JSON: pid + start time), unix sockets
+        hosts/<host>/log/        one log per service
+        hosts/<host>/data/       daemon data (MariaDB datadir, HAProxy server state)
+        hosts/<host>/tmp/        scratch (nginx temp paths)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_STATE_ROOT = Path("/var/lib/webinfra")
+STATE_ROOT_ENV = "WEBINFRA_STATE_DIR"
+
+
+def state_root() -> Path:
+    return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT)
+
+
+@dataclass(frozen=True)
+class HostDirs:
+    root: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.root / "etc"
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def tmp(self) -> Path:
+        return self.root / "tmp"
+
+    def all(self) -> tuple[Path, ...]:
+        return (self.etc, self.run, self.log, self.data, self.tmp)
+
+
+@dataclass(frozen=True)
+class Layout:
+    cluster_dir: Path
+
+    @classmethod
+    def for_cluster(cls, name: str, root: Path | None = None) -> Layout:
+        return cls((root or state_root()) / name)
+
+    @property
+    def topology_file(self) -> Path:
+        return self.cluster_dir / "topology.toml"
+
+    @property
+    def network_file(self) -> Path:
+        return self.cluster_dir / "network.json"
+
+    @property
+    def secrets(self) -> Path:
+        return self.cluster_dir / "secrets"
+
+    def secret(self, name: str) -> Path:
+        return self.secrets / f"{name}.password"
+
+    def host(self, name: str) -> HostDirs:
+        return HostDirs(self.cluster_dir / "hosts" / name)

@@ -1,0 +1,91 @@
+"""What a plan is made of: files to write and services to run, per host. Plain frozen values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from webinfra.model import Topology
+from webinfra.plan.layout import HostDirs, Layout
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    path: Path
+    content: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class Probe:
+    """How to tell a service is ready: a TCP connect, or an HTTP GET answering 2xx."""
+
+    kind: Literal["tcp", "http"]
+    address: str
+    port: int
+    path: str = "/"
+    host_header: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    argv: tuple[str, ...]
+    probe: Probe
+    pidfile: Path
+    log: Path
+    configs: tuple[Path, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    # Signal that makes the daemon re-read its configs in place; None means restart to apply changes.
+    reload_signal: str | None = None
+    stop_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    name: str
+    address: str
+    roles: tuple[str, ...]
+    dirs: HostDirs
+    files: tuple[FileSpec, ...] = ()
+    services: tuple[ServiceSpec, ...] = ()
+
+    def service(self, name: str) -> ServiceSpec:
+        for svc in self.services:
+            if svc.name == name:
+                return svc
+        raise KeyError(f"{self.name} runs no service {name!r}")
+
+    def files_of(self, service: ServiceSpec) -> tuple[FileSpec, ...]:
+        return tuple(f for f in self.files if f.path in service.configs)
+
+
+# Services start in this order across the cluster (a database before the apps that use it, apps before
+# the web servers in front of them, the load balancer last) and stop in the reverse order.
+SERVICE_ORDER = ("mariadb", "app", "nginx", "haproxy")
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    topology: Topology
+    layout: Layout
+    hosts: tuple[HostPlan, ...] = field(default_factory=tuple)
+
+    def host(self, name: str) -> HostPlan:
+        for h in self.hosts:
+            if h.name == name:
+                return h
+        raise KeyError(name)
+
+    def start_order(self) -> list[tuple[HostPlan, ServiceSpec]]:
+        """(host, service) pairs in start order; the primary database before its replicas."""
+        topo = self.topology
+        primary = topo.db_primary.name if topo.db_primary else ""
+
+        def rank(item: tuple[HostPlan, ServiceSpec]) -> tuple[int, int]:
+            host, svc = item
+            return SERVICE_ORDER.index(svc.name), 0 if host.name == primary else 1
+
+        pairs = [(h, s) for h in self.hosts for s in h.services]
+        return sorted(pairs, key=rank)

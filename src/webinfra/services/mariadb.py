@@ -1,0 +1,194 @@
+"""MariaDB: first-time init of a datadir, bootstrap of the primary (schema, users), GTID replication of
+replicas, admin SQL over the local socket as root, and the status facts `webinfra status` shows.
+
+Root logs in only through the unix socket (unix_socket auth), so admin SQL runs on the host itself;
+passwords for the site and replication users are generated secrets, sent to the client on stdin so
+they never appear in a process list.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from webinfra.hosts.base import CommandError, Host
+from webinfra.model import Topology
+from webinfra.plan.layout import Layout
+from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.services import supervisor
+from webinfra.services.probe import wait_until
+from webinfra.services.secrets import ensure_secret
+from webinfra.site import schema_sql
+
+SITE_USER = "site"
+REPL_USER = "repl"
+# Statements the site needs, nothing more (no DDL, no UPDATE: entries are written once, deleted whole).
+SITE_PRIVILEGES = "SELECT, INSERT, DELETE"
+
+
+def datadir(plan: HostPlan) -> Path:
+    return plan.dirs.data / "mariadb"
+
+
+def socket_path(plan: HostPlan) -> Path:
+    return plan.dirs.run / "mariadb.sock"
+
+
+def defaults_file(plan: HostPlan) -> Path:
+    return plan.dirs.etc / "my.cnf"
+
+
+def quote(value: str) -> str:
+    """A SQL string literal. Only for values we generate or validate (names, passwords)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def host_pattern(subnet: ipaddress.IPv4Network) -> str:
+    """MariaDB account host for every address of the cluster subnet, e.g. '198.18.0.0/255.255.255.0'."""
+    return f"{subnet.network_address}/{subnet.netmask}"
+
+
+def init_datadir(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+    """Create the system tables on first start (idempotent: an initialised datadir is left alone)."""
+    ddir = datadir(plan)
+    if (ddir / "mysql").is_dir():
+        return
+    ddir.mkdir(parents=True, exist_ok=True)
+    host.run(
+        ["mariadb-install-db", "--no-defaults", f"--datadir={ddir}", "--user=root",
+         "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve"],
+        timeout=120,
+    )
+
+
+supervisor.register_hooks("mariadb", supervisor.Hooks(before_start=init_datadir))
+
+
+def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeout: float = 30.0) -> str:
+    """Run SQL as root over the local socket. mode: "raw" (values only, tab-separated), "tsv" (with a header
+    line, as `mariadb -e` prints into a pipe) or "table" (boxes, as `mariadb -e` prints on a terminal)."""
+    argv = ["mariadb", f"--socket={socket_path(plan)}", "--user=root", "--connect-timeout=5"]
+    argv += {"raw": ["--batch", "--skip-column-names"], "tsv": ["--batch"], "table": ["--table"]}[mode]
+    return host.run(argv, input=sql, timeout=timeout).stdout
+
+
+def query_row(host: Host, plan: HostPlan, sql: str) -> dict[str, str]:
+    """First row of a query as {column: value} (values as text, NULL as '')."""
+    out = host.run(
+        ["mariadb", f"--socket={socket_path(plan)}", "--user=root", "--connect-timeout=5", "--batch", "--vertical"],
+        input=sql, timeout=15,
+    ).stdout
+    row: dict[str, str] = {}
+    for line in out.splitlines():
+        if line.startswith("*"):
+            if row:
+                break
+            continue
+        key, _, value = line.partition(":")
+        row[key.strip()] = "" if value.strip() == "NULL" else value.strip()
+    return row
+
+
+def _local_hygiene_sql() -> str:
+    # Not replicated: every node removes its own anonymous and non-local root accounts.
+    return """
+SET SESSION sql_log_bin = 0;
+DELETE FROM mysql.global_priv WHERE User = '' OR (User = 'root' AND Host NOT IN ('localhost'));
+FLUSH PRIVILEGES;
+SET SESSION sql_log_bin = 1;
+"""
+
+
+def bootstrap_primary(host: Host, plan: HostPlan, topo: Topology, layout: Layout) -> None:
+    """Schema, site user, replication user. Idempotent; replicated to every replica through the binlog."""
+    site_pw = ensure_secret(layout, "db-site")
+    repl_pw = ensure_secret(layout, "db-repl")
+    who = host_pattern(topo.network.subnet)
+    db = topo.db.database
+    sql = f"""
+{_local_hygiene_sql()}
+CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4;
+USE `{db}`;
+{schema_sql()}
+CREATE USER IF NOT EXISTS {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)};
+ALTER USER {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)};
+GRANT {SITE_PRIVILEGES} ON `{db}`.* TO {quote(SITE_USER)}@{quote(who)};
+CREATE USER IF NOT EXISTS {quote(REPL_USER)}@{quote(who)} IDENTIFIED BY {quote(repl_pw)};
+ALTER USER {quote(REPL_USER)}@{quote(who)} IDENTIFIED BY {quote(repl_pw)};
+GRANT REPLICATION SLAVE ON *.* TO {quote(REPL_USER)}@{quote(who)};
+"""
+    admin_sql(host, plan, sql)
+
+
+def setup_replica(host: Host, plan: HostPlan, topo: Topology, layout: Layout, source: str) -> None:
+    """Point this replica at `source` (an address) with GTID replication, unless it already replicates."""
+    admin_sql(host, plan, _local_hygiene_sql())
+    status = query_row(host, plan, "SHOW SLAVE STATUS")
+    if not status.get("Master_Host"):
+        repl_pw = ensure_secret(layout, "db-repl")
+        admin_sql(host, plan, f"""
+CHANGE MASTER TO MASTER_HOST={quote(source)}, MASTER_PORT={topo.db.port},
+  MASTER_USER={quote(REPL_USER)}, MASTER_PASSWORD={quote(repl_pw)},
+  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+""")
+    admin_sql(host, plan, "START SLAVE;")
+
+
+def wait_caught_up(host: Host, plan: HostPlan, target_gtid: str, timeout: float = 30.0) -> None:
+    """Wait until this replica has applied `target_gtid` (raise with its replication error otherwise)."""
+    if not target_gtid:
+        return
+    out = admin_sql(host, plan, f"SELECT MASTER_GTID_WAIT({quote(target_gtid)}, {timeout:g});", timeout=timeout + 10)
+    if out.strip() != "0":
+        status = query_row(host, plan, "SHOW SLAVE STATUS")
+        raise supervisor.ServiceError(
+            f"{plan.name}: replica did not catch up to {target_gtid} within {timeout:g}s "
+            f"(IO={status.get('Slave_IO_Running')}, SQL={status.get('Slave_SQL_Running')}, "
+            f"error={status.get('Last_IO_Error') or status.get('Last_SQL_Error') or 'none'})"
+        )
+
+
+def gtid_binlog_pos(host: Host, plan: HostPlan) -> str:
+    return admin_sql(host, plan, "SELECT @@GLOBAL.gtid_binlog_pos;").strip()
+
+
+@dataclass(frozen=True)
+class DbFacts:
+    """What `status` shows of one MariaDB node."""
+
+    reachable: bool
+    read_only: bool = False
+    gtid_current_pos: str = ""
+    replicating_from: str = ""
+    io_running: str = ""
+    sql_running: str = ""
+    lag_seconds: float | None = None
+    last_error: str = ""
+
+
+def facts(host: Host, plan: HostPlan) -> DbFacts:
+    try:
+        g = query_row(host, plan, "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS gtid")
+        s = query_row(host, plan, "SHOW SLAVE STATUS")
+    except CommandError:
+        return DbFacts(reachable=False)
+    lag = s.get("Seconds_Behind_Master", "")
+    return DbFacts(
+        reachable=True,
+        read_only=g.get("ro") == "1",
+        gtid_current_pos=g.get("gtid", ""),
+        replicating_from=s.get("Master_Host", ""),
+        io_running=s.get("Slave_IO_Running", ""),
+        sql_running=s.get("Slave_SQL_Running", ""),
+        lag_seconds=float(lag) if lag not in ("", None) else None,
+        last_error=s.get("Last_IO_Error") or s.get("Last_SQL_Error") or "",
+    )
+
+
+def wait_replicating(host: Host, plan: HostPlan, timeout: float = 30.0) -> bool:
+    def ok() -> bool:
+        f = facts(host, plan)
+        return f.io_running == "Yes" and f.sql_running == "Yes"
+
+    return wait_until(ok, timeout, interval=0.1)

@@ -1,0 +1,35 @@
+"""Readiness probes, polled with a deadline (never a fixed sleep)."""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import time
+from collections.abc import Callable
+
+from webinfra.plan.spec import Probe
+
+
+def probe_once(probe: Probe, timeout: float = 1.0) -> bool:
+    try:
+        if probe.kind == "tcp":
+            with socket.create_connection((probe.address, probe.port), timeout=timeout):
+                return True
+        conn = http.client.HTTPConnection(probe.address, probe.port, timeout=timeout)
+        try:
+            conn.request("GET", probe.path, headers={"Host": probe.host_header or probe.address})
+            return 200 <= conn.getresponse().status < 300
+        finally:
+            conn.close()
+    except (OSError, http.client.HTTPException):
+        return False
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval)

@@ -1,0 +1,99 @@
+"""Configuration of one site (message board) app server.
+
+The rest of webinfra renders a JSON file per app server and points the
+``WEBINFRA_SITE_CONFIG`` environment variable at it; :func:`load_config` reads and
+validates it into a :class:`SiteConfig`.  The models forbid unknown keys so a typo
+in the writer of that file fails loudly at start-up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
+
+# Host and endpoint names end up in HTTP headers, so keep them to a safe token set.
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DBEndpoint(_Strict):
+    """One MariaDB server the site can talk to."""
+
+    name: Name
+    host: Annotated[str, Field(min_length=1, max_length=255)]
+    port: Annotated[int, Field(ge=1, le=65535)] = 3306
+
+
+class DBConfig(_Strict):
+    """Where the site's data lives and how patient to be with it."""
+
+    database: Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")]
+    user: Annotated[str, Field(min_length=1, max_length=80)]
+    password_file: Path
+    writer: DBEndpoint
+    readers: list[DBEndpoint] = Field(default_factory=list)
+    ryw_wait_seconds: Annotated[float, Field(ge=0, le=60)] = 0.5
+    connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
+    pool_max_size: Annotated[int, Field(ge=1, le=1000)] = 10
+    suspect_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+
+    @field_validator("password_file")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # The app server may run with any working directory; a relative path would
+        # silently depend on it.
+        if not value.is_absolute():
+            raise ValueError("password_file must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DBConfig:
+        # Endpoint names key the pools, the suspect list and the X-DB header.
+        names = [self.writer.name, *(r.name for r in self.readers)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"DB endpoint names must be unique, got {names}")
+        return self
+
+    @property
+    def query_timeout_seconds(self) -> float:
+        """Upper bound for one attempt on one endpoint (connect + wait + query).
+
+        Without it a frozen server (SIGSTOP, black-holed network after connect)
+        would hang requests forever instead of failing over.
+        """
+        return self.connect_timeout_seconds + self.ryw_wait_seconds + 5.0
+
+    def read_password(self) -> str:
+        """Return the password stored on the first line of ``password_file``."""
+        text = self.password_file.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        return lines[0] if lines else ""
+
+
+class SiteConfig(_Strict):
+    """Everything one app server needs to know."""
+
+    host: Name
+    site_name: Annotated[str, Field(min_length=1, max_length=253)]
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+    db: DBConfig
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> SiteConfig:
+    """Load the config from ``path`` or, if not given, from ``$WEBINFRA_SITE_CONFIG``."""
+    if path is None:
+        env = os.environ.get(CONFIG_ENV)
+        if not env:
+            raise RuntimeError(f"{CONFIG_ENV} is not set; it must name the site's JSON config file")
+        path = env
+    return SiteConfig.model_validate_json(Path(path).read_text(encoding="utf-8"))

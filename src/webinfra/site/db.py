@@ -1,0 +1,291 @@
+"""Database layer of the site: asyncmy pools, read/write routing, failover, read-your-writes.
+
+* One asyncmy pool per MariaDB endpoint, created lazily on first use.
+* Writes go to the writer.  Reads go to the readers in preference order and to
+  the writer as a last resort.  An endpoint that fails with a connection-level
+  error is *suspect* for ``suspect_seconds`` and is only tried again when no
+  healthy endpoint is left; the broken connection is discarded, never pooled.
+* Read-your-writes: a read carrying the GTID of the client's last write waits
+  (``MASTER_GTID_WAIT``) until a replica has applied it, or else is answered by
+  the writer, which has it by definition.
+* Every call reports which endpoint served it (the app's ``X-DB`` header), and
+  :class:`DBStats` counts what happened for metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from typing import Any, Generic, TypeVar
+
+import asyncmy
+from asyncmy.connection import Connection
+from asyncmy.cursors import Cursor
+from asyncmy.errors import InterfaceError, InternalError, MySQLError, OperationalError
+
+from webinfra.site.config import DBConfig, DBEndpoint
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+#: A unit of database work: gets a cursor, runs parameterised SQL, returns a value.
+Query = Callable[[Cursor], Awaitable[T]]
+
+# MySQL client-side error numbers (CR_*) start at 2000; below that the server
+# itself answered, so the connection is known to be alive.
+_CLIENT_ERRNO_MIN = 2000
+
+
+class DBUnavailable(Exception):
+    """No database endpoint could serve the request (an outage, not bad input)."""
+
+
+class BrokenSession(Exception):
+    """An endpoint error on a connection that was checked out fine.
+
+    Distinguished from a failure to connect because the cause may just be a pooled
+    connection the server dropped (restart, ``wait_timeout``, KILL): one retry on
+    a fresh connection is worth it before calling the endpoint suspect.
+    """
+
+
+@dataclass(slots=True)
+class DBStats:
+    """Plain counters the app can expose as metrics."""
+
+    reads: int = 0  # reads answered
+    writes: int = 0  # writes committed
+    ryw_waits: int = 0  # MASTER_GTID_WAIT calls issued on replicas
+    ryw_fallbacks: int = 0  # replica did not catch up in time -> read went to the writer
+    reader_fallbacks: int = 0  # an endpoint failed mid-read and the next one was tried
+    unavailable: int = 0  # calls that found no usable endpoint (HTTP 503)
+
+    def as_dict(self) -> dict[str, int]:
+        """Snapshot of the counters."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Served(Generic[T]):
+    """Result of a database call plus who answered it."""
+
+    value: T
+    endpoint: str  # endpoint name, for the X-DB header
+    gtid: str | None = None  # GTID of a committed write, if it wrote anything
+
+
+def is_endpoint_error(exc: BaseException) -> bool:
+    """True if ``exc`` means "this endpoint is unusable right now" rather than a bug."""
+    # TimeoutError (a subclass of OSError) covers both connect timeouts and our own
+    # per-attempt deadline.  Programming/data/integrity errors are bugs, not outages.
+    return isinstance(exc, (BrokenSession, OSError, OperationalError, InterfaceError, InternalError))
+
+
+def _is_server_error(exc: BaseException) -> bool:
+    """True for an error the server sent over a working connection."""
+    if not isinstance(exc, MySQLError) or isinstance(exc, InterfaceError):
+        return False
+    errno = exc.args[0] if exc.args else None
+    return isinstance(errno, int) and 0 < errno < _CLIENT_ERRNO_MIN
+
+
+class Database:
+    """Routes queries over the writer and readers described by a :class:`DBConfig`."""
+
+    def __init__(self, config: DBConfig, password: str) -> None:
+        self._cfg = config
+        self._password = password
+        self._pools: dict[str, asyncmy.Pool] = {}
+        self._suspect_until: dict[str, float] = {}
+        self._timeout = config.query_timeout_seconds
+        self.stats = DBStats()
+
+    # -- public API -------------------------------------------------------------
+
+    async def read(self, query: Query[T], *, gtid: str | None = None) -> Served[T]:
+        """Run a read-only ``query`` on the best endpoint available.
+
+        ``gtid`` is the client's last write (already validated); a replica serves
+        the read only once it has applied that GTID.
+        """
+        writer = self._cfg.writer
+        queue = self._read_order()
+        tried: set[str] = set()
+        retried: set[str] = set()
+        stale_ok: set[str] = set()
+        while queue:
+            endpoint = queue.pop(0)
+            tried.add(endpoint.name)
+            wait_for = gtid if endpoint is not writer and endpoint.name not in stale_ok else None
+            try:
+                served = await self._read_on(endpoint, query, wait_for)
+            except Exception as exc:
+                if not is_endpoint_error(exc):
+                    raise
+                if isinstance(exc, BrokenSession) and endpoint.name not in retried:
+                    retried.add(endpoint.name)
+                    queue.insert(0, endpoint)
+                    continue
+                self._mark_suspect(endpoint, exc)
+                if queue:
+                    self.stats.reader_fallbacks += 1
+                continue
+            if served is None:
+                # The replica is behind the client's own write: ask the writer, which
+                # has it.  Keep this replica as a stale last resort, because an old
+                # page beats an error page when the writer is down too.
+                self.stats.ryw_fallbacks += 1
+                stale_ok.add(endpoint.name)
+                rest = [e for e in queue if e is not writer]
+                queue = ([writer] if writer.name not in tried else []) + [endpoint, *rest]
+                continue
+            if endpoint.name in stale_ok:
+                log.warning("served a read from lagging %s without read-your-writes", endpoint.name)
+            self._suspect_until.pop(endpoint.name, None)
+            self.stats.reads += 1
+            return served
+        self.stats.unavailable += 1
+        raise DBUnavailable("no database endpoint could serve the read")
+
+    async def write(self, statement: Query[T]) -> Served[T]:
+        """Run ``statement`` in a transaction on the writer and return its GTID.
+
+        A connection that dies *before* COMMIT was sent (typically a pooled
+        connection the server closed on restart) is retried once on a fresh one:
+        nothing was committed, so that cannot duplicate the write.
+        """
+        endpoint = self._cfg.writer
+        for attempt in (1, 2):
+            committing = committed = False
+            value: Any = None
+            gtid: str | None = None
+            try:
+                async with (
+                    asyncio.timeout(self._timeout),
+                    self._session(endpoint) as conn,
+                    conn.cursor() as cur,
+                ):
+                    await conn.begin()
+                    value = await statement(cur)
+                    committing = True
+                    await conn.commit()
+                    committed = True
+                    # @@last_gtid is per session: read it on the same connection.
+                    await cur.execute("SELECT @@last_gtid")
+                    row = await cur.fetchone()
+                    gtid = str(row[0]) if row and row[0] else None
+            except Exception as exc:
+                if not is_endpoint_error(exc):
+                    raise
+                self._mark_suspect(endpoint, exc)
+                if committed:
+                    # The write is durable; only its GTID got lost.  The client simply
+                    # gets no read-your-writes cookie this time.
+                    log.warning("write committed on %s but @@last_gtid failed: %s", endpoint.name, exc)
+                elif isinstance(exc, BrokenSession) and not committing and attempt == 1:
+                    continue
+                else:
+                    self.stats.unavailable += 1
+                    raise DBUnavailable(f"writer {endpoint.name} unavailable: {exc}") from exc
+            self._suspect_until.pop(endpoint.name, None)
+            self.stats.writes += 1
+            return Served(value, endpoint.name, gtid)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def suspects(self) -> list[str]:
+        """Names of endpoints currently considered suspect."""
+        now = time.monotonic()
+        return [name for name, until in self._suspect_until.items() if until > now]
+
+    async def close(self) -> None:
+        """Close every pool; connections still in use are cut after a short grace period."""
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.close()
+            try:
+                await asyncio.wait_for(pool.wait_closed(), timeout=5.0)
+            except TimeoutError:
+                pool.terminate()
+
+    # -- internals --------------------------------------------------------------
+
+    def _read_order(self) -> list[DBEndpoint]:
+        """Readers in preference order, then the writer; suspects moved to the back."""
+        candidates = [*self._cfg.readers, self._cfg.writer]
+        now = time.monotonic()
+        healthy = [e for e in candidates if self._suspect_until.get(e.name, 0.0) <= now]
+        suspect = [e for e in candidates if self._suspect_until.get(e.name, 0.0) > now]
+        return healthy + suspect
+
+    def _mark_suspect(self, endpoint: DBEndpoint, exc: BaseException) -> None:
+        seconds = self._cfg.suspect_seconds
+        log.warning("database endpoint %s failed, suspect for %ss: %r", endpoint.name, seconds, exc)
+        self._suspect_until[endpoint.name] = time.monotonic() + self._cfg.suspect_seconds
+
+    async def _read_on(self, endpoint: DBEndpoint, query: Query[T], wait_for: str | None) -> Served[T] | None:
+        """One read attempt on one endpoint; ``None`` if it has not caught up with ``wait_for``."""
+        async with asyncio.timeout(self._timeout), self._session(endpoint) as conn, conn.cursor() as cur:
+            if wait_for is not None and not await self._caught_up(cur, wait_for):
+                return None
+            return Served(await query(cur), endpoint.name)
+
+    async def _caught_up(self, cur: Cursor, gtid: str) -> bool:
+        """Wait up to ``ryw_wait_seconds`` for this replica to apply ``gtid``."""
+        self.stats.ryw_waits += 1
+        try:
+            await cur.execute("SELECT MASTER_GTID_WAIT(%s, %s)", (gtid, self._cfg.ryw_wait_seconds))
+            row = await cur.fetchone()
+        except MySQLError as exc:
+            if not _is_server_error(exc):
+                raise
+            # The server refused the GTID (e.g. unknown to its gtid_strict_mode
+            # view): the replica cannot vouch for it, the writer can.
+            log.info("MASTER_GTID_WAIT(%r) failed: %s", gtid, exc)
+            return False
+        # 0 = applied, -1 = timed out, NULL = error inside the function.
+        return row is not None and row[0] == 0
+
+    async def _pool(self, endpoint: DBEndpoint) -> asyncmy.Pool:
+        pool = self._pools.get(endpoint.name)
+        if pool is None:
+            # minsize=0: creating the pool opens no connection, so a dead endpoint
+            # costs nothing until it is actually needed.
+            pool = await asyncmy.create_pool(
+                minsize=0,
+                maxsize=self._cfg.pool_max_size,
+                host=endpoint.host,
+                port=endpoint.port,
+                user=self._cfg.user,
+                password=self._password,
+                database=self._cfg.database,
+                charset="utf8mb4",
+                autocommit=True,  # reads must not hold a snapshot across pooled uses
+                connect_timeout=self._cfg.connect_timeout_seconds,
+            )
+            # Another task may have raced us here while create_pool yielded.
+            existing = self._pools.setdefault(endpoint.name, pool)
+            if existing is not pool:
+                pool.close()
+                pool = existing
+        return pool
+
+    @asynccontextmanager
+    async def _session(self, endpoint: DBEndpoint) -> AsyncIterator[Connection]:
+        """Check a connection out of the endpoint's pool; discard it if anything goes wrong."""
+        pool = await self._pool(endpoint)
+        conn = await pool.acquire()
+        try:
+            yield conn
+        except BaseException as exc:
+            # After an error or a cancellation mid-conversation the protocol state
+            # is unknown: closing first makes release() drop it instead of pooling it.
+            conn.close()
+            if isinstance(exc, Exception) and is_endpoint_error(exc) and not isinstance(exc, TimeoutError):
+                raise BrokenSession(f"{endpoint.name}: {exc!r}") from exc
+            raise
+        finally:
+            pool.release(conn)
