@@ -78,16 +78,21 @@ class MariaDB:
         return self.base / "mysqld.sock"
 
     @property
+    def tmpdir(self) -> Path:
+        # Private tmpdir: two bootstraps sharing /tmp collide on temp-table names.
+        return self.base / "tmp"
+
+    @property
     def log_error(self) -> Path:
         return self.base / "error.log"
 
     def install(self) -> subprocess.Popen[bytes]:
-        self.base.mkdir(parents=True, exist_ok=True)
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
         assert INSTALL_DB is not None
         return subprocess.Popen(
             [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
              "--auth-root-authentication-method=socket", "--skip-test-db",
-             "--innodb-log-file-size=8M"],  # fmt: skip
+             f"--tmpdir={self.tmpdir}", "--innodb-log-file-size=8M"],  # fmt: skip
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
@@ -100,7 +105,7 @@ class MariaDB:
             f"--server-id={self.server_id}", "--log-bin=mariadb-bin", "--relay-log=relay-bin",
             "--gtid-strict-mode=1", "--binlog-format=ROW", "--log-slave-updates",
             "--skip-name-resolve", f"--pid-file={self.base / 'mysqld.pid'}",
-            f"--log-error={self.log_error}",
+            f"--log-error={self.log_error}", f"--tmpdir={self.tmpdir}",
             # Test speed, not durability: these instances live for one test run.
             "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=32M",
             "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--performance-schema=OFF",

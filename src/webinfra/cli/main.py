@@ -54,16 +54,30 @@ def handle_errors(fn: F) -> F:
 
 def state_dir_option(fn: F) -> F:
     return click.option(
-        "--state-dir", type=click.Path(file_okay=False, path_type=Path), envvar=STATE_ROOT_ENV,
-        default=None, help=f"Where clusters keep their state (default /var/lib/webinfra; env {STATE_ROOT_ENV}).",
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=STATE_ROOT_ENV,
+        default=None,
+        help=f"Where clusters keep their state (default /var/lib/webinfra; env {STATE_ROOT_ENV}).",
     )(fn)
 
 
 def cluster_option(fn: F) -> F:
-    fn = click.option("-c", "--cluster", "cluster_name", default=None,
-                      help="Cluster name (default: the only cluster there is).")(fn)
-    fn = click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None,
-                      help="Topology file naming the cluster.")(fn)
+    fn = click.option(
+        "-c",
+        "--cluster",
+        "cluster_name",
+        default=None,
+        help="Cluster name (default: the only cluster there is).",
+    )(fn)
+    fn = click.option(
+        "-f",
+        "--file",
+        "topology_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Topology file naming the cluster.",
+    )(fn)
     return state_dir_option(fn)
 
 
@@ -90,8 +104,14 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None,
-              help="Topology file (TOML). Default: the built-in topology.")
+@click.option(
+    "-f",
+    "--file",
+    "topology_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Topology file (TOML). Default: the built-in topology.",
+)
 @state_dir_option
 @handle_errors
 def up(topology_file: str | None, state_dir: Path | None) -> None:
@@ -99,10 +119,14 @@ def up(topology_file: str | None, state_dir: Path | None) -> None:
     cluster = Cluster.from_file(topology_file, state_dir)
     require_root()
     started = time.monotonic()
-    console.print(f"[bold]webinfra up[/] cluster [cyan]{cluster.topology.name}[/] "
-                  f"({len(cluster.topology.hosts)} hosts, {cluster.topology.network.subnet})")
+    console.print(
+        f"[bold]webinfra up[/] cluster [cyan]{cluster.topology.name}[/] "
+        f"({len(cluster.topology.hosts)} hosts, {cluster.topology.network.subnet})"
+    )
     cluster.up(progress_printer())
-    console.print(f"[bold green]up[/] in {time.monotonic() - started:.1f}s — site [bold]{cluster.topology.site.name}[/] at")
+    console.print(
+        f"[bold green]up[/] in {time.monotonic() - started:.1f}s — site [bold]{cluster.topology.site.name}[/] at"
+    )
     console.print(cluster.topology.site_url)
 
 
@@ -115,14 +139,18 @@ def down(purge: bool, topology_file: str | None, cluster_name: str | None, state
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.down(purge=purge, progress=progress_printer())
-    console.print(f"[bold]down[/] cluster {cluster.topology.name}" + (" (data purged)" if purge else " (data kept)"))
+    console.print(
+        f"[bold]down[/] cluster {cluster.topology.name}" + (" (data purged)" if purge else " (data kept)")
+    )
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (see docs/STATUS.md).")
 @cluster_option
 @handle_errors
-def status(as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+def status(
+    as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
     """Show hosts, services, load-balancer backends and database replication."""
     from webinfra.cli.tables import render_status
     from webinfra.control.status import snapshot
@@ -140,8 +168,9 @@ def status(as_json: bool, topology_file: str | None, cluster_name: str | None, s
 @click.argument("weight", type=int)
 @cluster_option
 @handle_errors
-def weight(server: str, weight: int, topology_file: str | None, cluster_name: str | None,
-           state_dir: Path | None) -> None:
+def weight(
+    server: str, weight: int, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
     """Change a backend's load-balancer weight live (runtime API; no reload)."""
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.set_weight(server, weight)
@@ -154,8 +183,14 @@ def weight(server: str, weight: int, topology_file: str | None, cluster_name: st
 @click.option("--kill", is_flag=True, help="SIGKILL instead of a clean stop (emulates a crash).")
 @cluster_option
 @handle_errors
-def stop(host: str, service: str | None, kill: bool, topology_file: str | None, cluster_name: str | None,
-         state_dir: Path | None) -> None:
+def stop(
+    host: str,
+    service: str | None,
+    kill: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
     """Stop one service of a host, or all of them."""
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.stop(host, service, kill=kill, progress=progress_printer())
@@ -166,8 +201,13 @@ def stop(host: str, service: str | None, kill: bool, topology_file: str | None, 
 @click.argument("service", required=False)
 @cluster_option
 @handle_errors
-def start(host: str, service: str | None, topology_file: str | None, cluster_name: str | None,
-          state_dir: Path | None) -> None:
+def start(
+    host: str,
+    service: str | None,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
     """Start one service of a host, or all of them."""
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.start(host, service, progress=progress_printer())
@@ -178,8 +218,13 @@ def start(host: str, service: str | None, topology_file: str | None, cluster_nam
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @cluster_option
 @handle_errors
-def exec_(host: str, command: tuple[str, ...], topology_file: str | None, cluster_name: str | None,
-          state_dir: Path | None) -> None:
+def exec_(
+    host: str,
+    command: tuple[str, ...],
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
     """Run a command inside a host: webinfra exec web-01 -- ss -tlnp"""
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
@@ -194,7 +239,9 @@ def exec_(host: str, command: tuple[str, ...], topology_file: str | None, cluste
 @click.option("-e", "--execute", "query", required=True, help="SQL to run as the host's local admin.")
 @cluster_option
 @handle_errors
-def sql(host: str, query: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+def sql(
+    host: str, query: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
     """Run admin SQL on a host's MariaDB (output like `mariadb -e`)."""
     from webinfra.services import mariadb
 
@@ -213,8 +260,14 @@ def sql(host: str, query: str, topology_file: str | None, cluster_name: str | No
 @click.option("-n", "--lines", default=50, show_default=True, help="Lines from the end of each log.")
 @cluster_option
 @handle_errors
-def logs(host: str, service: str | None, lines: int, topology_file: str | None, cluster_name: str | None,
-         state_dir: Path | None) -> None:
+def logs(
+    host: str,
+    service: str | None,
+    lines: int,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
     """Show the end of a host's service logs."""
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     services = cluster.services_of(host, service)

@@ -7,8 +7,16 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-STATE_STYLE = {"running": "green", "up": "green", "starting": "yellow", "stopped": "red", "down": "red",
-               "maint": "yellow", "drain": "yellow", "unknown": "dim"}
+STATE_STYLE = {
+    "running": "green",
+    "up": "green",
+    "starting": "yellow",
+    "stopped": "red",
+    "down": "red",
+    "maint": "yellow",
+    "drain": "yellow",
+    "unknown": "dim",
+}
 
 
 def _styled(state: str) -> str:
@@ -24,22 +32,59 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
     console.print(hosts)
 
     lb = snap["lb"]
-    backends = Table("Backend", "Address", "Weight", "State", "Backup", "Requests", "Check",
-                     title=f"Load balancer {lb['host']} (writes to: {lb['route_writes_to']})", title_justify="left")
+    backends = Table(
+        "Backend",
+        "Address",
+        "Weight",
+        "State",
+        "Backup",
+        "Requests",
+        "Check",
+        title=f"Load balancer {lb['host']} (writes to: {lb['route_writes_to']})",
+        title_justify="left",
+    )
     for b in lb["backends"]:
-        w = str(b["weight"]) if b["weight"] == b["configured_weight"] else f"{b['weight']} (file: {b['configured_weight']})"
-        backends.add_row(b["name"], b["address"], w, _styled(b["state"]), "yes" if b["backup"] else "",
-                         "" if b["sessions_total"] is None else str(b["sessions_total"]), b["check"])
+        w = (
+            str(b["weight"])
+            if b["weight"] == b["configured_weight"]
+            else f"{b['weight']} (file: {b['configured_weight']})"
+        )
+        backends.add_row(
+            b["name"],
+            b["address"],
+            w,
+            _styled(b["state"]),
+            "yes" if b["backup"] else "",
+            "" if b["sessions_total"] is None else str(b["sessions_total"]),
+            b["check"],
+        )
     console.print(backends)
 
-    db = Table("Member", "Address", "Role", "State", "Read-only", "GTID", "Lag (s)", "Error",
-               title="Database", title_justify="left")
+    db = Table(
+        "Member",
+        "Address",
+        "Role",
+        "State",
+        "Read-only",
+        "GTID",
+        "Lag (s)",
+        "Error",
+        title="Database",
+        title_justify="left",
+    )
     for n in snap["db"]["nodes"]:
         state = "running" if n["reachable"] else "stopped"
         if n["role"] == "replica" and n["reachable"]:
             state = "streaming" if n["io_running"] == "Yes" and n["sql_running"] == "Yes" else "broken"
         lag = "" if n["lag_seconds"] is None else f"{n['lag_seconds']:g}"
-        db.add_row(n["name"], n["address"], n["role"], _styled("up" if state in ("running", "streaming") else "down")
-                   + f" {state}", "yes" if n["read_only"] else ("no" if n["read_only"] is False else ""),
-                   n["gtid"] or "", lag, n["error"] or "")
+        db.add_row(
+            n["name"],
+            n["address"],
+            n["role"],
+            _styled("up" if state in ("running", "streaming") else "down") + f" {state}",
+            "yes" if n["read_only"] else ("no" if n["read_only"] is False else ""),
+            n["gtid"] or "",
+            lag,
+            n["error"] or "",
+        )
     console.print(db)

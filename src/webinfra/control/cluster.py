@@ -53,12 +53,19 @@ class Cluster:
         self.plan: ClusterPlan = build_plan(self.topology, self.layout)
         topo = self.topology
         self.network = netmod.ClusterNetwork.build(
-            topo.name, topo.network.subnet, topo.gateway,
+            topo.name,
+            topo.network.subnet,
+            topo.gateway,
             [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
         )
         self.hosts: dict[str, NetnsHost] = {
-            link.host: NetnsHost(link.host, link.address, link.netns,
-                                 self.layout.host(link.host).run, self.layout.host(link.host).log)
+            link.host: NetnsHost(
+                link.host,
+                link.address,
+                link.netns,
+                self.layout.host(link.host).run,
+                self.layout.host(link.host).log,
+            )
             for link in self.network.links
         }
 
@@ -78,7 +85,9 @@ class Cluster:
             if not names:
                 raise UsageError(f"no cluster found under {base}: run `webinfra up` first")
             if len(names) > 1:
-                raise UsageError(f"several clusters under {base} ({', '.join(names)}): choose one with --cluster")
+                raise UsageError(
+                    f"several clusters under {base} ({', '.join(names)}): choose one with --cluster"
+                )
             name = names[0]
         layout = Layout.for_cluster(name, base)
         if not layout.topology_file.exists():
@@ -115,7 +124,11 @@ class Cluster:
         self._remove_stale_hosts(progress)
         self.network.ensure()
         self.network.save(self.layout.network_file)
-        progress("network", "bridge", f"{self.network.bridge} {self.topology.gateway}/{self.topology.network.subnet.prefixlen}")
+        progress(
+            "network",
+            "bridge",
+            f"{self.network.bridge} {self.topology.gateway}/{self.topology.network.subnet.prefixlen}",
+        )
         self.layout.topology_file.write_text(self.source_text or _default_text())
         for name, host in self.hosts.items():
             for d in self.layout.host(name).all():
@@ -155,8 +168,13 @@ class Cluster:
                 progress(hp.name, svc.name, "stopped")
         for link in recorded.links:
             self._stop_leftovers(link.host)
-            NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host).run,
-                      self.layout.host(link.host).log).stop_hostd()
+            NetnsHost(
+                link.host,
+                link.address,
+                link.netns,
+                self.layout.host(link.host).run,
+                self.layout.host(link.host).log,
+            ).stop_hostd()
         recorded.remove()
         progress("network", "bridge", "removed")
         self.layout.network_file.unlink(missing_ok=True)
@@ -178,8 +196,13 @@ class Cluster:
         for link in recorded.links:
             if link.host not in wanted:
                 self._stop_leftovers(link.host)
-                NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host).run,
-                          self.layout.host(link.host).log).stop_hostd()
+                NetnsHost(
+                    link.host,
+                    link.address,
+                    link.netns,
+                    self.layout.host(link.host).run,
+                    self.layout.host(link.host).log,
+                ).stop_hostd()
                 recorded.remove_host(link)
                 progress(link.host, "host", "removed")
 
@@ -198,8 +221,9 @@ class Cluster:
         for svc in self.services_of(host, service):
             self._start(hp, svc, progress)
 
-    def stop(self, host: str, service: str | None = None, *, kill: bool = False,
-             progress: Progress = _quiet) -> None:
+    def stop(
+        self, host: str, service: str | None = None, *, kill: bool = False, progress: Progress = _quiet
+    ) -> None:
         require_root()
         hp = self.host_plan(host)
         for svc in reversed(self.services_of(host, service)):
@@ -223,7 +247,9 @@ class Cluster:
         try:
             stats = rt.servers()
         except haproxy.RuntimeApiError as exc:
-            raise ClusterError(f"{exc} (is the load balancer running? `webinfra start {self.lb_plan().name}`)") from None
+            raise ClusterError(
+                f"{exc} (is the load balancer running? `webinfra start {self.lb_plan().name}`)"
+            ) from None
         for backend in {s.backend for s in stats if s.name == server}:
             rt.set_weight(backend, server, weight)
         lb = self.lb_plan()

@@ -21,14 +21,18 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         link = next(link for link in cluster.network.links if link.host == hp.name)
         services = []
         for svc in hp.services:
-            services.append({"name": svc.name, "state": supervisor.state_of(svc).value, "pid": supervisor.pid_of(svc)})
-        hosts.append({
-            "name": hp.name,
-            "address": hp.address,
-            "roles": list(hp.roles),
-            "up": link.netns in namespaces,
-            "services": services,
-        })
+            services.append(
+                {"name": svc.name, "state": supervisor.state_of(svc).value, "pid": supervisor.pid_of(svc)}
+            )
+        hosts.append(
+            {
+                "name": hp.name,
+                "address": hp.address,
+                "roles": list(hp.roles),
+                "up": link.netns in namespaces,
+                "services": services,
+            }
+        )
     return {
         "schema_version": SCHEMA_VERSION,
         "cluster": topo.name,
@@ -54,16 +58,18 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
     backends = []
     for web in topo.with_role(Role.WEB):
         stat = by_name.get(web.name)
-        backends.append({
-            "name": web.name,
-            "address": str(topo.address_of(web.name)),
-            "weight": stat.weight if stat else web.lb_weight,
-            "configured_weight": web.lb_weight,
-            "state": _backend_state(stat) if stat else "unknown",
-            "backup": web.is_backup,
-            "sessions_total": stat.total_sessions if stat else None,
-            "check": stat.check_status if stat else "",
-        })
+        backends.append(
+            {
+                "name": web.name,
+                "address": str(topo.address_of(web.name)),
+                "weight": stat.weight if stat else web.lb_weight,
+                "configured_weight": web.lb_weight,
+                "state": _backend_state(stat) if stat else "unknown",
+                "backup": web.is_backup,
+                "sessions_total": stat.total_sessions if stat else None,
+                "check": stat.check_status if stat else "",
+            }
+        )
     return {
         "host": lb.name,
         "address": lb.address,
@@ -75,7 +81,13 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
 
 def _backend_state(stat: haproxy.ServerStat) -> str:
     s = stat.status.upper()
-    for word, state in (("MAINT", "maint"), ("DRAIN", "drain"), ("NOLB", "drain"), ("DOWN", "down"), ("UP", "up")):
+    for word, state in (
+        ("MAINT", "maint"),
+        ("DRAIN", "drain"),
+        ("NOLB", "drain"),
+        ("DOWN", "down"),
+        ("UP", "up"),
+    ):
         if s.startswith(word):
             return state
     return s.lower() or "unknown"
@@ -89,19 +101,21 @@ def _db(cluster: Cluster) -> dict[str, Any]:
         hp = cluster.plan.host(spec.name)
         running = supervisor.pid_of(hp.service("mariadb")) is not None
         facts = mariadb.facts(cluster.hosts[spec.name], hp) if running else mariadb.DbFacts(reachable=False)
-        nodes.append({
-            "name": spec.name,
-            "address": hp.address,
-            "role": spec.db_role,
-            "reachable": facts.reachable,
-            "read_only": facts.read_only if facts.reachable else None,
-            "gtid": facts.gtid_current_pos if facts.reachable else None,
-            "replicating_from": facts.replicating_from or None,
-            "io_running": facts.io_running or None,
-            "sql_running": facts.sql_running or None,
-            "lag_seconds": facts.lag_seconds,
-            "error": facts.last_error or None,
-        })
+        nodes.append(
+            {
+                "name": spec.name,
+                "address": hp.address,
+                "role": spec.db_role,
+                "reachable": facts.reachable,
+                "read_only": facts.read_only if facts.reachable else None,
+                "gtid": facts.gtid_current_pos if facts.reachable else None,
+                "replicating_from": facts.replicating_from or None,
+                "io_running": facts.io_running or None,
+                "sql_running": facts.sql_running or None,
+                "lag_seconds": facts.lag_seconds,
+                "error": facts.last_error or None,
+            }
+        )
     return {
         "primary": primary.name if primary else None,
         "replicas": [n for n in nodes if n["role"] == "replica"],

@@ -33,7 +33,12 @@ class Host(ABC):
 
     @abstractmethod
     def spawn(
-        self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> int:
         """Start a long-running process on the host, in its own process group; return its PID."""
 

@@ -45,7 +45,9 @@ class NetnsHost(Host):
         full = [*self.prefix, *argv]
         merged = {**os.environ, **(env or {})}
         try:
-            proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, env=merged)
+            proc = subprocess.run(
+                full, input=input, capture_output=True, text=True, timeout=timeout, env=merged
+            )
         except subprocess.TimeoutExpired:
             raise CommandError(self.name, argv, -1, f"timed out after {timeout:g}s") from None
         if check and proc.returncode != 0:
@@ -64,8 +66,14 @@ class NetnsHost(Host):
         argv = [*self.prefix, sys.executable, "-m", "webinfra.hosts.hostd", str(self.hostd_socket)]
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_dir / "hostd.log", "ab") as log:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+            )
         write_pidfile(self.hostd_pidfile, track(proc.pid, argv))
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -84,12 +92,22 @@ class NetnsHost(Host):
         self.hostd_socket.unlink(missing_ok=True)
 
     def spawn(
-        self, argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None, cwd: Path | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
     ) -> int:
         self.ensure_hostd()
         resp = hostd.request(
             self.hostd_socket,
-            {"op": "spawn", "argv": list(argv), "log": str(log_path), "env": dict(env or {}),
-             "cwd": str(cwd) if cwd else None},
+            {
+                "op": "spawn",
+                "argv": list(argv),
+                "log": str(log_path),
+                "env": dict(env or {}),
+                "cwd": str(cwd) if cwd else None,
+            },
         )
         return int(resp["pid"])

@@ -83,7 +83,10 @@ class ClusterNetwork:
 
     @classmethod
     def build(
-        cls, cluster: str, subnet: ipaddress.IPv4Network, gateway: ipaddress.IPv4Address,
+        cls,
+        cluster: str,
+        subnet: ipaddress.IPv4Network,
+        gateway: ipaddress.IPv4Address,
         hosts: Sequence[tuple[str, str]],
     ) -> ClusterNetwork:
         links = tuple(HostLink(h, netns_name(cluster, h), veth_name(cluster, h), a) for h, a in hosts)

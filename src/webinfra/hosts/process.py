@@ -3,6 +3,7 @@ for ours, and stopping a service signals only the process group we started."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -88,10 +89,8 @@ def stop_tracked(proc: TrackedProcess | None, timeout: float = 10.0, sig: int = 
         signal_group(proc, signal.SIGKILL)
         wait_gone(proc, 5.0)
     # Workers left in the group after the leader exited (rare): make sure none survive.
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     return True
 
 

@@ -18,7 +18,9 @@ ClusterName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")]
 # Hostname-ish: labels of letters, digits and hyphens.
 SiteName = Annotated[
     str,
-    StringConstraints(max_length=253, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}$"),
+    StringConstraints(
+        max_length=253, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}$"
+    ),
 ]
 
 # Gateway (the client side, in the machine's own namespace) takes the first address of the subnet;
@@ -121,7 +123,9 @@ class Topology(_Frozen):
         offset = FIRST_HOST_OFFSET
         for host in self.hosts:
             if host.name == name:
-                return host.address if host.address is not None else self.network.subnet.network_address + offset
+                return (
+                    host.address if host.address is not None else self.network.subnet.network_address + offset
+                )
             if host.address is None:
                 offset += 1
         raise KeyError(name)
@@ -173,25 +177,39 @@ def check_topology(topo: Topology) -> list[Problem]:
     for i, host in enumerate(topo.hosts):
         at = f"hosts[{i}]"
         if host.name in seen_names:
-            problems.append((f"{at}.name", host.name, f"duplicate host name (also hosts[{seen_names[host.name]}])"))
+            problems.append(
+                (f"{at}.name", host.name, f"duplicate host name (also hosts[{seen_names[host.name]}])")
+            )
         seen_names.setdefault(host.name, i)
         if len(set(host.roles)) != len(host.roles):
             problems.append((f"{at}.roles", [r.value for r in host.roles], "a role is listed twice"))
         addr = topo.address_of(host.name)
         if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address, topo.gateway):
             problems.append(
-                (f"{at}.address", str(addr), f"must be a usable host address in {subnet} other than {topo.gateway}")
+                (
+                    f"{at}.address",
+                    str(addr),
+                    f"must be a usable host address in {subnet} other than {topo.gateway}",
+                )
             )
         elif addr in seen_addrs:
             problems.append((f"{at}.address", str(addr), f"address already used by {seen_addrs[addr]}"))
         seen_addrs.setdefault(addr, host.name)
         if not host.has(Role.WEB):
             if host.weight is not None:
-                problems.append((f"{at}.weight", host.weight, "only a 'web' host (a load-balancer backend) has a weight"))
+                problems.append(
+                    (f"{at}.weight", host.weight, "only a 'web' host (a load-balancer backend) has a weight")
+                )
             if host.backup is not None:
-                problems.append((f"{at}.backup", host.backup, "only a 'web' host (a load-balancer backend) can be a backup"))
+                problems.append(
+                    (
+                        f"{at}.backup",
+                        host.backup,
+                        "only a 'web' host (a load-balancer backend) can be a backup",
+                    )
+                )
         if host.has(Role.DB) and host.db_role is None:
-            problems.append((f"{at}.db_role", None, "a 'db' host needs db_role = \"primary\" or \"replica\""))
+            problems.append((f"{at}.db_role", None, 'a \'db\' host needs db_role = "primary" or "replica"'))
         if not host.has(Role.DB) and host.db_role is not None:
             problems.append((f"{at}.db_role", host.db_role, "only a host with the 'db' role has a db_role"))
     if problems:
@@ -204,26 +222,55 @@ def check_topology(topo: Topology) -> list[Problem]:
     if not webs:
         problems.append(("hosts", [], "at least one host must have the 'web' role"))
     elif all(h.is_backup for h in webs):
-        problems.append(("hosts", [h.name for h in webs], "every 'web' host is a backup: at least one must be active"))
+        problems.append(
+            ("hosts", [h.name for h in webs], "every 'web' host is a backup: at least one must be active")
+        )
     if not apps:
         problems.append(("hosts", [], "at least one host must have the 'app' role"))
     if len(primaries) != 1:
-        problems.append(("hosts", [h.name for h in primaries], "exactly one 'db' host must have db_role = \"primary\""))
+        problems.append(
+            ("hosts", [h.name for h in primaries], "exactly one 'db' host must have db_role = \"primary\"")
+        )
     for i, host in enumerate(topo.hosts):
         if host.has(Role.WEB) and not topo.app_upstreams_of(host.name):
-            problems.append((f"hosts[{i}].roles", [r.value for r in host.roles],
-                             "a 'web' host without 'app' needs app-only hosts to proxy to"))
+            problems.append(
+                (
+                    f"hosts[{i}].roles",
+                    [r.value for r in host.roles],
+                    "a 'web' host without 'app' needs app-only hosts to proxy to",
+                )
+            )
         if host.has(Role.APP) and not host.has(Role.WEB) and not any(not w.has(Role.APP) for w in webs):
-            problems.append((f"hosts[{i}].roles", [r.value for r in host.roles],
-                             "an app-only host is reached by no web host (add a 'web' host without 'app')"))
+            problems.append(
+                (
+                    f"hosts[{i}].roles",
+                    [r.value for r in host.roles],
+                    "an app-only host is reached by no web host (add a 'web' host without 'app')",
+                )
+            )
     for i, host in enumerate(topo.hosts):
-        ports = [(Role.LB, topo.lb.port), (Role.WEB, topo.web.port), (Role.APP, topo.app.port), (Role.DB, topo.db.port)]
+        ports = [
+            (Role.LB, topo.lb.port),
+            (Role.WEB, topo.web.port),
+            (Role.APP, topo.app.port),
+            (Role.DB, topo.db.port),
+        ]
         used = [(role, port) for role, port in ports if host.has(role)]
         clash = {port for _, port in used if sum(1 for _, p in used if p == port) > 1}
         if clash:
-            problems.append((f"hosts[{i}].roles", [r.value for r in host.roles],
-                             f"two roles on this host would listen on port {min(clash)}; change one of the ports"))
+            problems.append(
+                (
+                    f"hosts[{i}].roles",
+                    [r.value for r in host.roles],
+                    f"two roles on this host would listen on port {min(clash)}; change one of the ports",
+                )
+            )
     if topo.lb.route_writes_to == "primary" and len(primaries) == 1 and not primaries[0].has(Role.WEB):
-        problems.append(("lb.route_writes_to", "primary",
-                         f"the primary DB host {primaries[0].name!r} is not a 'web' host; use \"any\""))
+        problems.append(
+            (
+                "lb.route_writes_to",
+                "primary",
+                f"the primary DB host {primaries[0].name!r} is not a 'web' host; use \"any\"",
+            )
+        )
     return problems

@@ -50,74 +50,144 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
     address = str(topo.address_of(name))
     files: list[FileSpec] = []
     services: list[ServiceSpec] = []
-    common = {"host": name, "cluster": topo.name, "run_dir": dirs.run, "log_dir": dirs.log, "tmp_dir": dirs.tmp}
+    common = {
+        "host": name,
+        "cluster": topo.name,
+        "run_dir": dirs.run,
+        "log_dir": dirs.log,
+        "tmp_dir": dirs.tmp,
+    }
 
     if spec.has(Role.DB):
         cnf = dirs.etc / "my.cnf"
-        files.append(FileSpec(cnf, render(
-            "my.cnf.j2", **common, datadir=dirs.data / "mariadb", socket=dirs.run / "mariadb.sock",
-            bind_address="0.0.0.0", port=topo.db.port, server_id=server_id_of(topo, name),
-            read_only=spec.db_role == "replica",
-        )))
-        services.append(ServiceSpec(
-            name="mariadb",
-            argv=("mariadbd", f"--defaults-file={cnf}"),
-            probe=Probe("tcp", address, topo.db.port),
-            pidfile=dirs.run / "mariadb.svc.pid",
-            log=dirs.log / "mariadb.out",
-            configs=(cnf,),
-            stop_timeout=30.0,
-        ))
+        files.append(
+            FileSpec(
+                cnf,
+                render(
+                    "my.cnf.j2",
+                    **common,
+                    datadir=dirs.data / "mariadb",
+                    socket=dirs.run / "mariadb.sock",
+                    bind_address="0.0.0.0",
+                    port=topo.db.port,
+                    server_id=server_id_of(topo, name),
+                    read_only=spec.db_role == "replica",
+                ),
+            )
+        )
+        services.append(
+            ServiceSpec(
+                name="mariadb",
+                argv=("mariadbd", f"--defaults-file={cnf}"),
+                probe=Probe("tcp", address, topo.db.port),
+                pidfile=dirs.run / "mariadb.svc.pid",
+                log=dirs.log / "mariadb.out",
+                configs=(cnf,),
+                stop_timeout=30.0,
+            )
+        )
 
     if spec.has(Role.APP):
         site_json = dirs.etc / "site.json"
         files.append(FileSpec(site_json, render_site_config(topo, layout, name)))
-        services.append(ServiceSpec(
-            name="app",
-            argv=(python, "-m", "uvicorn", "webinfra.site.app:create_app", "--factory",
-                  "--host", "0.0.0.0", "--port", str(topo.app.port), "--workers", str(topo.app.workers),
-                  "--loop", "uvloop", "--http", "httptools", "--no-access-log",
-                  "--timeout-graceful-shutdown", "5", "--backlog", "4096"),
-            probe=Probe("http", address, topo.app.port, "/healthz", topo.site.name),
-            pidfile=dirs.run / "app.svc.pid",
-            log=dirs.log / "app.log",
-            configs=(site_json,),
-            env=((SITE_CONFIG_ENV, str(site_json)),),
-            stop_timeout=10.0,
-        ))
+        services.append(
+            ServiceSpec(
+                name="app",
+                argv=(
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "webinfra.site.app:create_app",
+                    "--factory",
+                    "--host",
+                    "0.0.0.0",
+                    "--port",
+                    str(topo.app.port),
+                    "--workers",
+                    str(topo.app.workers),
+                    "--loop",
+                    "uvloop",
+                    "--http",
+                    "httptools",
+                    "--no-access-log",
+                    "--timeout-graceful-shutdown",
+                    "5",
+                    "--backlog",
+                    "4096",
+                ),
+                probe=Probe("http", address, topo.app.port, "/healthz", topo.site.name),
+                pidfile=dirs.run / "app.svc.pid",
+                log=dirs.log / "app.log",
+                configs=(site_json,),
+                env=((SITE_CONFIG_ENV, str(site_json)),),
+                stop_timeout=10.0,
+            )
+        )
 
     if spec.has(Role.WEB):
         conf = dirs.etc / "nginx.conf"
-        apps = [{"address": str(topo.address_of(a.name)), "port": topo.app.port} for a in topo.app_upstreams_of(name)]
-        files.append(FileSpec(conf, render(
-            "nginx.conf.j2", **common, workers=1, bind_address="0.0.0.0", port=topo.web.port,
-            site_name=topo.site.name, apps=apps, max_body_kib=topo.web.max_body_kib,
-        )))
-        services.append(ServiceSpec(
-            name="nginx",
-            argv=("nginx", "-c", str(conf), "-p", str(dirs.root), "-e", str(dirs.log / "nginx-error.log")),
-            probe=Probe("http", address, topo.web.port, "/healthz", topo.site.name),
-            pidfile=dirs.run / "nginx.svc.pid",
-            log=dirs.log / "nginx.out",
-            configs=(conf,),
-            reload_signal="HUP",
-        ))
+        apps = [
+            {"address": str(topo.address_of(a.name)), "port": topo.app.port}
+            for a in topo.app_upstreams_of(name)
+        ]
+        files.append(
+            FileSpec(
+                conf,
+                render(
+                    "nginx.conf.j2",
+                    **common,
+                    workers=1,
+                    bind_address="0.0.0.0",
+                    port=topo.web.port,
+                    site_name=topo.site.name,
+                    apps=apps,
+                    max_body_kib=topo.web.max_body_kib,
+                ),
+            )
+        )
+        services.append(
+            ServiceSpec(
+                name="nginx",
+                argv=(
+                    "nginx",
+                    "-c",
+                    str(conf),
+                    "-p",
+                    str(dirs.root),
+                    "-e",
+                    str(dirs.log / "nginx-error.log"),
+                ),
+                probe=Probe("http", address, topo.web.port, "/healthz", topo.site.name),
+                pidfile=dirs.run / "nginx.svc.pid",
+                log=dirs.log / "nginx.out",
+                configs=(conf,),
+                reload_signal="HUP",
+            )
+        )
 
     if spec.has(Role.LB):
         cfg = dirs.etc / "haproxy.cfg"
         files.append(FileSpec(cfg, render_haproxy(topo, layout, name)))
-        services.append(ServiceSpec(
-            name="haproxy",
-            argv=("haproxy", "-W", "-f", str(cfg), "-p", str(dirs.run / "haproxy.pid")),
-            probe=Probe("tcp", address, topo.lb.port),
-            pidfile=dirs.run / "haproxy.svc.pid",
-            log=dirs.log / "haproxy.log",
-            configs=(cfg,),
-            reload_signal="USR2",
-        ))
+        services.append(
+            ServiceSpec(
+                name="haproxy",
+                argv=("haproxy", "-W", "-f", str(cfg), "-p", str(dirs.run / "haproxy.pid")),
+                probe=Probe("tcp", address, topo.lb.port),
+                pidfile=dirs.run / "haproxy.svc.pid",
+                log=dirs.log / "haproxy.log",
+                configs=(cfg,),
+                reload_signal="USR2",
+            )
+        )
 
-    return HostPlan(name=name, address=address, roles=tuple(r.value for r in spec.roles), dirs=dirs,
-                    files=tuple(files), services=tuple(services))
+    return HostPlan(
+        name=name,
+        address=address,
+        roles=tuple(r.value for r in spec.roles),
+        dirs=dirs,
+        files=tuple(files),
+        services=tuple(services),
+    )
 
 
 def haproxy_runtime_socket(layout: Layout, lb_host: str) -> str:
@@ -128,21 +198,35 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
     dirs = layout.host(name)
     webs = topo.with_role(Role.WEB)
     servers = [
-        {"name": w.name, "address": str(topo.address_of(w.name)), "port": topo.web.port,
-         "weight": w.lb_weight, "backup": w.is_backup}
+        {
+            "name": w.name,
+            "address": str(topo.address_of(w.name)),
+            "port": topo.web.port,
+            "weight": w.lb_weight,
+            "backup": w.is_backup,
+        }
         for w in webs
     ]
     primary = topo.db_primary
     route_writes = topo.lb.route_writes_to == "primary" and primary is not None and primary.has(Role.WEB)
     write_servers = [s for s in servers if primary is not None and s["name"] == primary.name]
     return render(
-        "haproxy.cfg.j2", host=name, cluster=topo.name,
+        "haproxy.cfg.j2",
+        host=name,
+        cluster=topo.name,
         runtime_socket=haproxy_runtime_socket(layout, name),
         server_state_file=dirs.data / "haproxy-server-state",
-        threads=HAPROXY_THREADS, bind_address="0.0.0.0", port=topo.lb.port, site_name=topo.site.name,
-        check_interval_ms=topo.lb.check_interval_ms, fast_interval_ms=max(100, topo.lb.check_interval_ms // 4),
-        fall=topo.lb.check_fall, rise=topo.lb.check_rise,
-        servers=servers, route_writes=route_writes, write_servers=write_servers,
+        threads=HAPROXY_THREADS,
+        bind_address="0.0.0.0",
+        port=topo.lb.port,
+        site_name=topo.site.name,
+        check_interval_ms=topo.lb.check_interval_ms,
+        fast_interval_ms=max(100, topo.lb.check_interval_ms // 4),
+        fall=topo.lb.check_fall,
+        rise=topo.lb.check_rise,
+        servers=servers,
+        route_writes=route_writes,
+        write_servers=write_servers,
     )
 
 

@@ -1,14 +1,14 @@
 """Where a cluster keeps its state on disk. Pure path arithmetic, so plans can name absolute paths.
 
-    <root>/<cluster>/
-        topology.toml            the topology last applied
-        network.json             what `up` created (bridge, namespaces, veths), for `down`
-        secrets/                 0700; generated passwords, 0600 each, never printed
-        hosts/<host>/etc/        rendered configs
-        hosts/<host>/run/        pid files (JSON: pid + start time), unix sockets
-        hosts/<host>/log/        one log per service
-        hosts/<host>/data/       daemon data (MariaDB datadir, HAProxy server state)
-        hosts/<host>/tmp/        scratch (nginx temp paths)
+<root>/<cluster>/
+    topology.toml            the topology last applied
+    network.json             what `up` created (bridge, namespaces, veths), for `down`
+    secrets/                 0700; generated passwords, 0600 each, never printed
+    hosts/<host>/etc/        rendered configs
+    hosts/<host>/run/        pid files (JSON: pid + start time), unix sockets
+    hosts/<host>/log/        one log per service
+    hosts/<host>/data/       daemon data (MariaDB datadir, HAProxy server state)
+    hosts/<host>/tmp/        scratch (nginx temp paths)
 """
 
 from __future__ import annotations

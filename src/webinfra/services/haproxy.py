@@ -45,7 +45,9 @@ class HaproxyRuntime:
             try:
                 sock.connect(str(self.socket_path))
             except OSError as exc:
-                raise RuntimeApiError(f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}") from None
+                raise RuntimeApiError(
+                    f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}"
+                ) from None
             sock.sendall(cmd.encode() + b"\n")
             chunks = []
             while True:
@@ -62,12 +64,18 @@ class HaproxyRuntime:
         for row in rows:
             if row.get("svname") in ("FRONTEND", "BACKEND", None):
                 continue
-            out.append(ServerStat(
-                backend=row["pxname"], name=row["svname"], status=row.get("status", ""),
-                weight=int(row.get("weight") or 0), backup=row.get("bck") == "1",
-                current_sessions=int(row.get("scur") or 0), total_sessions=int(row.get("stot") or 0),
-                check_status=row.get("check_status", ""),
-            ))
+            out.append(
+                ServerStat(
+                    backend=row["pxname"],
+                    name=row["svname"],
+                    status=row.get("status", ""),
+                    weight=int(row.get("weight") or 0),
+                    backup=row.get("bck") == "1",
+                    current_sessions=int(row.get("scur") or 0),
+                    total_sessions=int(row.get("stot") or 0),
+                    check_status=row.get("check_status", ""),
+                )
+            )
         return out
 
     def set_weight(self, backend: str, server: str, weight: int) -> None:
@@ -102,5 +110,7 @@ def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
 
 supervisor.register_hooks(
     "haproxy",
-    supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state),
+    supervisor.Hooks(
+        before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state
+    ),
 )

@@ -56,8 +56,15 @@ def init_datadir(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
         return
     ddir.mkdir(parents=True, exist_ok=True)
     host.run(
-        ["mariadb-install-db", "--no-defaults", f"--datadir={ddir}", "--user=root",
-         "--auth-root-authentication-method=socket", "--skip-test-db", "--skip-name-resolve"],
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={ddir}",
+            "--user=root",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ],
         timeout=120,
     )
 
@@ -76,8 +83,16 @@ def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeou
 def query_row(host: Host, plan: HostPlan, sql: str) -> dict[str, str]:
     """First row of a query as {column: value} (values as text, NULL as '')."""
     out = host.run(
-        ["mariadb", f"--socket={socket_path(plan)}", "--user=root", "--connect-timeout=5", "--batch", "--vertical"],
-        input=sql, timeout=15,
+        [
+            "mariadb",
+            f"--socket={socket_path(plan)}",
+            "--user=root",
+            "--connect-timeout=5",
+            "--batch",
+            "--vertical",
+        ],
+        input=sql,
+        timeout=15,
     ).stdout
     row: dict[str, str] = {}
     for line in out.splitlines():
@@ -127,11 +142,15 @@ def setup_replica(host: Host, plan: HostPlan, topo: Topology, layout: Layout, so
     status = query_row(host, plan, "SHOW SLAVE STATUS")
     if not status.get("Master_Host"):
         repl_pw = ensure_secret(layout, "db-repl")
-        admin_sql(host, plan, f"""
+        admin_sql(
+            host,
+            plan,
+            f"""
 CHANGE MASTER TO MASTER_HOST={quote(source)}, MASTER_PORT={topo.db.port},
   MASTER_USER={quote(REPL_USER)}, MASTER_PASSWORD={quote(repl_pw)},
   MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
-""")
+""",
+        )
     admin_sql(host, plan, "START SLAVE;")
 
 
@@ -139,7 +158,9 @@ def wait_caught_up(host: Host, plan: HostPlan, target_gtid: str, timeout: float 
     """Wait until this replica has applied `target_gtid` (raise with its replication error otherwise)."""
     if not target_gtid:
         return
-    out = admin_sql(host, plan, f"SELECT MASTER_GTID_WAIT({quote(target_gtid)}, {timeout:g});", timeout=timeout + 10)
+    out = admin_sql(
+        host, plan, f"SELECT MASTER_GTID_WAIT({quote(target_gtid)}, {timeout:g});", timeout=timeout + 10
+    )
     if out.strip() != "0":
         status = query_row(host, plan, "SHOW SLAVE STATUS")
         raise supervisor.ServiceError(

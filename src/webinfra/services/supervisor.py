@@ -6,6 +6,7 @@ registered by the daemon modules; this module knows nothing about any particular
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections.abc import Callable
@@ -110,10 +111,9 @@ def stop(host: Host, plan: HostPlan, svc: ServiceSpec, *, kill: bool = False) ->
     if not kill:
         hooks = HOOKS.get(svc.name)
         if hooks and hooks.before_stop and pid_of(svc) is not None:
-            try:
+            # Best effort: stopping must not fail because a courtesy step did.
+            with contextlib.suppress(CommandError, OSError):
                 hooks.before_stop(host, plan, svc)
-            except (CommandError, OSError):
-                pass  # best effort: stopping must not fail because a courtesy step did
     was_running = stop_tracked(proc, timeout=svc.stop_timeout, sig=signal.SIGKILL if kill else signal.SIGTERM)
     svc.pidfile.unlink(missing_ok=True)
     return was_running

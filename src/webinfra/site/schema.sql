@@ -1,6 +1,6 @@
 -- Schema of the message board ("the site").
--- Applied by webinfra's DB bootstrap as the admin user with the site database
--- already selected, so there is deliberately no CREATE DATABASE / USE here.
+-- Applied by webinfra's DB bootstrap as the admin user, with the site database
+-- already selected: this file never names or selects a database itself.
 -- Idempotent: re-running it on an existing database changes nothing.
 CREATE TABLE IF NOT EXISTS entries (
   id BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
