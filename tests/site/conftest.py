@@ -1,11 +1,10 @@
-"""Fixtures for the site's tests: throwaway MariaDB primary + replica, app clients.
+"""Fixtures for the site's tests (the machinery is in :mod:`site_testlib`).
 
-``mariadb_cluster`` (session scope) builds two private mariadbd instances on
-127.0.0.1 with free ports in a temp dir, wires GTID replication between them,
-creates the ``site`` database, schema and a least-privilege ``site`` user, and on
-teardown stops exactly the processes it started.  It needs root (mariadbd is
-started with ``--user=root``, the admin login is unix-socket auth) and skips
-cleanly otherwise.
+``mariadb_cluster`` (session scope) builds a private MariaDB primary + GTID replica
+on 127.0.0.1 with free ports in a temp dir, creates the ``site`` database, schema
+and a least-privilege ``site`` user, and on teardown stops exactly the processes it
+started.  It needs root (mariadbd runs with ``--user=root``, the admin login is
+unix-socket auth) and skips with a reason otherwise.
 """
 
 from __future__ import annotations
@@ -13,210 +12,22 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from starlette.applications import Starlette
-
-from webinfra.site import SiteConfig, schema_sql
-from webinfra.site.app import create_app
-
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
-MARIADBD = shutil.which("mariadbd", path=_SEARCH_PATH)
-INSTALL_DB = shutil.which("mariadb-install-db", path=_SEARCH_PATH)
-CLIENT = shutil.which("mariadb", path=_SEARCH_PATH)
-
-READY_TIMEOUT = 30.0
-REPL_PASSWORD = "repl-" + secrets.token_hex(8)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now (so also usable as a "closed" port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _poll(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
-    """Poll ``check`` until it is true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
-@dataclass
-class MariaDB:
-    """One private mariadbd: its files, port and the one process we started."""
-
-    name: str
-    base: Path
-    server_id: int
-    read_only: bool = False
-    port: int = field(default_factory=free_port)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def datadir(self) -> Path:
-        return self.base / "data"
-
-    @property
-    def socket(self) -> Path:
-        return self.base / "mysqld.sock"
-
-    @property
-    def tmpdir(self) -> Path:
-        # Private tmpdir: two bootstraps sharing /tmp collide on temp-table names.
-        return self.base / "tmp"
-
-    @property
-    def log_error(self) -> Path:
-        return self.base / "error.log"
-
-    def install(self) -> subprocess.Popen[bytes]:
-        self.tmpdir.mkdir(parents=True, exist_ok=True)
-        assert INSTALL_DB is not None
-        return subprocess.Popen(
-            [INSTALL_DB, "--no-defaults", f"--datadir={self.datadir}", "--user=root",
-             "--auth-root-authentication-method=socket", "--skip-test-db",
-             f"--tmpdir={self.tmpdir}", "--innodb-log-file-size=8M"],  # fmt: skip
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-
-    def start(self) -> None:
-        assert MARIADBD is not None and self.proc is None
-        args = [
-            MARIADBD, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
-            f"--port={self.port}", "--bind-address=127.0.0.1", "--user=root",
-            f"--server-id={self.server_id}", "--log-bin=mariadb-bin", "--relay-log=relay-bin",
-            "--gtid-strict-mode=1", "--binlog-format=ROW", "--log-slave-updates",
-            "--skip-name-resolve", f"--pid-file={self.base / 'mysqld.pid'}",
-            f"--log-error={self.log_error}", f"--tmpdir={self.tmpdir}",
-            # Test speed, not durability: these instances live for one test run.
-            "--innodb-log-file-size=8M", "--innodb-buffer-pool-size=32M",
-            "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0", "--performance-schema=OFF",
-        ]  # fmt: skip
-        if self.read_only:
-            args.append("--read-only")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_ready(self) -> None:
-        def ready() -> bool:
-            if self.proc is not None and self.proc.poll() is not None:
-                log = self.log_error.read_text(errors="replace")[-3000:] if self.log_error.exists() else ""
-                raise RuntimeError(f"mariadbd {self.name} exited with {self.proc.returncode}:\n{log}")
-            return self.socket.exists() and self._client("SELECT 1", check=False).returncode == 0
-
-        _poll(f"mariadbd {self.name} to accept connections", ready)
-
-    def stop(self) -> None:
-        """Stop the mariadbd we started (SIGTERM, SIGKILL if it dawdles)."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-    def _client(self, sql: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        assert CLIENT is not None
-        return subprocess.run(
-            [CLIENT, "--no-defaults", f"--socket={self.socket}", "--user=root", "--batch",
-             "--skip-column-names", "--connect-timeout=2", "-e", sql],  # fmt: skip
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=check,
-        )
-
-    def sql(self, sql: str) -> str:
-        """Run ``sql`` as root over the unix socket; return the tab-separated output."""
-        try:
-            return self._client(sql).stdout.strip()
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"SQL on {self.name} failed: {exc.stderr.strip()}\n{sql}") from exc
-
-
-@dataclass
-class Cluster:
-    """A primary and a GTID replica, plus the site user's credentials."""
-
-    primary: MariaDB
-    replica: MariaDB
-    password_file: Path
-    password: str
-
-    def wait_replica_caught_up(self, timeout: float = 20.0) -> None:
-        pos = self.primary.sql("SELECT @@gtid_binlog_pos")
-        result = self.replica.sql(f"SELECT MASTER_GTID_WAIT('{pos}', {timeout})")
-        if result != "0":
-            status = self.replica.sql("SHOW SLAVE STATUS\\G")
-            raise RuntimeError(f"replica did not reach {pos} (result {result}):\n{status}")
-
-    def endpoint(self, db: MariaDB) -> dict[str, Any]:
-        return {"name": db.name, "host": "127.0.0.1", "port": db.port}
-
-    def config(self, *, readers: list[dict[str, Any]] | None = None, **db: Any) -> SiteConfig:
-        """A SiteConfig for this cluster (replica as the one reader unless told otherwise)."""
-        return site_config(
-            self.password_file,
-            writer=self.endpoint(self.primary),
-            readers=[self.endpoint(self.replica)] if readers is None else readers,
-            **db,
-        )
-
-
-def site_config(password_file: Path, *, writer: dict[str, Any], readers: list[dict[str, Any]],
-                **db: Any) -> SiteConfig:  # fmt: skip
-    """A test SiteConfig; ``db`` overrides the DB settings."""
-    return SiteConfig.model_validate(
-        {
-            "host": "web-test",
-            "site_name": "www.foobar.test",
-            "version": "7",
-            "db": {
-                "database": "site",
-                "user": "site",
-                "password_file": str(password_file),
-                "writer": writer,
-                "readers": readers,
-                "ryw_wait_seconds": 0.5,
-                "connect_timeout_seconds": 1.0,
-                "pool_max_size": 5,
-                "suspect_seconds": 0.3,
-                **db,
-            },
-        }
-    )
-
-
-def _setup_sql(password: str) -> str:
-    return f"""
-        CREATE USER 'repl'@'%' IDENTIFIED BY '{REPL_PASSWORD}';
-        GRANT REPLICATION SLAVE ON *.* TO 'repl'@'%';
-        CREATE DATABASE site CHARACTER SET utf8mb4;
-        USE site;
-        {schema_sql()}
-        CREATE USER 'site'@'%' IDENTIFIED BY '{password}';
-        GRANT SELECT, INSERT, DELETE ON site.* TO 'site'@'%';
-    """
+from site_testlib import (
+    CLIENT,
+    INSTALL_DB,
+    MARIADBD,
+    REPL_PASSWORD,
+    AppClient,
+    Cluster,
+    MariaDB,
+    serve_app,
+    setup_sql,
+)
 
 
 @pytest.fixture(scope="session")
@@ -246,7 +57,7 @@ def mariadb_cluster() -> Iterator[Cluster]:
         password_file.write_text(password + "\n")
         # Everything is created on the primary *after* its binlog started, so the
         # replica gets the database, schema and users through replication itself.
-        primary.sql(_setup_sql(password))
+        primary.sql(setup_sql(password))
         replica.sql(
             f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={primary.port}, "
             f"MASTER_USER='repl', MASTER_PASSWORD='{REPL_PASSWORD}', "
@@ -275,20 +86,7 @@ def password_file(tmp_path: Path) -> Path:
     return path
 
 
-AppClient = Callable[[SiteConfig], AbstractAsyncContextManager[tuple[httpx.AsyncClient, Starlette]]]
-
-
-@asynccontextmanager
-async def _serve(config: SiteConfig) -> AsyncIterator[tuple[httpx.AsyncClient, Starlette]]:
-    app = create_app(config)
-    # Drive the lifespan ourselves: ASGITransport does not, and it closes the pools.
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            yield client, app
-
-
 @pytest.fixture
 def serve() -> AppClient:
     """``async with serve(config) as (client, app)``: an in-process client for the site app."""
-    return _serve
+    return serve_app

@@ -10,9 +10,12 @@ No default route is set inside the namespaces and no NAT is added: the cluster s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,6 +63,40 @@ def foreign_overlaps(subnet: ipaddress.IPv4Network, own_bridge: str) -> list[str
         if dev != own_bridge and ipaddress.IPv4Interface(cidr).network.overlaps(subnet):
             clashes.append(f"{dev} {cidr}")
     return clashes
+
+
+def namespace_pids(netns: str) -> list[int]:
+    """PIDs of the processes inside a namespace: all ours, since the namespace is."""
+    out = _ip("netns", "pids", netns, check=False).stdout
+    return [int(p) for p in out.split() if p.isdigit()]
+
+
+def kill_namespace(netns: str) -> None:
+    """SIGKILL whatever still runs inside one of our namespaces, then delete it."""
+    for pid in namespace_pids(netns):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    _ip("netns", "del", netns, check=False)
+
+
+def sweep_cluster(cluster: str) -> list[str]:
+    """Remove every namespace, veth and bridge named after `cluster`, even without a record of them
+    (a crashed run whose state directory is gone). Returns what was removed."""
+    removed = []
+    for ns in sorted(existing_namespaces()):
+        if ns.startswith(f"wi-{cluster}-"):
+            kill_namespace(ns)
+            removed.append(ns)
+    out = _ip("-o", "link", "show", check=False).stdout
+    for line in out.splitlines():
+        dev = line.split(":")[1].strip().split("@")[0]
+        if dev.startswith(f"wv{cluster}") and len(dev) == len(f"wv{cluster}") + 4:
+            _ip("link", "del", dev, check=False)
+            removed.append(dev)
+    if link_exists(bridge_name(cluster)):
+        _ip("link", "del", bridge_name(cluster), check=False)
+        removed.append(bridge_name(cluster))
+    return removed
 
 
 @dataclass(frozen=True)
@@ -123,7 +160,7 @@ class ClusterNetwork:
     # ---- removal ----
     def remove_host(self, link: HostLink) -> None:
         if link.netns in existing_namespaces():
-            _ip("netns", "del", link.netns, check=False)
+            kill_namespace(link.netns)
         if link_exists(link.veth):
             _ip("link", "del", link.veth, check=False)
 

@@ -11,7 +11,8 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic_core import PydanticCustomError
 
 HostName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 ClusterName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")]
@@ -22,6 +23,22 @@ SiteName = Annotated[
         max_length=253, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}$"
     ),
 ]
+
+# TOML values are typed: `weight = true`, `weight = "5"` or `backup = 1` is a mistake, not a value to coerce.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]  # strict floats still take integers (`ryw_wait_seconds = 1`)
+Bool = Annotated[bool, Strict()]
+
+
+def _ip_text(value: Any) -> Any:
+    # pydantic would otherwise turn an integer into an address (`subnet = 5` -> 0.0.0.5/32).
+    if isinstance(value, str | ipaddress.IPv4Address | ipaddress.IPv4Network):
+        return value
+    raise PydanticCustomError("ip_type", "Input should be a string")
+
+
+IPv4Network = Annotated[ipaddress.IPv4Network, BeforeValidator(_ip_text)]
+IPv4Address = Annotated[ipaddress.IPv4Address, BeforeValidator(_ip_text)]
 
 # Gateway (the client side, in the machine's own namespace) takes the first address of the subnet;
 # hosts without an explicit address are numbered from this offset, in file order.
@@ -45,41 +62,41 @@ class SiteSpec(_Frozen):
 
 
 class NetworkSpec(_Frozen):
-    subnet: ipaddress.IPv4Network = ipaddress.IPv4Network("198.18.0.0/24")
+    subnet: IPv4Network = ipaddress.IPv4Network("198.18.0.0/24")
 
 
 class LbSpec(_Frozen):
     route_writes_to: Literal["primary", "any"] = "primary"
-    port: int = Field(default=80, ge=1, le=65535)
-    check_interval_ms: int = Field(default=1000, ge=100, le=60_000)
-    check_fall: int = Field(default=2, ge=1, le=10)
-    check_rise: int = Field(default=2, ge=1, le=10)
+    port: Int = Field(default=80, ge=1, le=65535)
+    check_interval_ms: Int = Field(default=1000, ge=100, le=60_000)
+    check_fall: Int = Field(default=2, ge=1, le=10)
+    check_rise: Int = Field(default=2, ge=1, le=10)
 
 
 class WebSpec(_Frozen):
-    port: int = Field(default=80, ge=1, le=65535)
-    max_body_kib: int = Field(default=1024, ge=64, le=1_048_576)
+    port: Int = Field(default=80, ge=1, le=65535)
+    max_body_kib: Int = Field(default=1024, ge=64, le=1_048_576)
 
 
 class AppSpec(_Frozen):
-    workers: int = Field(default=1, ge=1, le=16)
-    port: int = Field(default=8000, ge=1, le=65535)
+    workers: Int = Field(default=1, ge=1, le=16)
+    port: Int = Field(default=8000, ge=1, le=65535)
     version: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,32}$")] = "1"
 
 
 class DbSpec(_Frozen):
-    port: int = Field(default=3306, ge=1, le=65535)
+    port: Int = Field(default=3306, ge=1, le=65535)
     database: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "site"
-    ryw_wait_seconds: float = Field(default=0.5, ge=0.0, le=30.0)
+    ryw_wait_seconds: Float = Field(default=0.5, ge=0.0, le=30.0)
 
 
 class HostSpec(_Frozen):
     name: HostName
     roles: tuple[Role, ...] = Field(min_length=1)
-    address: ipaddress.IPv4Address | None = None
+    address: IPv4Address | None = None
     # Load-balancer settings of a web host (a backend).
-    weight: int | None = Field(default=None, ge=0, le=256)
-    backup: bool | None = None
+    weight: Int | None = Field(default=None, ge=0, le=256)
+    backup: Bool | None = None
     # Replication role of a db host.
     db_role: Literal["primary", "replica"] | None = None
 

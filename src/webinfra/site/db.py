@@ -127,6 +127,7 @@ class Database:
                 if not is_endpoint_error(exc):
                     raise
                 if isinstance(exc, BrokenSession) and endpoint.name not in retried:
+                    log.info("retrying read on %s with a fresh connection: %s", endpoint.name, exc)
                     retried.add(endpoint.name)
                     queue.insert(0, endpoint)
                     continue
@@ -187,6 +188,7 @@ class Database:
                     # gets no read-your-writes cookie this time.
                     log.warning("write committed on %s but @@last_gtid failed: %s", endpoint.name, exc)
                 elif isinstance(exc, BrokenSession) and not committing and attempt == 1:
+                    log.info("retrying write on %s with a fresh connection: %s", endpoint.name, exc)
                     continue
                 else:
                     self.stats.unavailable += 1

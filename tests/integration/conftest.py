@@ -1,0 +1,56 @@
+"""Integration fixtures: real clusters in network namespaces.
+
+`shared_cluster` (session scope) is one seed-design cluster that read-mostly tests share; a test that
+changes it puts it back. Destructive tests get their own cluster from `make_cluster`. Every cluster is
+taken down with --purge at the end and the test fails if anything it created is left behind.
+Each cluster has its own name and subnet (198.18.N.0/24), so they never collide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from clusterkit import leftovers, seed_topology
+
+from webinfra.control.cluster import Cluster
+from webinfra.hosts import network as netmod
+from webinfra.model import parse_topology
+from webinfra.plan.layout import Layout
+
+
+def _bring_up(toml: str, root: Path) -> Cluster:
+    topo = parse_topology(toml, "<test>")
+    netmod.sweep_cluster(topo.name)  # a crashed earlier run must not hold our addresses
+    cluster = Cluster(topo, Layout.for_cluster(topo.name, root), toml)
+    cluster.up()
+    return cluster
+
+
+def _take_down(cluster: Cluster) -> None:
+    cluster.down(purge=True)
+    left = leftovers(cluster)
+    netmod.sweep_cluster(cluster.topology.name)
+    assert not left, f"teardown left {left}"
+
+
+@pytest.fixture(scope="session")
+def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    cluster = _bring_up(seed_topology("tshared", 10), tmp_path_factory.mktemp("state-shared"))
+    yield cluster
+    _take_down(cluster)
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[Callable[[str], Cluster]]:
+    made: list[Cluster] = []
+
+    def make(toml: str) -> Cluster:
+        cluster = _bring_up(toml, tmp_path / f"state{len(made)}")
+        made.append(cluster)
+        return cluster
+
+    yield make
+    for cluster in made:
+        _take_down(cluster)
