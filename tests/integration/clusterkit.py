@@ -12,6 +12,8 @@ import httpx
 
 from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
+from webinfra.model import parse_topology
+from webinfra.plan.layout import Layout
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"
 
@@ -65,6 +67,21 @@ def leftovers(cluster: Cluster) -> list[str]:
         left.append(netmod.bridge_name(cluster.topology.name))
     left += [link.veth for link in cluster.network.links if netmod.link_exists(link.veth)]
     return left
+
+
+def bring_up(toml: str, root: Path) -> Cluster:
+    topo = parse_topology(toml, "<test>")
+    netmod.sweep_cluster(topo.name)  # a crashed earlier run must not hold our addresses
+    cluster = Cluster(topo, Layout.for_cluster(topo.name, root), toml)
+    cluster.up()
+    return cluster
+
+
+def take_down(cluster: Cluster) -> None:
+    cluster.down(purge=True)
+    left = leftovers(cluster)
+    netmod.sweep_cluster(cluster.topology.name)
+    assert not left, f"teardown left {left}"
 
 
 def site(cluster: Cluster, **kwargs: object) -> httpx.Client:

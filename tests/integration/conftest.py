@@ -12,34 +12,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from clusterkit import leftovers, seed_topology
+from clusterkit import bring_up, seed_topology, take_down
 
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
-from webinfra.model import parse_topology
-from webinfra.plan.layout import Layout
-
-
-def _bring_up(toml: str, root: Path) -> Cluster:
-    topo = parse_topology(toml, "<test>")
-    netmod.sweep_cluster(topo.name)  # a crashed earlier run must not hold our addresses
-    cluster = Cluster(topo, Layout.for_cluster(topo.name, root), toml)
-    cluster.up()
-    return cluster
-
-
-def _take_down(cluster: Cluster) -> None:
-    cluster.down(purge=True)
-    left = leftovers(cluster)
-    netmod.sweep_cluster(cluster.topology.name)
-    assert not left, f"teardown left {left}"
 
 
 @pytest.fixture(scope="session")
 def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    cluster = _bring_up(seed_topology("tshared", 10), tmp_path_factory.mktemp("state-shared"))
+    cluster = bring_up(seed_topology("tshared", 10), tmp_path_factory.mktemp("state-shared"))
     yield cluster
-    _take_down(cluster)
+    take_down(cluster)
 
 
 @pytest.fixture
@@ -47,10 +29,10 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[[str], Cluster]]:
     made: list[Cluster] = []
 
     def make(toml: str) -> Cluster:
-        cluster = _bring_up(toml, tmp_path / f"state{len(made)}")
+        cluster = bring_up(toml, tmp_path / f"state{len(made)}")
         made.append(cluster)
         return cluster
 
     yield make
     for cluster in made:
-        _take_down(cluster)
+        take_down(cluster)

@@ -190,7 +190,7 @@ def test_runtime_api_is_not_on_the_network(shared_cluster: Cluster) -> None:
     listening = shared_cluster.hosts["lb-01"].run(["ss", "-Htln"]).stdout
     ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines()}
     assert ports == {"80"}, listening
-    sock = shared_cluster.plan.host("lb-01").dirs.run / "haproxy.sock"
+    sock = shared_cluster.plan.host("lb-01").dirs.sockets / "haproxy.sock"
     assert sock.is_socket() and (sock.stat().st_mode & 0o777) == 0o600
 
 

@@ -45,7 +45,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _poll(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+def poll(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
     """Poll ``check`` until it is true, failing after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -140,7 +140,7 @@ class MariaDB:
                 raise RuntimeError(f"mariadbd {self.name} exited with {self.proc.returncode}:\n{log}")
             return self.socket.exists() and self._client("SELECT 1", check=False).returncode == 0
 
-        _poll(f"mariadbd {self.name} to accept connections", ready)
+        poll(f"mariadbd {self.name} to accept connections", ready)
 
     def stop(self) -> None:
         """Stop the mariadbd we started (SIGTERM, SIGKILL if it dawdles)."""
@@ -201,11 +201,17 @@ class Cluster:
     def endpoint(self, db: MariaDB) -> dict[str, Any]:
         return {"name": db.name, "host": "127.0.0.1", "port": db.port}
 
-    def config(self, *, readers: list[dict[str, Any]] | None = None, **db: Any) -> SiteConfig:
-        """A SiteConfig for this cluster (replica as the one reader unless told otherwise)."""
+    def config(
+        self,
+        *,
+        writer: dict[str, Any] | None = None,
+        readers: list[dict[str, Any]] | None = None,
+        **db: Any,
+    ) -> SiteConfig:
+        """A SiteConfig for this cluster: primary as writer, replica as the one reader by default."""
         return site_config(
             self.password_file,
-            writer=self.endpoint(self.primary),
+            writer=self.endpoint(self.primary) if writer is None else writer,
             readers=[self.endpoint(self.replica)] if readers is None else readers,
             **db,
         )

@@ -40,6 +40,13 @@ async def test_read_your_writes_with_a_lagging_replica(serve: AppClient, mariadb
                 response = await client.get("/api/entries?limit=1", headers={"cookie": f"wi_gtid={junk}"})
                 assert response.status_code == 200 and response.headers["x-db"] == replica.name
             assert stats.ryw_waits == 1
+
+        # Writer down too: a stale answer from the lagging replica beats a 503.
+        ghost_writer = {"name": "db-ghost-w", "host": "127.0.0.1", "port": free_port()}
+        async with serve(mariadb_cluster.config(writer=ghost_writer, ryw_wait_seconds=0.2)) as (client, app):
+            stale = await client.get(f"/api/entries/{entry['id']}", headers={"cookie": f"wi_gtid={gtid}"})
+            assert stale.headers["x-db"] == replica.name and stale.status_code in (200, 404)
+            assert (app.state.stats.ryw_fallbacks, app.state.stats.reads) == (1, 1)
     finally:
         replica.sql("STOP SLAVE; CHANGE MASTER TO MASTER_DELAY=0; START SLAVE;")
         mariadb_cluster.wait_replica_caught_up()

@@ -128,9 +128,7 @@ async def test_replica_is_read_only_for_the_site_user(mariadb_cluster: Cluster) 
         async with conn.cursor() as cur:
             await cur.execute("SELECT COUNT(*) FROM entries")
             with pytest.raises(asyncmy.errors.OperationalError) as info:
-                await cur.execute(
-                    "INSERT INTO entries (text, author_host) VALUES (%s, %s)", ("sneaky", "replica")
-                )
+                await cur.execute("INSERT INTO entries (text, author_host) VALUES (%s, %s)", ("sneaky", "replica"))
             assert info.value.args[0] == 1290  # ER_OPTION_PREVENTS_STATEMENT (--read-only)
     finally:
         await conn.ensure_closed()

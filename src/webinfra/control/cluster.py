@@ -59,13 +59,7 @@ class Cluster:
             [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
         )
         self.hosts: dict[str, NetnsHost] = {
-            link.host: NetnsHost(
-                link.host,
-                link.address,
-                link.netns,
-                self.layout.host(link.host).run,
-                self.layout.host(link.host).log,
-            )
+            link.host: NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host))
             for link in self.network.links
         }
 
@@ -85,9 +79,7 @@ class Cluster:
             if not names:
                 raise UsageError(f"no cluster found under {base}: run `webinfra up` first")
             if len(names) > 1:
-                raise UsageError(
-                    f"several clusters under {base} ({', '.join(names)}): choose one with --cluster"
-                )
+                raise UsageError(f"several clusters under {base} ({', '.join(names)}): choose one with --cluster")
             name = names[0]
         layout = Layout.for_cluster(name, base)
         if not layout.topology_file.exists():
@@ -168,16 +160,11 @@ class Cluster:
                 progress(hp.name, svc.name, "stopped")
         for link in recorded.links:
             self._stop_leftovers(link.host)
-            NetnsHost(
-                link.host,
-                link.address,
-                link.netns,
-                self.layout.host(link.host).run,
-                self.layout.host(link.host).log,
-            ).stop_hostd()
+            NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
         recorded.remove()
         progress("network", "bridge", "removed")
         self.layout.network_file.unlink(missing_ok=True)
+        shutil.rmtree(self.layout.socket_dir, ignore_errors=True)
         if purge:
             shutil.rmtree(self.layout.cluster_dir, ignore_errors=True)
             progress("state", str(self.layout.cluster_dir), "purged")
@@ -196,13 +183,7 @@ class Cluster:
         for link in recorded.links:
             if link.host not in wanted:
                 self._stop_leftovers(link.host)
-                NetnsHost(
-                    link.host,
-                    link.address,
-                    link.netns,
-                    self.layout.host(link.host).run,
-                    self.layout.host(link.host).log,
-                ).stop_hostd()
+                NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
                 recorded.remove_host(link)
                 progress(link.host, "host", "removed")
 
@@ -221,9 +202,7 @@ class Cluster:
         for svc in self.services_of(host, service):
             self._start(hp, svc, progress)
 
-    def stop(
-        self, host: str, service: str | None = None, *, kill: bool = False, progress: Progress = _quiet
-    ) -> None:
+    def stop(self, host: str, service: str | None = None, *, kill: bool = False, progress: Progress = _quiet) -> None:
         require_root()
         hp = self.host_plan(host)
         for svc in reversed(self.services_of(host, service)):

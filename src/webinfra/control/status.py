@@ -21,9 +21,7 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         link = next(link for link in cluster.network.links if link.host == hp.name)
         services = []
         for svc in hp.services:
-            services.append(
-                {"name": svc.name, "state": supervisor.state_of(svc).value, "pid": supervisor.pid_of(svc)}
-            )
+            services.append({"name": svc.name, "state": supervisor.state_of(svc).value, "pid": supervisor.pid_of(svc)})
         hosts.append(
             {
                 "name": hp.name,

@@ -12,14 +12,16 @@ from pathlib import Path
 from webinfra.hosts import hostd
 from webinfra.hosts.base import CommandError, Host
 from webinfra.hosts.process import read_pidfile, running_pid, stop_tracked, track, write_pidfile
+from webinfra.plan.layout import HostDirs
 
 
 class NetnsHost(Host):
-    def __init__(self, name: str, address: str, netns: str, run_dir: Path, log_dir: Path) -> None:
+    def __init__(self, name: str, address: str, netns: str, dirs: HostDirs) -> None:
         super().__init__(name, address)
         self.netns = netns
-        self.run_dir = run_dir
-        self.log_dir = log_dir
+        self.run_dir = dirs.run
+        self.log_dir = dirs.log
+        self.socket_dir = dirs.sockets
 
     @property
     def prefix(self) -> list[str]:
@@ -27,7 +29,7 @@ class NetnsHost(Host):
 
     @property
     def hostd_socket(self) -> Path:
-        return self.run_dir / "hostd.sock"
+        return self.socket_dir / "hostd.sock"
 
     @property
     def hostd_pidfile(self) -> Path:
@@ -45,9 +47,7 @@ class NetnsHost(Host):
         full = [*self.prefix, *argv]
         merged = {**os.environ, **(env or {})}
         try:
-            proc = subprocess.run(
-                full, input=input, capture_output=True, text=True, timeout=timeout, env=merged
-            )
+            proc = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, env=merged)
         except subprocess.TimeoutExpired:
             raise CommandError(self.name, argv, -1, f"timed out after {timeout:g}s") from None
         if check and proc.returncode != 0:
@@ -62,6 +62,7 @@ class NetnsHost(Host):
         if self.hostd_running():
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
         self.hostd_socket.unlink(missing_ok=True)
         argv = [*self.prefix, sys.executable, "-m", "webinfra.hosts.hostd", str(self.hostd_socket)]
         self.log_dir.mkdir(parents=True, exist_ok=True)

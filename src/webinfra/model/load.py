@@ -29,7 +29,9 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += ("." if out else "") + str(part)
+            # A quoted TOML key may hold a newline or tab: quote it so the error stays on one line.
+            text = str(part) if str(part).isprintable() else repr(str(part))
+            out += ("." if out else "") + text
     return out
 
 

@@ -200,7 +200,11 @@ def check_topology(topo: Topology) -> list[Problem]:
         seen_names.setdefault(host.name, i)
         if len(set(host.roles)) != len(host.roles):
             problems.append((f"{at}.roles", [r.value for r in host.roles], "a role is listed twice"))
-        addr = topo.address_of(host.name)
+        try:
+            addr = topo.address_of(host.name)
+        except ipaddress.AddressValueError:  # numbered past 255.255.255.255 (a subnet at the top of the space)
+            problems.append((f"{at}.address", None, f"no address left in {subnet} for this host"))
+            continue
         if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address, topo.gateway):
             problems.append(
                 (

@@ -67,7 +67,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                     "my.cnf.j2",
                     **common,
                     datadir=dirs.data / "mariadb",
-                    socket=dirs.run / "mariadb.sock",
+                    socket=dirs.sockets / "mariadb.sock",
                     bind_address="0.0.0.0",
                     port=topo.db.port,
                     server_id=server_id_of(topo, name),
@@ -126,10 +126,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
 
     if spec.has(Role.WEB):
         conf = dirs.etc / "nginx.conf"
-        apps = [
-            {"address": str(topo.address_of(a.name)), "port": topo.app.port}
-            for a in topo.app_upstreams_of(name)
-        ]
+        apps = [{"address": str(topo.address_of(a.name)), "port": topo.app.port} for a in topo.app_upstreams_of(name)]
         files.append(
             FileSpec(
                 conf,
@@ -191,7 +188,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
 
 
 def haproxy_runtime_socket(layout: Layout, lb_host: str) -> str:
-    return str(layout.host(lb_host).run / "haproxy.sock")
+    return str(layout.host(lb_host).sockets / "haproxy.sock")
 
 
 def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:

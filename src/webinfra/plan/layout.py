@@ -19,15 +19,22 @@ from pathlib import Path
 
 DEFAULT_STATE_ROOT = Path("/var/lib/webinfra")
 STATE_ROOT_ENV = "WEBINFRA_STATE_DIR"
+DEFAULT_SOCKET_ROOT = Path("/run/webinfra")
+SOCKET_ROOT_ENV = "WEBINFRA_RUN_DIR"
 
 
 def state_root() -> Path:
     return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT)
 
 
+def socket_root() -> Path:
+    return Path(os.environ.get(SOCKET_ROOT_ENV) or DEFAULT_SOCKET_ROOT)
+
+
 @dataclass(frozen=True)
 class HostDirs:
     root: Path
+    sockets: Path
 
     @property
     def etc(self) -> Path:
@@ -50,7 +57,7 @@ class HostDirs:
         return self.root / "tmp"
 
     def all(self) -> tuple[Path, ...]:
-        return (self.etc, self.run, self.log, self.data, self.tmp)
+        return (self.etc, self.run, self.log, self.data, self.tmp, self.sockets)
 
 
 @dataclass(frozen=True)
@@ -76,5 +83,9 @@ class Layout:
     def secret(self, name: str) -> Path:
         return self.secrets / f"{name}.password"
 
+    @property
+    def socket_dir(self) -> Path:
+        return socket_root() / self.cluster_dir.name
+
     def host(self, name: str) -> HostDirs:
-        return HostDirs(self.cluster_dir / "hosts" / name)
+        return HostDirs(self.cluster_dir / "hosts" / name, self.socket_dir / name)

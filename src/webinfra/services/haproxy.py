@@ -45,9 +45,7 @@ class HaproxyRuntime:
             try:
                 sock.connect(str(self.socket_path))
             except OSError as exc:
-                raise RuntimeApiError(
-                    f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}"
-                ) from None
+                raise RuntimeApiError(f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}") from None
             sock.sendall(cmd.encode() + b"\n")
             chunks = []
             while True:
@@ -88,7 +86,7 @@ class HaproxyRuntime:
 
 
 def runtime_for(plan: HostPlan) -> HaproxyRuntime:
-    return HaproxyRuntime(plan.dirs.run / "haproxy.sock")
+    return HaproxyRuntime(plan.dirs.sockets / "haproxy.sock")
 
 
 def save_server_state(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
@@ -110,7 +108,5 @@ def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
 
 supervisor.register_hooks(
     "haproxy",
-    supervisor.Hooks(
-        before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state
-    ),
+    supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state),
 )

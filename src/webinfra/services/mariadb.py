@@ -32,7 +32,7 @@ def datadir(plan: HostPlan) -> Path:
 
 
 def socket_path(plan: HostPlan) -> Path:
-    return plan.dirs.run / "mariadb.sock"
+    return plan.dirs.sockets / "mariadb.sock"
 
 
 def defaults_file(plan: HostPlan) -> Path:
@@ -158,9 +158,7 @@ def wait_caught_up(host: Host, plan: HostPlan, target_gtid: str, timeout: float 
     """Wait until this replica has applied `target_gtid` (raise with its replication error otherwise)."""
     if not target_gtid:
         return
-    out = admin_sql(
-        host, plan, f"SELECT MASTER_GTID_WAIT({quote(target_gtid)}, {timeout:g});", timeout=timeout + 10
-    )
+    out = admin_sql(host, plan, f"SELECT MASTER_GTID_WAIT({quote(target_gtid)}, {timeout:g});", timeout=timeout + 10)
     if out.strip() != "0":
         status = query_row(host, plan, "SHOW SLAVE STATUS")
         raise supervisor.ServiceError(

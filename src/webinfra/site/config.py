@@ -85,7 +85,8 @@ class SiteConfig(_Strict):
 
     host: Name
     site_name: Annotated[str, Field(min_length=1, max_length=253)]
-    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")]
+    # A superset of what the topology allows; header-safe either way.
+    version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")]
     db: DBConfig
 
 

@@ -142,7 +142,8 @@ class Database:
                 self.stats.ryw_fallbacks += 1
                 stale_ok.add(endpoint.name)
                 rest = [e for e in queue if e is not writer]
-                queue = ([writer] if writer.name not in tried else []) + [endpoint, *rest]
+                queue = [writer] if writer.name not in tried else []
+                queue += [*rest, endpoint]
                 continue
             if endpoint.name in stale_ok:
                 log.warning("served a read from lagging %s without read-your-writes", endpoint.name)
@@ -182,7 +183,6 @@ class Database:
             except Exception as exc:
                 if not is_endpoint_error(exc):
                     raise
-                self._mark_suspect(endpoint, exc)
                 if committed:
                     # The write is durable; only its GTID got lost.  The client simply
                     # gets no read-your-writes cookie this time.
@@ -191,6 +191,7 @@ class Database:
                     log.info("retrying write on %s with a fresh connection: %s", endpoint.name, exc)
                     continue
                 else:
+                    self._mark_suspect(endpoint, exc)
                     self.stats.unavailable += 1
                     raise DBUnavailable(f"writer {endpoint.name} unavailable: {exc}") from exc
             self._suspect_until.pop(endpoint.name, None)
