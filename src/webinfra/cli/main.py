@@ -139,18 +139,14 @@ def down(purge: bool, topology_file: str | None, cluster_name: str | None, state
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.down(purge=purge, progress=progress_printer())
-    console.print(
-        f"[bold]down[/] cluster {cluster.topology.name}" + (" (data purged)" if purge else " (data kept)")
-    )
+    console.print(f"[bold]down[/] cluster {cluster.topology.name}" + (" (data purged)" if purge else " (data kept)"))
 
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (see docs/STATUS.md).")
 @cluster_option
 @handle_errors
-def status(
-    as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
-) -> None:
+def status(as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
     """Show hosts, services, load-balancer backends and database replication."""
     from webinfra.cli.tables import render_status
     from webinfra.control.status import snapshot
@@ -239,9 +235,7 @@ def exec_(
 @click.option("-e", "--execute", "query", required=True, help="SQL to run as the host's local admin.")
 @cluster_option
 @handle_errors
-def sql(
-    host: str, query: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
-) -> None:
+def sql(host: str, query: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
     """Run admin SQL on a host's MariaDB (output like `mariadb -e`)."""
     from webinfra.services import mariadb
 
@@ -306,6 +300,40 @@ def plan(topology_file: str | None, state_dir: Path | None) -> None:
     console.rule("start order")
     for hp, svc in cluster.plan.start_order():
         console.print(f"{hp.name:<10} {svc.name:<8} {' '.join(svc.argv)}", soft_wrap=True)
+
+
+@cli.command()
+@click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")
+@click.option("--connections", default=16, show_default=True, help="Concurrent connections per wrk run.")
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
+@click.option("--keep", is_flag=True, help="Leave the bench cluster running afterwards.")
+@click.option(
+    "--markdown",
+    "md_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the results as Markdown to this file.",
+)
+@handle_errors
+def bench(duration: int, connections: int, rounds: int, keep: bool, md_out: str | None) -> None:
+    """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
+    from webinfra.control.bench import markdown, run_bench
+
+    require_root()
+    report = run_bench(
+        duration=duration,
+        connections=connections,
+        rounds=rounds,
+        keep=keep,
+        say=lambda line: console.print(line, soft_wrap=True),
+    )
+    command = " ".join(
+        ["webinfra bench", f"--duration {duration}", f"--connections {connections}", f"--rounds {rounds}"]
+    )
+    text = markdown(report, command)
+    console.print(text)
+    if md_out:
+        Path(md_out).write_text(text)
 
 
 def main() -> None:
