@@ -246,6 +246,9 @@ def check_topology(topo: Topology) -> list[Problem]:
         problems.append(
             ("hosts", [h.name for h in webs], "every 'web' host is a backup: at least one must be active")
         )
+    elif all(h.lb_weight == 0 for h in webs):
+        # HAProxy sends nothing to a server of weight 0: the site would answer 503 to every request.
+        problems.append(("hosts", [h.name for h in webs], "every 'web' host has weight 0: no host would get traffic"))
     if not apps:
         problems.append(("hosts", [], "at least one host must have the 'app' role"))
     if len(primaries) != 1:
