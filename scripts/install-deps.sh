@@ -6,8 +6,9 @@
 set -euo pipefail
 
 RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup iproute2 procps python3 python3-venv python3-pip wrk curl ca-certificates)
+# The suite also drops privileges (setpriv, util-linux) and reads sockets (ss, iproute2): already above.
 TEST=()
-[ "${1:-}" = "--test" ] && TEST=()
+[ "${1:-}" = "--test" ] && TEST=(util-linux)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: run as root (it installs Debian packages and creates network namespaces)" >&2
@@ -39,9 +40,15 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 
-# On machines with systemd, also keep them from starting at boot.
+# On machines with systemd, keep the units of packages installed just now from starting at boot
+# (units of packages the machine already had are left as they were).
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  for unit in haproxy nginx mariadb; do
-    systemctl disable --now "$unit" >/dev/null 2>&1 || true
+  for pkg in "${missing[@]}"; do
+    case "$pkg" in
+      haproxy|nginx|keepalived|prometheus|prometheus-node-exporter|prometheus-mysqld-exporter)
+        systemctl disable "$pkg" >/dev/null 2>&1 || true ;;
+      mariadb-server) systemctl disable mariadb >/dev/null 2>&1 || true ;;
+      etcd-server) systemctl disable etcd >/dev/null 2>&1 || true ;;
+    esac
   done
 fi

@@ -75,7 +75,6 @@ def test_validate_good_files(runner: CliRunner, args: list[str], expected: str) 
     assert result.output.strip() == expected
 
 
-@pytest.mark.xfail(reason="cli prints the error through rich markup: '[a-z]' in a message is eaten as a style tag")
 def test_validate_prints_the_message_verbatim(runner: CliRunner, tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text('name = "Seed"\n' + GOOD)

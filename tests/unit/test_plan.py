@@ -137,7 +137,7 @@ def test_my_cnf_server_ids_are_unique_and_read_only_is_on_replicas_only(rendered
         assert mysqld["read-only"] == ("ON" if spec.db_role == "replica" else "OFF"), hp.name
         assert mysqld["port"] == str(topo.db.port)
         assert mysqld["datadir"] == str(hp.dirs.data / "mariadb")
-        assert mysqld["log-basename"] == hp.name
+        assert mysqld["log-error"] == str(hp.dirs.log / "mariadb.err")
         assert mysqld["binlog-format"] == "ROW" and mysqld["log-slave-updates"] == "ON"
     assert len(set(server_ids.values())) == len(server_ids)
     # Hosts without the db role get no my.cnf.

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
 from webinfra.hosts.base import CommandError
@@ -40,10 +41,10 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (TopologyError, UsageError) as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(2)
         except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
-            err_console.print(f"[bold red]failed:[/] {exc}", soft_wrap=True)
+            err_console.print(f"[bold red]failed:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(1)
         except KeyboardInterrupt:
             err_console.print("interrupted")

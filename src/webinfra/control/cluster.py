@@ -52,12 +52,15 @@ class Cluster:
     def __post_init__(self) -> None:
         self.plan: ClusterPlan = build_plan(self.topology, self.layout)
         topo = self.topology
-        self.network = netmod.ClusterNetwork.build(
-            topo.name,
-            topo.network.subnet,
-            topo.gateway,
-            [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
-        )
+        try:
+            self.network = netmod.ClusterNetwork.build(
+                topo.name,
+                topo.network.subnet,
+                topo.gateway,
+                [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
+            )
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.hosts: dict[str, NetnsHost] = {
             link.host: NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host))
             for link in self.network.links
@@ -126,8 +129,19 @@ class Cluster:
             for d in self.layout.host(name).all():
                 d.mkdir(parents=True, exist_ok=True)
             host.ensure_hostd()
+        for hp in self.plan.hosts:
+            self._stop_unplanned(hp, progress)
         for hp, svc in self.plan.start_order():
             self._start(hp, svc, progress)
+
+    def _stop_unplanned(self, hp: HostPlan, progress: Progress) -> None:
+        """Stop services still running on a host whose topology no longer gives it their role."""
+        planned = {svc.pidfile for svc in hp.services}
+        for pidfile in hp.dirs.run.glob("*.svc.pid"):
+            if pidfile not in planned:
+                stop_tracked(read_pidfile(pidfile), timeout=10.0)
+                pidfile.unlink(missing_ok=True)
+                progress(hp.name, pidfile.name.removesuffix(".svc.pid"), "stopped (role removed)")
 
     def _start(self, hp: HostPlan, svc: ServiceSpec, progress: Progress) -> None:
         host = self.hosts[hp.name]
@@ -229,8 +243,10 @@ class Cluster:
             raise ClusterError(
                 f"{exc} (is the load balancer running? `webinfra start {self.lb_plan().name}`)"
             ) from None
-        for backend in {s.backend for s in stats if s.name == server}:
-            rt.set_weight(backend, server, weight)
+        # Only the read backend is weighted: the write backend holds the primary's server alone.
+        if not any(s.backend == "site" and s.name == server for s in stats):
+            raise ClusterError(f"the load balancer has no backend server {server!r}")
+        rt.set_weight("site", server, weight)
         lb = self.lb_plan()
         haproxy.save_server_state(self.hosts[lb.name], lb, lb.service("haproxy"))
 

@@ -46,11 +46,14 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
     topo = cluster.topology
     lb = cluster.lb_plan()
     by_name: dict[str, haproxy.ServerStat] = {}
+    requests: dict[str, int] = {}  # reads and writes: both site backends
     reachable = True
     try:
         for stat in cluster.runtime().servers():
             if stat.backend == "site":
                 by_name[stat.name] = stat
+            if stat.backend in haproxy.SITE_BACKENDS:
+                requests[stat.name] = requests.get(stat.name, 0) + stat.total_sessions
     except haproxy.RuntimeApiError:
         reachable = False
     backends = []
@@ -64,8 +67,8 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
                 "configured_weight": web.lb_weight,
                 "state": _backend_state(stat) if stat else "unknown",
                 "backup": web.is_backup,
-                "sessions_total": stat.total_sessions if stat else None,
-                "check": stat.check_status if stat else "",
+                "sessions_total": requests.get(web.name) if stat else None,
+                "check": stat.check_status.lstrip("* ") if stat else "",
             }
         )
     return {

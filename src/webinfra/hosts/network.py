@@ -127,6 +127,10 @@ class ClusterNetwork:
         hosts: Sequence[tuple[str, str]],
     ) -> ClusterNetwork:
         links = tuple(HostLink(h, netns_name(cluster, h), veth_name(cluster, h), a) for h, a in hosts)
+        veths = [link.veth for link in links]
+        if len(set(veths)) != len(veths):
+            clash = sorted(link.host for link in links if veths.count(link.veth) > 1)
+            raise ValueError(f"hosts {clash} map to the same interface name; rename one of them")
         return cls(cluster, subnet, gateway, links)
 
     # ---- creation (idempotent) ----

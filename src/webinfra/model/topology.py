@@ -19,9 +19,7 @@ ClusterName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")]
 # Hostname-ish: labels of letters, digits and hyphens.
 SiteName = Annotated[
     str,
-    StringConstraints(
-        max_length=253, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}$"
-    ),
+    StringConstraints(max_length=253, pattern=r"^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]{1,63}$"),
 ]
 
 # TOML values are typed: `weight = true`, `weight = "5"` or `backup = 1` is a mistake, not a value to coerce.
@@ -140,9 +138,7 @@ class Topology(_Frozen):
         offset = FIRST_HOST_OFFSET
         for host in self.hosts:
             if host.name == name:
-                return (
-                    host.address if host.address is not None else self.network.subnet.network_address + offset
-                )
+                return host.address if host.address is not None else self.network.subnet.network_address + offset
             if host.address is None:
                 offset += 1
         raise KeyError(name)
@@ -194,9 +190,7 @@ def check_topology(topo: Topology) -> list[Problem]:
     for i, host in enumerate(topo.hosts):
         at = f"hosts[{i}]"
         if host.name in seen_names:
-            problems.append(
-                (f"{at}.name", host.name, f"duplicate host name (also hosts[{seen_names[host.name]}])")
-            )
+            problems.append((f"{at}.name", host.name, f"duplicate host name (also hosts[{seen_names[host.name]}])"))
         seen_names.setdefault(host.name, i)
         if len(set(host.roles)) != len(host.roles):
             problems.append((f"{at}.roles", [r.value for r in host.roles], "a role is listed twice"))
@@ -243,18 +237,14 @@ def check_topology(topo: Topology) -> list[Problem]:
     if not webs:
         problems.append(("hosts", [], "at least one host must have the 'web' role"))
     elif all(h.is_backup for h in webs):
-        problems.append(
-            ("hosts", [h.name for h in webs], "every 'web' host is a backup: at least one must be active")
-        )
+        problems.append(("hosts", [h.name for h in webs], "every 'web' host is a backup: at least one must be active"))
     elif all(h.lb_weight == 0 for h in webs):
         # HAProxy sends nothing to a server of weight 0: the site would answer 503 to every request.
         problems.append(("hosts", [h.name for h in webs], "every 'web' host has weight 0: no host would get traffic"))
     if not apps:
         problems.append(("hosts", [], "at least one host must have the 'app' role"))
     if len(primaries) != 1:
-        problems.append(
-            ("hosts", [h.name for h in primaries], "exactly one 'db' host must have db_role = \"primary\"")
-        )
+        problems.append(("hosts", [h.name for h in primaries], "exactly one 'db' host must have db_role = \"primary\""))
     for i, host in enumerate(topo.hosts):
         if host.has(Role.WEB) and not topo.app_upstreams_of(host.name):
             problems.append(

@@ -35,8 +35,9 @@ def render(template: str, **values: object) -> str:
 
 
 def server_id_of(topo: Topology, host: str) -> int:
-    """Stable MariaDB server_id: 1 + index of the host in the file (unique, never 0)."""
-    return 1 + [h.name for h in topo.hosts].index(host)
+    """MariaDB server_id: the host's offset in the subnet (unique, never 0, stable when hosts are
+    reordered; web-01 at .11 writes GTIDs 0-11-N, which reads well)."""
+    return int(topo.address_of(host)) - int(topo.network.subnet.network_address)
 
 
 def build_plan(topo: Topology, layout: Layout, python: str = sys.executable) -> ClusterPlan:
@@ -206,7 +207,8 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
     ]
     primary = topo.db_primary
     route_writes = topo.lb.route_writes_to == "primary" and primary is not None and primary.has(Role.WEB)
-    write_servers = [s for s in servers if primary is not None and s["name"] == primary.name]
+    # The write backend has one server; its weight does not matter, but 0 would refuse every write.
+    write_servers = [{**s, "weight": 1} for s in servers if primary is not None and s["name"] == primary.name]
     return render(
         "haproxy.cfg.j2",
         host=name,
