@@ -256,11 +256,26 @@ BAD_TOPOLOGIES = [
         LB + host("web-01", "web", "app"),
         "hosts = []: exactly one 'db' host must have db_role = \"primary\"",
     ),
-    _case("no-lb", PRIMARY + REPLICA, "hosts = []: exactly one host must have the 'lb' role"),
+    _case("no-lb", PRIMARY + REPLICA, "hosts = []: one host (single LB) or two (an LB pair) must have 'lb'"),
     _case(
-        "two-lbs",
-        LB + host("lb-02", "lb") + PRIMARY + REPLICA,
-        "hosts = ['lb-01', 'lb-02']: exactly one host must have the 'lb' role",
+        "three-lbs",
+        LB + host("lb-02", "lb") + host("lb-03", "lb") + PRIMARY + REPLICA,
+        "hosts = ['lb-01', 'lb-02', 'lb-03']: one host (single LB) or two (an LB pair) must have 'lb'",
+    ),
+    _case(
+        "even-etcd-members",
+        host("lb-01", "lb", "etcd") + host("web-01", "web", "app", "db", "etcd", db_role='"primary"') + REPLICA,
+        "hosts = ['lb-01', 'web-01']: the 'etcd' role needs an odd number of hosts",
+    ),
+    _case(
+        "vip-without-pair",
+        '[lb]\nvip = "198.18.0.100"\n' + GOOD,
+        "lb.vip = '198.18.0.100': a virtual IP needs two 'lb' hosts",
+    ),
+    _case(
+        "vip-on-a-host-address",
+        '[lb]\nvip = "198.18.0.11"\n' + LB + host("lb-02", "lb") + PRIMARY + REPLICA,
+        "lb.vip = '198.18.0.11': must be a free usable address in 198.18.0.0/24",
     ),
     _case(
         "no-web",
@@ -309,12 +324,12 @@ BAD_TOPOLOGIES = [
     _case(
         "port-clash-lb-and-web",
         host("lb-01", "lb", "web", "app") + PRIMARY + REPLICA,
-        "hosts[0].roles = ['lb', 'web', 'app']: two roles on this host would listen on port 80",
+        "hosts[0].roles = ['lb', 'web', 'app']: two services on this host would listen on port 80",
     ),
     _case(
         "port-clash-app-and-db",
         "[app]\nport = 3306\n" + GOOD,
-        "hosts[1].roles = ['web', 'app', 'db']: two roles on this host would listen on port 3306",
+        "hosts[1].roles = ['web', 'app', 'db']: two services on this host would listen on port 3306",
     ),
 ]
 

@@ -276,6 +276,95 @@ def logs(
 
 
 @cli.command()
+@click.argument("host")
+@click.option("--service", default=None, help="Only this service (default: the whole host).")
+@click.option(
+    "--mode",
+    type=click.Choice(["crash", "stop", "partition"]),
+    default="crash",
+    show_default=True,
+    help="crash = SIGKILL (a whole host: link down too); stop = clean stop; partition = traffic dropped.",
+)
+@cluster_option
+@handle_errors
+def fail(
+    host: str,
+    service: str | None,
+    mode: str,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Inject a fault into a host (see also: recover)."""
+    from webinfra.control.faults import fail as inject
+
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    what = inject(cluster, host, service, mode)  # type: ignore[arg-type]
+    console.print(f"{host}: {what}")
+
+
+@cli.command()
+@click.argument("host")
+@cluster_option
+@handle_errors
+def recover(host: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+    """Undo any fault on a host and start its services again."""
+    from webinfra.control.faults import recover as undo
+
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    undo(cluster, host)
+    console.print(f"{host}: recovered")
+
+
+@cli.command()
+@click.option("--to", "target", default=None, help="The replica to promote (default: the most advanced).")
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for the new primary.")
+@cluster_option
+@handle_errors
+def switchover(
+    target: str | None, timeout: float, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Planned change of the primary database, without losing a write (writes pause briefly)."""
+    from webinfra.control.ha import switchover as do_switchover
+
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    old, new, seconds = do_switchover(cluster, target, timeout)
+    console.print(f"primary: {old} -> {new} in {seconds:.1f}s")
+
+
+@cli.command(name="events")
+@click.option("--follow", is_flag=True, help="Keep printing events as they happen.")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many past events to show.")
+@click.option("--json", "as_json", is_flag=True, help="JSON lines, as stored.")
+@cluster_option
+@handle_errors
+def events_(
+    follow: bool, lines: int, as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Show what changed: faults, failovers, weights, VIP moves."""
+    from webinfra.control import events
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+
+    def show(event: dict[str, object]) -> None:
+        if as_json:
+            click.echo(json.dumps(event))
+        else:
+            click.echo(
+                f"{event.get('ts')}  {event.get('host') or '-':<8} {event.get('kind'):<20} {event.get('detail')}"
+            )
+
+    for event in events.read(cluster.layout.events_file)[-lines:]:
+        show(event)
+    if follow:
+        for event in events.follow(cluster.layout.events_file):
+            show(event)
+
+
+@cli.command()
 @click.option("-f", "--file", "topology_file", type=click.Path(dir_okay=False), default=None)
 @handle_errors
 def validate(topology_file: str | None) -> None:

@@ -8,20 +8,24 @@ order and removes exactly the namespaces, veths and bridge recorded in network.j
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from webinfra.control import events, ha
 from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan
+from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
 from webinfra.services import haproxy, mariadb, supervisor
+from webinfra.services.secrets import ensure_secret
 
 Progress = Callable[[str, str, str], None]  # (host, service or step, what happened)
 
@@ -131,8 +135,28 @@ class Cluster:
             host.ensure_hostd()
         for hp in self.plan.hosts:
             self._stop_unplanned(hp, progress)
-        for hp, svc in self.plan.start_order():
+        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET):
+            ensure_secret(self.layout, secret)
+        order = self.plan.start_order()
+        for i, (hp, svc) in enumerate(order):
             self._start(hp, svc, progress)
+            last_of_kind = i + 1 == len(order) or order[i + 1][1].name != svc.name
+            if last_of_kind:
+                self._after_phase(svc.name, progress)
+
+    def _after_phase(self, service: str, progress: Progress) -> None:
+        """Cluster-wide waits between start phases of the hardened topology."""
+        if service == "etcd":
+            if not ha.wait_etcd_quorum(self):
+                raise ClusterError("etcd did not reach quorum within 30s (see the hosts' log/etcd.log)")
+            progress("etcd", "quorum", "healthy")
+        elif service == "mariadb" and self.topology.ha:
+            ha.bootstrapped_marker(self).touch()
+        elif service == "agent":
+            leader = ha.wait_for_leader(self)
+            if leader is None:
+                raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
+            progress(leader, "agent", "leader (writable primary)")
 
     def _stop_unplanned(self, hp: HostPlan, progress: Progress) -> None:
         """Stop services still running on a host whose topology no longer gives it their role."""
@@ -149,12 +173,16 @@ class Cluster:
         progress(hp.name, svc.name, action)
         if svc.name == "mariadb":
             self._after_db_start(hp, progress)
+        elif svc.name == "haproxy" and action != "unchanged":
+            self._apply_weights(hp)
 
     def _after_db_start(self, hp: HostPlan, progress: Progress) -> None:
         topo = self.topology
         host = self.hosts[hp.name]
         primary = topo.db_primary
         assert primary is not None
+        if topo.ha and ha.bootstrapped_marker(self).exists():
+            return  # roles are the agents' business once the cluster is initialised
         if hp.name == primary.name:
             mariadb.bootstrap_primary(host, hp, topo, self.layout)
             progress(hp.name, "mariadb", "primary ready")
@@ -231,24 +259,47 @@ class Cluster:
         return haproxy.runtime_for(self.lb_plan())
 
     def set_weight(self, server: str, weight: int) -> None:
+        """Change a backend's weight live on every running load balancer (runtime API, no reload). The
+        weight is also kept in weights.json and applied to an LB that starts later (e.g. the passive one
+        coming back), so both LBs of a pair always agree."""
         webs = [h.name for h in self.topology.with_role(Role.WEB)]
         if server not in webs:
             raise UsageError(f"unknown server {server!r} (load-balancer backends: {', '.join(webs)})")
         if not 0 <= weight <= 256:
             raise UsageError(f"weight = {weight}: must be between 0 and 256")
-        rt = self.runtime()
-        try:
-            stats = rt.servers()
-        except haproxy.RuntimeApiError as exc:
+        overrides = self.weight_overrides()
+        overrides[server] = weight
+        self._weights_file.write_text(json.dumps(overrides, indent=2))
+        applied = [lb.name for lb in self.topology.with_role(Role.LB) if self._apply_weights(self.plan.host(lb.name))]
+        if not applied:
             raise ClusterError(
-                f"{exc} (is the load balancer running? `webinfra start {self.lb_plan().name}`)"
-            ) from None
-        # Only the read backend is weighted: the write backend holds the primary's server alone.
-        if not any(s.backend == "site" and s.name == server for s in stats):
-            raise ClusterError(f"the load balancer has no backend server {server!r}")
-        rt.set_weight("site", server, weight)
-        lb = self.lb_plan()
+                f"no load balancer's runtime API answered (is one running? `webinfra start {self.lb_plan().name}`)"
+            )
+        events.record(self.layout, "weight_changed", server, f"weight {weight} on {', '.join(applied)}")
+
+    @property
+    def _weights_file(self) -> Path:
+        return self.layout.cluster_dir / "weights.json"
+
+    def weight_overrides(self) -> dict[str, int]:
+        try:
+            data: dict[str, int] = json.loads(self._weights_file.read_text())
+            return data
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _apply_weights(self, lb: HostPlan) -> bool:
+        """Apply live weight overrides to one LB; False if its runtime API does not answer."""
+        rt = haproxy.runtime_for(lb)
+        try:
+            servers = {s.name for s in rt.servers() if s.backend == "site"}
+            for name, weight in self.weight_overrides().items():
+                if name in servers:
+                    rt.set_weight("site", name, weight)
+        except haproxy.RuntimeApiError:
+            return False
         haproxy.save_server_state(self.hosts[lb.name], lb, lb.service("haproxy"))
+        return True
 
 
 def _default_text() -> str:

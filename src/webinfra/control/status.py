@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from webinfra.control import ha
 from webinfra.control.cluster import Cluster
+from webinfra.control.faults import active_faults
 from webinfra.hosts import network as netmod
 from webinfra.model import Role
 from webinfra.services import haproxy, mariadb, supervisor
@@ -21,7 +23,13 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         link = next(link for link in cluster.network.links if link.host == hp.name)
         services = []
         for svc in hp.services:
-            services.append({"name": svc.name, "state": supervisor.state_of(svc).value, "pid": supervisor.pid_of(svc)})
+            services.append(
+                {
+                    "name": svc.name,
+                    "state": supervisor.state_of(cluster.hosts[hp.name], svc).value,
+                    "pid": supervisor.pid_of(svc),
+                }
+            )
         hosts.append(
             {
                 "name": hp.name,
@@ -38,24 +46,32 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         "site_url": topo.site_url,
         "hosts": hosts,
         "lb": _lb(cluster),
+        "faults": active_faults(cluster),
         "db": _db(cluster),
     }
 
 
 def _lb(cluster: Cluster) -> dict[str, Any]:
     topo = cluster.topology
-    lb = cluster.lb_plan()
+    holder = _vip_holder(cluster)
+    # Report the LB that serves the site: the VIP holder of a pair, else the first that answers.
+    candidates = sorted(topo.with_role(Role.LB), key=lambda h: h.name != holder)
+    lb = cluster.plan.host(candidates[0].name)
     by_name: dict[str, haproxy.ServerStat] = {}
     requests: dict[str, int] = {}  # reads and writes: both site backends
-    reachable = True
-    try:
-        for stat in cluster.runtime().servers():
+    reachable = False
+    for spec in candidates:
+        try:
+            stats = haproxy.runtime_for(cluster.plan.host(spec.name)).servers()
+        except haproxy.RuntimeApiError:
+            continue
+        lb, reachable = cluster.plan.host(spec.name), True
+        for stat in stats:
             if stat.backend == "site":
                 by_name[stat.name] = stat
             if stat.backend in haproxy.SITE_BACKENDS:
                 requests[stat.name] = requests.get(stat.name, 0) + stat.total_sessions
-    except haproxy.RuntimeApiError:
-        reachable = False
+        break
     backends = []
     for web in topo.with_role(Role.WEB):
         stat = by_name.get(web.name)
@@ -72,6 +88,9 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
             }
         )
     return {
+        "vip": str(topo.vip) if topo.vip else None,
+        "vip_holder": holder,
+        "hosts": [h.name for h in topo.with_role(Role.LB)],
         "host": lb.name,
         "address": lb.address,
         "runtime_api": reachable,
@@ -102,11 +121,17 @@ def _db(cluster: Cluster) -> dict[str, Any]:
         hp = cluster.plan.host(spec.name)
         running = supervisor.pid_of(hp.service("mariadb")) is not None
         facts = mariadb.facts(cluster.hosts[spec.name], hp) if running else mariadb.DbFacts(reachable=False)
+        agent = ha.agent_status(cluster, spec.name) if topo.ha else None
+        if topo.ha:
+            role = (agent or {}).get("role") or ("unknown" if facts.reachable else "down")
+        else:
+            role = spec.db_role
         nodes.append(
             {
                 "name": spec.name,
                 "address": hp.address,
-                "role": spec.db_role,
+                "role": role,
+                "lease": _lease(agent, spec.name) if topo.ha else None,
                 "reachable": facts.reachable,
                 "read_only": facts.read_only if facts.reachable else None,
                 "gtid": facts.gtid_current_pos if facts.reachable else None,
@@ -117,8 +142,33 @@ def _db(cluster: Cluster) -> dict[str, Any]:
                 "error": facts.last_error or None,
             }
         )
+    if topo.ha:
+        writable = [n["name"] for n in nodes if n["role"] == "primary"]
+        current = writable[0] if len(writable) == 1 else None
+    else:
+        current = primary.name if primary else None
     return {
-        "primary": primary.name if primary else None,
+        "ha": topo.ha,
+        "primary": current,
         "replicas": [n for n in nodes if n["role"] == "replica"],
         "nodes": nodes,
     }
+
+
+def _lease(agent: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
+    """Who holds the leader lease and for how long still, as this node's agent sees it."""
+    if not agent:
+        return None
+    return {"holder": agent.get("leader"), "seconds_left": agent.get("lease_ttl_left")}
+
+
+def _vip_holder(cluster: Cluster) -> str | None:
+    vip = cluster.topology.vip
+    if vip is None:
+        return None
+    holders = []
+    for lb in cluster.topology.with_role(Role.LB):
+        proc = cluster.hosts[lb.name].run(["ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
+        if f" {vip}/" in proc.stdout:
+            holders.append(lb.name)
+    return ",".join(holders) or None

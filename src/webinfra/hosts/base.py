@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import subprocess
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class Host(ABC):
@@ -41,6 +44,10 @@ class Host(ABC):
         cwd: Path | None = None,
     ) -> int:
         """Start a long-running process on the host, in its own process group; return its PID."""
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run a Python callable as if on the host (its network view). Locally: just call it."""
+        return fn()
 
     def write_file(self, path: Path, content: str | bytes, mode: int = 0o644) -> bool:
         """Write `content` to `path` atomically with `mode`; return True when the file changed."""

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from webinfra.hosts import hostd
-from webinfra.hosts.base import CommandError, Host
+from webinfra.hosts.base import CommandError, Host, T
 from webinfra.hosts.process import read_pidfile, running_pid, stop_tracked, track, write_pidfile
 from webinfra.plan.layout import HostDirs
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class NetnsHost(Host):
@@ -91,6 +96,36 @@ class NetnsHost(Host):
         stop_tracked(read_pidfile(self.hostd_pidfile), timeout=5.0)
         self.hostd_pidfile.unlink(missing_ok=True)
         self.hostd_socket.unlink(missing_ok=True)
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """Run `fn` in a thread that joined this host's network namespace (setns(2) affects only the
+        calling thread), so sockets it opens are the host's: its loopback, its firewall, its routes."""
+        box: list[T] = []
+        error: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                fd = os.open(f"/run/netns/{self.netns}", os.O_RDONLY)
+            except OSError as exc:
+                error.append(CommandError(self.name, ["setns"], -1, f"namespace {self.netns} is gone: {exc}"))
+                return
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    error.append(CommandError(self.name, ["setns"], -1, os.strerror(ctypes.get_errno())))
+                    return
+            finally:
+                os.close(fd)
+            try:
+                box.append(fn())
+            except BaseException as exc:
+                error.append(exc)
+
+        thread = threading.Thread(target=worker, name=f"netns-{self.name}", daemon=True)
+        thread.start()
+        thread.join()
+        if error:
+            raise error[0]
+        return box[0]
 
     def spawn(
         self,

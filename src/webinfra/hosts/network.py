@@ -71,6 +71,10 @@ def namespace_pids(netns: str) -> list[int]:
     return [int(p) for p in out.split() if p.isdigit()]
 
 
+def set_link(dev: str, *, up: bool) -> None:
+    _ip("link", "set", dev, "up" if up else "down", check=False)
+
+
 def kill_namespace(netns: str) -> None:
     """SIGKILL whatever still runs inside one of our namespaces, then delete it."""
     for pid in namespace_pids(netns):

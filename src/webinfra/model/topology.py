@@ -48,7 +48,8 @@ class Role(StrEnum):
     LB = "lb"  # HAProxy, the site's entry point
     WEB = "web"  # nginx, a backend of the load balancer
     APP = "app"  # the site's app server (uvicorn) and code base
-    DB = "db"  # MariaDB; `db_role` says primary or replica
+    DB = "db"  # MariaDB; `db_role` says primary or replica (the initial one when HA is on)
+    ETCD = "etcd"  # a member of the etcd cluster the DB agents keep their leader lease in (turns HA on)
 
 
 class _Frozen(BaseModel):
@@ -69,6 +70,10 @@ class LbSpec(_Frozen):
     check_interval_ms: Int = Field(default=1000, ge=100, le=60_000)
     check_fall: Int = Field(default=2, ge=1, le=10)
     check_rise: Int = Field(default=2, ge=1, le=10)
+    # LB pair: the site's virtual IP, held by keepalived (VRRP, unicast) on the active LB.
+    vip: IPv4Address | None = None  # default: the subnet's .100 (or its last usable address)
+    vrrp_advert_ms: Int = Field(default=300, ge=100, le=10_000)
+    virtual_router_id: Int = Field(default=51, ge=1, le=255)
 
 
 class WebSpec(_Frozen):
@@ -86,6 +91,25 @@ class DbSpec(_Frozen):
     port: Int = Field(default=3306, ge=1, le=65535)
     database: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "site"
     ryw_wait_seconds: Float = Field(default=0.5, ge=0.0, le=30.0)
+    # High availability (on when some hosts have the 'etcd' role): leader lease, agents, DB routing.
+    lease_ttl_seconds: Int = Field(default=2, ge=2, le=60)
+    loop_interval_ms: Int = Field(default=500, ge=100, le=10_000)
+    replica_max_lag_seconds: Float = Field(default=5.0, gt=0, le=3600)
+    # Semi-synchronous replication (AFTER_SYNC): a write is acknowledged once a replica has it. When no
+    # replica acknowledges: "fallback_async" (the leader's agent switches to async after the timeout, only
+    # while it still holds its lease) keeps writes available; "block" never acknowledges an unreplicated write.
+    when_no_replica_acks: Literal["fallback_async", "block"] = "fallback_async"
+    semi_sync_fallback_ms: Int = Field(default=1000, ge=100, le=600_000)
+    agent_port: Int = Field(default=8008, ge=1, le=65535)
+    writer_port: Int = Field(default=3307, ge=1, le=65535)  # app host's local DB routing (HAProxy), writes
+    reader_port: Int = Field(default=3308, ge=1, le=65535)  # ...and reads
+
+
+class EtcdSpec(_Frozen):
+    client_port: Int = Field(default=2379, ge=1, le=65535)
+    peer_port: Int = Field(default=2380, ge=1, le=65535)
+    heartbeat_ms: Int = Field(default=100, ge=10, le=5000)
+    election_timeout_ms: Int = Field(default=1000, ge=50, le=50_000)
 
 
 class HostSpec(_Frozen):
@@ -118,6 +142,7 @@ class Topology(_Frozen):
     web: WebSpec = WebSpec()
     app: AppSpec = AppSpec()
     db: DbSpec = DbSpec()
+    etcd: EtcdSpec = EtcdSpec()
     hosts: tuple[HostSpec, ...] = Field(min_length=1)
 
     # ---- derived views (pure) ----
@@ -129,6 +154,26 @@ class Topology(_Frozen):
 
     def with_role(self, role: Role) -> tuple[HostSpec, ...]:
         return tuple(h for h in self.hosts if h.has(role))
+
+    @property
+    def ha(self) -> bool:
+        """High availability: DB agents with a leader lease in etcd, and DB routing on app hosts."""
+        return any(h.has(Role.ETCD) for h in self.hosts)
+
+    @property
+    def lb_pair(self) -> bool:
+        return len(self.with_role(Role.LB)) > 1
+
+    @property
+    def vip(self) -> ipaddress.IPv4Address | None:
+        """The site's virtual IP when there is an LB pair."""
+        if not self.lb_pair:
+            return None
+        if self.lb.vip is not None:
+            return self.lb.vip
+        subnet = self.network.subnet
+        candidate = subnet.network_address + 100
+        return candidate if candidate < subnet.broadcast_address else subnet.broadcast_address - 1
 
     @property
     def gateway(self) -> ipaddress.IPv4Address:
@@ -159,7 +204,8 @@ class Topology(_Frozen):
     @property
     def site_url(self) -> str:
         port = "" if self.lb.port == 80 else f":{self.lb.port}"
-        return f"http://{self.address_of(self.entry_host.name)}{port}/"
+        entry = self.vip if self.vip is not None else self.address_of(self.entry_host.name)
+        return f"http://{entry}{port}/"
 
     def app_upstreams_of(self, web_host: str) -> tuple[HostSpec, ...]:
         """App servers an nginx on `web_host` proxies to: its own app if it has one, else every app-only host."""
@@ -176,6 +222,26 @@ class Topology(_Frozen):
 
 
 Problem = tuple[str, Any, str]
+
+
+def listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int]]:
+    """(service, TCP port) pairs a host listens on, from its roles. The firewall derives from these too."""
+    out: list[tuple[str, int]] = []
+    if host.has(Role.LB):
+        out.append(("haproxy", topo.lb.port))
+    if host.has(Role.WEB):
+        out.append(("nginx", topo.web.port))
+    if host.has(Role.APP):
+        out.append(("app", topo.app.port))
+        if topo.ha:
+            out += [("dbproxy-writer", topo.db.writer_port), ("dbproxy-reader", topo.db.reader_port)]
+    if host.has(Role.DB):
+        out.append(("mariadb", topo.db.port))
+        if topo.ha:
+            out.append(("agent", topo.db.agent_port))
+    if host.has(Role.ETCD):
+        out += [("etcd-client", topo.etcd.client_port), ("etcd-peer", topo.etcd.peer_port)]
+    return out
 
 
 def check_topology(topo: Topology) -> list[Problem]:
@@ -232,8 +298,18 @@ def check_topology(topo: Topology) -> list[Problem]:
 
     lbs, webs, apps = topo.with_role(Role.LB), topo.with_role(Role.WEB), topo.with_role(Role.APP)
     primaries = [h for h in topo.hosts if h.db_role == "primary"]
-    if len(lbs) != 1:
-        problems.append(("hosts", [h.name for h in lbs], "exactly one host must have the 'lb' role"))
+    if len(lbs) not in (1, 2):
+        problems.append(("hosts", [h.name for h in lbs], "one host (single LB) or two (an LB pair) must have 'lb'"))
+    etcds = topo.with_role(Role.ETCD)
+    if etcds and len(etcds) % 2 == 0:
+        problems.append(("hosts", [h.name for h in etcds], "the 'etcd' role needs an odd number of hosts (3 for HA)"))
+    if topo.lb_pair and topo.vip is not None:
+        vip = topo.vip
+        used = {topo.address_of(h.name) for h in topo.hosts}
+        if vip not in subnet or vip in (subnet.network_address, subnet.broadcast_address, topo.gateway) or vip in used:
+            problems.append(("lb.vip", str(vip), f"must be a free usable address in {subnet}"))
+    if topo.lb.vip is not None and not topo.lb_pair:
+        problems.append(("lb.vip", str(topo.lb.vip), "a virtual IP needs two 'lb' hosts (an LB pair)"))
     if not webs:
         problems.append(("hosts", [], "at least one host must have the 'web' role"))
     elif all(h.is_backup for h in webs):
@@ -263,23 +339,17 @@ def check_topology(topo: Topology) -> list[Problem]:
                 )
             )
     for i, host in enumerate(topo.hosts):
-        ports = [
-            (Role.LB, topo.lb.port),
-            (Role.WEB, topo.web.port),
-            (Role.APP, topo.app.port),
-            (Role.DB, topo.db.port),
-        ]
-        used = [(role, port) for role, port in ports if host.has(role)]
-        clash = {port for _, port in used if sum(1 for _, p in used if p == port) > 1}
+        ports = [port for _, port in listeners(topo, host)]
+        clash = sorted({port for port in ports if ports.count(port) > 1})
         if clash:
             problems.append(
                 (
                     f"hosts[{i}].roles",
                     [r.value for r in host.roles],
-                    f"two roles on this host would listen on port {min(clash)}; change one of the ports",
+                    f"two services on this host would listen on port {clash[0]}; change one of the ports",
                 )
             )
-    if topo.lb.route_writes_to == "primary" and len(primaries) == 1 and not primaries[0].has(Role.WEB):
+    if topo.lb.route_writes_to == "primary" and len(primaries) == 1 and not primaries[0].has(Role.WEB) and not topo.ha:
         problems.append(
             (
                 "lb.route_writes_to",

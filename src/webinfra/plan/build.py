@@ -13,6 +13,7 @@ from functools import cache
 import jinja2
 
 from webinfra.model import Role, Topology
+from webinfra.plan import ha
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import ClusterPlan, FileSpec, HostPlan, Probe, ServiceSpec
 
@@ -72,7 +73,9 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                     bind_address="0.0.0.0",
                     port=topo.db.port,
                     server_id=server_id_of(topo, name),
-                    read_only=spec.db_role == "replica",
+                    # With HA every node starts read-only: only the agent holding the lease makes it writable.
+                    read_only=topo.ha or spec.db_role == "replica",
+                    semi_sync=topo.ha,
                 ),
             )
         )
@@ -87,6 +90,19 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                 stop_timeout=30.0,
             )
         )
+
+    if spec.has(Role.ETCD):
+        services.append(ha.etcd_service(topo, name, dirs))
+
+    if spec.has(Role.DB) and topo.ha:
+        agent_file, agent_svc = ha.agent_files_and_service(topo, layout, name, dirs, python)
+        files.append(agent_file)
+        services.append(agent_svc)
+
+    if spec.has(Role.APP) and topo.ha:
+        proxy_file, proxy_svc = ha.dbproxy_files_and_service(topo, name, dirs, render)
+        files.append(proxy_file)
+        services.append(proxy_svc)
 
     if spec.has(Role.APP):
         site_json = dirs.etc / "site.json"
@@ -177,6 +193,10 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                 reload_signal="USR2",
             )
         )
+        if topo.lb_pair:
+            kfile, ksvc = ha.keepalived_files_and_service(topo, name, dirs, services[-1].argv, render)
+            files.append(kfile)
+            services.append(ksvc)
 
     return HostPlan(
         name=name,
@@ -206,9 +226,18 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         for w in webs
     ]
     primary = topo.db_primary
-    route_writes = topo.lb.route_writes_to == "primary" and primary is not None and primary.has(Role.WEB)
-    # The write backend has one server; its weight does not matter, but 0 would refuse every write.
-    write_servers = [{**s, "weight": 1} for s in servers if primary is not None and s["name"] == primary.name]
+    write_check = {"uri": "/healthz", "port": None}
+    if topo.ha:
+        # The primary moves: every web host with a database may take writes, and the agent's /primary
+        # check says which one does now (a demoted or dead primary's server gets none).
+        route_writes = topo.lb.route_writes_to == "primary"
+        write_servers = [{**s, "weight": 1} for s in servers if topo.host(s["name"]).has(Role.DB)]
+        route_writes = route_writes and bool(write_servers)
+        write_check = {"uri": "/primary", "port": topo.db.agent_port}
+    else:
+        route_writes = topo.lb.route_writes_to == "primary" and primary is not None and primary.has(Role.WEB)
+        # The write backend has one server; its weight does not matter, but 0 would refuse every write.
+        write_servers = [{**s, "weight": 1} for s in servers if primary is not None and s["name"] == primary.name]
     return render(
         "haproxy.cfg.j2",
         host=name,
@@ -226,6 +255,7 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         servers=servers,
         route_writes=route_writes,
         write_servers=write_servers,
+        write_check=write_check,
     )
 
 
@@ -236,6 +266,14 @@ def render_site_config(topo: Topology, layout: Layout, app_host: str) -> str:
     def endpoint(name: str) -> dict[str, object]:
         return {"name": name, "host": str(topo.address_of(name)), "port": topo.db.port}
 
+    if topo.ha:
+        # Through this host's DB routing (dbproxy): roles move, the app learns who answered per connection.
+        writer: dict[str, object] = {"name": "writer", "host": "127.0.0.1", "port": topo.db.writer_port}
+        readers: list[dict[str, object]] = [{"name": "reader", "host": "127.0.0.1", "port": topo.db.reader_port}]
+    else:
+        writer = endpoint(primary.name)
+        readers = [endpoint(r.name) for r in topo.db_readers_for(app_host)]
+
     config = {
         "host": app_host,
         "site_name": topo.site.name,
@@ -244,12 +282,13 @@ def render_site_config(topo: Topology, layout: Layout, app_host: str) -> str:
             "database": topo.db.database,
             "user": "site",
             "password_file": str(layout.secret("db-site")),
-            "writer": endpoint(primary.name),
-            "readers": [endpoint(r.name) for r in topo.db_readers_for(app_host)],
+            "writer": writer,
+            "readers": readers,
             "ryw_wait_seconds": topo.db.ryw_wait_seconds,
             "connect_timeout_seconds": 1.0,
             "pool_max_size": 10,
             "suspect_seconds": 2.0,
+            **({"identify_servers": True} if topo.ha else {}),
         },
     }
     return json.dumps(config, indent=2) + "\n"

@@ -77,6 +77,10 @@ class Layout:
         return self.cluster_dir / "network.json"
 
     @property
+    def events_file(self) -> Path:
+        return self.cluster_dir / "events.jsonl"
+
+    @property
     def secrets(self) -> Path:
         return self.cluster_dir / "secrets"
 

@@ -63,7 +63,7 @@ class HostPlan:
 
 # Services start in this order across the cluster (a database before the apps that use it, apps before
 # the web servers in front of them, the load balancer last) and stop in the reverse order.
-SERVICE_ORDER = ("mariadb", "app", "nginx", "haproxy")
+SERVICE_ORDER = ("etcd", "mariadb", "agent", "dbproxy", "app", "nginx", "haproxy", "keepalived")
 
 
 @dataclass(frozen=True)

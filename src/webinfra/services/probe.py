@@ -1,4 +1,5 @@
-"""Readiness probes, polled with a deadline (never a fixed sleep)."""
+"""Readiness probes, polled with a deadline (never a fixed sleep). The supervisor runs them on the host
+(`Host.call`), so they reach services bound to the host's loopback, whatever firewall the host has."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from webinfra.plan.spec import Probe
 
 
-def probe_once(probe: Probe, timeout: float = 1.0) -> bool:
+def _check(probe: Probe, timeout: float) -> bool:
     try:
         if probe.kind == "tcp":
             with socket.create_connection((probe.address, probe.port), timeout=timeout):
@@ -23,6 +24,11 @@ def probe_once(probe: Probe, timeout: float = 1.0) -> bool:
             conn.close()
     except (OSError, http.client.HTTPException):
         return False
+
+
+def probe_once(probe: Probe, timeout: float = 1.0) -> bool:
+    """One attempt, from wherever the caller runs; `Host.call(lambda: probe_once(p))` runs it on a host."""
+    return _check(probe, timeout)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

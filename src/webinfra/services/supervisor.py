@@ -55,10 +55,18 @@ def pid_of(svc: ServiceSpec) -> int | None:
     return running_pid(svc.pidfile)
 
 
-def state_of(svc: ServiceSpec) -> ServiceState:
+def ready(host: Host, svc: ServiceSpec, timeout: float = 1.0) -> bool:
+    """The service's probe answers, tried from the host itself."""
+    try:
+        return host.call(lambda: probe_once(svc.probe, timeout=timeout))
+    except CommandError:
+        return False
+
+
+def state_of(host: Host, svc: ServiceSpec) -> ServiceState:
     if pid_of(svc) is None:
         return ServiceState.STOPPED
-    return ServiceState.RUNNING if probe_once(svc.probe, timeout=0.5) else ServiceState.STARTING
+    return ServiceState.RUNNING if ready(host, svc, timeout=0.5) else ServiceState.STARTING
 
 
 def start(host: Host, plan: HostPlan, svc: ServiceSpec, timeout: float = 30.0) -> str:
@@ -83,7 +91,7 @@ def start(host: Host, plan: HostPlan, svc: ServiceSpec, timeout: float = 30.0) -
     else:
         _spawn(host, plan, svc)
         action = "started"
-    if not wait_until(lambda: probe_once(svc.probe), timeout):
+    if not wait_until(lambda: ready(host, svc), timeout):
         alive = pid_of(svc) is not None
         raise ServiceError(
             f"{plan.name}: {svc.name} did not become ready within {timeout:g}s "

@@ -1,0 +1,135 @@
+"""Cluster-level steps of the hardened topology: etcd quorum, waiting for a DB leader, reading who leads,
+and asking for a switchover. The decisions themselves belong to the agents (webinfra.control.agent)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from webinfra.model import Role
+from webinfra.services.probe import wait_until
+
+if TYPE_CHECKING:
+    from webinfra.control.cluster import Cluster
+
+
+def _get(cluster: Cluster, host: str, port: int, path: str, timeout: float = 0.5) -> httpx.Response | None:
+    """GET from inside `host` (its own network view) to itself."""
+    address = str(cluster.topology.address_of(host))
+
+    def fetch() -> httpx.Response | None:
+        try:
+            return httpx.get(f"http://{address}:{port}{path}", timeout=timeout)
+        except httpx.HTTPError:
+            return None
+
+    try:
+        return cluster.hosts[host].call(fetch)
+    except Exception:  # the namespace may be gone (host down): no answer
+        return None
+
+
+def etcd_healthy(cluster: Cluster, host: str) -> bool:
+    resp = _get(cluster, host, cluster.topology.etcd.client_port, "/health")
+    return resp is not None and resp.status_code == 200 and json.loads(resp.text).get("health") == "true"
+
+
+def wait_etcd_quorum(cluster: Cluster, timeout: float = 30.0) -> bool:
+    members = [h.name for h in cluster.topology.with_role(Role.ETCD)]
+    return wait_until(lambda: any(etcd_healthy(cluster, m) for m in members), timeout, interval=0.1)
+
+
+def agent_status(cluster: Cluster, host: str) -> dict[str, Any] | None:
+    resp = _get(cluster, host, cluster.topology.db.agent_port, "/status")
+    if resp is None or resp.status_code != 200:
+        return None
+    try:
+        data: dict[str, Any] = resp.json()
+    except ValueError:
+        return None
+    return data
+
+
+def writable_primaries(cluster: Cluster) -> list[str]:
+    """DB hosts whose agent answers /primary with 200 right now."""
+    out = []
+    for spec in cluster.topology.with_role(Role.DB):
+        resp = _get(cluster, spec.name, cluster.topology.db.agent_port, "/primary")
+        if resp is not None and resp.status_code == 200:
+            out.append(spec.name)
+    return out
+
+
+def current_primary(cluster: Cluster) -> str | None:
+    primaries = writable_primaries(cluster)
+    return primaries[0] if len(primaries) == 1 else None
+
+
+def wait_for_leader(cluster: Cluster, timeout: float = 30.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        leader = current_primary(cluster)
+        if leader:
+            return leader
+        time.sleep(0.1)
+    return None
+
+
+def bootstrapped_marker(cluster: Cluster) -> Any:
+    return cluster.layout.cluster_dir / "db-bootstrapped"
+
+
+def _etcd_put(cluster: Cluster, key: str, value: str) -> bool:
+    """Put a key through the etcd JSON gateway of any reachable member."""
+    import base64
+
+    payload = {"key": base64.b64encode(key.encode()).decode(), "value": base64.b64encode(value.encode()).decode()}
+    for spec in cluster.topology.with_role(Role.ETCD):
+        url = f"http://{cluster.topology.address_of(spec.name)}:{cluster.topology.etcd.client_port}/v3/kv/put"
+
+        def put(url: str = url) -> bool:
+            try:
+                return httpx.post(url, json=payload, timeout=2.0).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        try:
+            if cluster.hosts[spec.name].call(put):
+                return True
+        except Exception:
+            continue
+    return False
+
+
+def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> tuple[str, str, float]:
+    """Ask the leader's agent to hand over (to `target` or the most advanced replica); wait for the new
+    primary. Returns (old, new, seconds)."""
+    from webinfra.control import events
+    from webinfra.control.cluster import ClusterError, UsageError
+    from webinfra.plan.ha import dcs_prefix
+
+    if not cluster.topology.ha:
+        raise UsageError("switchover needs the hardened topology (hosts with the 'etcd' role run the DB agents)")
+    dbs = [h.name for h in cluster.topology.with_role(Role.DB)]
+    if target is not None and target not in dbs:
+        raise UsageError(f"--to {target!r}: not a DB host (DB hosts: {', '.join(dbs)})")
+    old = current_primary(cluster)
+    if old is None:
+        raise ClusterError("no single writable primary right now; not asking for a switchover")
+    if target == old:
+        raise UsageError(f"--to {target!r}: it is already the primary")
+    started = time.monotonic()
+    request = json.dumps({"to": target, "requested_at": time.time()})
+    if not _etcd_put(cluster, dcs_prefix(cluster.topology) + "switchover", request):
+        raise ClusterError("could not reach etcd to ask for the switchover")
+    events.record(cluster.layout, "switchover_requested", old, f"to {target or 'most advanced replica'}")
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        new = current_primary(cluster)
+        if new is not None and new != old and (target is None or new == target):
+            return old, new, time.monotonic() - started
+        time.sleep(0.1)
+    raise ClusterError(f"no new primary within {timeout:g}s (see `webinfra events` and the agents' logs)")

@@ -1,0 +1,213 @@
+"""Plan pieces of the hardened topology: the LB pair's keepalived, the etcd cluster, the DB agents and
+each app host's DB routing (a local HAProxy, "dbproxy"). Pure, like the rest of plan/."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from webinfra.model import Role, Topology
+from webinfra.plan.layout import HostDirs, Layout
+from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+
+AGENT_TOKEN_SECRET = "agent-token"
+
+
+def webinfra_command(python: str) -> str:
+    """The `webinfra` console script next to the interpreter running us."""
+    return str(Path(python).parent / "webinfra")
+
+
+def dcs_prefix(topo: Topology) -> str:
+    return f"/webinfra/{topo.name}/"
+
+
+def etcd_endpoints(topo: Topology) -> list[str]:
+    return [f"http://{topo.address_of(h.name)}:{topo.etcd.client_port}" for h in topo.with_role(Role.ETCD)]
+
+
+def etcd_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
+    address = str(topo.address_of(name))
+    peers = ",".join(
+        f"{h.name}=http://{topo.address_of(h.name)}:{topo.etcd.peer_port}" for h in topo.with_role(Role.ETCD)
+    )
+    client = f"http://{address}:{topo.etcd.client_port}"
+    return ServiceSpec(
+        name="etcd",
+        argv=(
+            "etcd",
+            "--name",
+            name,
+            "--data-dir",
+            str(dirs.data / "etcd"),
+            "--listen-client-urls",
+            f"{client},http://127.0.0.1:{topo.etcd.client_port}",
+            "--advertise-client-urls",
+            client,
+            "--listen-peer-urls",
+            f"http://{address}:{topo.etcd.peer_port}",
+            "--initial-advertise-peer-urls",
+            f"http://{address}:{topo.etcd.peer_port}",
+            "--initial-cluster",
+            peers,
+            "--initial-cluster-token",
+            f"webinfra-{topo.name}",
+            "--initial-cluster-state",
+            "new",
+            "--heartbeat-interval",
+            str(topo.etcd.heartbeat_ms),
+            "--election-timeout",
+            str(topo.etcd.election_timeout_ms),
+            "--logger",
+            "zap",
+            "--log-level",
+            "warn",
+        ),
+        # The peer port listens at once; client requests wait for quorum, checked after all members start.
+        probe=Probe("tcp", address, topo.etcd.peer_port),
+        pidfile=dirs.run / "etcd.svc.pid",
+        log=dirs.log / "etcd.log",
+        stop_timeout=10.0,
+    )
+
+
+def agent_files_and_service(
+    topo: Topology, layout: Layout, name: str, dirs: HostDirs, python: str = sys.executable
+) -> tuple[FileSpec, ServiceSpec]:
+    address = str(topo.address_of(name))
+    primary = topo.db_primary
+    assert primary is not None
+    wi = webinfra_command(python)
+    where = ["--state-dir", str(layout.cluster_dir.parent), "-c", topo.name]
+    config = {
+        "cluster": topo.name,
+        "host": name,
+        "address": address,
+        "listen_address": "0.0.0.0",
+        "listen_port": topo.db.agent_port,
+        "etcd_endpoints": _local_first(etcd_endpoints(topo), address),
+        "prefix": dcs_prefix(topo),
+        "lease_ttl": topo.db.lease_ttl_seconds,
+        "loop_interval": topo.db.loop_interval_ms / 1000,
+        "replica_max_lag": topo.db.replica_max_lag_seconds,
+        "when_no_replica_acks": topo.db.when_no_replica_acks,
+        "semi_sync_fallback_ms": topo.db.semi_sync_fallback_ms,
+        "mariadb": {
+            "socket": str(dirs.sockets / "mariadb.sock"),
+            "port": topo.db.port,
+            "datadir": str(dirs.data / "mariadb"),
+        },
+        "members": {h.name: {"address": str(topo.address_of(h.name))} for h in topo.with_role(Role.DB)},
+        "initial_primary": primary.name,
+        "repl_user": "repl",
+        "repl_password_file": str(layout.secret("db-repl")),
+        "token_file": str(layout.secret(AGENT_TOKEN_SECRET)),
+        "mariadb_control": {
+            "stop": [wi, "stop", *where, name, "mariadb"],
+            "start": [wi, "start", *where, name, "mariadb"],
+        },
+        "events_file": str(layout.events_file),
+    }
+    path = dirs.etc / "agent.json"
+    service = ServiceSpec(
+        name="agent",
+        argv=(python, "-m", "webinfra.control.agent", "--config", str(path)),
+        probe=Probe("http", address, topo.db.agent_port, "/health"),
+        pidfile=dirs.run / "agent.svc.pid",
+        log=dirs.log / "agent.log",
+        configs=(path,),
+        stop_timeout=5.0,
+    )
+    return FileSpec(path, json.dumps(config, indent=2) + "\n"), service
+
+
+def _local_first(endpoints: list[str], address: str) -> list[str]:
+    return sorted(endpoints, key=lambda url: f"//{address}:" not in url)
+
+
+def dbproxy_files_and_service(topo: Topology, name: str, dirs: HostDirs, render) -> tuple[FileSpec, ServiceSpec]:  # type: ignore[no-untyped-def]
+    host = topo.host(name)
+    local = host.has(Role.DB)
+    servers = [
+        {
+            "name": d.name,
+            "address": str(topo.address_of(d.name)),
+            "port": topo.db.port,
+            # With a local DB, other nodes serve this host's reads only when the local one cannot.
+            "backup": local and d.name != name,
+        }
+        for d in topo.with_role(Role.DB)
+    ]
+    cfg = dirs.etc / "dbproxy.cfg"
+    text = render(
+        "dbproxy.cfg.j2",
+        host=name,
+        cluster=topo.name,
+        runtime_socket=dirs.sockets / "dbproxy.sock",
+        agent_port=topo.db.agent_port,
+        inter_ms=max(100, topo.db.loop_interval_ms // 2),
+        writer_port=topo.db.writer_port,
+        reader_port=topo.db.reader_port,
+        servers=servers,
+        local=local,
+    )
+    service = ServiceSpec(
+        name="dbproxy",
+        argv=("haproxy", "-W", "-f", str(cfg), "-p", str(dirs.run / "dbproxy.pid")),
+        probe=Probe("tcp", "127.0.0.1", topo.db.writer_port),
+        pidfile=dirs.run / "dbproxy.svc.pid",
+        log=dirs.log / "dbproxy.log",
+        configs=(cfg,),
+        reload_signal="USR2",
+    )
+    return FileSpec(cfg, text), service
+
+
+def keepalived_files_and_service(
+    topo: Topology, name: str, dirs: HostDirs, haproxy_argv: tuple[str, ...], render
+) -> tuple[FileSpec, ServiceSpec]:  # type: ignore[no-untyped-def]
+    lbs = topo.with_role(Role.LB)
+    index = [h.name for h in lbs].index(name)
+    vip = topo.vip
+    assert vip is not None
+    cfg = dirs.etc / "keepalived.conf"
+    text = render(
+        "keepalived.conf.j2",
+        host=name,
+        cluster=topo.name,
+        haproxy_argv=" ".join(shlex.quote(a) if a else '""' for a in haproxy_argv[:4]),
+        vrid=topo.lb.virtual_router_id,
+        priority=150 - 50 * index,
+        advert_int=f"{topo.lb.vrrp_advert_ms / 1000:g}",
+        address=str(topo.address_of(name)),
+        peers=[str(topo.address_of(h.name)) for h in lbs if h.name != name],
+        vip=str(vip),
+        prefix=topo.network.subnet.prefixlen,
+    )
+    run = dirs.run
+    service = ServiceSpec(
+        name="keepalived",
+        argv=(
+            "keepalived",
+            "--dont-fork",
+            "--log-console",
+            "--log-detail",
+            "--vrrp",
+            "--use-file",
+            str(cfg),
+            "--pid",
+            str(run / "keepalived.pid"),
+            "--vrrp_pid",
+            str(run / "keepalived-vrrp.pid"),
+            "--checkers_pid",
+            str(run / "keepalived-checkers.pid"),
+        ),
+        probe=Probe("tcp", str(topo.address_of(name)), topo.lb.port),  # HAProxy answers; VRRP has no port
+        pidfile=run / "keepalived.svc.pid",
+        log=dirs.log / "keepalived.log",
+        configs=(cfg,),
+        reload_signal="HUP",
+    )
+    return FileSpec(cfg, text), service
