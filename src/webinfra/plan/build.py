@@ -194,8 +194,8 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
             )
         )
         if topo.lb_pair:
-            kfile, ksvc = ha.keepalived_files_and_service(topo, name, dirs, services[-1].argv, render)
-            files.append(kfile)
+            kfiles, ksvc = ha.keepalived_files_and_service(topo, name, dirs, render)
+            files.extend(kfiles)
             services.append(ksvc)
 
     return HostPlan(

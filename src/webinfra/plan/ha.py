@@ -4,7 +4,6 @@ each app host's DB routing (a local HAProxy, "dbproxy"). Pure, like the rest of 
 from __future__ import annotations
 
 import json
-import shlex
 import sys
 from pathlib import Path
 
@@ -165,19 +164,27 @@ def dbproxy_files_and_service(topo: Topology, name: str, dirs: HostDirs, render)
     return FileSpec(cfg, text), service
 
 
+CHECK_HAPROXY = """#!/bin/sh
+# keepalived's health check of this LB's HAProxy: its master process (pid file) is alive.
+pid=$(cat {pidfile} 2>/dev/null) || exit 1
+exec kill -0 "$pid"
+"""
+
+
 def keepalived_files_and_service(
-    topo: Topology, name: str, dirs: HostDirs, haproxy_argv: tuple[str, ...], render
-) -> tuple[FileSpec, ServiceSpec]:  # type: ignore[no-untyped-def]
+    topo: Topology, name: str, dirs: HostDirs, render
+) -> tuple[list[FileSpec], ServiceSpec]:  # type: ignore[no-untyped-def]
     lbs = topo.with_role(Role.LB)
     index = [h.name for h in lbs].index(name)
     vip = topo.vip
     assert vip is not None
     cfg = dirs.etc / "keepalived.conf"
+    check = dirs.etc / "check-haproxy.sh"
     text = render(
         "keepalived.conf.j2",
         host=name,
         cluster=topo.name,
-        haproxy_argv=" ".join(shlex.quote(a) if a else '""' for a in haproxy_argv[:4]),
+        check_script=check,
         vrid=topo.lb.virtual_router_id,
         priority=150 - 50 * index,
         advert_int=f"{topo.lb.vrrp_advert_ms / 1000:g}",
@@ -207,7 +214,8 @@ def keepalived_files_and_service(
         probe=Probe("tcp", str(topo.address_of(name)), topo.lb.port),  # HAProxy answers; VRRP has no port
         pidfile=run / "keepalived.svc.pid",
         log=dirs.log / "keepalived.log",
-        configs=(cfg,),
+        configs=(cfg, check),
         reload_signal="HUP",
     )
-    return FileSpec(cfg, text), service
+    check_file = FileSpec(check, CHECK_HAPROXY.format(pidfile=dirs.run / "haproxy.pid"), 0o755)
+    return [FileSpec(cfg, text), check_file], service
