@@ -10,6 +10,7 @@ polled against a deadline, and only processes started here are ever stopped.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import shutil
@@ -113,6 +114,8 @@ class MariaDB:
             "--bind-address=127.0.0.1",
             "--user=root",
             f"--server-id={self.server_id}",
+            # What the site's identify_servers reads back as the server's own name.
+            f"--report-host={self.name}",
             "--log-bin=mariadb-bin",
             "--relay-log=relay-bin",
             "--gtid-strict-mode=1",
@@ -263,3 +266,50 @@ async def serve_app(config: SiteConfig) -> AsyncIterator[tuple[httpx.AsyncClient
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
             yield client, app
+
+
+class TCPProxy:
+    """A tiny switchable TCP forwarder on 127.0.0.1, standing in for the HA dbproxy.
+
+    ``target_port`` applies to new connections only; sessions already forwarded stay
+    on their old server (HAProxy's window before it cuts them).  Runs on the test's
+    event loop, next to the in-process app.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> TCPProxy:
+        self._server = await asyncio.start_server(self._forward, "127.0.0.1", 0)
+        self.port = int(self._server.sockets[0].getsockname()[1])
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _forward(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+        try:
+            server_r, server_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_w.close()
+            return
+        self._writers |= {client_w, server_w}
+        await asyncio.gather(self._pipe(client_r, server_w), self._pipe(server_r, client_w))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except OSError:
+            pass
+        finally:
+            writer.close()
+            self._writers.discard(writer)

@@ -62,6 +62,7 @@ def test_readers_may_be_empty_and_defaults_apply() -> None:
         (("db", "connect_timeout_seconds"), 0),
         (("db", "ryw_wait_seconds"), -1),
         (("db", "database"), "site; DROP"),
+        (("db", "identify_servers"), "maybe"),
     ],
 )
 def test_invalid_values_are_rejected(path: tuple[str, ...], value: Any) -> None:
@@ -79,6 +80,18 @@ def test_unknown_keys_are_rejected() -> None:
     raw["db"]["ryw_wait"] = 1  # typo of ryw_wait_seconds must not be silently ignored
     with pytest.raises(ValidationError):
         SiteConfig.model_validate(raw)
+
+
+def test_identify_servers_defaults_off_and_suits_the_ha_dbproxy() -> None:
+    assert SiteConfig.model_validate(example()).db.identify_servers is False
+    raw = example()
+    # HA mode: endpoints are the local dbproxy's writer/reader ports, named by role.
+    raw["db"]["writer"] = {"name": "dbproxy-writer", "host": "127.0.0.1", "port": 3307}
+    raw["db"]["readers"] = [{"name": "dbproxy-reader", "host": "127.0.0.1", "port": 3308}]
+    raw["db"]["identify_servers"] = True
+    config = SiteConfig.model_validate_json(json.dumps(raw))
+    assert config.db.identify_servers is True
+    assert (config.db.writer.port, config.db.readers[0].port) == (3307, 3308)
 
 
 def test_endpoint_names_must_be_unique() -> None:

@@ -26,8 +26,11 @@ def _styled(state: str) -> str:
 def render_status(console: Console, snap: dict[str, Any]) -> None:
     console.print(f"[bold]{snap['cluster']}[/]  site [bold]{snap['site_name']}[/]  {snap['site_url']}")
     hosts = Table("Host", "Address", "Roles", "Services", title="Hosts", title_justify="left")
+    faults = snap.get("faults") or {}
     for h in snap["hosts"]:
         services = "  ".join(f"{s['name']} {_styled(s['state'])}" for s in h["services"])
+        if h["name"] in faults:
+            services += f"\n[bold red]fault:[/] {faults[h['name']]}"
         hosts.add_row(h["name"], h["address"], ",".join(h["roles"]), services)
     console.print(hosts)
 
@@ -40,7 +43,10 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
         "Backup",
         "Requests",
         "Check",
-        title=f"Load balancer {lb['host']} (writes to: {lb['route_writes_to']})",
+        title=(
+            f"Load balancer {lb['host']} (writes to: {lb['route_writes_to']})"
+            + (f"  VIP {lb['vip']} on [bold]{lb['vip_holder'] or 'nobody'}[/]" if lb.get("vip") else "")
+        ),
         title_justify="left",
     )
     for b in lb["backends"]:
@@ -68,8 +74,9 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
         "Read-only",
         "GTID",
         "Lag (s)",
+        "Lease",
         "Error",
-        title="Database",
+        title="Database" + (" (HA: leader lease in etcd)" if snap["db"].get("ha") else ""),
         title_justify="left",
     )
     for n in snap["db"]["nodes"]:
@@ -77,6 +84,11 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
         if n["role"] == "replica" and n["reachable"]:
             state = "streaming" if n["io_running"] == "Yes" and n["sql_running"] == "Yes" else "broken"
         lag = "" if n["lag_seconds"] is None else f"{n['lag_seconds']:g}"
+        lease = n.get("lease") or {}
+        lease_text = ""
+        if lease.get("holder"):
+            left = lease.get("seconds_left")
+            lease_text = lease["holder"] + ("" if left is None else f" ({left:g}s)")
         db.add_row(
             n["name"],
             n["address"],
@@ -85,6 +97,7 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
             "yes" if n["read_only"] else ("no" if n["read_only"] is False else ""),
             n["gtid"] or "",
             lag,
+            lease_text,
             n["error"] or "",
         )
     console.print(db)

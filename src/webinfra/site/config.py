@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
 
 # Host and endpoint names end up in HTTP headers, so keep them to a safe token set.
-_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+# (Public: the DB layer applies it to server names the servers report themselves.)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
-Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 
 class _Strict(BaseModel):
@@ -46,6 +47,11 @@ class DBConfig(_Strict):
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     pool_max_size: Annotated[int, Field(ge=1, le=1000)] = 10
     suspect_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    # Behind a DB proxy (HA mode) an endpoint is a role, not a server: ask each new
+    # connection which server it reached (@@report_host) and whether that server is
+    # read-only, so X-DB names the real server and read-your-writes skips the wait
+    # when the "reader" endpoint was routed to the primary itself.
+    identify_servers: bool = False
 
     @field_validator("password_file")
     @classmethod

@@ -10,13 +10,25 @@
   the writer, which has it by definition.
 * Every call reports which endpoint served it (the app's ``X-DB`` header), and
   :class:`DBStats` counts what happened for metrics.
+* With ``identify_servers`` (HA mode, where the endpoints are a local DB proxy's
+  writer/reader ports and roles move on failover) each new connection asks the
+  server it reached for ``@@report_host`` and ``@@read_only`` once.  ``X-DB`` then
+  names that server, and a read-your-writes read that landed on a server that is
+  not read-only (the primary itself) skips ``MASTER_GTID_WAIT``.  Endpoint names
+  still key the pools, the suspect list and the logs.
+* A write the server refuses as read-only (error 1290: the writer endpoint reached
+  a demoted primary) was not applied: the endpoint turns suspect, its idle pooled
+  connections are dropped and the write is retried once on a fresh connection,
+  so a failover costs a client at most one 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
@@ -27,7 +39,7 @@ from asyncmy.connection import Connection
 from asyncmy.cursors import Cursor
 from asyncmy.errors import InterfaceError, InternalError, MySQLError, OperationalError
 
-from webinfra.site.config import DBConfig, DBEndpoint
+from webinfra.site.config import NAME_PATTERN, DBConfig, DBEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +50,11 @@ Query = Callable[[Cursor], Awaitable[T]]
 # MySQL client-side error numbers (CR_*) start at 2000; below that the server
 # itself answered, so the connection is known to be alive.
 _CLIENT_ERRNO_MIN = 2000
+#: ER_OPTION_PREVENTS_STATEMENT: "... running with the --read-only option so it cannot execute this statement".
+ER_OPTION_PREVENTS_STATEMENT = 1290
+#: Asked once per new connection when ``identify_servers`` is on.
+IDENTIFY_SQL = "SELECT @@report_host, @@read_only"
+_NAME_RE = re.compile(NAME_PATTERN)
 
 
 class DBUnavailable(Exception):
@@ -61,8 +78,10 @@ class DBStats:
     writes: int = 0  # writes committed
     ryw_waits: int = 0  # MASTER_GTID_WAIT calls issued on replicas
     ryw_fallbacks: int = 0  # replica did not catch up in time -> read went to the writer
+    ryw_skips: int = 0  # read-your-writes read landed on an identified primary: no wait needed
     reader_fallbacks: int = 0  # an endpoint failed mid-read and the next one was tried
     unavailable: int = 0  # calls that found no usable endpoint (HTTP 503)
+    read_only_refusals: int = 0  # write attempts a read-only server refused (error 1290)
 
     def as_dict(self) -> dict[str, int]:
         """Snapshot of the counters."""
@@ -74,8 +93,72 @@ class Served(Generic[T]):
     """Result of a database call plus who answered it."""
 
     value: T
-    endpoint: str  # endpoint name, for the X-DB header
+    endpoint: str  # configured endpoint name (logs, suspects)
     gtid: str | None = None  # GTID of a committed write, if it wrote anything
+    server: str | None = None  # the server's own name, when identify_servers found one
+
+    @property
+    def db_host(self) -> str:
+        """What the ``X-DB`` header says: the identified server, else the endpoint's name."""
+        return self.server or self.endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """Which MariaDB server a connection reached, as that server describes itself."""
+
+    name: str  # @@report_host, or the endpoint's name if that is unset or unusable
+    read_only: bool  # @@read_only; a server that is not read-only is the primary
+
+
+def parse_identity(row: tuple[Any, ...] | None, fallback: str) -> ServerIdentity:
+    """Turn a row of :data:`IDENTIFY_SQL` into a :class:`ServerIdentity`.
+
+    ``@@report_host`` is NULL unless configured; it also goes into an HTTP header, so
+    anything but a plain host-name token is replaced by ``fallback`` (the endpoint's
+    name).  An unknown ``@@read_only`` counts as read-only: wrongly taking a replica
+    for the primary would break read-your-writes, while the opposite mistake only
+    costs a ``MASTER_GTID_WAIT``.
+    """
+    if not row:
+        return ServerIdentity(fallback, read_only=True)
+    name, read_only = (row[0], row[1]) if len(row) >= 2 else (row[0], None)
+    if isinstance(name, bytes | bytearray):
+        name = bytes(name).decode("utf-8", "replace")
+    if not isinstance(name, str) or not name:
+        name = fallback
+    elif not _NAME_RE.fullmatch(name):
+        log.warning("ignoring unusable @@report_host %r, using %s", name, fallback)
+        name = fallback
+    return ServerIdentity(name, _read_only_flag(read_only))
+
+
+def _read_only_flag(value: Any) -> bool:
+    # A 0/1 integer on MariaDB <= 11.x; newer servers may spell it OFF/ON/NO_LOCK/...
+    if value is None:
+        return True
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value).decode("ascii", "replace")
+    if isinstance(value, str):
+        return value.strip().upper() not in ("0", "OFF", "FALSE")
+    return bool(value)
+
+
+def server_errno(exc: BaseException) -> int | None:
+    """The MySQL error number behind ``exc`` (also through a :class:`BrokenSession`), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MySQLError) and current.args and isinstance(current.args[0], int):
+            return current.args[0]
+        current = current.__cause__
+    return None
+
+
+def is_read_only_refusal(exc: BaseException) -> bool:
+    """True if the server refused a statement because it runs read-only (not applied, safe to retry)."""
+    return server_errno(exc) == ER_OPTION_PREVENTS_STATEMENT
 
 
 def is_endpoint_error(exc: BaseException) -> bool:
@@ -102,6 +185,9 @@ class Database:
         self._pools: dict[str, asyncmy.Pool] = {}
         self._suspect_until: dict[str, float] = {}
         self._timeout = config.query_timeout_seconds
+        # Identity of each live pooled connection (identify_servers).  Weak keys: the
+        # pool drops connections on its own, and a plain id() could be reused.
+        self._identities: weakref.WeakKeyDictionary[Connection, ServerIdentity] = weakref.WeakKeyDictionary()
         self.stats = DBStats()
 
     # -- public API -------------------------------------------------------------
@@ -158,19 +244,24 @@ class Database:
 
         A connection that dies *before* COMMIT was sent (typically a pooled
         connection the server closed on restart) is retried once on a fresh one:
-        nothing was committed, so that cannot duplicate the write.
+        nothing was committed, so that cannot duplicate the write.  So is a write
+        a read-only server refused (error 1290, even at COMMIT): refused means not
+        applied.  That one also makes the writer suspect and drops its idle pooled
+        connections, which may all lead to the same demoted server.
         """
         endpoint = self._cfg.writer
         for attempt in (1, 2):
             committing = committed = False
             value: Any = None
             gtid: str | None = None
+            server: str | None = None
             try:
                 async with (
                     asyncio.timeout(self._timeout),
                     self._session(endpoint) as conn,
                     conn.cursor() as cur,
                 ):
+                    server = self._server_name(conn)
                     await conn.begin()
                     value = await statement(cur)
                     committing = True
@@ -183,10 +274,23 @@ class Database:
             except Exception as exc:
                 if not is_endpoint_error(exc):
                     raise
+                refused = not committed and is_read_only_refusal(exc)
+                if refused:
+                    self.stats.read_only_refusals += 1
                 if committed:
                     # The write is durable; only its GTID got lost.  The client simply
                     # gets no read-your-writes cookie this time.
                     log.warning("write committed on %s but @@last_gtid failed: %s", endpoint.name, exc)
+                elif refused and attempt == 1:
+                    # The endpoint reached a server that is (no longer) the primary.
+                    self._mark_suspect(endpoint, exc)
+                    await self._drop_idle(endpoint)
+                    log.warning(
+                        "write via %s refused by read-only server %s, retrying on a fresh connection",
+                        endpoint.name,
+                        server or "(unidentified)",
+                    )
+                    continue
                 elif isinstance(exc, BrokenSession) and not committing and attempt == 1:
                     log.info("retrying write on %s with a fresh connection: %s", endpoint.name, exc)
                     continue
@@ -196,7 +300,7 @@ class Database:
                     raise DBUnavailable(f"writer {endpoint.name} unavailable: {exc}") from exc
             self._suspect_until.pop(endpoint.name, None)
             self.stats.writes += 1
-            return Served(value, endpoint.name, gtid)
+            return Served(value, endpoint.name, gtid, server)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def suspects(self) -> list[str]:
@@ -232,9 +336,46 @@ class Database:
     async def _read_on(self, endpoint: DBEndpoint, query: Query[T], wait_for: str | None) -> Served[T] | None:
         """One read attempt on one endpoint; ``None`` if it has not caught up with ``wait_for``."""
         async with asyncio.timeout(self._timeout), self._session(endpoint) as conn, conn.cursor() as cur:
-            if wait_for is not None and not await self._caught_up(cur, wait_for):
-                return None
-            return Served(await query(cur), endpoint.name)
+            identity = self._identities.get(conn)
+            if wait_for is not None:
+                if identity is not None and not identity.read_only:
+                    # The proxy routed this read to the primary, which has every
+                    # committed write; MASTER_GTID_WAIT there would watch
+                    # gtid_slave_pos and time out.
+                    self.stats.ryw_skips += 1
+                elif not await self._caught_up(cur, wait_for):
+                    return None
+            return Served(await query(cur), endpoint.name, server=identity.name if identity else None)
+
+    def _server_name(self, conn: Connection) -> str | None:
+        identity = self._identities.get(conn)
+        return identity.name if identity else None
+
+    async def _identify(self, conn: Connection, endpoint: DBEndpoint) -> ServerIdentity:
+        """Ask a new connection which server it reached."""
+        async with conn.cursor() as cur:
+            try:
+                await cur.execute(IDENTIFY_SQL)
+                row = await cur.fetchone()
+            except MySQLError as exc:
+                if not _is_server_error(exc):
+                    raise
+                # The server is up but will not say: keep the endpoint's name and
+                # assume read-only (the cautious choice for read-your-writes).
+                log.warning("could not identify the server behind %s: %s", endpoint.name, exc)
+                row = None
+        return parse_identity(row, endpoint.name)
+
+    async def _drop_idle(self, endpoint: DBEndpoint) -> None:
+        """Close the endpoint's idle pooled connections, so the next checkout is a fresh connection."""
+        pool = self._pools.get(endpoint.name)
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.clear(), timeout=self._cfg.connect_timeout_seconds)
+        except Exception as exc:
+            # Whatever is left will fail on use and be discarded then.
+            log.info("could not drop idle connections of %s: %r", endpoint.name, exc)
 
     async def _caught_up(self, cur: Cursor, gtid: str) -> bool:
         """Wait up to ``ryw_wait_seconds`` for this replica to apply ``gtid``."""
@@ -282,6 +423,10 @@ class Database:
         pool = await self._pool(endpoint)
         conn = await pool.acquire()
         try:
+            if self._cfg.identify_servers and conn not in self._identities:
+                # Once per connection: the proxy picks the server at connect time and
+                # cuts the session if that server goes down, so the answer holds.
+                self._identities[conn] = await self._identify(conn, endpoint)
             yield conn
         except BaseException as exc:
             # After an error or a cancellation mid-conversation the protocol state

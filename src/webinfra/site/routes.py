@@ -3,7 +3,8 @@
 Handlers validate input with :mod:`webinfra.site.validation` (raising
 :class:`InputError`, which the app renders as a 4xx JSON error) and talk to the
 database only through :class:`~webinfra.site.entries.EntryStore`.  Every
-response that touched the database names the endpoint in ``X-DB``.
+response that touched the database names the DB host in ``X-DB``: the server's
+own name when ``identify_servers`` is on, else the endpoint's configured name.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _client_gtid(request: Request) -> str | None:
 
 
 def _db_headers(served: Served[Any]) -> dict[str, str]:
-    return {"X-DB": served.endpoint}
+    return {"X-DB": served.db_host}
 
 
 def _remember_write(response: Response, served: Served[Any]) -> None:
@@ -93,7 +94,7 @@ async def index(request: Request) -> Response:
         site_name=config.site_name,
         host=config.host,
         version=config.version,
-        db_endpoint=served.endpoint,
+        db_endpoint=served.db_host,
         entries=served.value,
         max_chars=MAX_TEXT_CHARS,
     )
