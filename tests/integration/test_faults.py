@@ -23,7 +23,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _outage(cluster: Cluster, stop: callable, start: callable) -> BackgroundLoad:  # type: ignore[valid-type]
     with BackgroundLoad(cluster.topology.site_url, duration=60, concurrency=4) as load:
-        wait_for(lambda: load.samples_so_far() >= 0, 1, "load start")
+        wait_for(lambda: load.samples_so_far() >= 10, 10, "load start")
         stop()
         wait_for(lambda: backend_states(cluster)["web-02"] == "down", DETECT_BOUND, "web-02 marked down")
         start()

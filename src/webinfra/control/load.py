@@ -82,9 +82,10 @@ async def run_load_async(
     timeout: float = 5.0,
     seed: int = 1,
     stop: threading.Event | None = None,
+    result: LoadResult | None = None,
 ) -> LoadResult:
     """Send GETs (and POSTs with probability `write_ratio`) to `url` until `duration` or `max_requests`."""
-    result = LoadResult()
+    result = result if result is not None else LoadResult()
     rng = random.Random(seed)
     counter = itertools.count()
     t0 = time.monotonic()
@@ -148,19 +149,23 @@ class BackgroundLoad:
         self.kwargs = kwargs
         self.kwargs.setdefault("duration", 30.0)
         self._stop = threading.Event()
-        self._result: LoadResult | None = None
+        self.started_at = time.monotonic()  # reset when the thread starts; sample times count from there
+        self._result = LoadResult()  # filled in while the load runs
+        self._done = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
-        self._result = asyncio.run(run_load_async(self.url, stop=self._stop, **self.kwargs))  # type: ignore[arg-type]
+        self.started_at = time.monotonic()
+        asyncio.run(run_load_async(self.url, stop=self._stop, result=self._result, **self.kwargs))  # type: ignore[arg-type]
+        self._done = True
 
     @property
     def result(self) -> LoadResult:
-        assert self._result is not None, "load still running"
+        assert self._done, "load still running"
         return self._result
 
     def samples_so_far(self) -> int:
-        return 0 if self._result is None else len(self._result.samples)
+        return len(self._result.samples)
 
     def __enter__(self) -> BackgroundLoad:
         self._thread.start()
