@@ -12,6 +12,9 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+
+pytest.importorskip("webinfra.control.agent.__main__", reason="the HA agent is not built yet")
+
 from clusterkit import bring_up, cli, take_down, wait_for
 from hakit import SplitBrainMonitor, hardened_topology, missing_writes
 
