@@ -1,0 +1,27 @@
+"""The database high-availability agent: one per DB host, Patroni-style.
+
+Every cycle it reads one immutable snapshot (local MariaDB facts + the DCS state in etcd), calls a
+pure `decide(snapshot) -> Decision(action, reason, target)`, acts, and logs the one-line reason.
+
+    config.py    AgentConfig: the agent.json webinfra renders (pydantic, extra="forbid")
+    snapshot.py  frozen values a cycle knows: LocalDb, ClusterView, AgentState, Settings, Snapshot; GTIDs
+    decide.py    decide(): pure rules -> Decision (Action, one-line reason, target)
+    dcs.py       EtcdClient: etcd v3 over its JSON gateway (leases, range, put, txn); Keys under the prefix
+    records.py   JSON of the DCS keys (leader, members/<host>, history) <-> snapshot records
+    mysql.py     LocalMariaDB: facts and the few changes (promote, fence, follow) via the `mariadb` client
+    actions.py   Actor: carries out a Decision; returns the agent's new memory; appends events
+    clone.py     re-clone: mariabackup stream from the leader -> mbstream -> prepare -> swap datadir
+    api.py       HTTP API (/primary /replica /read /health /status /clone) from the last published cycle
+    events.py    EventLog: JSON lines appended to the cluster's events file
+    loop.py      Agent: gather -> decide -> act -> publish, every loop_interval; fencing on time
+    __main__.py  python -m webinfra.control.agent --config agent.json
+
+Public entry points: `Agent`, `AgentConfig`/`load_config`, `decide`, `Decision`, `Action`, `Snapshot`.
+"""
+
+from webinfra.control.agent.config import AgentConfig, load_config
+from webinfra.control.agent.decide import Action, Decision, decide
+from webinfra.control.agent.loop import Agent
+from webinfra.control.agent.snapshot import Snapshot
+
+__all__ = ["Action", "Agent", "AgentConfig", "Decision", "Snapshot", "decide", "load_config"]

@@ -1,0 +1,256 @@
+"""Carry out a `Decision`: change MariaDB and the DCS, append events, and return the agent's new memory.
+
+Every handler is idempotent against the snapshot's facts (e.g. FOLLOW changes replication only when it
+differs), so running the same decision on consecutive cycles costs nothing. Errors (DbError, DCS
+trouble) propagate to the loop, which logs them and keeps the previous memory: the next cycle decides
+again from fresh facts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from webinfra.control.agent.config import AgentConfig
+from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
+from webinfra.control.agent.decide import Action, Decision
+from webinfra.control.agent.events import EventLog, utc_now
+from webinfra.control.agent.mysql import LocalMariaDB
+from webinfra.control.agent.records import history_with, leader_value
+from webinfra.control.agent.snapshot import AgentState, Snapshot
+
+log = logging.getLogger("webinfra.agent")
+
+
+def released(state: AgentState, **changes: Any) -> AgentState:
+    """The memory of an agent that no longer holds the leader lease (and runs no switchover)."""
+    return replace(
+        state,
+        holds_lease=False,
+        lease_id=0,
+        last_renewal_sent=None,
+        renewed_this_cycle=False,
+        switchover_started=None,
+        switchover_target=None,
+        **changes,
+    )
+
+
+def without_switchover(state: AgentState, **changes: Any) -> AgentState:
+    return replace(state, switchover_started=None, switchover_target=None, **changes)
+
+
+class Actor:
+    def __init__(
+        self,
+        config: AgentConfig,
+        dcs: EtcdClient,
+        db: LocalMariaDB,
+        events: EventLog,
+        start_clone: Callable[[str], None],
+    ) -> None:
+        self.config = config
+        self.dcs = dcs
+        self.db = db
+        self.events = events
+        self.keys = Keys(config.prefix)
+        self.start_clone = start_clone
+        self.me = config.host
+
+    def act(self, d: Decision, s: Snapshot) -> AgentState:
+        handler: Callable[[Decision, Snapshot], AgentState] = getattr(self, f"_{d.action.value}")
+        return handler(d, s)
+
+    # -- leader ------------------------------------------------------------------------------------------
+
+    def _acquire(self, d: Decision, s: Snapshot) -> AgentState:
+        sent = time.monotonic()  # the lease's TTL starts when etcd gets the grant: after this
+        lease = self.dcs.grant(self.config.lease_ttl)
+        since = utc_now()
+        if not self.dcs.create(self.keys.leader, leader_value(self.me, since, None), lease=lease):
+            log.info("another member took the leader key first")
+            self._revoke_quietly(lease)
+            return s.me
+        state = replace(
+            s.me,
+            holds_lease=True,
+            lease_id=lease,
+            last_renewal_sent=sent,
+            renewed_this_cycle=True,
+            lease_lost=False,
+            fenced=False,
+            semi_sync_fallback=False,
+            no_clients_since=time.monotonic(),
+            switchover_started=None,
+            switchover_target=None,
+        )
+        gtid = self.db.promote()
+        self.dcs.put(self.keys.leader, leader_value(self.me, since, gtid), lease=lease)
+        cluster = s.cluster
+        if cluster is not None and cluster.initialized is None:
+            self.dcs.create(self.keys.initialized, self.me)
+        self._append_history(s.me.known_leader, d.reason, gtid)
+        if cluster is not None and cluster.switchover is not None:
+            self.dcs.delete(self.keys.switchover)
+        self.events.append("promoted", f"promoted {self.me}: {d.reason}")
+        log.warning("promoted %s: %s", self.me, d.reason)
+        return state
+
+    def _append_history(self, previous: str | None, reason: str, gtid: str) -> None:
+        entry = {"at": utc_now(), "from": previous, "to": self.me, "reason": reason, "promoted_at_gtid": gtid}
+        for _ in range(5):  # read-modify-write; retried when another writer got in between
+            current = self.dcs.get(self.keys.history)
+            revision = current.mod_revision if current else 0
+            if self.dcs.replace(self.keys.history, history_with(current.value if current else None, entry), revision):
+                return
+        log.warning("could not append to the history (too much contention)")
+
+    def _lead(self, d: Decision, s: Snapshot) -> AgentState:
+        semi_sync = not s.me.semi_sync_fallback
+        changed = self.db.ensure_leader(s.db, semi_sync=semi_sync)
+        if changed:
+            log.info("leader %s: %s", self.me, ", ".join(changed))
+        leader = s.cluster.leader if s.cluster else None
+        if leader is not None and leader.name == self.me and leader.promoted_at_gtid is None:
+            # Promotion was interrupted or this process resumed a lease: record the point now.
+            self.dcs.put(
+                self.keys.leader, leader_value(self.me, leader.since, s.db.gtid_current_pos), lease=s.me.lease_id
+            )
+        return replace(s.me, fenced=False)
+
+    def _resume(self, d: Decision, s: Snapshot) -> AgentState:
+        assert s.cluster is not None and s.cluster.leader is not None
+        return replace(s.me, holds_lease=True, lease_id=s.cluster.leader.lease, last_renewal_sent=None, fenced=False)
+
+    def _semi_sync_fallback(self, d: Decision, s: Snapshot) -> AgentState:
+        self.db.set_semi_sync_master(False)
+        self.events.append("semi_sync_fallback", d.reason)
+        return replace(s.me, semi_sync_fallback=True)
+
+    def _semi_sync_restore(self, d: Decision, s: Snapshot) -> AgentState:
+        self.db.set_semi_sync_master(True)
+        self.events.append("semi_sync_restored", d.reason)
+        return replace(s.me, semi_sync_fallback=False)
+
+    def _fence(self, d: Decision, s: Snapshot) -> AgentState:
+        if s.me.fenced and s.db.read_only:
+            return s.me
+        killed = self.db.fence(self.config.repl_user)
+        detail = f"{d.reason}; killed {len(killed)} session(s)"
+        self.events.append("fenced", detail)
+        log.warning("fenced %s: %s", self.me, detail)
+        return replace(s.me, fenced=True)
+
+    def _release(self, d: Decision, s: Snapshot) -> AgentState:
+        lease = s.me.lease_id
+        if not lease and s.cluster is not None and s.cluster.leader is not None:
+            lease = s.cluster.leader.lease
+        if lease:
+            self.dcs.revoke(lease)  # deletes the leader key with it: a replica may promote now
+        self.events.append("released", d.reason)
+        log.warning("released the leader lease: %s", d.reason)
+        return released(s.me, fenced=False)
+
+    def _demote(self, d: Decision, s: Snapshot) -> AgentState:
+        killed: list[str] = []
+        if s.db.reachable:
+            killed = self.db.fence(self.config.repl_user)
+        if s.me.lease_id and s.cluster is not None:
+            self._revoke_quietly(s.me.lease_id)
+        detail = f"{d.reason}; killed {len(killed)} session(s)"
+        self.events.append("demoted", detail)
+        log.warning("demoted %s: %s", self.me, detail)
+        return released(s.me, lease_lost=False, fenced=False, semi_sync_fallback=False)
+
+    # -- switchover (leader side; the target's side is ACQUIRE) --------------------------------------------
+
+    def _switchover_prepare(self, d: Decision, s: Snapshot) -> AgentState:
+        assert d.target is not None
+        if not s.db.read_only:
+            self.db.set_read_only(True)
+        if s.me.switchover_started is not None:
+            return s.me
+        request = s.cluster.switchover if s.cluster else None
+        if request is not None and request.to is None:
+            # Name the chosen target in the key, so the other members defer to it once I let go.
+            body = json.dumps({"to": d.target, "requested_at": request.requested_at})
+            self.dcs.replace(self.keys.switchover, body, request.mod_revision)
+        self.events.append("switchover", d.reason)
+        return replace(s.me, switchover_started=time.monotonic(), switchover_target=d.target)
+
+    def _switchover_handover(self, d: Decision, s: Snapshot) -> AgentState:
+        self.dcs.revoke(s.me.lease_id)
+        self.events.append("switchover", d.reason)
+        return released(s.me)
+
+    def _switchover_abort(self, d: Decision, s: Snapshot) -> AgentState:
+        if s.cluster is not None and s.cluster.switchover is not None:
+            self.dcs.delete(self.keys.switchover)
+        self.db.ensure_leader(s.db, semi_sync=not s.me.semi_sync_fallback)
+        self.events.append("switchover", d.reason)
+        return without_switchover(s.me)
+
+    # -- not the leader ----------------------------------------------------------------------------------
+
+    def _read_only(self, s: Snapshot, why: str) -> None:
+        """Every non-leader is read-only; a writable one also loses its site sessions."""
+        if s.db.reachable and not s.db.read_only:
+            killed = self.db.fence(self.config.repl_user)
+            log.warning("read-only now (%s); killed %d session(s)", why, len(killed))
+
+    def _follow(self, d: Decision, s: Snapshot) -> AgentState:
+        assert d.target is not None
+        self._read_only(s, d.reason)
+        changed = self.db.follow(
+            s.db,
+            host=self.config.address_of(d.target),
+            port=self.config.mariadb.port,
+            user=self.config.repl_user,
+            password=self.config.repl_password(),
+            align_to_binlog=d.action == Action.REJOIN,
+        )
+        if changed:
+            self.events.append("following", d.reason)
+        return without_switchover(s.me, fenced=False)
+
+    _rejoin = _follow
+
+    def _reclone(self, d: Decision, s: Snapshot) -> AgentState:
+        assert d.target is not None
+        self._read_only(s, d.reason)
+        self.events.append("reclone_started", d.reason)
+        self.start_clone(d.target)
+        return replace(s.me, cloning=True, known_leader=d.target)
+
+    def _cloning(self, d: Decision, s: Snapshot) -> AgentState:
+        return s.me
+
+    def _wait(self, d: Decision, s: Snapshot) -> AgentState:
+        self._read_only(s, d.reason)
+        return s.me
+
+    # -- shutdown ----------------------------------------------------------------------------------------
+
+    def step_down(self, state: AgentState, why: str) -> AgentState:
+        """Agent stopping: a leader goes read-only, then lets go, so a replica can take over at once
+        without ever two writable nodes."""
+        if not state.holds_lease:
+            return state
+        try:
+            self.db.fence(self.config.repl_user)
+        except Exception as exc:  # MariaDB may be down already; releasing is still right
+            log.warning("could not fence while stopping: %s", exc)
+        self._revoke_quietly(state.lease_id)
+        self.events.append("released", why)
+        log.warning("released the leader lease: %s", why)
+        return released(state)
+
+    def _revoke_quietly(self, lease: int) -> None:
+        try:
+            self.dcs.revoke(lease)
+        except (DcsUnreachable, DcsError) as exc:
+            log.info("could not revoke lease %d: %s", lease, exc)

@@ -1,0 +1,101 @@
+"""The agent's configuration file (`agent.json`, rendered by webinfra's plan), validated strictly.
+
+Unknown keys are errors (`extra="forbid"`): a typo in a rendered config must stop the agent at start,
+not silently fall back to a default in the middle of a failover.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MariadbSettings(_Strict):
+    """This host's MariaDB: admin SQL goes over `socket`; replicas of it connect to `port`."""
+
+    socket: Path
+    port: int = Field(default=3306, ge=1, le=65535)
+    datadir: Path
+
+
+class MemberSpec(_Strict):
+    address: str
+
+
+class MariadbControl(_Strict):
+    """Commands that stop and start this host's MariaDB through webinfra's supervisor (used by re-clone)."""
+
+    stop: list[str] = Field(min_length=1)
+    start: list[str] = Field(min_length=1)
+
+
+class AgentConfig(_Strict):
+    cluster: str
+    host: str
+    address: str
+    listen_address: str = "0.0.0.0"
+    listen_port: int = Field(default=8008, ge=1, le=65535)
+    etcd_endpoints: list[str] = Field(min_length=1)
+    prefix: str
+    # etcd refuses TTLs below ~1.5 x its election timeout (2 s with its defaults) and rounds them up.
+    lease_ttl: int = Field(default=2, ge=1, le=600)
+    loop_interval: float = Field(default=0.5, gt=0, le=60)
+    replica_max_lag: float = Field(default=5.0, gt=0)
+    when_no_replica_acks: Literal["fallback_async", "block"] = "fallback_async"
+    semi_sync_fallback_ms: int = Field(default=1000, ge=0)
+    mariadb: MariadbSettings
+    members: dict[str, MemberSpec] = Field(min_length=1)
+    initial_primary: str
+    repl_user: str
+    repl_password_file: Path
+    token_file: Path
+    mariadb_control: MariadbControl
+    events_file: Path
+    # Not in webinfra's rendered file; tests shorten it. How long a leader waits for a switchover target.
+    switchover_timeout: float = Field(default=5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        if self.host not in self.members:
+            raise ValueError(f"host {self.host!r} is not one of members {sorted(self.members)}")
+        if self.initial_primary not in self.members:
+            raise ValueError(f"initial_primary {self.initial_primary!r} is not one of members {sorted(self.members)}")
+        if self.members[self.host].address != self.address:
+            raise ValueError(f"address {self.address!r} differs from members[{self.host!r}] {self.members[self.host]}")
+        if not self.prefix.endswith("/"):
+            raise ValueError(f"prefix {self.prefix!r} must end with '/'")
+        return self
+
+    @property
+    def fence_margin(self) -> float:
+        """How long before the lease can expire in etcd a leader that cannot renew makes itself read-only."""
+        return min(0.5, self.lease_ttl / 3)
+
+    @property
+    def member_ttl(self) -> int:
+        return self.lease_ttl + 1
+
+    def address_of(self, host: str) -> str:
+        return self.members[host].address
+
+    def repl_password(self) -> str:
+        return self.repl_password_file.read_text().strip()
+
+    def token(self) -> str:
+        """The clone token; empty (so every request is refused) when the file is missing."""
+        try:
+            return self.token_file.read_text().strip()
+        except OSError:
+            return ""
+
+
+def load_config(path: Path) -> AgentConfig:
+    """Read and validate `path`; raises `ValueError` (pydantic's `ValidationError`) or `OSError`."""
+    return AgentConfig.model_validate(json.loads(path.read_text()))

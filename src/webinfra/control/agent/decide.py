@@ -1,0 +1,277 @@
+"""The HA decision: a pure function from one `Snapshot` to one `Decision` with a one-line reason.
+
+No I/O and no clock: `now` is in the snapshot, so every rule is a table-testable function. The rules,
+in the order they are tried:
+
+- cloning in progress                      -> CLONING (the worker owns MariaDB; touch nothing)
+- I hold the leader lease                  -> `_as_leader`: RELEASE (DB down), FENCE (cannot renew in
+                                              time), DEMOTE (key gone/taken), switchover steps,
+                                              SEMI_SYNC_FALLBACK / SEMI_SYNC_RESTORE, else LEAD
+- etcd said my lease is gone               -> DEMOTE
+- DCS unreachable                          -> WAIT (keep replicating; never promote without the DCS)
+- local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me)
+- no leader                                -> `_no_leader`: ACQUIRE only if bootstrap / switchover /
+                                              "most advanced healthy member" rules allow, else WAIT
+- the leader key names me (agent restart)  -> RESUME (adopt the lease)
+- another node leads                       -> `_follow`: RECLONE (diverged or errant), REJOIN (old
+                                              primary), FOLLOW
+Every non-leader action also keeps MariaDB read-only (actions.py), so "not leader" implies "no writes".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from webinfra.control.agent.snapshot import (
+    ClusterView,
+    Gtid,
+    LeaderRecord,
+    MemberRecord,
+    Role,
+    Snapshot,
+    gtid_in_domain,
+)
+
+
+class Action(StrEnum):
+    ACQUIRE = "acquire"  # take the leader key (txn create) and promote
+    LEAD = "lead"  # keep leading: writable, semi-sync as decided, no replication configured
+    RESUME = "resume"  # the leader key names me but this process does not know the lease: adopt it
+    SEMI_SYNC_FALLBACK = "semi_sync_fallback"
+    SEMI_SYNC_RESTORE = "semi_sync_restore"
+    FENCE = "fence"  # read-only and kill site sessions before the lease can expire
+    RELEASE = "release"  # revoke the leader lease at once (local MariaDB is down)
+    DEMOTE = "demote"  # I lost the leadership: read-only, kill site sessions
+    FOLLOW = "follow"  # replicate from the leader
+    REJOIN = "rejoin"  # old primary: align gtid_slave_pos with my binlog, then follow
+    RECLONE = "reclone"  # replace my datadir with a copy streamed from the leader
+    CLONING = "cloning"
+    SWITCHOVER_PREPARE = "switchover_prepare"  # leader: read-only, wait for the target to catch up
+    SWITCHOVER_HANDOVER = "switchover_handover"  # leader: release the key so the target takes it
+    SWITCHOVER_ABORT = "switchover_abort"  # leader: writable again, drop the request
+    WAIT = "wait"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: Action
+    reason: str
+    target: str | None = None
+
+
+def decide(s: Snapshot) -> Decision:
+    """What this agent does this cycle, and why (one line)."""
+    if s.me.cloning:
+        return Decision(Action.CLONING, f"re-cloning from {s.me.known_leader}", s.me.known_leader)
+    if s.me.holds_lease:
+        return _as_leader(s)
+    if s.me.lease_lost:
+        return Decision(Action.DEMOTE, "my leader lease expired in etcd: stepping down to read-only")
+    if s.cluster is None:
+        if s.db.replication_configured:
+            return Decision(Action.WAIT, "DCS unreachable: keep replicating, never promote")
+        return Decision(Action.WAIT, "DCS unreachable: read-only, never promote")
+    leader = s.cluster.leader
+    if not s.db.reachable:
+        if leader is not None and leader.name == s.settings.host:
+            return Decision(Action.RELEASE, f"the leader key names me but local MariaDB is down ({s.db.error})")
+        return Decision(Action.WAIT, f"local MariaDB unreachable ({s.db.error})")
+    if leader is None:
+        return _no_leader(s, s.cluster)
+    if leader.name == s.settings.host:
+        return Decision(Action.RESUME, f"the leader key names me (lease {leader.lease}): resuming leadership")
+    return _follow(s, leader)
+
+
+# -- leader ------------------------------------------------------------------------------------------------
+
+
+def _as_leader(s: Snapshot) -> Decision:
+    me = s.settings.host
+    if not s.db.reachable:
+        return Decision(Action.RELEASE, f"local MariaDB down ({s.db.error}): releasing the leader lease")
+    if s.cluster is None or not s.me.renewed_this_cycle:
+        sent = s.me.last_renewal_sent
+        age = s.now - sent if sent is not None else float("inf")
+        if not s.renewal_fresh:
+            return Decision(
+                Action.FENCE,
+                f"cannot renew the leader lease for {age:.1f}s (DCS unreachable): read-only before it can expire",
+            )
+        left = s.settings.lease_ttl - s.settings.fence_margin - age
+        return Decision(Action.LEAD, f"DCS unreachable: still leader, fencing in {left:.1f}s unless renewed")
+    leader = s.cluster.leader
+    if leader is None or leader.name != me:
+        holder = leader.name if leader else "nobody"
+        return Decision(Action.DEMOTE, f"the leader key now names {holder}: stepping down to read-only")
+    if s.cluster.switchover is not None:
+        return _switchover(s, s.cluster)
+    if s.me.switchover_started is not None:
+        return Decision(Action.SWITCHOVER_ABORT, "switchover request withdrawn: writable again")
+    semi = _semi_sync(s)
+    if semi is not None:
+        return semi
+    if s.me.fenced:
+        return Decision(Action.LEAD, "leader lease renewed again: writable")
+    return Decision(Action.LEAD, "holding the leader lease")
+
+
+def _semi_sync(s: Snapshot) -> Decision | None:
+    """Fallback to async is the agent's call, never MariaDB's (its timeout is set to 'forever')."""
+    if s.settings.when_no_replica_acks != "fallback_async":
+        return None
+    clients = s.db.semi_master_clients
+    if s.me.semi_sync_fallback:
+        if clients > 0:
+            return Decision(Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected: semi-sync back on")
+        return None
+    since = s.me.no_clients_since
+    sent = s.me.last_renewal_sent
+    if clients > 0 or since is None or sent is None:
+        return None
+    waited = s.now - since
+    # The DCS must have confirmed my lease *after* the replicas went away: otherwise I may be the one
+    # cut off, and acknowledging writes alone would lose them when a replica takes over.
+    if waited >= s.settings.semi_sync_fallback and s.renewal_fresh and sent >= since:
+        return Decision(
+            Action.SEMI_SYNC_FALLBACK,
+            f"no semi-sync replica for {waited:.1f}s while my lease is fresh: async until one reconnects",
+        )
+    return None
+
+
+def _switchover(s: Snapshot, cluster: ClusterView) -> Decision:
+    request = cluster.switchover
+    assert request is not None
+    me = s.settings.host
+    if request.to == me:
+        return Decision(Action.SWITCHOVER_ABORT, f"switchover to {me}: already the leader")
+    target = request.to or s.me.switchover_target or _best_replica(s, cluster)
+    if target is None:
+        return Decision(Action.SWITCHOVER_ABORT, "switchover: no healthy replica to hand over to")
+    member = cluster.members.get(target)
+    if target not in s.settings.members or member is None or not member.healthy:
+        return Decision(Action.SWITCHOVER_ABORT, f"switchover: {target} is not a healthy member", target)
+    mine = s.db.gtid_seq
+    if s.me.switchover_started is None:
+        return Decision(
+            Action.SWITCHOVER_PREPARE, f"switchover to {target}: read-only until it catches up to {mine}", target
+        )
+    if s.db.read_only and member.gtid_seq >= mine and member.applied_all_received:
+        return Decision(
+            Action.SWITCHOVER_HANDOVER, f"switchover: {target} caught up ({member.gtid_seq}): handing over", target
+        )
+    waited = s.now - s.me.switchover_started
+    if waited > s.settings.switchover_timeout:
+        return Decision(
+            Action.SWITCHOVER_ABORT,
+            f"switchover: {target} did not catch up within {s.settings.switchover_timeout:g}s "
+            f"({member.gtid_seq} < {mine}): writable again",
+            target,
+        )
+    return Decision(
+        Action.SWITCHOVER_PREPARE,
+        f"switchover to {target}: waiting for it to catch up ({member.gtid_seq}/{mine})",
+        target,
+    )
+
+
+def _best_replica(s: Snapshot, cluster: ClusterView) -> str | None:
+    candidates = [
+        m
+        for m in cluster.members.values()
+        if m.name != s.settings.host and m.name in s.settings.members and m.healthy and m.role == Role.REPLICA
+    ]
+    if not candidates:
+        return None
+    return min(candidates, key=lambda m: (-m.gtid_seq, m.name)).name
+
+
+# -- no leader ---------------------------------------------------------------------------------------------
+
+
+def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
+    me = s.settings.host
+    if cluster.initialized is None:
+        if me == s.settings.initial_primary:
+            return Decision(Action.ACQUIRE, "cluster not initialized: bootstrapping as the initial primary", me)
+        return Decision(
+            Action.WAIT, f"cluster not initialized: waiting for the initial primary {s.settings.initial_primary}"
+        )
+    request = cluster.switchover
+    if request is not None and request.to and request.to != me and _candidate(cluster.members.get(request.to)):
+        return Decision(Action.WAIT, f"switchover to {request.to} in progress: deferring to it")
+    db = s.db
+    if not db.applied_all_received:
+        io_pos = db.slave.gtid_io_pos if db.slave else ""
+        return Decision(Action.WAIT, f"no leader; still applying my relay log ({db.gtid_slave_pos} < {io_pos})")
+    if db.slave is not None and db.slave.last_sql_errno:
+        return Decision(
+            Action.WAIT, f"no leader; my replication SQL thread failed ({db.slave.last_sql_errno}): not a candidate"
+        )
+    position = db.gtid_current_pos or "empty"
+    if request is not None and request.to == me:
+        # The old leader handed over only once I had caught up with it: nobody can be ahead of me.
+        return Decision(Action.ACQUIRE, f"switchover target, caught up ({position})", me)
+    mine = db.gtid_seq
+    for rival in sorted(cluster.members.values(), key=lambda m: m.name):
+        if rival.name == me or rival.name not in s.settings.members or not _candidate(rival):
+            continue
+        if rival.gtid_seq > mine:
+            return Decision(Action.WAIT, f"no leader; {rival.name} is more advanced ({rival.gtid_seq} > {mine})")
+        if rival.gtid_seq == mine and rival.name < me:
+            return Decision(Action.WAIT, f"no leader; {rival.name} is as advanced ({mine}) and sorts first")
+    return Decision(Action.ACQUIRE, f"leader lease expired, most advanced ({position})", me)
+
+
+def _candidate(member: MemberRecord | None) -> bool:
+    """A member that could take the lead. A 'primary' record without a leader key is the old leader's
+    last word (its agent died or is releasing), so it does not hold anyone back."""
+    return member is not None and member.healthy and member.role not in (Role.PRIMARY, Role.CLONING)
+
+
+# -- another node leads ------------------------------------------------------------------------------------
+
+
+def _follow(s: Snapshot, leader: LeaderRecord) -> Decision:
+    address = s.settings.members.get(leader.name)
+    if address is None:
+        return Decision(Action.WAIT, f"the leader {leader.name} is not one of my configured members")
+    slave = s.db.slave
+    if slave is not None and slave.master_host == address and slave.diverged:
+        errno = slave.last_io_errno or slave.last_sql_errno
+        return _reclone(s, leader, f"replication from {leader.name} diverged (error {errno})")
+    if not s.db.replication_configured:
+        # An old primary (promotion resets replication) or a blank node: is its history a prefix of the
+        # leader's? Compare my last binlogged GTID with the point where the leader was promoted.
+        if leader.promoted_at_gtid is None:
+            return Decision(Action.WAIT, f"waiting for {leader.name} to record its promotion point")
+        mine = gtid_in_domain(s.db.gtid_binlog_pos)
+        at = gtid_in_domain(leader.promoted_at_gtid)
+        if errant(mine, at):
+            return _reclone(s, leader, f"errant transactions: my {mine} is beyond {leader.name}'s promotion point {at}")
+        return Decision(
+            Action.REJOIN,
+            f"rejoining {leader.name} as a replica (my {mine or 'empty'} within its promotion point {at or 'empty'})",
+            leader.name,
+        )
+    return Decision(Action.FOLLOW, f"following {leader.name}", leader.name)
+
+
+def errant(mine: Gtid | None, promoted_at: Gtid | None) -> bool:
+    """My last domain-0 GTID is one the leader cannot have: beyond its promotion point, or the same
+    sequence number written by another server."""
+    if mine is None:
+        return False
+    if promoted_at is None:
+        return mine.seq > 0
+    return mine.seq > promoted_at.seq or (mine.seq == promoted_at.seq and mine.server_id != promoted_at.server_id)
+
+
+def _reclone(s: Snapshot, leader: LeaderRecord, why: str) -> Decision:
+    failed = s.me.clone_failed_at
+    if failed is not None and s.now - failed < s.settings.reclone_backoff:
+        wait = s.settings.reclone_backoff - (s.now - failed)
+        return Decision(Action.WAIT, f"{why}; last re-clone failed, retrying in {wait:.0f}s", leader.name)
+    return Decision(Action.RECLONE, f"{why}: re-cloning from {leader.name}", leader.name)

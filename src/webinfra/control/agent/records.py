@@ -1,0 +1,107 @@
+"""JSON values of the agent's DCS keys <-> the snapshot's records. Malformed values are skipped (a
+member key written by a newer agent, or by hand, must not stop the cluster's decisions)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from webinfra.control.agent.dcs import Keys, KeyValue
+from webinfra.control.agent.events import utc_now
+from webinfra.control.agent.snapshot import ClusterView, LeaderRecord, LocalDb, MemberRecord, SwitchoverRequest
+
+HISTORY_KEEP = 100
+
+
+def _json(kv: KeyValue) -> Any:
+    try:
+        return json.loads(kv.value)
+    except ValueError:
+        return None
+
+
+def cluster_view(kvs: list[KeyValue], keys: Keys, leader_ttl_left: float | None = None) -> ClusterView:
+    leader = initialized = switchover = None
+    members: dict[str, MemberRecord] = {}
+    member_prefix = keys.member("")
+    for kv in kvs:
+        if kv.key == keys.leader:
+            data = _json(kv)
+            if isinstance(data, dict) and isinstance(data.get("name"), str):
+                leader = LeaderRecord(
+                    name=data["name"],
+                    since=str(data.get("since") or ""),
+                    promoted_at_gtid=data.get("promoted_at_gtid"),
+                    lease=kv.lease,
+                    mod_revision=kv.mod_revision,
+                )
+        elif kv.key == keys.initialized:
+            initialized = kv.value.decode(errors="replace").strip() or None
+        elif kv.key == keys.switchover:
+            data = _json(kv)
+            if isinstance(data, dict):
+                to = data.get("to")
+                switchover = SwitchoverRequest(
+                    to=to if isinstance(to, str) and to else None,
+                    requested_at=str(data.get("requested_at") or ""),
+                    mod_revision=kv.mod_revision,
+                )
+        elif kv.key.startswith(member_prefix):
+            record = _member(kv.key[len(member_prefix) :], _json(kv))
+            if record is not None:
+                members[record.name] = record
+    return ClusterView(leader, initialized, members, switchover, leader_ttl_left)
+
+
+def _member(name: str, data: Any) -> MemberRecord | None:
+    if not isinstance(data, dict):
+        return None
+    try:
+        lag = data.get("lag_seconds")
+        return MemberRecord(
+            name=name,
+            role=str(data.get("role", "unknown")),
+            gtid=str(data.get("gtid") or ""),
+            gtid_seq=int(data.get("gtid_seq") or 0),
+            healthy=bool(data.get("healthy")),
+            read_only=bool(data.get("read_only", True)),
+            lag_seconds=float(lag) if lag is not None else None,
+            replicating_from=str(data.get("replicating_from") or ""),
+            applied_all_received=bool(data.get("applied_all_received", True)),
+            updated=str(data.get("updated") or ""),
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def leader_value(name: str, since: str, promoted_at_gtid: str | None) -> str:
+    return json.dumps({"name": name, "since": since, "promoted_at_gtid": promoted_at_gtid})
+
+
+def member_value(db: LocalDb, role: str) -> str:
+    slave = db.slave
+    return json.dumps(
+        {
+            "role": role,
+            "gtid": db.gtid_current_pos,
+            "gtid_seq": db.gtid_seq,
+            # A replica whose SQL thread failed may hold anything: it is not a candidate for promotion.
+            "healthy": db.reachable and not (slave is not None and slave.last_sql_errno),
+            "read_only": db.read_only,
+            "lag_seconds": slave.seconds_behind if slave is not None and slave.running else None,
+            "replicating_from": slave.master_host if slave is not None else "",
+            "applied_all_received": db.applied_all_received,
+            "updated": utc_now(),
+        }
+    )
+
+
+def history_with(previous: bytes | None, entry: dict[str, Any]) -> str:
+    """The history list with `entry` appended (newest last, the last HISTORY_KEEP kept)."""
+    try:
+        items = json.loads(previous) if previous else []
+    except ValueError:
+        items = []
+    if not isinstance(items, list):
+        items = []
+    return json.dumps([*items, entry][-HISTORY_KEEP:])

@@ -1,0 +1,219 @@
+"""What one HA cycle knows, as immutable values: the local MariaDB's facts (`LocalDb`), the DCS view
+(`ClusterView`, or None when etcd is unreachable), the agent's own memory (`AgentState`) and its
+settings. `decide` reads a `Snapshot` and nothing else; tests build them with small factories.
+
+Times are `time.monotonic()` seconds of this agent's process (never compared across hosts).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+# MariaDB error numbers that mean "this replica's history diverged from its source's"; only a re-clone
+# repairs them. 1236: the source's binlog lacks the GTID the replica asks for (errant or purged);
+# 1950: gtid_strict_mode refused an out-of-order GTID (the replica wrote something locally).
+DIVERGED_IO_ERRNOS = frozenset({1236})
+DIVERGED_SQL_ERRNOS = frozenset({1950})
+
+
+@dataclass(frozen=True, order=True)
+class Gtid:
+    """One MariaDB GTID, domain-server_id-seq_no."""
+
+    domain: int
+    server_id: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str) -> Gtid:
+        domain, server_id, seq = (int(part) for part in text.strip().split("-"))
+        return cls(domain, server_id, seq)
+
+    def __str__(self) -> str:
+        return f"{self.domain}-{self.server_id}-{self.seq}"
+
+
+def gtid_in_domain(position: str | None, domain: int = 0) -> Gtid | None:
+    """The GTID of `domain` in a position list like '0-1-57,1-3-9' (None when absent or empty)."""
+    for part in (position or "").replace("\n", ",").split(","):
+        if part.strip():
+            gtid = Gtid.parse(part)
+            if gtid.domain == domain:
+                return gtid
+    return None
+
+
+def seq_of(position: str | None) -> int:
+    """Domain 0's sequence number in a position list, 0 when there is none."""
+    gtid = gtid_in_domain(position)
+    return gtid.seq if gtid else 0
+
+
+@dataclass(frozen=True)
+class SlaveStatus:
+    """The parts of SHOW SLAVE STATUS the agent uses."""
+
+    master_host: str
+    master_port: int
+    io_running: str  # "Yes", "No" or "Connecting"
+    sql_running: str
+    using_gtid: str  # "Slave_Pos", "Current_Pos" or "No"
+    gtid_io_pos: str
+    seconds_behind: float | None
+    last_io_errno: int = 0
+    last_io_error: str = ""
+    last_sql_errno: int = 0
+    last_sql_error: str = ""
+
+    @property
+    def running(self) -> bool:
+        return self.io_running == "Yes" and self.sql_running == "Yes"
+
+    @property
+    def diverged(self) -> bool:
+        return self.last_io_errno in DIVERGED_IO_ERRNOS or self.last_sql_errno in DIVERGED_SQL_ERRNOS
+
+
+@dataclass(frozen=True)
+class LocalDb:
+    """Facts of this host's MariaDB, read in one client call at the start of the cycle."""
+
+    reachable: bool
+    error: str = ""
+    read_only: bool = True
+    server_id: int = 0
+    gtid_binlog_pos: str = ""
+    gtid_slave_pos: str = ""
+    gtid_current_pos: str = ""
+    semi_master_enabled: bool = False
+    semi_master_status: bool = False
+    semi_master_clients: int = 0
+    semi_wait_point: str = ""
+    semi_master_timeout: int = 0
+    semi_slave_enabled: bool = False
+    slave: SlaveStatus | None = None
+
+    @property
+    def replication_configured(self) -> bool:
+        """Replicating (or set up to) from some source. An old primary has none: promotion resets it."""
+        return self.slave is not None and bool(self.slave.master_host)
+
+    @property
+    def gtid_seq(self) -> int:
+        """How far this node's history goes in domain 0: applied, or received (relay log) if further."""
+        received = seq_of(self.slave.gtid_io_pos) if self.slave else 0
+        return max(seq_of(self.gtid_current_pos), received)
+
+    @property
+    def applied_all_received(self) -> bool:
+        """The SQL thread has applied every transaction the IO thread received."""
+        if self.slave is None or not self.slave.gtid_io_pos:
+            return True
+        return seq_of(self.gtid_slave_pos) >= seq_of(self.slave.gtid_io_pos)
+
+
+class Role(StrEnum):
+    PRIMARY = "primary"
+    REPLICA = "replica"
+    CLONING = "cloning"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class LeaderRecord:
+    """The `leader` key: who leads, since when, and the GTID it was promoted at (None until recorded)."""
+
+    name: str
+    since: str = ""
+    promoted_at_gtid: str | None = None
+    lease: int = 0
+    mod_revision: int = 0
+
+
+@dataclass(frozen=True)
+class MemberRecord:
+    """A `members/<host>` key: what that member's agent published in its last cycle."""
+
+    name: str
+    role: str = Role.UNKNOWN
+    gtid: str = ""
+    gtid_seq: int = 0
+    healthy: bool = False
+    read_only: bool = True
+    lag_seconds: float | None = None
+    replicating_from: str = ""
+    applied_all_received: bool = True
+    updated: str = ""
+
+
+@dataclass(frozen=True)
+class SwitchoverRequest:
+    to: str | None
+    requested_at: str = ""
+    mod_revision: int = 0
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """Everything under the DCS prefix, read in one range request this cycle."""
+
+    leader: LeaderRecord | None = None
+    initialized: str | None = None
+    members: Mapping[str, MemberRecord] = field(default_factory=dict)
+    switchover: SwitchoverRequest | None = None
+    leader_ttl_left: float | None = None
+
+
+@dataclass(frozen=True)
+class AgentState:
+    """The agent's memory between cycles (the loop replaces it; decide only reads it)."""
+
+    holds_lease: bool = False
+    lease_id: int = 0
+    # Send time of the last keepalive (or grant) that etcd confirmed: the lease lives at least until
+    # this + lease_ttl, so fencing counts from here, never from when the reply came back.
+    last_renewal_sent: float | None = None
+    renewed_this_cycle: bool = False
+    lease_lost: bool = False  # a keepalive said the lease is gone; decide demotes once
+    fenced: bool = False
+    no_clients_since: float | None = None  # leader: when Rpl_semi_sync_master_clients was first seen 0
+    semi_sync_fallback: bool = False  # the agent switched semi-sync off (fallback_async)
+    switchover_target: str | None = None
+    switchover_started: float | None = None
+    cloning: bool = False
+    clone_failed_at: float | None = None
+    known_leader: str | None = None  # the last leader seen in the DCS (kept while it is unreachable)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The slice of the config `decide` needs."""
+
+    host: str
+    initial_primary: str
+    lease_ttl: float = 2.0
+    fence_margin: float = 0.5
+    replica_max_lag: float = 5.0
+    when_no_replica_acks: str = "fallback_async"
+    semi_sync_fallback: float = 1.0
+    switchover_timeout: float = 5.0
+    reclone_backoff: float = 10.0
+    members: Mapping[str, str] = field(default_factory=dict)  # host -> address
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    now: float
+    settings: Settings
+    db: LocalDb
+    cluster: ClusterView | None  # None: the DCS is unreachable this cycle
+    me: AgentState
+
+    @property
+    def renewal_fresh(self) -> bool:
+        """The leader lease certainly still exists in etcd, with the fencing margin to spare."""
+        sent = self.me.last_renewal_sent
+        s = self.settings
+        return sent is not None and self.now < sent + s.lease_ttl - s.fence_margin

@@ -1,0 +1,527 @@
+"""decide(): snapshots built with small factories -> expected action (and target, and a word of the reason).
+
+No daemons and no mocks: `decide` is pure, so each case is a value in a table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+
+from webinfra.control.agent.decide import Action, decide, errant
+from webinfra.control.agent.snapshot import (
+    AgentState,
+    ClusterView,
+    Gtid,
+    LeaderRecord,
+    LocalDb,
+    MemberRecord,
+    Settings,
+    SlaveStatus,
+    Snapshot,
+    SwitchoverRequest,
+)
+
+NOW = 1000.0
+ADDR = {"web-01": "10.0.0.1", "web-02": "10.0.0.2", "web-03": "10.0.0.3"}
+SERVER_ID = {"web-01": 1, "web-02": 2, "web-03": 3}
+
+
+# -- factories ---------------------------------------------------------------------------------------------
+
+
+def replica_db(source: str = "web-01", seq: int = 57, io_seq: int | None = None, **kw: Any) -> LocalDb:
+    """A read-only replica of `source` that applied up to 0-<source>-seq (received up to io_seq)."""
+    sid = SERVER_ID[source]
+    slave = SlaveStatus(
+        master_host=ADDR[source],
+        master_port=3306,
+        io_running=kw.pop("io_running", "Yes"),
+        sql_running=kw.pop("sql_running", "Yes"),
+        using_gtid="Slave_Pos",
+        gtid_io_pos=f"0-{sid}-{io_seq if io_seq is not None else seq}",
+        seconds_behind=kw.pop("lag", 0.0),
+        last_io_errno=kw.pop("io_errno", 0),
+        last_sql_errno=kw.pop("sql_errno", 0),
+    )
+    pos = f"0-{sid}-{seq}"
+    return LocalDb(
+        reachable=True,
+        read_only=True,
+        gtid_binlog_pos=pos,
+        gtid_slave_pos=pos,
+        gtid_current_pos=pos,
+        semi_slave_enabled=True,
+        slave=slave,
+        **kw,
+    )
+
+
+def primary_db(seq: int = 57, server_id: int = 1, **kw: Any) -> LocalDb:
+    """A writable node without replication (what a leader, or an old primary, looks like)."""
+    pos = f"0-{server_id}-{seq}"
+    return LocalDb(
+        reachable=True,
+        read_only=kw.pop("read_only", False),
+        server_id=server_id,
+        gtid_binlog_pos=pos,
+        gtid_current_pos=pos,
+        semi_master_enabled=True,
+        semi_master_status=True,
+        semi_master_clients=kw.pop("clients", 1),
+        **kw,
+    )
+
+
+DOWN = LocalDb(reachable=False, error="Can't connect to local server through socket")
+
+
+def member(name: str, seq: int = 57, role: str = "replica", healthy: bool = True, **kw: Any) -> MemberRecord:
+    return MemberRecord(name=name, role=role, gtid=f"0-1-{seq}", gtid_seq=seq, healthy=healthy, **kw)
+
+
+def view(
+    leader: str | None = None,
+    *members: MemberRecord,
+    promoted_at: str | None = "0-1-57",
+    initialized: str | None = "web-01",
+    switchover: SwitchoverRequest | None = None,
+) -> ClusterView:
+    record = LeaderRecord(name=leader, promoted_at_gtid=promoted_at, lease=77) if leader else None
+    return ClusterView(record, initialized, {m.name: m for m in members}, switchover)
+
+
+LEADING = AgentState(holds_lease=True, lease_id=77, last_renewal_sent=NOW - 0.1, renewed_this_cycle=True)
+
+
+def snap(
+    host: str = "web-02",
+    db: LocalDb | None = None,
+    cluster: ClusterView | None = None,
+    me: AgentState | None = None,
+    now: float = NOW,
+    **settings: Any,
+) -> Snapshot:
+    s = Settings(host=host, initial_primary="web-01", lease_ttl=2.0, fence_margin=0.5, members=ADDR, **settings)
+    return Snapshot(now, s, db if db is not None else replica_db(), cluster, me or AgentState())
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    snapshot: Snapshot
+    action: Action
+    target: str | None = None
+    says: str = ""  # a fragment the one-line reason must contain
+
+
+def renewal(ago: float, **kw: Any) -> AgentState:
+    return replace(LEADING, last_renewal_sent=NOW - ago, **kw)
+
+
+CASES = [
+    # -- bootstrap -----------------------------------------------------------------------------------------
+    Case(
+        "bootstrap: initial primary takes the lead",
+        snap("web-01", primary_db(seq=3), view(initialized=None)),
+        Action.ACQUIRE,
+        "web-01",
+        "initial primary",
+    ),
+    Case(
+        "bootstrap: others wait for it",
+        snap("web-02", replica_db(seq=3), view(None, member("web-02", 3), initialized=None)),
+        Action.WAIT,
+        None,
+        "waiting for the initial primary web-01",
+    ),
+    Case(
+        "bootstrap: a more advanced non-initial node still waits",
+        snap("web-02", replica_db(seq=99), view(None, member("web-01", 3, role="unknown"), initialized=None)),
+        Action.WAIT,
+    ),
+    # -- leader ----------------------------------------------------------------------------------------------
+    Case(
+        "leader renews",
+        snap("web-01", primary_db(), view("web-01", member("web-02")), LEADING),
+        Action.LEAD,
+        None,
+        "holding",
+    ),
+    Case(
+        "leader, DCS unreachable, lease still certain: keeps leading",
+        snap("web-01", primary_db(), None, renewal(1.4, renewed_this_cycle=False)),
+        Action.LEAD,
+        None,
+        "fencing in",
+    ),
+    Case(
+        "leader fences at TTL - margin when the DCS is unreachable",
+        snap("web-01", primary_db(), None, renewal(1.5, renewed_this_cycle=False)),
+        Action.FENCE,
+        None,
+        "cannot renew",
+    ),
+    Case(
+        "leader fences when keepalives fail though reads work",
+        snap("web-01", primary_db(), view("web-01"), renewal(1.7, renewed_this_cycle=False)),
+        Action.FENCE,
+    ),
+    Case(
+        "leader with local DB down releases",
+        snap("web-01", DOWN, view("web-01"), LEADING),
+        Action.RELEASE,
+        None,
+        "MariaDB down",
+    ),
+    Case(
+        "leader with local DB down releases even with the DCS down",
+        snap("web-01", DOWN, None, renewal(1.9, renewed_this_cycle=False)),
+        Action.RELEASE,
+    ),
+    Case(
+        "leader key now names another: demote",
+        snap("web-01", primary_db(), view("web-02"), LEADING),
+        Action.DEMOTE,
+        None,
+        "web-02",
+    ),
+    Case(
+        "lease expired in etcd: demote",
+        snap("web-01", primary_db(), view(None), AgentState(lease_lost=True)),
+        Action.DEMOTE,
+    ),
+    Case(
+        "fenced leader renewed again: writable",
+        snap("web-01", primary_db(read_only=True), view("web-01"), renewal(0.1, fenced=True)),
+        Action.LEAD,
+        None,
+        "renewed again",
+    ),
+    Case(
+        "leader key names me, unknown lease (agent restarted): resume",
+        snap("web-01", primary_db(), view("web-01")),
+        Action.RESUME,
+    ),
+    Case("leader key names me but my DB is down: release it", snap("web-01", DOWN, view("web-01")), Action.RELEASE),
+    # -- no leader -------------------------------------------------------------------------------------------
+    Case(
+        "no leader: most advanced healthy replica promotes",
+        snap("web-02", replica_db(seq=57), view(None, member("web-02", 57), member("web-03", 55))),
+        Action.ACQUIRE,
+        "web-02",
+        "most advanced",
+    ),
+    Case(
+        "no leader: a less advanced one waits",
+        snap("web-03", replica_db(seq=55), view(None, member("web-02", 57), member("web-03", 55))),
+        Action.WAIT,
+        None,
+        "web-02 is more advanced",
+    ),
+    Case(
+        "no leader: tie, the first name promotes",
+        snap("web-02", replica_db(seq=57), view(None, member("web-02", 57), member("web-03", 57))),
+        Action.ACQUIRE,
+        "web-02",
+    ),
+    Case(
+        "no leader: tie, the later name waits",
+        snap("web-03", replica_db(seq=57), view(None, member("web-02", 57), member("web-03", 57))),
+        Action.WAIT,
+        None,
+        "sorts first",
+    ),
+    Case(
+        "no leader: relay log not applied yet: wait",
+        snap("web-02", replica_db(seq=50, io_seq=57), view(None, member("web-03", 55))),
+        Action.WAIT,
+        None,
+        "relay log",
+    ),
+    Case(
+        "no leader: received-but-unapplied counts as advanced for others",
+        snap("web-03", replica_db(seq=56), view(None, member("web-02", 57, applied_all_received=False))),
+        Action.WAIT,
+        None,
+        "web-02",
+    ),
+    Case(
+        "no leader: the dead leader's last 'primary' record holds nobody back",
+        snap("web-02", replica_db(seq=57), view(None, member("web-01", 57, role="primary"))),
+        Action.ACQUIRE,
+        "web-02",
+    ),
+    Case(
+        "no leader: unhealthy rival ignored",
+        snap("web-03", replica_db(seq=55), view(None, member("web-02", 60, healthy=False))),
+        Action.ACQUIRE,
+        "web-03",
+    ),
+    Case(
+        "no leader: replication SQL error: not a candidate",
+        snap("web-02", replica_db(sql_errno=1062, sql_running="No"), view(None)),
+        Action.WAIT,
+        None,
+        "SQL thread",
+    ),
+    Case(
+        "no leader, DCS unreachable: replica keeps replicating, never promotes",
+        snap("web-02", replica_db(), None),
+        Action.WAIT,
+        None,
+        "never promote",
+    ),
+    Case("no leader, local DB down: wait", snap("web-02", DOWN, view(None)), Action.WAIT, None, "unreachable"),
+    # -- following --------------------------------------------------------------------------------------------
+    Case(
+        "replica follows the leader",
+        snap("web-02", replica_db("web-01"), view("web-01")),
+        Action.FOLLOW,
+        "web-01",
+        "following web-01",
+    ),
+    Case(
+        "replica of the old leader re-points to the new one",
+        snap("web-03", replica_db("web-01"), view("web-02")),
+        Action.FOLLOW,
+        "web-02",
+    ),
+    Case(
+        "old primary without errant GTIDs rejoins",
+        snap("web-01", primary_db(57, 1), view("web-02", promoted_at="0-1-57")),
+        Action.REJOIN,
+        "web-02",
+        "rejoining",
+    ),
+    Case(
+        "old primary behind the promotion point rejoins",
+        snap("web-01", primary_db(50, 1), view("web-02", promoted_at="0-1-57")),
+        Action.REJOIN,
+        "web-02",
+    ),
+    Case(
+        "old primary with errant GTIDs re-clones",
+        snap("web-01", primary_db(58, 1), view("web-02", promoted_at="0-1-57")),
+        Action.RECLONE,
+        "web-02",
+        "errant",
+    ),
+    Case(
+        "same seq from another server is errant too",
+        snap("web-01", primary_db(57, 1), view("web-02", promoted_at="0-2-57")),
+        Action.RECLONE,
+        "web-02",
+    ),
+    Case(
+        "old primary waits for the promotion point",
+        snap("web-01", primary_db(58, 1), view("web-02", promoted_at=None)),
+        Action.WAIT,
+        None,
+        "promotion point",
+    ),
+    Case(
+        "diverged replica (1236) re-clones",
+        snap("web-03", replica_db("web-02", io_errno=1236, io_running="No"), view("web-02")),
+        Action.RECLONE,
+        "web-02",
+        "diverged",
+    ),
+    Case(
+        "out-of-order GTID (1950) re-clones",
+        snap("web-03", replica_db("web-02", sql_errno=1950, sql_running="No"), view("web-02")),
+        Action.RECLONE,
+        "web-02",
+    ),
+    Case(
+        "re-clone failed recently: back off",
+        snap("web-03", replica_db("web-02", io_errno=1236), view("web-02"), AgentState(clone_failed_at=NOW - 3)),
+        Action.WAIT,
+        "web-02",
+        "retrying",
+    ),
+    Case(
+        "cloning: touch nothing",
+        snap("web-03", DOWN, view("web-02"), AgentState(cloning=True, known_leader="web-02")),
+        Action.CLONING,
+        "web-02",
+    ),
+    # -- switchover -------------------------------------------------------------------------------------------
+    Case(
+        "switchover: leader goes read-only first",
+        snap("web-01", primary_db(), view("web-01", member("web-02"), switchover=SwitchoverRequest("web-02")), LEADING),
+        Action.SWITCHOVER_PREPARE,
+        "web-02",
+    ),
+    Case(
+        "switchover without a target picks the most advanced replica",
+        snap(
+            "web-01",
+            primary_db(),
+            view("web-01", member("web-02", 50), member("web-03", 57), switchover=SwitchoverRequest(None)),
+            LEADING,
+        ),
+        Action.SWITCHOVER_PREPARE,
+        "web-03",
+    ),
+    Case(
+        "switchover: target caught up: hand over",
+        snap(
+            "web-01",
+            primary_db(read_only=True),
+            view("web-01", member("web-02", 57), switchover=SwitchoverRequest("web-02")),
+            renewal(0.1, switchover_started=NOW - 1, switchover_target="web-02"),
+        ),
+        Action.SWITCHOVER_HANDOVER,
+        "web-02",
+    ),
+    Case(
+        "switchover: target behind: keep waiting",
+        snap(
+            "web-01",
+            primary_db(read_only=True),
+            view("web-01", member("web-02", 50), switchover=SwitchoverRequest("web-02")),
+            renewal(0.1, switchover_started=NOW - 1),
+        ),
+        Action.SWITCHOVER_PREPARE,
+        "web-02",
+        "catch up (50/57)",
+    ),
+    Case(
+        "switchover: target too slow: abort",
+        snap(
+            "web-01",
+            primary_db(read_only=True),
+            view("web-01", member("web-02", 50), switchover=SwitchoverRequest("web-02")),
+            renewal(0.1, switchover_started=NOW - 6),
+        ),
+        Action.SWITCHOVER_ABORT,
+        "web-02",
+        "did not catch up",
+    ),
+    Case(
+        "switchover to a dead member: abort",
+        snap("web-01", primary_db(), view("web-01", switchover=SwitchoverRequest("web-03")), LEADING),
+        Action.SWITCHOVER_ABORT,
+        "web-03",
+        "not a healthy member",
+    ),
+    Case(
+        "switchover: others defer to the target",
+        snap("web-02", replica_db(seq=57), view(None, member("web-03", 57), switchover=SwitchoverRequest("web-03"))),
+        Action.WAIT,
+        None,
+        "deferring",
+    ),
+    Case(
+        "switchover: the target takes over",
+        snap("web-03", replica_db(seq=57), view(None, member("web-02", 57), switchover=SwitchoverRequest("web-03"))),
+        Action.ACQUIRE,
+        "web-03",
+        "switchover",
+    ),
+    Case(
+        "switchover to a target that is gone: normal election",
+        snap("web-02", replica_db(seq=57), view(None, switchover=SwitchoverRequest("web-03"))),
+        Action.ACQUIRE,
+        "web-02",
+    ),
+    # -- semi-sync fallback ----------------------------------------------------------------------------------
+    Case(
+        "fallback: no clients long enough, lease fresh",
+        snap("web-01", primary_db(clients=0), view("web-01"), renewal(0.1, no_clients_since=NOW - 1.2)),
+        Action.SEMI_SYNC_FALLBACK,
+        None,
+        "async",
+    ),
+    Case(
+        "fallback: not yet",
+        snap("web-01", primary_db(clients=0), view("web-01"), renewal(0.1, no_clients_since=NOW - 0.5)),
+        Action.LEAD,
+    ),
+    Case(
+        "fallback: never in block mode",
+        snap(
+            "web-01",
+            primary_db(clients=0),
+            view("web-01"),
+            renewal(0.1, no_clients_since=NOW - 60),
+            when_no_replica_acks="block",
+        ),
+        Action.LEAD,
+    ),
+    Case(
+        "fallback: not on a renewal older than the replicas' loss",
+        snap(
+            "web-01",
+            primary_db(clients=0),
+            view("web-01"),
+            renewal(1.3, renewed_this_cycle=False, no_clients_since=NOW - 1.2),
+        ),
+        Action.LEAD,
+    ),
+    Case(
+        "fallback: never with a stale renewal (fences instead)",
+        snap("web-01", primary_db(clients=0), None, renewal(1.6, renewed_this_cycle=False, no_clients_since=NOW - 5)),
+        Action.FENCE,
+    ),
+    Case(
+        "fallback: a replica reconnected: restore",
+        snap("web-01", primary_db(clients=1), view("web-01"), renewal(0.1, semi_sync_fallback=True)),
+        Action.SEMI_SYNC_RESTORE,
+    ),
+    Case(
+        "fallback: still no replica: stay async",
+        snap(
+            "web-01",
+            primary_db(clients=0),
+            view("web-01"),
+            renewal(0.1, semi_sync_fallback=True, no_clients_since=NOW - 9),
+        ),
+        Action.LEAD,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_decide(case: Case) -> None:
+    d = decide(case.snapshot)
+    assert d.action == case.action, d
+    if case.target is not None:
+        assert d.target == case.target, d
+    assert case.says in d.reason, d.reason
+    assert "\n" not in d.reason
+
+
+def test_fencing_boundary_is_ttl_minus_margin() -> None:
+    """Scan the renewal age: LEAD strictly before lease_ttl - fence_margin, FENCE from then on."""
+    for ttl, margin in ((2.0, 0.5), (3.0, 0.5), (1.0, 1 / 3)):
+        for age in (0.0, ttl - margin - 0.01, ttl - margin, ttl - margin + 0.01, ttl):
+            s = replace(
+                snap("web-01", primary_db(), None, renewal(age, renewed_this_cycle=False)),
+                settings=Settings("web-01", "web-01", lease_ttl=ttl, fence_margin=margin, members=ADDR),
+            )
+            expected = Action.LEAD if age < ttl - margin else Action.FENCE
+            assert decide(s).action == expected, (ttl, margin, age)
+
+
+def test_decide_is_pure() -> None:
+    s = snap("web-02", replica_db(seq=57), view(None, member("web-03", 55)))
+    assert decide(s) == decide(s)
+
+
+@pytest.mark.parametrize(
+    ("mine", "at", "expected"),
+    [
+        (None, "0-1-57", False),
+        ("0-1-57", "0-1-57", False),
+        ("0-1-56", "0-1-57", False),
+        ("0-1-58", "0-1-57", True),
+        ("0-3-57", "0-1-57", True),
+        ("0-1-1", None, True),
+    ],
+)
+def test_errant(mine: str | None, at: str | None, expected: bool) -> None:
+    assert errant(Gtid.parse(mine) if mine else None, Gtid.parse(at) if at else None) is expected

@@ -1,0 +1,164 @@
+"""Small pure pieces: the config schema, GTID positions, `mariadb --vertical` parsing, DCS records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from webinfra.control.agent.config import AgentConfig, load_config
+from webinfra.control.agent.dcs import prefix_end
+from webinfra.control.agent.events import KINDS, EventLog
+from webinfra.control.agent.mysql import local_db_from_rows, parse_vertical
+from webinfra.control.agent.records import history_with, member_value
+from webinfra.control.agent.snapshot import Gtid, gtid_in_domain, seq_of
+
+# The exact shape webinfra's plan renders (src/webinfra/plan/ha.py).
+RENDERED: dict[str, Any] = {
+    "cluster": "webinfra",
+    "host": "web-01",
+    "address": "198.18.0.11",
+    "listen_address": "0.0.0.0",
+    "listen_port": 8008,
+    "etcd_endpoints": ["http://198.18.0.11:2379", "http://198.18.0.12:2379", "http://198.18.0.10:2379"],
+    "prefix": "/webinfra/webinfra/",
+    "lease_ttl": 2,
+    "loop_interval": 0.5,
+    "replica_max_lag": 5.0,
+    "when_no_replica_acks": "fallback_async",
+    "semi_sync_fallback_ms": 1000,
+    "mariadb": {
+        "socket": "/run/webinfra/webinfra/web-01/mariadb.sock",
+        "port": 3306,
+        "datadir": "/var/lib/webinfra/webinfra/hosts/web-01/data/mariadb",
+    },
+    "members": {"web-01": {"address": "198.18.0.11"}, "web-02": {"address": "198.18.0.12"}},
+    "initial_primary": "web-01",
+    "repl_user": "repl",
+    "repl_password_file": "/var/lib/webinfra/webinfra/secrets/db-repl.password",
+    "token_file": "/var/lib/webinfra/webinfra/secrets/agent-token.password",
+    "mariadb_control": {"stop": ["/x/webinfra", "stop", "web-01", "mariadb"], "start": ["/x/webinfra", "start"]},
+    "events_file": "/var/lib/webinfra/webinfra/events.jsonl",
+}
+
+
+def test_config_accepts_the_rendered_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(RENDERED))
+    config = load_config(path)
+    assert config.fence_margin == 0.5 and config.member_ttl == 3
+    assert config.address_of("web-02") == "198.18.0.12"
+    assert config.token() == ""  # missing token file: every /clone is refused
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"surprise": 1}, "Extra inputs are not permitted"),
+        ({"host": "web-09"}, "not one of members"),
+        ({"initial_primary": "web-09"}, "initial_primary"),
+        ({"address": "198.18.0.99"}, "differs from members"),
+        ({"prefix": "/webinfra/webinfra"}, "must end with '/'"),
+        ({"when_no_replica_acks": "sometimes"}, "fallback_async"),
+        ({"etcd_endpoints": []}, "at least 1"),
+        ({"mariadb": {**RENDERED["mariadb"], "sock": "/x"}}, "Extra inputs"),
+    ],
+)
+def test_config_rejects(change: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        AgentConfig.model_validate({**RENDERED, **change})
+
+
+def test_fence_margin_scales_down_for_short_leases() -> None:
+    assert AgentConfig.model_validate({**RENDERED, "lease_ttl": 1}).fence_margin == pytest.approx(1 / 3)
+    assert AgentConfig.model_validate({**RENDERED, "lease_ttl": 10}).fence_margin == 0.5
+
+
+def test_gtid_positions() -> None:
+    assert gtid_in_domain("1-3-9,0-11-57") == Gtid(0, 11, 57)
+    assert gtid_in_domain("1-3-9") is None
+    assert seq_of("") == 0 and seq_of("0-1-5,\n1-2-7") == 5
+    assert str(Gtid.parse("0-12-25")) == "0-12-25"
+
+
+def test_prefix_end() -> None:
+    import base64
+
+    assert base64.b64decode(prefix_end("/webinfra/x/")) == b"/webinfra/x0"
+
+
+VERTICAL = """*************************** 1. row ***************************
+          read_only: 1
+          server_id: 12
+    gtid_binlog_pos: 0-11-54
+     gtid_slave_pos: 0-11-54
+   gtid_current_pos: 0-11-54
+semi_master_enabled: 0
+    semi_wait_point: AFTER_COMMIT
+semi_master_timeout: 10000
+ semi_slave_enabled: 1
+semi_master_clients: 0
+ semi_master_status: OFF
+*************************** 1. row ***************************
+                Slave_IO_State: Waiting for master to send event
+                   Master_Host: 127.77.0.11
+                   Master_Port: 3306
+              Slave_IO_Running: Yes
+             Slave_SQL_Running: Yes
+         Seconds_Behind_Master: NULL
+                 Last_IO_Errno: 1236
+                 Last_IO_Error: Got fatal error 1236 from master: 'GTID 0-1-9: not in the master's binlog'
+                Last_SQL_Errno: 0
+                    Using_Gtid: Slave_Pos
+                   Gtid_IO_Pos: 0-11-56
+"""
+
+
+def test_facts_from_vertical_output() -> None:
+    db = local_db_from_rows(parse_vertical(VERTICAL))
+    assert db.reachable and db.read_only and db.server_id == 12
+    assert db.semi_slave_enabled and not db.semi_master_enabled and db.semi_wait_point == "AFTER_COMMIT"
+    assert db.slave is not None and db.slave.master_host == "127.77.0.11" and db.slave.master_port == 3306
+    assert db.slave.seconds_behind is None and db.slave.diverged
+    assert "not in the master's binlog" in db.slave.last_io_error  # values keep their colons
+    assert db.gtid_seq == 56 and not db.applied_all_received
+    assert db.replication_configured
+
+
+def test_facts_without_replication() -> None:
+    header = VERTICAL.splitlines()[0]
+    variables_only = VERTICAL[: VERTICAL.index(header, 1)]  # SHOW SLAVE STATUS printed no row
+    db = local_db_from_rows(parse_vertical(variables_only))
+    assert db.reachable and db.slave is None and not db.replication_configured
+    assert db.gtid_seq == 54 and db.applied_all_received
+    assert not local_db_from_rows([]).reachable
+
+
+def test_member_value_round_trip() -> None:
+    db = local_db_from_rows(parse_vertical(VERTICAL))
+    data = json.loads(member_value(db, "replica"))
+    assert data["gtid_seq"] == 56 and data["healthy"] is True and data["replicating_from"] == "127.77.0.11"
+    assert data["lag_seconds"] is None and data["applied_all_received"] is False
+
+
+def test_history_keeps_the_newest() -> None:
+    text = None
+    for i in range(105):
+        text = history_with(text.encode() if text else None, {"to": i})
+    items = json.loads(text or "[]")
+    assert len(items) == 100 and items[-1] == {"to": 104}
+    assert json.loads(history_with(b"garbage", {"to": 1})) == [{"to": 1}]
+
+
+def test_events_are_json_lines(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "events.jsonl"
+    log = EventLog(path, "web-02")
+    log.append("promoted", "promoted web-02: leader lease expired")
+    log.append("fenced", "x")
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [e["kind"] for e in lines] == ["promoted", "fenced"]
+    assert lines[0]["source"] == "agent" and lines[0]["host"] == "web-02" and lines[0]["ts"].endswith("Z")
+    assert {"promoted", "demoted", "fenced", "released", "following", "switchover"} <= KINDS
