@@ -6,9 +6,14 @@
 set -euo pipefail
 
 RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup keepalived etcd-server etcd-client nftables iproute2 procps python3 python3-venv python3-pip wrk curl ca-certificates)
-# The suite also drops privileges (setpriv, util-linux) and reads sockets (ss, iproute2): already above.
+# Monitoring: Prometheus (with promtool) on the monitoring host, the exporters on every host.
+RUNTIME+=(prometheus prometheus-node-exporter prometheus-mysqld-exporter)
+# The suite also drops privileges (setpriv, util-linux) and reads sockets (ss, iproute2): already above;
+# the security tests scan ports (nmap) and TLS (sslscan) from the client side.
 TEST=()
-[ "${1:-}" = "--test" ] && TEST=(util-linux)
+[ "${1:-}" = "--test" ] && TEST=(util-linux nmap sslscan)
+# The dashboard's test drives Debian's Chromium (through the playwright Python package; no browser download).
+[ "${1:-}" = "--test" ] && TEST+=(chromium)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: run as root (it installs Debian packages and creates network namespaces)" >&2

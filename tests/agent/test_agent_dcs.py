@@ -116,9 +116,16 @@ def test_cluster_view_from_keys(client: EtcdClient, prefix: str) -> None:
     client.put(keys.member("web-02"), '{"role": "replica", "gtid_seq": 5, "healthy": true, "lag_seconds": 0}')
     client.put(keys.member("web-03"), "not json")
     client.put(keys.switchover, '{"to": null, "requested_at": "t"}')
+    client.put(keys.optime, '{"leader": "web-01", "sync": false, "gtid": "0-1-5", "gtid_seq": 5, "at": "t"}')
     view = cluster_view(client.get_prefix(prefix), keys)
     assert view.leader is not None and view.leader.name == "web-01" and view.leader.lease == lease
     assert view.leader.promoted_at_gtid == "0-1-5"
     assert view.initialized == "web-01"
     assert list(view.members) == ["web-02"] and view.members["web-02"].gtid_seq == 5
     assert view.switchover is not None and view.switchover.to is None
+    assert view.optime is not None and (view.optime.leader, view.optime.sync, view.optime.gtid_seq) == (
+        "web-01",
+        False,
+        5,
+    )
+    assert view.optime.mod_revision > 0

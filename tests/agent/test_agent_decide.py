@@ -18,6 +18,7 @@ from webinfra.control.agent.snapshot import (
     LeaderRecord,
     LocalDb,
     MemberRecord,
+    OptimeRecord,
     Settings,
     SlaveStatus,
     Snapshot,
@@ -62,14 +63,15 @@ def replica_db(source: str = "web-01", seq: int = 57, io_seq: int | None = None,
 def primary_db(seq: int = 57, server_id: int = 1, **kw: Any) -> LocalDb:
     """A writable node without replication (what a leader, or an old primary, looks like)."""
     pos = f"0-{server_id}-{seq}"
+    semi = kw.pop("semi", True)  # False: semi-sync master off (after the fallback), acknowledging alone
     return LocalDb(
         reachable=True,
         read_only=kw.pop("read_only", False),
         server_id=server_id,
         gtid_binlog_pos=pos,
         gtid_current_pos=pos,
-        semi_master_enabled=True,
-        semi_master_status=True,
+        semi_master_enabled=semi,
+        semi_master_status=semi,
         semi_master_clients=kw.pop("clients", 1),
         **kw,
     )
@@ -88,9 +90,15 @@ def view(
     promoted_at: str | None = "0-1-57",
     initialized: str | None = "web-01",
     switchover: SwitchoverRequest | None = None,
+    optime: OptimeRecord | None = None,
 ) -> ClusterView:
     record = LeaderRecord(name=leader, promoted_at_gtid=promoted_at, lease=77) if leader else None
-    return ClusterView(record, initialized, {m.name: m for m in members}, switchover)
+    return ClusterView(record, initialized, {m.name: m for m in members}, switchover, optime=optime)
+
+
+def optime(leader: str = "web-01", sync: bool = False, seq: int = 60) -> OptimeRecord:
+    """The last leader's `optime` key: sync, or acknowledging without a replica up to 0-<leader>-seq."""
+    return OptimeRecord(leader, sync, f"0-{SERVER_ID[leader]}-{seq}", seq)
 
 
 LEADING = AgentState(holds_lease=True, lease_id=77, last_renewal_sent=NOW - 0.1, renewed_this_cycle=True)
@@ -275,6 +283,115 @@ CASES = [
         "never promote",
     ),
     Case("no leader, local DB down: wait", snap("web-02", DOWN, view(None)), Action.WAIT, None, "unreachable"),
+    # -- no leader, and the last leader's optime --------------------------------------------------------------
+    Case(
+        "optime async, I am behind it: wait for the last leader",
+        snap("web-01", replica_db("web-02", seq=13), view(None, member("web-01", 13), optime=optime("web-02", seq=14))),
+        Action.WAIT,
+        None,
+        "not promoting: the last leader web-02 acknowledged writes without a replica up to 0-2-14, I have 0-2-13 "
+        "(waiting for it to return)",
+    ),
+    Case(
+        "optime async, caught up with it: promote",
+        snap("web-01", replica_db("web-02", seq=14), view(None, member("web-01", 14), optime=optime("web-02", seq=14))),
+        Action.ACQUIRE,
+        "web-01",
+        "most advanced",
+    ),
+    Case(
+        "optime sync, behind the dead leader by an unacknowledged tail: promote",
+        snap(
+            "web-01", replica_db("web-02", seq=13), view(None, member("web-01", 13), optime=optime("web-02", True, 14))
+        ),
+        Action.ACQUIRE,
+        "web-01",
+    ),
+    Case(
+        "no optime (bootstrapped before it existed): promote",
+        snap("web-01", replica_db("web-02", seq=13), view(None, member("web-01", 13))),
+        Action.ACQUIRE,
+        "web-01",
+    ),
+    Case(
+        "block mode: the optime stays sync, failover as before",
+        snap(
+            "web-01",
+            replica_db("web-02", seq=13),
+            view(None, member("web-01", 13), optime=optime("web-02", True, 14)),
+            when_no_replica_acks="block",
+        ),
+        Action.ACQUIRE,
+        "web-01",
+    ),
+    Case(
+        "optime async, relay log holds its writes: apply them first",
+        snap("web-01", replica_db("web-02", seq=13, io_seq=14), view(None, optime=optime("web-02", seq=14))),
+        Action.WAIT,
+        None,
+        "relay log",
+    ),
+    Case(
+        "optime async, the same seq_no from another server is not its write",
+        snap("web-01", replica_db("web-03", seq=14), view(None, optime=optime("web-02", seq=14))),
+        Action.WAIT,
+        None,
+        "not promoting",
+    ),
+    Case(
+        "optime async, the last leader's stale 'primary' record is not it being back",
+        snap(
+            "web-01",
+            replica_db("web-02", seq=13),
+            view(None, member("web-02", 14, role="primary"), optime=optime("web-02", seq=14)),
+        ),
+        Action.WAIT,
+        None,
+        "waiting for it to return",
+    ),
+    Case(
+        "optime async, its unhealthy record (MariaDB stopping) is not it being back",
+        snap(
+            "web-01",
+            replica_db("web-02", seq=13),
+            view(None, member("web-02", 14, role="unknown", healthy=False), optime=optime("web-02", seq=14)),
+        ),
+        Action.WAIT,
+        None,
+        "waiting for it to return",
+    ),
+    Case(
+        "optime async, the last leader is back: it is the most advanced, I wait for it",
+        snap(
+            "web-01",
+            replica_db("web-02", seq=13),
+            view(None, member("web-02", 14, role="unknown"), optime=optime("web-02", seq=14)),
+        ),
+        Action.WAIT,
+        None,
+        "web-02 is more advanced",
+    ),
+    Case(
+        "optime async, the last leader itself (agent restarted) re-acquires",
+        snap(
+            "web-02",
+            primary_db(14, 2, read_only=True),
+            view(None, member("web-01", 13), optime=optime("web-02", seq=14)),
+        ),
+        Action.ACQUIRE,
+        "web-02",
+        "most advanced",
+    ),
+    Case(
+        "optime async, the last leader came back without its writes: they are gone, most advanced leads",
+        snap(
+            "web-01",
+            replica_db("web-02", seq=13),
+            view(None, member("web-02", 12, role="unknown"), optime=optime("web-02", seq=14)),
+        ),
+        Action.ACQUIRE,
+        "web-01",
+    ),
     # -- following --------------------------------------------------------------------------------------------
     Case(
         "replica follows the leader",
@@ -483,6 +600,175 @@ CASES = [
         Action.LEAD,
     ),
 ]
+
+
+def replica_of(leader: str, name: str, seq: int) -> MemberRecord:
+    return member(name, seq, replicating_from=ADDR[leader])
+
+
+ASYNC = renewal(0.1, semi_sync_fallback=True, no_clients_since=NOW - 9)
+
+
+@dataclass(frozen=True)
+class OptimeCase:
+    id: str
+    snapshot: Snapshot
+    action: Action
+    writes: tuple[bool, int] | None  # (sync, gtid_seq) of the optime written before acting; None: no write
+
+
+OPTIME_CASES = [
+    OptimeCase(
+        "bootstrap leader creates it: sync",
+        snap("web-01", primary_db(3), view("web-01", initialized="web-01"), LEADING),
+        Action.LEAD,
+        (True, 3),
+    ),
+    OptimeCase(
+        "sync and mine: not rewritten as the position moves",
+        snap("web-01", primary_db(70), view("web-01", optime=optime("web-01", True, 60)), LEADING),
+        Action.LEAD,
+        None,
+    ),
+    OptimeCase(
+        "new leader takes over a sync record",
+        snap("web-01", primary_db(70), view("web-01", optime=optime("web-02", True, 60)), LEADING),
+        Action.LEAD,
+        (True, 70),
+    ),
+    OptimeCase(
+        "fallback: 'not sync' at my position, written before semi-sync goes off",
+        snap(
+            "web-01",
+            primary_db(57, clients=0),
+            view("web-01", optime=optime("web-01", True, 50)),
+            renewal(0.1, no_clients_since=NOW - 1.2),
+        ),
+        Action.SEMI_SYNC_FALLBACK,
+        (False, 57),
+    ),
+    OptimeCase(
+        "async: the position moved, the record follows",
+        snap("web-01", primary_db(61, semi=False, clients=0), view("web-01", optime=optime("web-01", seq=60)), ASYNC),
+        Action.LEAD,
+        (False, 61),
+    ),
+    OptimeCase(
+        "async: the position did not move, no write",
+        snap("web-01", primary_db(60, semi=False, clients=0), view("web-01", optime=optime("web-01", seq=60)), ASYNC),
+        Action.LEAD,
+        None,
+    ),
+    OptimeCase(
+        "async: semi-sync off for any reason (not the agent's fallback) is not sync either",
+        snap("web-01", primary_db(61, semi=False), view("web-01", optime=optime("web-01", True, 50)), LEADING),
+        Action.LEAD,
+        (False, 61),
+    ),
+    OptimeCase(
+        "restore: the record follows the position up to the moment semi-sync goes back on",
+        snap(
+            "web-01",
+            primary_db(62, semi=False, clients=1),
+            view("web-01", optime=optime("web-01", seq=61)),
+            renewal(0.1, semi_sync_fallback=True),
+        ),
+        Action.SEMI_SYNC_RESTORE,
+        (False, 62),
+    ),
+    OptimeCase(
+        "semi-sync back on, the replica has not reached the mark: still not sync",
+        snap(
+            "web-01",
+            primary_db(70, clients=1),
+            view("web-01", replica_of("web-01", "web-02", 61), optime=optime("web-01", seq=62)),
+            LEADING,
+        ),
+        Action.LEAD,
+        None,
+    ),
+    OptimeCase(
+        "semi-sync back on, a replica reached the mark: sync",
+        snap(
+            "web-01",
+            primary_db(70, clients=1),
+            view("web-01", replica_of("web-01", "web-02", 62), optime=optime("web-01", seq=62)),
+            LEADING,
+        ),
+        Action.LEAD,
+        (True, 70),
+    ),
+    OptimeCase(
+        "mark reached by a member that replicates from someone else: not sync",
+        snap(
+            "web-01",
+            primary_db(70, clients=1),
+            view("web-01", replica_of("web-03", "web-02", 65), optime=optime("web-01", seq=62)),
+            LEADING,
+        ),
+        Action.LEAD,
+        None,
+    ),
+    OptimeCase(
+        "mark reached but no semi-sync client: not sync",
+        snap(
+            "web-01",
+            primary_db(70, clients=0),
+            view("web-01", replica_of("web-01", "web-02", 70), optime=optime("web-01", seq=62)),
+            LEADING,
+        ),
+        Action.LEAD,
+        None,
+    ),
+    OptimeCase(
+        "new leader after an async one: keeps its mark, as mine",
+        snap("web-01", primary_db(70, clients=0), view("web-01", optime=optime("web-02", seq=62)), LEADING),
+        Action.LEAD,
+        (False, 62),
+    ),
+    OptimeCase(
+        "block mode: no replica for long, commits wait: still sync",
+        snap(
+            "web-01",
+            primary_db(70, clients=0),
+            view("web-01", optime=optime("web-01", True, 60)),
+            renewal(0.1, no_clients_since=NOW - 60),
+            when_no_replica_acks="block",
+        ),
+        Action.LEAD,
+        None,
+    ),
+    OptimeCase(
+        "switchover from an async leader: read-only, the final position recorded before the handover",
+        snap(
+            "web-01",
+            primary_db(64, semi=False, read_only=True, clients=0),
+            view(
+                "web-01", member("web-02", 64), switchover=SwitchoverRequest("web-02"), optime=optime("web-01", seq=63)
+            ),
+            renewal(0.1, semi_sync_fallback=True, switchover_started=NOW - 1, switchover_target="web-02"),
+        ),
+        Action.SWITCHOVER_HANDOVER,
+        (False, 64),
+    ),
+    OptimeCase(
+        "DCS unreachable: nothing to write",
+        snap("web-01", primary_db(70, semi=False), None, renewal(0.5, renewed_this_cycle=False)),
+        Action.LEAD,
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize("case", OPTIME_CASES, ids=[c.id for c in OPTIME_CASES])
+def test_leader_optime(case: OptimeCase) -> None:
+    d = decide(case.snapshot)
+    assert d.action == case.action, d
+    written = (d.optime.sync, d.optime.gtid_seq) if d.optime is not None else None
+    assert written == case.writes, d
+    if d.optime is not None:
+        assert d.optime.leader == case.snapshot.settings.host
+        assert d.optime.gtid.endswith(f"-{d.optime.gtid_seq}")
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -3,7 +3,10 @@ session's etcd, and two agent processes (`python -m webinfra.control.agent`).
 
 - bootstrap -> SIGKILL the primary's mariadbd -> the replica is promoted, writable, with every row
   committed before the kill -> the old primary restarted rejoins as a read-only replica;
-- switchover -> a replica with an errant transaction is re-cloned from the leader (mariabackup stream).
+- switchover -> a replica with an errant transaction is re-cloned from the leader (mariabackup stream);
+- the replica cannot replicate, the leader falls back to async and acknowledges a write alone -> its
+  agent stopped (SIGTERM), then its mariadbd killed: the replica never promotes over that write, the old
+  leader leads again when it returns, and the replica catches up once it can replicate.
 
 Needs root (mariadbd --user=root, unix-socket admin login) and the MariaDB and etcd binaries.
 """
@@ -37,6 +40,8 @@ from agent_testlib import (
 )
 
 from webinfra.control.agent.dcs import EtcdClient, Keys
+from webinfra.control.agent.records import optime_record
+from webinfra.control.agent.snapshot import OptimeRecord, seq_of
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all((MARIADBD, INSTALL_DB, CLIENT)),
@@ -90,6 +95,18 @@ class TwoNodes:
             node.stop_agent()
         for node in self.nodes:
             node.ctl("stop")
+
+    def optime(self) -> OptimeRecord | None:
+        return optime_record(self.dcs.get(self.keys.optime))
+
+    def set_repl_password(self, node: Node, password: str) -> None:
+        """Re-point `node`'s replication credentials (its agent paused, so it does not START SLAVE between)."""
+        assert node.agent is not None
+        node.agent.send_signal(signal.SIGSTOP)
+        try:
+            node.sql(f"STOP SLAVE; CHANGE MASTER TO MASTER_PASSWORD='{password}'; START SLAVE;")
+        finally:
+            node.agent.send_signal(signal.SIGCONT)
 
     def logs(self) -> str:
         return "\n".join(f"--- {n.name} agent.log ---\n{n.agent_log()[-4000:]}" for n in self.nodes)
@@ -295,3 +312,99 @@ def test_dcs_outage_fences_the_primary_and_replicas_keep_serving_reads(prefix: s
     finally:
         etcd.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_write_acknowledged_without_a_replica_is_never_lost(two_nodes: TwoNodes) -> None:
+    """The incident: the replica cannot replicate (a bad credential here, TLS there), the leader falls back
+    to async and acknowledges a write no replica has. Neither stopping its agent nor killing its mariadbd
+    lets the replica take over without that write; the old leader leads again when it returns."""
+    a, b = two_nodes.a, two_nodes.b
+    two_nodes.wait_roles(a, b)
+    a.sql("INSERT INTO site.t VALUES (1, 'acknowledged by a replica')")
+
+    def optime_is(sync: bool, at: str | None = None) -> bool:
+        record = two_nodes.optime()
+        return (
+            record is not None
+            and record.leader == a.name
+            and record.sync is sync
+            and (at is None or record.gtid_seq == seq_of(at))
+        )
+
+    # Semi-sync with B as its client (the 1 s fallback may have run before B's agent turned it on).
+    wait_for(
+        "A semi-sync with a client, optime sync",
+        lambda: a.status().get("semi_sync") == "on" and a.status().get("semi_sync_clients") == 1 and optime_is(True),
+        timeout=10,
+    )
+
+    # B's replication breaks for good; A falls back to async after 1 s without a semi-sync replica.
+    two_nodes.set_repl_password(b, "wrong")
+    try:
+        wait_for("A async", lambda: a.status().get("semi_sync") == "fallback" and optime_is(False), timeout=10)
+    except TimeoutError:
+        raise AssertionError(f"{a.status()}\n{two_nodes.logs()}") from None
+    a.sql("INSERT INTO site.t VALUES (2, 'acknowledged by A alone')")  # returned: acknowledged
+    wait_for("optime at A's position", lambda: optime_is(False, a.sql("SELECT @@gtid_binlog_pos")), timeout=5)
+    assert b.sql("SELECT COUNT(*) FROM site.t WHERE id = 2") == "0"
+
+    def b_never_promotes(what: str, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert not b.ok("/primary") and b.read_only(), f"{what}: B took over\n{two_nodes.logs()}"
+            time.sleep(0.1)
+        reason = b.status().get("reason") or ""
+        assert "not promoting: the last leader db-a acknowledged writes without a replica" in reason, reason
+
+    def a_leads_again(what: str) -> None:
+        try:
+            wait_for(what, lambda: a.ok("/primary") and not a.read_only(), timeout=15)
+        except TimeoutError:
+            raise AssertionError(f"{a.status()}\n{b.status()}\n{two_nodes.logs()}") from None
+
+    # 1. A's agent stopped (SIGTERM): read-only, final position recorded, lease released at once.
+    a.stop_agent()
+    assert a.read_only() and two_nodes.dcs.get(two_nodes.keys.leader) is None
+    assert optime_is(False, a.sql("SELECT @@gtid_binlog_pos"))
+    b_never_promotes("A's agent stopped", 3 * 2.0)  # 3 lease TTLs
+    a.start_agent()
+    a_leads_again("A re-acquires after its agent restarted")
+    assert a.sql("SELECT COUNT(*) FROM site.t WHERE id = 2") == "1"
+
+    # 2. Still async: another write acknowledged by A alone, then A's mariadbd dies (its agent releases).
+    wait_for("A async again", lambda: a.status().get("semi_sync") == "fallback", timeout=10)
+    a.sql("INSERT INTO site.t VALUES (3, 'acknowledged by A alone, then killed')")
+    wait_for("optime at A's position", lambda: optime_is(False, a.sql("SELECT @@gtid_binlog_pos")), timeout=5)
+    pid = a.mariadbd_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for("A released", lambda: two_nodes.dcs.get(two_nodes.keys.leader) is None, timeout=5)
+    b_never_promotes("A's mariadbd killed", 3 * 2.0)
+    a.ctl("start")
+    a_leads_again("A re-acquires after its mariadbd restarted")
+    assert a.sql("SELECT id FROM site.t ORDER BY id").split() == ["1", "2", "3"]
+
+    # 3. A's agent SIGKILLed (no step-down: its leader key and lease live on) and restarted at once: it
+    # resumes that lease, or re-acquires if the lease ran out first; B still never takes over.
+    assert a.agent is not None
+    a.agent.kill()
+    a.agent.wait()
+    log_before = len(a.agent_log())
+    a.start_agent()
+    a_leads_again("A leads again after its agent was SIGKILLed")
+    restarted_log = a.agent_log()[log_before:]
+    print(f"\nagent SIGKILLed and restarted: {'resumed' if 'resume:' in restarted_log else 're-acquired'} the lead")
+    assert "resume:" in restarted_log or "acquire:" in restarted_log, restarted_log
+
+    # The replication is fixed: B catches up, A restores semi-sync and, once B has all A acknowledged
+    # alone, the optime says sync again.
+    wait_for("A async again", lambda: a.status().get("semi_sync") == "fallback" and optime_is(False), timeout=10)
+    two_nodes.set_repl_password(b, (two_nodes.base / "repl.password").read_text().strip())
+    two_nodes.wait_roles(a, b)
+    a_pos = a.sql("SELECT @@gtid_binlog_pos")
+    assert b.sql(f"SELECT MASTER_GTID_WAIT('{a_pos}', 10)") == "0"
+    assert b.sql("SELECT id FROM site.t ORDER BY id").split() == ["1", "2", "3"]
+    wait_for("semi-sync on, optime sync", lambda: a.status().get("semi_sync") == "on" and optime_is(True), timeout=10)
+    kinds = [(e["host"], e["kind"]) for e in read_events(two_nodes.base)]
+    assert ("db-b", "promoted") not in kinds
+    assert kinds.count(("db-a", "promoted")) >= 3  # bootstrap and the returns (a resume is no promotion)

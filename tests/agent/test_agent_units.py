@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from webinfra.control.agent.config import AgentConfig, load_config
-from webinfra.control.agent.dcs import prefix_end
+from webinfra.control.agent.dcs import KeyValue, prefix_end
 from webinfra.control.agent.events import KINDS, EventLog
 from webinfra.control.agent.mysql import local_db_from_rows, parse_vertical
-from webinfra.control.agent.records import history_with, member_value
-from webinfra.control.agent.snapshot import Gtid, gtid_in_domain, seq_of
+from webinfra.control.agent.records import history_with, member_value, optime_record, optime_value
+from webinfra.control.agent.snapshot import Gtid, OptimeRecord, gtid_in_domain, seq_of
 
 # The exact shape webinfra's plan renders (src/webinfra/plan/ha.py).
 RENDERED: dict[str, Any] = {
@@ -142,6 +142,31 @@ def test_member_value_round_trip() -> None:
     data = json.loads(member_value(db, "replica"))
     assert data["gtid_seq"] == 56 and data["healthy"] is True and data["replicating_from"] == "127.77.0.11"
     assert data["lag_seconds"] is None and data["applied_all_received"] is False
+
+
+def _kv(value: str | bytes) -> KeyValue:
+    return KeyValue("/p/optime", value.encode() if isinstance(value, str) else value, 1, 9, 0)
+
+
+def test_optime_round_trip_and_garbage() -> None:
+    record = OptimeRecord("web-02", False, "0-2-14", 14)
+    data = json.loads(optime_value(record))
+    assert {k: data[k] for k in ("leader", "sync", "gtid", "gtid_seq")} == {
+        "leader": "web-02",
+        "sync": False,
+        "gtid": "0-2-14",
+        "gtid_seq": 14,
+    }
+    assert data["at"].endswith("Z")
+    back = optime_record(_kv(optime_value(record)))
+    assert back is not None and back.same_promise(record) and back.mod_revision == 9
+    # Only an explicit true is sync; a garbled GTID keeps the seq_no; garbage is no record at all.
+    assert optime_record(_kv('{"leader": "web-02", "sync": "yes", "gtid_seq": 3}')) == OptimeRecord(
+        "web-02", False, "", 3, mod_revision=9
+    )
+    assert optime_record(_kv('{"leader": "web-02", "sync": true, "gtid": "x", "gtid_seq": 3}')) is not None
+    assert optime_record(_kv("garbage")) is None
+    assert optime_record(_kv('{"sync": true}')) is None
 
 
 def test_history_keeps_the_newest() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +16,7 @@ from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
 from webinfra.plan.layout import Layout
+from webinfra.services import pki
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"
 
@@ -35,9 +38,13 @@ def seed_topology(
     web01_weight: int = 1,
     web02_weight: int = 1,
 ) -> str:
-    """The seed design (lb-01, web-01 primary, web-02 replica) with fast health checks."""
+    """The seed design (lb-01, web-01 primary, web-02 replica) with fast health checks; as drawn: no TLS, no
+    firewall (these tests reach servers directly)."""
     return f"""
 name = "{name}"
+firewall = false
+[tls]
+enabled = false
 [network]
 subnet = "198.18.{octet}.0/24"
 {FAST_CHECKS.format(route=route)}
@@ -77,21 +84,48 @@ def bring_up(toml: str, root: Path) -> Cluster:
     return cluster
 
 
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+def keep_logs(cluster: Cluster) -> None:
+    """Copy every host's logs and the events to artifacts/logs/<cluster>/ before the state is purged,
+    so a failure can be read after the run (CI keeps the work tree)."""
+    dest = ARTIFACTS / "logs" / cluster.topology.name
+    shutil.rmtree(dest, ignore_errors=True)
+    for host_dir in (cluster.layout.cluster_dir / "hosts").glob("*"):
+        if (host_dir / "log").is_dir():
+            shutil.copytree(host_dir / "log", dest / host_dir.name, dirs_exist_ok=True)
+    if cluster.layout.events_file.exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(cluster.layout.events_file, dest / "events.jsonl")
+
+
 def take_down(cluster: Cluster) -> None:
+    keep_logs(cluster)
     cluster.down(purge=True)
     left = leftovers(cluster)
     netmod.sweep_cluster(cluster.topology.name)
     assert not left, f"teardown left {left}"
 
 
+def trust(cluster: Cluster) -> ssl.SSLContext | bool:
+    """What a client verifies the cluster's certificates with: its CA (TLS on), else the default."""
+    if not cluster.topology.tls.enabled:
+        return True
+    return ssl.create_default_context(cafile=str(pki.ca_path(cluster.topology, cluster.layout)))
+
+
 def site(cluster: Cluster, **kwargs: object) -> httpx.Client:
-    """An HTTP client for the site through the load balancer."""
+    """An HTTP(S) client for the site through the load balancer (trusting the cluster's CA)."""
+    kwargs.setdefault("verify", trust(cluster))
     return httpx.Client(base_url=cluster.topology.site_url, timeout=10.0, **kwargs)  # type: ignore[arg-type]
 
 
 def direct(cluster: Cluster, host: str, **kwargs: object) -> httpx.Client:
-    """An HTTP client for one server's nginx, bypassing the load balancer."""
-    url = f"http://{cluster.topology.address_of(host)}:{cluster.topology.web.port}"
+    """An HTTP(S) client for one server's nginx, bypassing the load balancer."""
+    scheme = "https" if cluster.topology.backend_tls else "http"
+    url = f"{scheme}://{cluster.topology.address_of(host)}:{cluster.topology.web.port}"
+    kwargs.setdefault("verify", trust(cluster))
     return httpx.Client(base_url=url, timeout=10.0, **kwargs)  # type: ignore[arg-type]
 
 

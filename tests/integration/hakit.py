@@ -17,11 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def hardened_topology(name: str, octet: int, extra: str = "") -> str:
-    """examples/hardened.toml with its own name and subnet, and fast LB health checks."""
+    """examples/hardened.toml with its own name and subnet, and fast LB health checks. TLS and the firewall
+    (on by default) are off here: these tests exercise failover with plain-HTTP clients. The hardened example
+    with both on is checked by test_security.py."""
     text = (ROOT / "examples" / "hardened.toml").read_text()
-    text = re.sub(r'^name = "webinfra"$', f'name = "{name}"', text, count=1, flags=re.M)
+    plain = f'name = "{name}"\nfirewall = false\n\n[tls]\nenabled = false'
+    text = re.sub(r'^name = "webinfra"$', plain, text, count=1, flags=re.M)
     text = text.replace("198.18.0.", f"198.18.{octet}.")
-    text = text.replace('route_writes_to = "any"', 'route_writes_to = "any"\ncheck_interval_ms = 500')
+    text = re.sub(r'^route_writes_to = "any"$', 'route_writes_to = "any"\ncheck_interval_ms = 500', text, flags=re.M)
     return text + "\n" + extra
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from clusterkit import WEBINFRA, backend_states, leftovers, seed_topology, site, wait_for
+from clusterkit import WEBINFRA, backend_states, leftovers, seed_topology, site, trust, wait_for
 
 from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
@@ -117,4 +117,4 @@ def test_split_components_topology_serves(make_cluster: Callable[[str], Cluster]
     assert all(r.status_code == 200 for r in reads)
     assert {r.headers["x-db"] for r in reads} == {"db-02"}
     assert {r.headers["x-served-by"] for r in reads} == {"app-01", "app-02"}
-    assert httpx.get(cluster.topology.site_url, timeout=5).status_code == 200
+    assert httpx.get(cluster.topology.site_url, timeout=5, verify=trust(cluster)).status_code == 200

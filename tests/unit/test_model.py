@@ -88,6 +88,7 @@ def test_default_topology_is_the_design_as_drawn() -> None:
         ("lb-01", ["lb"], None),
         ("web-01", ["web", "app", "db"], "primary"),
         ("web-02", ["web", "app", "db"], "replica"),
+        ("mon-01", ["monitoring"], None),  # Prometheus; every host then runs its exporters
     ]
     assert topo.lb.route_writes_to == "primary"
     assert topo.site_url == "http://198.18.0.10/"
@@ -133,7 +134,8 @@ def test_split_example() -> None:
     assert [h.name for h in topo.app_upstreams_of("web-01")] == ["app-01", "app-02"]
     assert [h.name for h in topo.db_readers_for("app-01")] == ["db-02"]
     assert str(topo.address_of("db-02")) == "198.18.2.16"
-    assert topo.site_url == "http://198.18.2.10/"
+    assert topo.site_url == "https://198.18.2.10/"  # secure defaults: HTTPS, TLS behind the LB, firewall
+    assert topo.tls.enabled and topo.backend_tls and topo.firewall and topo.web.port == 443
 
 
 # ---- derived views ----
@@ -168,9 +170,12 @@ def test_address_of_follows_the_subnet() -> None:
 @pytest.mark.parametrize(
     ("prefix", "expected"),
     [
-        ("", "http://198.18.0.10/"),
-        ("[lb]\nport = 8080\n", "http://198.18.0.10:8080/"),
-        ('[site]\nname = "shop.example.org"\n', "http://198.18.0.10/"),
+        ("[tls]\nenabled = false\n", "http://198.18.0.10/"),
+        ("[tls]\nenabled = false\n[lb]\nport = 8080\n", "http://198.18.0.10:8080/"),
+        ('[tls]\nenabled = false\n[site]\nname = "shop.example.org"\n', "http://198.18.0.10/"),
+        ("", "https://198.18.0.10/"),
+        ("[lb]\nport = 8080\n", "https://198.18.0.10/"),  # with TLS, `port` only redirects
+        ("[lb]\nhttps_port = 8443\n", "https://198.18.0.10:8443/"),
     ],
 )
 def test_site_url(prefix: str, expected: str) -> None:
@@ -185,7 +190,7 @@ def test_site_url_uses_the_lb_address_wherever_it_is_listed() -> None:
     )
     topo = parse_topology(text)
     assert topo.entry_host.name == "lb-01"
-    assert topo.site_url == "http://198.18.0.5/"
+    assert topo.site_url == "https://198.18.0.5/"
 
 
 def test_db_readers_for_puts_the_local_replica_first() -> None:
@@ -278,12 +283,12 @@ def test_any_valid_web_tier_validates_and_renders(
     assert [h.name for h in plan.hosts] == [h.name for h in topo.hosts]
     cfg = render_haproxy(topo, layout, "lb-01")
     sections = haproxy_sections(cfg)
-    servers = [line.split() for line in sections["backend site"] if line.startswith("server ")]
+    servers = [line.split(" check-ssl")[0].split() for line in sections["backend site"] if line.startswith("server ")]
     assert servers == [
         [
             "server",
             f"web-{i + 1:02d}",
-            f"{topo.address_of(f'web-{i + 1:02d}')}:80",
+            f"{topo.address_of(f'web-{i + 1:02d}')}:{topo.web.port}",
             "weight",
             str(1 if w is None else w),
         ]

@@ -20,6 +20,7 @@ from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan, render_haproxy, server_id_of
 from webinfra.plan.layout import SOCKET_ROOT_ENV, STATE_ROOT_ENV, Layout
 from webinfra.plan.spec import ClusterPlan, HostPlan
+from webinfra.services import pki
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -50,7 +51,9 @@ def rendered(request: pytest.FixtureRequest, module_roots: Path) -> Rendered:
     """A topology's plan written to disk under tmp state and socket roots, with every directory it names."""
     topo = load_topology(TOPOLOGIES[request.param])
     root = module_roots / "state"
-    plan = build_plan(topo, Layout.for_cluster(topo.name, root), python="/usr/bin/python3")
+    layout = Layout.for_cluster(topo.name, root)
+    pki.ensure_pki(topo, layout)  # the certificates the configs name, so the tools can load them
+    plan = build_plan(topo, layout, python="/usr/bin/python3")
     for hp in plan.hosts:
         for d in hp.dirs.all():
             assert d.is_relative_to(module_roots), d
@@ -191,7 +194,7 @@ def test_haproxy_backends_follow_the_topology(rendered: Rendered) -> None:
     sections = haproxy_sections(rendered.text(lb.name, "haproxy.cfg"))
     site = sections["backend site"]
     assert "balance roundrobin" in site
-    servers = [line.split() for line in site if line.startswith("server ")]
+    servers = [line.split(" check-ssl")[0].split() for line in site if line.startswith("server ")]
     expected = [
         ["server", w.name, f"{topo.address_of(w.name)}:{topo.web.port}", "weight", str(w.lb_weight), "check"]
         + (["backup"] if w.is_backup else [])
@@ -201,6 +204,10 @@ def test_haproxy_backends_follow_the_topology(rendered: Rendered) -> None:
     frontend = sections["frontend site"]
     assert f"bind 0.0.0.0:{topo.lb.port}" in frontend
     assert "default_backend site" in frontend
+    if topo.backend_tls:  # the re-encrypted hop: nginx's certificate verified against our CA, for that host
+        for line, w in zip([x for x in site if x.startswith("server ")], topo.with_role(Role.WEB), strict=True):
+            tls = f" check-ssl ssl verify required ca-file {rendered.plan.layout.ca_cert} verifyhost {w.name}"
+            assert line.endswith(tls), line
     primary = topo.db_primary
     assert primary is not None
     if topo.lb.route_writes_to == "primary":
@@ -224,9 +231,13 @@ def test_haproxy_runtime_api_is_a_unix_socket_only(rendered: Rendered) -> None:
     assert ":" not in path and "@" not in path
     assert socket[socket.index("level") + 1] == "admin"
     assert socket[socket.index("mode") + 1] == "600"
-    # No HTTP stats page and no other listener: the only bind is the site's frontend.
-    assert [name for name in sections if name.startswith(("listen", "frontend"))] == ["frontend site"]
-    assert sum(line.startswith("bind ") for lines in sections.values() for line in lines) == 1
+    # No HTTP stats page and no other listener: the only binds are the site's frontend (HTTP, and HTTPS with TLS),
+    # and with a monitoring host, HAProxy's Prometheus exporter on the host's own address (test_monitoring_plan.py).
+    monitored = rendered.topo.monitoring_host is not None
+    frontends = ["frontend site", "frontend metrics"] if monitored else ["frontend site"]
+    assert [name for name in sections if name.startswith(("listen", "frontend"))] == frontends
+    binds = (2 if rendered.topo.tls.enabled else 1) + monitored
+    assert sum(line.startswith("bind ") for lines in sections.values() for line in lines) == binds
     for lines in sections.values():
         for line in lines:
             assert not line.startswith(("stats enable", "stats uri", "stats admin", "stats auth")), line
@@ -250,7 +261,7 @@ def test_haproxy_weights_and_backup_as_configured(text: str, weights: list[tuple
     topo = parse_topology(text)
     cfg = render_haproxy(topo, Layout(Path("/state/webinfra")), "lb-01")
     servers = [line.split() for line in haproxy_sections(cfg)["backend site"] if line.startswith("server ")]
-    assert [(s[1], s[s.index("weight") + 1], s[-1] == "backup") for s in servers] == weights
+    assert [(s[1], s[s.index("weight") + 1], "backup" in s) for s in servers] == weights
 
 
 def test_haproxy_writes_backend_only_when_routing_writes_to_the_primary() -> None:
@@ -276,6 +287,14 @@ def test_start_order(rendered: Rendered) -> None:
         + [(h.name, "nginx") for h in topo.with_role(Role.WEB)]
         + [(h.name, "haproxy") for h in topo.with_role(Role.LB)]
     )
+    if topo.monitoring_host is not None:  # exporters after their daemon, Prometheus and the watcher last
+        exporters = [(h.name, "mysqld-exporter") for h in [topo.db_primary, *topo.db_replicas]]
+        at = len(topo.with_role(Role.DB))
+        expected[at:at] = exporters
+        first = [topo.db_primary.name]  # ties go to the primary's host first
+        nodes = first + [h.name for h in topo.hosts if h.name not in first]
+        expected += [(n, "node-exporter") for n in nodes]
+        expected += [(topo.monitoring_host.name, "prometheus"), (topo.monitoring_host.name, "monitor")]
     assert order == expected
 
 
@@ -307,9 +326,14 @@ def test_split_start_order_is_explicit() -> None:
 
 
 def test_services_match_roles(rendered: Rendered) -> None:
-    by_role = {"db": "mariadb", "app": "app", "web": "nginx", "lb": "haproxy"}
+    by_role = {"db": "mariadb", "app": "app", "web": "nginx", "lb": "haproxy", "monitoring": "prometheus"}
+    monitored = rendered.topo.monitoring_host is not None
     for hp in rendered.plan.hosts:
-        assert {svc.name for svc in hp.services} == {by_role[r] for r in hp.roles}
+        expected = {by_role[r] for r in hp.roles}
+        if monitored:  # exporters everywhere (plan/monitoring.py)
+            expected |= {"node-exporter"} | ({"mysqld-exporter"} if "db" in hp.roles else set())
+            expected |= {"monitor"} if "monitoring" in hp.roles else set()
+        assert {svc.name for svc in hp.services} == expected
         assert hp.address == str(rendered.topo.address_of(hp.name))
         for svc in hp.services:
             assert svc.probe.address == hp.address

@@ -323,9 +323,21 @@ BAD_TOPOLOGIES = [
     ),
     _case(
         "port-clash-lb-and-web",
-        host("lb-01", "lb", "web", "app") + PRIMARY + REPLICA,
+        "[tls]\nenabled = false\n" + host("lb-01", "lb", "web", "app") + PRIMARY + REPLICA,
         "hosts[0].roles = ['lb', 'web', 'app']: two services on this host would listen on port 80",
     ),
+    _case(
+        # With TLS, the LB takes 443 for HTTPS and nginx 443 for the re-encrypted hop.
+        "port-clash-lb-and-web-tls",
+        host("lb-01", "lb", "web", "app") + PRIMARY + REPLICA,
+        "hosts[0].roles = ['lb', 'web', 'app']: two services on this host would listen on port 443",
+    ),
+    _case("tls-cert-without-key", '[tls]\ncert_file = "/etc/site.crt"\n' + GOOD, "tls.key_file = None: cert_file and"),
+    _case("tls-relative-path", '[tls]\ncert_file = "site.crt"\nkey_file = "/k"\n' + GOOD, "must be an absolute path"),
+    _case("tls-ca-alone", '[tls]\nca_file = "/etc/ca.pem"\n' + GOOD, "tls.ca_file = '/etc/ca.pem': names the CA"),
+    _case("tls-enabled-string", '[tls]\nenabled = "yes"\n' + GOOD, "tls.enabled = 'yes': Input should be a valid bool"),
+    _case("tls-unknown-key", '[tls]\nprotocols = ["TLSv1"]\n' + GOOD, "tls.protocols = ['TLSv1']: unknown field"),
+    _case("firewall-not-bool", "firewall = 1\n" + GOOD, "firewall = 1: Input should be a valid boolean"),
     _case(
         "port-clash-app-and-db",
         "[app]\nport = 3306\n" + GOOD,

@@ -117,7 +117,10 @@ def cli() -> None:
 @handle_errors
 def up(topology_file: str | None, state_dir: Path | None) -> None:
     """Create the hosts and start every service (idempotent)."""
+    from webinfra.services.pki import check_tls_files
+
     cluster = Cluster.from_file(topology_file, state_dir)
+    check_tls_files(cluster.topology, topology_file or "<built-in default>")
     require_root()
     started = time.monotonic()
     console.print(
@@ -145,19 +148,30 @@ def down(purge: bool, topology_file: str | None, cluster_name: str | None, state
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (see docs/STATUS.md).")
+@click.option("--watch", is_flag=True, help="Redraw every second, with requests/s, 5xx, p99, lag and alerts.")
 @cluster_option
 @handle_errors
-def status(as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+def status(
+    as_json: bool, watch: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
     """Show hosts, services, load-balancer backends and database replication."""
     from webinfra.cli.tables import render_status
     from webinfra.control.status import snapshot
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
+    if watch:
+        if as_json:
+            raise UsageError("--watch draws tables; it does not go with --json")
+        from webinfra.cli.live import watch as watch_live
+
+        watch_live(console, cluster)
+        return
     snap = snapshot(cluster)
     if as_json:
         click.echo(json.dumps(snap, indent=2))
     else:
-        render_status(console, snap)
+        # Into a pipe or file, rich would wrap at 80 columns; a table that is read later wants full rows.
+        render_status(console if console.is_terminal else Console(highlight=False, width=160), snap)
 
 
 @cli.command()
@@ -370,8 +384,10 @@ def events_(
 def validate(topology_file: str | None) -> None:
     """Check a topology file without starting anything."""
     from webinfra.model import load_topology
+    from webinfra.services.pki import check_tls_files
 
     topo = load_topology(topology_file)
+    check_tls_files(topo, topology_file or "<built-in default>")
     console.print(f"ok: cluster {topo.name}, {len(topo.hosts)} hosts, site {topo.site_url}")
 
 
@@ -393,10 +409,124 @@ def plan(topology_file: str | None, state_dir: Path | None) -> None:
 
 
 @cli.command()
+@cluster_option
+@handle_errors
+def ca(topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+    """Print the path of the CA certificate that clients must trust to verify the site."""
+    from webinfra.services.pki import ca_path
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    if not cluster.topology.tls.enabled:
+        raise UsageError(f"cluster {cluster.topology.name} has no TLS ([tls] enabled = false)")
+    path = ca_path(cluster.topology, cluster.layout)
+    if not path.exists():
+        raise UsageError(f"{path} does not exist yet: run `webinfra up` first")
+    click.echo(str(path))
+
+
+@cli.command(name="firewall")
+@click.argument("host")
+@click.option("--live", is_flag=True, help="Show what the kernel has loaded in the host, not the rendered ruleset.")
+@cluster_option
+@handle_errors
+def firewall_(
+    host: str, live: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Print a host's firewall (nftables ruleset derived from the topology's flows)."""
+    from webinfra.services import firewall
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    hp = cluster.host_plan(host)
+    if live:
+        require_root()
+        click.echo(firewall.live(cluster.hosts[host]) or f"# {host}: no webinfra firewall loaded\n", nl=False)
+        return
+    spec = firewall.rules_of(hp)
+    if spec is None:
+        raise UsageError(f"cluster {cluster.topology.name} has no firewall (firewall = false)")
+    click.echo(spec.content, nl=False)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print Prometheus's alerts as JSON.")
+@click.option("--pending", is_flag=True, help="Also show alerts whose condition holds but not for long enough yet.")
+@cluster_option
+@handle_errors
+def alerts(
+    as_json: bool, pending: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Show the alerts firing now (Prometheus on the monitoring host; see docs/MONITORING.md)."""
+    from rich.table import Table
+
+    from webinfra.control.prom import alerts as active_alerts
+
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    shown = [a for a in active_alerts(cluster) if pending or a.get("state") == "firing"]
+    if as_json:
+        click.echo(json.dumps(shown, indent=2))
+        return
+    if not shown:
+        console.print("no alerts firing" + ("" if pending else " (--pending: also those about to fire)"))
+        return
+    table = Table("Alert", "State", "Host", "Since", "Summary")
+    for a in shown:
+        labels = a.get("labels", {})
+        table.add_row(
+            labels.get("alertname", ""),
+            "[red]firing[/]" if a.get("state") == "firing" else "[yellow]pending[/]",
+            labels.get("host", ""),
+            str(a.get("activeAt", ""))[11:19],
+            escape(a.get("annotations", {}).get("summary", "")),
+        )
+    console.print(table)
+
+
+@cli.command()
+@click.option("--bind", default=None, help="Address to listen on (default: the cluster's gateway, on its bridge).")
+@click.option("--port", type=int, default=None, help="Port (default: [monitoring] dashboard_port, 8088).")
+@click.option("--new-token", is_flag=True, help="Replace the access token (URLs printed before stop working).")
+@cluster_option
+@handle_errors
+def dashboard(
+    bind: str | None,
+    port: int | None,
+    new_token: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Serve a live web page of the cluster (management side only; the URL printed carries its token)."""
+    from webinfra.dashboard.serve import default_bind, serve
+
+    require_root()
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    serve(
+        cluster,
+        bind or default_bind(cluster),
+        port or cluster.topology.monitoring.dashboard_port,
+        say=lambda line: console.print(line, soft_wrap=True, markup=False),
+        renew_token=new_token,
+    )
+
+
+@cli.command()
 @click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")
 @click.option("--connections", default=16, show_default=True, help="Concurrent connections per wrk run.")
 @click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
 @click.option("--keep", is_flag=True, help="Leave the bench cluster running afterwards.")
+@click.option(
+    "--tls",
+    "tls_mode",
+    is_flag=True,
+    help="Instead: HTTP vs HTTPS (re-encrypted to nginx, and not) through the LB, three clusters side by side.",
+)
+@click.option(
+    "--monitoring",
+    "monitoring_mode",
+    is_flag=True,
+    help="Instead: site throughput with the collectors and Prometheus running vs stopped (seed + mon-01).",
+)
 @click.option(
     "--markdown",
     "md_out",
@@ -405,11 +535,49 @@ def plan(topology_file: str | None, state_dir: Path | None) -> None:
     help="Also write the results as Markdown to this file.",
 )
 @handle_errors
-def bench(duration: int, connections: int, rounds: int, keep: bool, md_out: str | None) -> None:
+def bench(
+    duration: int,
+    connections: int,
+    rounds: int,
+    keep: bool,
+    tls_mode: bool,
+    monitoring_mode: bool,
+    md_out: str | None,
+) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
-    from webinfra.control.bench import markdown, run_bench
+    from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
     require_root()
+    if monitoring_mode:
+        from webinfra.control.bench_monitoring import monitoring_markdown, run_monitoring_bench
+
+        mon_report = run_monitoring_bench(
+            duration=duration,
+            connections=connections,
+            rounds=rounds,
+            keep=keep,
+            say=lambda line: console.print(line, soft_wrap=True),
+        )
+        command = f"webinfra bench --monitoring --duration {duration} --connections {connections} --rounds {rounds}"
+        text = monitoring_markdown(mon_report, command)
+        console.print(text, markup=False)
+        if md_out:
+            Path(md_out).write_text(text)
+        return
+    if tls_mode:
+        tls_report = run_tls_bench(
+            duration=duration,
+            connections=connections,
+            rounds=rounds,
+            keep=keep,
+            say=lambda line: console.print(line, soft_wrap=True),
+        )
+        command = f"webinfra bench --tls --duration {duration} --connections {connections} --rounds {rounds}"
+        text = tls_markdown(tls_report, command)
+        console.print(text, markup=False)
+        if md_out:
+            Path(md_out).write_text(text)
+        return
     report = run_bench(
         duration=duration,
         connections=connections,

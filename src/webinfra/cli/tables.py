@@ -68,7 +68,6 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
 
     db = Table(
         "Member",
-        "Address",
         "Role",
         "State",
         "Read-only",
@@ -91,7 +90,6 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
             lease_text = lease["holder"] + ("" if left is None else f" ({left:g}s)")
         db.add_row(
             n["name"],
-            n["address"],
             n["role"],
             _styled("up" if state in ("running", "streaming") else "down") + f" {state}",
             "yes" if n["read_only"] else ("no" if n["read_only"] is False else ""),

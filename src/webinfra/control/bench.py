@@ -80,10 +80,14 @@ def parse_wrk(output: str) -> WrkResult:
     )
 
 
-def wrk(url: str, *, duration: int, connections: int, script: Path | None = None) -> WrkResult:
+def wrk(
+    url: str, *, duration: int, connections: int, script: Path | None = None, headers: tuple[str, ...] = ()
+) -> WrkResult:
     if shutil.which("wrk") is None:
         raise ClusterError("wrk is not installed (apt-get install wrk, or `make deps`)")
     argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", "Host: www.foobar.com"]
+    for header in headers:
+        argv += ["-H", header]
     if script:
         argv += ["-s", str(script)]
     out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 30, check=True).stdout
@@ -168,4 +172,134 @@ def markdown(report: BenchReport, command: str) -> str:
             "write direct (web-01)", "requests_per_second"
         )
         lines += [f"- Write throughput, LB path / primary's server direct: **{ratio:.2f}**"]
+    return "\n".join(lines) + "\n"
+
+
+# ---- `webinfra bench --tls`: what HTTPS costs through the LB, with and without re-encryption ----
+
+# Three copies of the seed design, side by side (same hosts, same firewall), differing only in [tls].
+TLS_BENCH = (
+    # (cluster, subnet, row label, [tls] section)
+    ("benchhp", "198.18.37.0/24", "HTTP", "enabled = false"),
+    ("benchhs", "198.18.38.0/24", "HTTPS, re-encrypted to nginx", "enabled = true\nbackend = true"),
+    ("benchhe", "198.18.39.0/24", "HTTPS, clear to nginx", "enabled = true\nbackend = false"),
+)
+# Keep-alive: the TLS cost is the record layer only. New connection per request: a handshake each time,
+# resumed from HAProxy's session cache after the first (wrk keeps its client session).
+TLS_MODES = (("keep-alive", ()), ("new connection per request", ("Connection: close",)))
+
+
+def tls_bench_topology_text(name: str, subnet: str, tls: str) -> str:
+    return f"""name = "{name}"
+[network]
+subnet = "{subnet}"
+[tls]
+{tls}
+
+[[hosts]]
+name = "lb-01"
+roles = ["lb"]
+
+[[hosts]]
+name = "web-01"
+roles = ["web", "app", "db"]
+db_role = "primary"
+
+[[hosts]]
+name = "web-02"
+roles = ["web", "app", "db"]
+db_role = "replica"
+"""
+
+
+@dataclass
+class TlsBenchReport:
+    rows: dict[str, list[WrkResult]] = field(default_factory=dict)
+    session_reuse: dict[str, str] = field(default_factory=dict)  # cluster label -> HAProxy's own counters
+
+    def median(self, key: str) -> float:
+        return statistics.median(r.requests_per_second for r in self.rows[key])
+
+
+def _ssl_info(cluster: Cluster) -> str:
+    """HAProxy's TLS counters (`show info`): connections, session-cache lookups and misses (a lookup that
+    hits is a resumed session), and the peak rate of full handshakes (key computations), front and back."""
+    text = cluster.runtime().command("show info")
+    keep = ("CumSslConns", "SslCacheLookups", "SslCacheMisses", "SslFrontendMaxKeyRate", "SslBackendMaxKeyRate")
+    wanted = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines() if ":" in line}
+    return ", ".join(f"{k} {wanted[k]}" for k in keep if k in wanted)
+
+
+def run_tls_bench(
+    *,
+    duration: int = 5,
+    connections: int = 16,
+    rounds: int = 3,
+    path: str = "/healthz",
+    keep: bool = False,
+    state_root: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> TlsBenchReport:
+    """HTTP vs HTTPS (re-encrypted) vs HTTPS (edge only) through the LB, interleaved round by round."""
+    report = TlsBenchReport()
+    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-tls-"))
+    clusters: list[tuple[str, Cluster]] = []
+    try:
+        for name, subnet, label, tls in TLS_BENCH:
+            text = tls_bench_topology_text(name, subnet, tls)
+            cluster = Cluster(parse_topology(text, "<bench>"), Layout.for_cluster(name, root), text)
+            netmod.sweep_cluster(name)
+            clusters.append((label, cluster))
+            say(f"up: {name} ({label}, {subnet})...")
+            cluster.up()
+        for n in range(rounds):
+            for mode, headers in TLS_MODES:
+                for label, cluster in clusters:
+                    key = f"{label} ({mode})"
+                    url = cluster.topology.site_url.rstrip("/") + path
+                    result = wrk(url, duration=duration, connections=connections, headers=headers)
+                    report.rows.setdefault(key, []).append(result)
+                    say(
+                        f"  round {n + 1}/{rounds} {key:<52} {result.requests_per_second:8.0f} req/s  "
+                        f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
+                    )
+        for label, cluster in clusters:
+            if cluster.topology.tls.enabled:
+                report.session_reuse[label] = _ssl_info(cluster)
+    finally:
+        if not keep:
+            for _, cluster in clusters:
+                cluster.down(purge=True)
+            shutil.rmtree(root, ignore_errors=True)
+    return report
+
+
+def tls_markdown(report: TlsBenchReport, command: str, path: str = "/healthz") -> str:
+    lines = [
+        f"Command: `{command}` (`GET {path}` through the LB; three copies of the seed design side by side, "
+        "identical but for `[tls]`, measured interleaved)",
+        "",
+        "| path | req/s (median) | p50 ms | p99 ms | non-2xx | socket errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, results in report.rows.items():
+        lines.append(
+            f"| {key} | {report.median(key):.0f} | {statistics.median(r.p50_ms for r in results):.1f} | "
+            f"{statistics.median(r.p99_ms for r in results):.1f} | {sum(r.non_2xx for r in results)} | "
+            f"{sum(r.errors for r in results)} |"
+        )
+    lines.append("")
+    http, reenc, edge = (label for _, _, label, _ in TLS_BENCH)
+    for mode, _ in TLS_MODES:
+        keys = {label: f"{label} ({mode})" for label in (http, reenc, edge)}
+        if not all(k in report.rows for k in keys.values()):
+            continue
+        base = report.median(keys[http])
+        lines.append(
+            f"- {mode}: HTTPS re-encrypted / HTTP **{report.median(keys[reenc]) / base:.2f}**; "
+            f"HTTPS clear to nginx / HTTP **{report.median(keys[edge]) / base:.2f}**; "
+            f"re-encrypted / clear to nginx **{report.median(keys[reenc]) / report.median(keys[edge]):.2f}**"
+        )
+    for label, info in report.session_reuse.items():
+        lines.append(f"- HAProxy TLS counters after the run, {label}: {info}")
     return "\n".join(lines) + "\n"

@@ -24,7 +24,8 @@ from webinfra.plan.build import build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
-from webinfra.services import haproxy, mariadb, supervisor
+from webinfra.services import firewall, haproxy, mariadb, pki, supervisor
+from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
 
 Progress = Callable[[str, str, str], None]  # (host, service or step, what happened)
@@ -137,6 +138,9 @@ class Cluster:
             self._stop_unplanned(hp, progress)
         for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET):
             ensure_secret(self.layout, secret)
+        self._ensure_pki(progress)
+        for hp in self.plan.hosts:  # every host's firewall is in place before any service listens
+            self._apply_firewall(hp, progress)
         order = self.plan.start_order()
         for i, (hp, svc) in enumerate(order):
             self._start(hp, svc, progress)
@@ -152,11 +156,39 @@ class Cluster:
             progress("etcd", "quorum", "healthy")
         elif service == "mariadb" and self.topology.ha:
             ha.bootstrapped_marker(self).touch()
+        elif service == "keepalived":
+            holder = ha.wait_for_vip(self)
+            if holder is None:
+                raise ClusterError("no load balancer took the virtual IP within 15s (see the LBs' log/keepalived.log)")
+            progress(holder, "keepalived", f"holds the VIP {self.topology.vip}")
         elif service == "agent":
             leader = ha.wait_for_leader(self)
             if leader is None:
                 raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
             progress(leader, "agent", "leader (writable primary)")
+
+    def _ensure_pki(self, progress: Progress) -> None:
+        """Certificates for the topology's names (reused while still good). A running service whose
+        certificate, or the CA, was just replaced is stopped here, so the start phase starts it on the new one."""
+        changed = set(pki.ensure_pki(self.topology, self.layout))
+        if not changed:
+            return
+        progress("pki", "certs", "issued " + ", ".join(sorted(changed)))
+        for hp in self.plan.hosts:
+            for svc in hp.services:
+                uses = {
+                    "haproxy": {"ca", pki.SITE},
+                    "nginx": {"ca", hp.name},
+                    "mariadb": {"ca", hp.name},
+                    "app": {"ca"},
+                }.get(svc.name, set())
+                if uses & changed and supervisor.stop(self.hosts[hp.name], hp, svc):
+                    progress(hp.name, svc.name, "stopped (new certificate)")
+
+    def _apply_firewall(self, hp: HostPlan, progress: Progress) -> None:
+        action = firewall.apply(self.hosts[hp.name], hp)
+        if action != "none":
+            progress(hp.name, "firewall", action)
 
     def _stop_unplanned(self, hp: HostPlan, progress: Progress) -> None:
         """Stop services still running on a host whose topology no longer gives it their role."""
@@ -239,8 +271,15 @@ class Cluster:
     def start(self, host: str, service: str | None = None, progress: Progress = _quiet) -> None:
         require_root()
         hp = self.host_plan(host)
-        self.network.ensure_host(next(link for link in self.network.links if link.host == host))
-        self.hosts[host].ensure_hostd()
+        if service is None:
+            # A whole host: make sure it exists (its namespace may have been removed) and has its rules.
+            # Starting one service needs neither, and may be asked from inside the host itself (the HA
+            # agent restarting its MariaDB after a re-clone), where the bridge is not visible.
+            self.network.ensure_host(next(link for link in self.network.links if link.host == host))
+            self.hosts[host].ensure_hostd()
+            self._apply_firewall(hp, progress)  # a namespace made again has no rules yet
+        else:
+            self.hosts[host].ensure_hostd()
         for svc in self.services_of(host, service):
             self._start(hp, svc, progress)
 

@@ -78,6 +78,31 @@ def wait_for_leader(cluster: Cluster, timeout: float = 30.0) -> str | None:
     return None
 
 
+def vip_holders(cluster: Cluster) -> list[str]:
+    vip = cluster.topology.vip
+    if vip is None:
+        return []
+    holders = []
+    for lb in cluster.topology.with_role(Role.LB):
+        try:
+            out = cluster.hosts[lb.name].run(["ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False).stdout
+        except Exception:
+            continue
+        if f" {vip}/" in out:
+            holders.append(lb.name)
+    return holders
+
+
+def wait_for_vip(cluster: Cluster, timeout: float = 15.0) -> str | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        holders = vip_holders(cluster)
+        if len(holders) == 1:
+            return holders[0]
+        time.sleep(0.1)
+    return None
+
+
 def bootstrapped_marker(cluster: Cluster) -> Any:
     return cluster.layout.cluster_dir / "db-bootstrapped"
 

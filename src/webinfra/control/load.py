@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import ssl
 import statistics
 import threading
 import time
@@ -83,6 +84,7 @@ async def run_load_async(
     seed: int = 1,
     stop: threading.Event | None = None,
     result: LoadResult | None = None,
+    verify: ssl.SSLContext | str | bool = True,  # https: a context or CA file trusting the cluster's CA
 ) -> LoadResult:
     """Send GETs (and POSTs with probability `write_ratio`) to `url` until `duration` or `max_requests`."""
     result = result if result is not None else LoadResult()
@@ -126,7 +128,9 @@ async def run_load_async(
                 )
             result.samples.append(sample)
 
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=url, headers=headers, timeout=timeout, limits=limits, verify=verify
+    ) as client:
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
     result.duration = time.monotonic() - t0
     return result

@@ -8,6 +8,7 @@ from typing import Any
 from webinfra.control import ha
 from webinfra.control.cluster import Cluster
 from webinfra.control.faults import active_faults
+from webinfra.control.prom import monitoring_status
 from webinfra.hosts import network as netmod
 from webinfra.model import Role
 from webinfra.services import haproxy, mariadb, supervisor
@@ -48,6 +49,7 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         "lb": _lb(cluster),
         "faults": active_faults(cluster),
         "db": _db(cluster),
+        "monitoring": monitoring_status(cluster),
     }
 
 
@@ -163,12 +165,4 @@ def _lease(agent: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
 
 
 def _vip_holder(cluster: Cluster) -> str | None:
-    vip = cluster.topology.vip
-    if vip is None:
-        return None
-    holders = []
-    for lb in cluster.topology.with_role(Role.LB):
-        proc = cluster.hosts[lb.name].run(["ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
-        if f" {vip}/" in proc.stdout:
-            holders.append(lb.name)
-    return ",".join(holders) or None
+    return ",".join(ha.vip_holders(cluster)) or None

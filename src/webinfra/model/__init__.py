@@ -2,7 +2,18 @@
 
 from webinfra.model.errors import TopologyError
 from webinfra.model.load import DEFAULT_TOPOLOGY, load_topology, parse_topology
-from webinfra.model.topology import AppSpec, DbSpec, HostSpec, LbSpec, NetworkSpec, Role, SiteSpec, Topology
+from webinfra.model.topology import (
+    AppSpec,
+    DbSpec,
+    HostSpec,
+    LbSpec,
+    MonitoringSpec,
+    NetworkSpec,
+    Role,
+    SiteSpec,
+    TlsSpec,
+    Topology,
+)
 
 __all__ = [
     "DEFAULT_TOPOLOGY",
@@ -10,9 +21,11 @@ __all__ = [
     "DbSpec",
     "HostSpec",
     "LbSpec",
+    "MonitoringSpec",
     "NetworkSpec",
     "Role",
     "SiteSpec",
+    "TlsSpec",
     "Topology",
     "TopologyError",
     "load_topology",

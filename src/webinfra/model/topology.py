@@ -11,7 +11,7 @@ import ipaddress
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
 
 HostName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
@@ -50,6 +50,7 @@ class Role(StrEnum):
     APP = "app"  # the site's app server (uvicorn) and code base
     DB = "db"  # MariaDB; `db_role` says primary or replica (the initial one when HA is on)
     ETCD = "etcd"  # a member of the etcd cluster the DB agents keep their leader lease in (turns HA on)
+    MONITORING = "monitoring"  # Prometheus and webinfra's event watcher (turns the exporters on every host on)
 
 
 class _Frozen(BaseModel):
@@ -67,6 +68,7 @@ class NetworkSpec(_Frozen):
 class LbSpec(_Frozen):
     route_writes_to: Literal["primary", "any"] = "primary"
     port: Int = Field(default=80, ge=1, le=65535)
+    https_port: Int = Field(default=443, ge=1, le=65535)  # with [tls] enabled: HTTPS here, `port` only redirects
     check_interval_ms: Int = Field(default=1000, ge=100, le=60_000)
     check_fall: Int = Field(default=2, ge=1, le=10)
     check_rise: Int = Field(default=2, ge=1, le=10)
@@ -77,6 +79,7 @@ class LbSpec(_Frozen):
 
 
 class WebSpec(_Frozen):
+    # Default 80, or 443 when the LB -> nginx hop is encrypted ([tls] enabled and backend): see Topology.
     port: Int = Field(default=80, ge=1, le=65535)
     max_body_kib: Int = Field(default=1024, ge=64, le=1_048_576)
 
@@ -112,6 +115,41 @@ class EtcdSpec(_Frozen):
     election_timeout_ms: Int = Field(default=1000, ge=50, le=50_000)
 
 
+class TlsSpec(_Frozen):
+    """HTTPS at the load balancer, and TLS on the hops behind it (LB -> nginx, app -> MariaDB, replication)."""
+
+    enabled: Bool = True
+    backend: Bool = True  # re-encrypt LB -> nginx (nginx listens with TLS, HAProxy verifies it against the CA)
+    # The user's own site certificate (PEM files, absolute paths); default: one from webinfra's local CA.
+    cert_file: str | None = None
+    key_file: str | None = None
+    ca_file: str | None = None  # the CA that issued cert_file, for clients to trust (`webinfra ca` prints it)
+
+    @property
+    def user_cert(self) -> bool:
+        return self.cert_file is not None
+
+
+class MonitoringSpec(_Frozen):
+    """Metrics and alerts, on when one host has the 'monitoring' role: exporters on every host, Prometheus
+    and the event watcher on the monitoring host (plan/monitoring.py, docs/MONITORING.md)."""
+
+    scrape_interval_ms: Int = Field(default=2000, ge=500, le=60_000)  # also the rule evaluation interval
+    prometheus_port: Int = Field(default=9090, ge=1, le=65535)
+    node_exporter_port: Int = Field(default=9100, ge=1, le=65535)  # every host
+    mysqld_exporter_port: Int = Field(default=9104, ge=1, le=65535)  # db hosts
+    haproxy_metrics_port: Int = Field(default=8405, ge=1, le=65535)  # lb hosts: HAProxy's own exporter
+    dbproxy_metrics_port: Int = Field(default=8406, ge=1, le=65535)  # app hosts with HA: the dbproxy's exporter
+    monitor_port: Int = Field(default=9107, ge=1, le=65535)  # the event watcher's metrics, on loopback
+    dashboard_port: Int = Field(default=8088, ge=1, le=65535)  # `webinfra dashboard`, on the management side
+    # Alert bounds.
+    down_after_seconds: Int = Field(default=5, ge=0, le=3600)  # a target or backend down this long fires
+    max_replication_lag_seconds: Float = Field(default=5.0, gt=0, le=86_400)
+    max_error_ratio: Float = Field(default=0.05, gt=0, le=1.0)  # share of 5xx answers over 1 minute
+    max_p99_seconds: Float = Field(default=0.5, gt=0, le=600)  # the site's p99 latency over 1 minute
+    cert_expiry_days: Int = Field(default=14, ge=1, le=3650)
+
+
 class HostSpec(_Frozen):
     name: HostName
     roles: tuple[Role, ...] = Field(min_length=1)
@@ -143,7 +181,24 @@ class Topology(_Frozen):
     app: AppSpec = AppSpec()
     db: DbSpec = DbSpec()
     etcd: EtcdSpec = EtcdSpec()
+    tls: TlsSpec = TlsSpec()
+    monitoring: MonitoringSpec = MonitoringSpec()
+    # nftables in every host: inbound dropped except the flows the topology needs (plan/firewall.py).
+    firewall: Bool = True
     hosts: tuple[HostSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _web_port_follows_backend_tls(cls, data: Any) -> Any:
+        """nginx listens on 443 by default when the LB -> nginx hop is TLS (an explicit `[web] port` wins)."""
+        if not isinstance(data, dict):
+            return data
+        tls, web = data.get("tls", {}), data.get("web", {})
+        if not (isinstance(tls, dict) and isinstance(web, dict)) or "port" in web:
+            return data
+        if tls.get("enabled", True) is True and tls.get("backend", True) is True:
+            return {**data, "web": {**web, "port": 443}}
+        return data
 
     # ---- derived views (pure) ----
     def host(self, name: str) -> HostSpec:
@@ -159,6 +214,12 @@ class Topology(_Frozen):
     def ha(self) -> bool:
         """High availability: DB agents with a leader lease in etcd, and DB routing on app hosts."""
         return any(h.has(Role.ETCD) for h in self.hosts)
+
+    @property
+    def monitoring_host(self) -> HostSpec | None:
+        """The host that runs Prometheus; with one, every host also runs the exporters of its roles."""
+        hosts = self.with_role(Role.MONITORING)
+        return hosts[0] if hosts else None
 
     @property
     def lb_pair(self) -> bool:
@@ -202,9 +263,17 @@ class Topology(_Frozen):
         return self.with_role(Role.LB)[0]
 
     @property
+    def backend_tls(self) -> bool:
+        """The LB -> nginx hop is encrypted."""
+        return self.tls.enabled and self.tls.backend
+
+    @property
     def site_url(self) -> str:
-        port = "" if self.lb.port == 80 else f":{self.lb.port}"
         entry = self.vip if self.vip is not None else self.address_of(self.entry_host.name)
+        if self.tls.enabled:
+            port = "" if self.lb.https_port == 443 else f":{self.lb.https_port}"
+            return f"https://{entry}{port}/"
+        port = "" if self.lb.port == 80 else f":{self.lb.port}"
         return f"http://{entry}{port}/"
 
     def app_upstreams_of(self, web_host: str) -> tuple[HostSpec, ...]:
@@ -229,6 +298,8 @@ def listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int]]:
     out: list[tuple[str, int]] = []
     if host.has(Role.LB):
         out.append(("haproxy", topo.lb.port))
+        if topo.tls.enabled:
+            out.append(("haproxy-https", topo.lb.https_port))
     if host.has(Role.WEB):
         out.append(("nginx", topo.web.port))
     if host.has(Role.APP):
@@ -241,6 +312,25 @@ def listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int]]:
             out.append(("agent", topo.db.agent_port))
     if host.has(Role.ETCD):
         out += [("etcd-client", topo.etcd.client_port), ("etcd-peer", topo.etcd.peer_port)]
+    out += _monitoring_listeners(topo, host)
+    return out
+
+
+def _monitoring_listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int]]:
+    """The exporters a host runs when the topology has a monitoring host (the site's and the agents' metrics
+    are served on their own ports)."""
+    mon = topo.monitoring
+    if topo.monitoring_host is None:
+        return []
+    out = [("node-exporter", mon.node_exporter_port)]
+    if host.has(Role.LB):
+        out.append(("haproxy-metrics", mon.haproxy_metrics_port))
+    if host.has(Role.APP) and topo.ha:
+        out.append(("dbproxy-metrics", mon.dbproxy_metrics_port))
+    if host.has(Role.DB):
+        out.append(("mysqld-exporter", mon.mysqld_exporter_port))
+    if host.has(Role.MONITORING):
+        out += [("prometheus", mon.prometheus_port), ("monitor", mon.monitor_port)]
     return out
 
 
@@ -300,6 +390,9 @@ def check_topology(topo: Topology) -> list[Problem]:
     primaries = [h for h in topo.hosts if h.db_role == "primary"]
     if len(lbs) not in (1, 2):
         problems.append(("hosts", [h.name for h in lbs], "one host (single LB) or two (an LB pair) must have 'lb'"))
+    monitors = topo.with_role(Role.MONITORING)
+    if len(monitors) > 1:
+        problems.append(("hosts", [h.name for h in monitors], "at most one host may have the 'monitoring' role"))
     etcds = topo.with_role(Role.ETCD)
     if etcds and len(etcds) % 2 == 0:
         problems.append(("hosts", [h.name for h in etcds], "the 'etcd' role needs an odd number of hosts (3 for HA)"))
@@ -349,6 +442,7 @@ def check_topology(topo: Topology) -> list[Problem]:
                     f"two services on this host would listen on port {clash[0]}; change one of the ports",
                 )
             )
+    problems += _check_tls(topo)
     if topo.lb.route_writes_to == "primary" and len(primaries) == 1 and not primaries[0].has(Role.WEB) and not topo.ha:
         problems.append(
             (
@@ -357,4 +451,21 @@ def check_topology(topo: Topology) -> list[Problem]:
                 f"the primary DB host {primaries[0].name!r} is not a 'web' host; use \"any\"",
             )
         )
+    return problems
+
+
+def _check_tls(topo: Topology) -> list[Problem]:
+    """The user's own certificate: both files or neither, absolute paths (whether they can be read is checked
+    where files are read, by `up`, not here)."""
+    tls = topo.tls
+    problems: list[Problem] = []
+    for field in ("cert_file", "key_file", "ca_file"):
+        value = getattr(tls, field)
+        if value is not None and not value.startswith("/"):
+            problems.append((f"tls.{field}", value, "must be an absolute path"))
+    if (tls.cert_file is None) != (tls.key_file is None):
+        field = "tls.key_file" if tls.key_file is None else "tls.cert_file"
+        problems.append((field, None, "cert_file and key_file go together: give both or neither"))
+    if tls.ca_file is not None and tls.cert_file is None:
+        problems.append(("tls.ca_file", tls.ca_file, "names the CA of your own certificate: give cert_file too"))
     return problems

@@ -13,12 +13,20 @@ from functools import cache
 import jinja2
 
 from webinfra.model import Role, Topology
-from webinfra.plan import ha
+from webinfra.plan import firewall, ha, monitoring
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import ClusterPlan, FileSpec, HostPlan, Probe, ServiceSpec
 
 SITE_CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
 HAPROXY_THREADS = 1  # one thread measured fastest for this workload on 2 cores shared by every host
+# Mozilla "intermediate" (TLS 1.2 ciphers: forward secrecy and AEAD only; TLS 1.3 suites), for HAProxy,
+# nginx and MariaDB alike.
+TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+    "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+TLS13_CIPHERSUITES = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 
 
 @cache
@@ -60,6 +68,10 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
         "tmp_dir": dirs.tmp,
     }
 
+    if topo.firewall:
+        # Loaded by services/firewall.py before any service starts (not a service's config).
+        files.append(FileSpec(dirs.etc / "firewall.nft", firewall.ruleset(topo, name)))
+
     if spec.has(Role.DB):
         cnf = dirs.etc / "my.cnf"
         files.append(
@@ -76,6 +88,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                     # With HA every node starts read-only: only the agent holding the lease makes it writable.
                     read_only=topo.ha or spec.db_role == "replica",
                     semi_sync=topo.ha,
+                    tls=_host_tls(topo, layout, name) if topo.tls.enabled else None,
                 ),
             )
         )
@@ -136,7 +149,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                 pidfile=dirs.run / "app.svc.pid",
                 log=dirs.log / "app.log",
                 configs=(site_json,),
-                env=((SITE_CONFIG_ENV, str(site_json)),),
+                env=((SITE_CONFIG_ENV, str(site_json)), *monitoring.site_metrics_env(topo, dirs)),
                 stop_timeout=10.0,
             )
         )
@@ -156,6 +169,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                     site_name=topo.site.name,
                     apps=apps,
                     max_body_kib=topo.web.max_body_kib,
+                    tls=_host_tls(topo, layout, name) if topo.backend_tls else None,
                 ),
             )
         )
@@ -171,7 +185,14 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                     "-e",
                     str(dirs.log / "nginx-error.log"),
                 ),
-                probe=Probe("http", address, topo.web.port, "/healthz", topo.site.name),
+                probe=Probe(
+                    "https" if topo.backend_tls else "http",
+                    address,
+                    topo.web.port,
+                    "/healthz",
+                    topo.site.name,
+                    str(layout.ca_cert) if topo.backend_tls else "",
+                ),
                 pidfile=dirs.run / "nginx.svc.pid",
                 log=dirs.log / "nginx.out",
                 configs=(conf,),
@@ -198,6 +219,10 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
             files.extend(kfiles)
             services.append(ksvc)
 
+    mon_files, mon_services = monitoring.files_and_services(topo, layout, name, dirs, python)
+    files += mon_files
+    services += mon_services
+
     return HostPlan(
         name=name,
         address=address,
@@ -206,6 +231,17 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
         files=tuple(files),
         services=tuple(services),
     )
+
+
+def _host_tls(topo: Topology, layout: Layout, name: str) -> dict[str, str]:
+    """A web or DB host's own certificate (services/pki.py makes it), and what to verify peers against."""
+    return {
+        "cert": str(layout.host_cert(name)),
+        "key": str(layout.host_key(name)),
+        "ca": str(layout.ca_cert),
+        "ciphers": TLS12_CIPHERS,
+        "ciphersuites": TLS13_CIPHERSUITES,
+    }
 
 
 def haproxy_runtime_socket(layout: Layout, lb_host: str) -> str:
@@ -222,6 +258,8 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
             "port": topo.web.port,
             "weight": w.lb_weight,
             "backup": w.is_backup,
+            # Re-encrypted hop: nginx's certificate must be issued by our CA for this very host.
+            "tls": f" ssl verify required ca-file {layout.ca_cert} verifyhost {w.name}" if topo.backend_tls else "",
         }
         for w in webs
     ]
@@ -256,7 +294,21 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         route_writes=route_writes,
         write_servers=write_servers,
         write_check=write_check,
+        tls=_lb_tls(topo, layout),
+        metrics=monitoring.haproxy_metrics(topo, name),
     )
+
+
+def _lb_tls(topo: Topology, layout: Layout) -> dict[str, object] | None:
+    if not topo.tls.enabled:
+        return None
+    return {
+        "site_pem": str(layout.site_pem),
+        "https_port": topo.lb.https_port,
+        "ciphers": TLS12_CIPHERS,
+        "ciphersuites": TLS13_CIPHERSUITES,
+        "backend": topo.backend_tls,
+    }
 
 
 def render_site_config(topo: Topology, layout: Layout, app_host: str) -> str:
@@ -288,7 +340,10 @@ def render_site_config(topo: Topology, layout: Layout, app_host: str) -> str:
             "connect_timeout_seconds": 1.0,
             "pool_max_size": 10,
             "suspect_seconds": 2.0,
-            **({"identify_servers": True} if topo.ha else {}),
+            **({"identify_servers": True, "write_retry_seconds": 5.0} if topo.ha else {}),
+            # TLS to MariaDB, verified against our CA; through the local DB routing the server name is
+            # 127.0.0.1, so there only the CA is checked, not the name.
+            **({"tls_ca_file": str(layout.ca_cert), "tls_check_hostname": not topo.ha} if topo.tls.enabled else {}),
         },
     }
     return json.dumps(config, indent=2) + "\n"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from webinfra.model import Role, Topology
 from webinfra.plan.layout import HostDirs, Layout
+from webinfra.plan.monitoring import dbproxy_metrics
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
 
 AGENT_TOKEN_SECRET = "agent-token"
@@ -103,6 +104,7 @@ def agent_files_and_service(
         "repl_user": "repl",
         "repl_password_file": str(layout.secret("db-repl")),
         "token_file": str(layout.secret(AGENT_TOKEN_SECRET)),
+        **({"repl_ssl_ca": str(layout.ca_cert)} if topo.tls.enabled else {}),
         "mariadb_control": {
             "stop": [wi, "stop", *where, name, "mariadb"],
             "start": [wi, "start", *where, name, "mariadb"],
@@ -113,7 +115,7 @@ def agent_files_and_service(
     service = ServiceSpec(
         name="agent",
         argv=(python, "-m", "webinfra.control.agent", "--config", str(path)),
-        probe=Probe("http", address, topo.db.agent_port, "/health"),
+        probe=Probe("http", address, topo.db.agent_port, "/status"),  # 200 from the first cycle on
         pidfile=dirs.run / "agent.svc.pid",
         log=dirs.log / "agent.log",
         configs=(path,),
@@ -151,6 +153,7 @@ def dbproxy_files_and_service(topo: Topology, name: str, dirs: HostDirs, render)
         reader_port=topo.db.reader_port,
         servers=servers,
         local=local,
+        metrics=dbproxy_metrics(topo, name),
     )
     service = ServiceSpec(
         name="dbproxy",

@@ -4,6 +4,7 @@
     topology.toml            the topology last applied
     network.json             what `up` created (bridge, namespaces, veths), for `down`
     secrets/                 0700; generated passwords, 0600 each, never printed
+    pki/                     0700; the local CA, the site's certificate, one per web/db host (keys 0600)
     hosts/<host>/etc/        rendered configs
     hosts/<host>/run/        pid files (JSON: pid + start time), unix sockets
     hosts/<host>/log/        one log per service
@@ -86,6 +87,26 @@ class Layout:
 
     def secret(self, name: str) -> Path:
         return self.secrets / f"{name}.password"
+
+    @property
+    def pki(self) -> Path:
+        return self.cluster_dir / "pki"
+
+    @property
+    def ca_cert(self) -> Path:
+        """The local CA's certificate: what HAProxy, the app and replicas verify servers against."""
+        return self.pki / "ca.pem"
+
+    @property
+    def site_pem(self) -> Path:
+        """The site's certificate, its chain and key in one file, as HAProxy's `crt` wants it."""
+        return self.pki / "site.pem"
+
+    def host_cert(self, name: str) -> Path:
+        return self.pki / f"{name}.crt"
+
+    def host_key(self, name: str) -> Path:
+        return self.pki / f"{name}.key"
 
     @property
     def socket_dir(self) -> Path:

@@ -19,13 +19,14 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class Probe:
-    """How to tell a service is ready: a TCP connect, or an HTTP GET answering 2xx."""
+    """How to tell a service is ready: a TCP connect, or an HTTP(S) GET answering 2xx."""
 
-    kind: Literal["tcp", "http"]
+    kind: Literal["tcp", "http", "https"]
     address: str
     port: int
     path: str = "/"
     host_header: str = ""
+    ca_file: str = ""  # https: the CA the server's certificate must chain to
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,22 @@ class HostPlan:
 
 
 # Services start in this order across the cluster (a database before the apps that use it, apps before
-# the web servers in front of them, the load balancer last) and stop in the reverse order.
-SERVICE_ORDER = ("etcd", "mariadb", "agent", "dbproxy", "app", "nginx", "haproxy", "keepalived")
+# the web servers in front of them, the load balancer last) and stop in the reverse order. Exporters start
+# after the daemon they read; Prometheus and the event watcher (plan/monitoring.py) come last.
+SERVICE_ORDER = (
+    "etcd",
+    "mariadb",
+    "mysqld-exporter",
+    "agent",
+    "dbproxy",
+    "app",
+    "nginx",
+    "haproxy",
+    "keepalived",
+    "node-exporter",
+    "prometheus",
+    "monitor",
+)
 
 
 @dataclass(frozen=True)

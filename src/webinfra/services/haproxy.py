@@ -89,21 +89,60 @@ def runtime_for(plan: HostPlan) -> HaproxyRuntime:
     return HaproxyRuntime(plan.dirs.sockets / "haproxy.sock")
 
 
+def _configured_servers(cfg: str) -> dict[tuple[str, str], tuple[str, str, str]]:
+    """(backend, server) -> (address, port, "1" if TLS else "0"), from a rendered haproxy.cfg."""
+    out: dict[tuple[str, str], tuple[str, str, str]] = {}
+    backend = ""
+    for line in cfg.splitlines():
+        words = line.split()
+        if line[:1].strip() and words[0] in ("backend", "listen", "frontend", "defaults", "global"):
+            backend = words[1] if len(words) > 1 else ""
+        elif words[:1] == ["server"] and len(words) > 2:
+            address, _, port = words[2].rpartition(":")
+            out[(backend, words[1])] = (address, port, "1" if "ssl" in words[3:] else "0")
+    return out
+
+
+def matching_state(state: str, cfg: str) -> str:
+    """The state lines of servers whose address, port and TLS are still those of `cfg`. HAProxy would
+    otherwise restore the old port and TLS setting over the new config (e.g. when [tls] changes)."""
+    servers = _configured_servers(cfg)
+    lines = state.splitlines()
+    kept = [line for line in lines if line.startswith("#") or len(line.split()) < 21]
+    for line in lines:
+        f = line.split()
+        if not line.startswith("#") and len(f) >= 21 and servers.get((f[1], f[3])) == (f[4], f[18], f[20]):
+            kept.append(line)
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def _config_text(plan: HostPlan, svc: ServiceSpec) -> str | None:
+    return next((f.content for f in plan.files_of(svc) if f.path.name == "haproxy.cfg"), None)
+
+
 def save_server_state(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
     """Dump live weights and admin states where the next HAProxy process reads them back."""
     try:
         state = runtime_for(plan).servers_state()
     except RuntimeApiError:
         return
+    cfg = _config_text(plan, svc)
+    if cfg is not None:
+        state = matching_state(state, cfg)
     if state.strip():
         host.write_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
 
 
 def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
-    """An empty state file on first start, so HAProxy does not warn that it is missing."""
+    """An empty state file on first start, so HAProxy does not warn that it is missing; a saved one keeps
+    only the servers the config still has as they were."""
     path = plan.dirs.data / "haproxy-server-state"
     if not path.exists():
         host.write_file(path, "", 0o600)
+        return
+    cfg = _config_text(plan, svc)
+    if cfg is not None:
+        host.write_file(path, matching_state(path.read_text(), cfg), 0o600)
 
 
 supervisor.register_hooks(

@@ -115,31 +115,71 @@ SET SESSION sql_log_bin = 1;
 """
 
 
+def require_clause(topo: Topology) -> str:
+    """Network accounts must use TLS when the topology has it (root has no network account at all)."""
+    return "REQUIRE SSL" if topo.tls.enabled else "REQUIRE NONE"
+
+
+def replication_tls_clause(topo: Topology, layout: Layout) -> str:
+    """CHANGE MASTER options for an encrypted, verified replication connection (the source's certificate
+    must chain to our CA and name the address in MASTER_HOST). The HA agent needs the same options."""
+    if not topo.tls.enabled:
+        return "MASTER_SSL=0, MASTER_SSL_VERIFY_SERVER_CERT=0"
+    return f"MASTER_SSL=1, MASTER_SSL_CA={quote(str(layout.ca_cert))}, MASTER_SSL_VERIFY_SERVER_CERT=1"
+
+
 def bootstrap_primary(host: Host, plan: HostPlan, topo: Topology, layout: Layout) -> None:
     """Schema, site user, replication user. Idempotent; replicated to every replica through the binlog."""
     site_pw = ensure_secret(layout, "db-site")
     repl_pw = ensure_secret(layout, "db-repl")
     who = host_pattern(topo.network.subnet)
     db = topo.db.database
+    tls = require_clause(topo)
     sql = f"""
 {_local_hygiene_sql()}
 CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4;
 USE `{db}`;
 {schema_sql()}
-CREATE USER IF NOT EXISTS {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)};
-ALTER USER {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)};
+CREATE USER IF NOT EXISTS {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)} {tls};
+ALTER USER {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)} {tls};
 GRANT {SITE_PRIVILEGES} ON `{db}`.* TO {quote(SITE_USER)}@{quote(who)};
-CREATE USER IF NOT EXISTS {quote(REPL_USER)}@{quote(who)} IDENTIFIED BY {quote(repl_pw)};
-ALTER USER {quote(REPL_USER)}@{quote(who)} IDENTIFIED BY {quote(repl_pw)};
+CREATE USER IF NOT EXISTS {quote(REPL_USER)}@{quote(who)} IDENTIFIED BY {quote(repl_pw)} {tls};
+ALTER USER {quote(REPL_USER)}@{quote(who)} IDENTIFIED BY {quote(repl_pw)} {tls};
 GRANT REPLICATION SLAVE ON *.* TO {quote(REPL_USER)}@{quote(who)};
 """
     admin_sql(host, plan, sql)
 
 
+EXPORTER_USER = "exporter"
+# What mysqld_exporter's collectors read (status, variables, replication state), and no data.
+EXPORTER_PRIVILEGES = "PROCESS, REPLICATION CLIENT, REPLICA MONITOR"
+
+
+def ensure_exporter_user(host: Host, plan: HostPlan, password: str) -> None:
+    """The monitoring account of this node: `exporter`@`localhost` (the local socket only), at most 3
+    connections. Made on each node with the binlog off, like the hygiene above: an account written on a
+    replica would otherwise be an errant transaction, and monitoring may be added to a running cluster
+    (or an HA one, whose bootstrap runs once). Idempotent."""
+    user = f"{quote(EXPORTER_USER)}@'localhost'"
+    admin_sql(
+        host,
+        plan,
+        f"""
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {quote(password)} WITH MAX_USER_CONNECTIONS 3;
+ALTER USER {user} IDENTIFIED BY {quote(password)} WITH MAX_USER_CONNECTIONS 3;
+GRANT {EXPORTER_PRIVILEGES} ON *.* TO {user};
+SET SESSION sql_log_bin = 1;
+""",
+    )
+
+
 def setup_replica(host: Host, plan: HostPlan, topo: Topology, layout: Layout, source: str) -> None:
-    """Point this replica at `source` (an address) with GTID replication, unless it already replicates."""
+    """Point this replica at `source` (an address) with GTID replication, unless it already replicates
+    (then only its TLS settings are brought in line with the topology)."""
     admin_sql(host, plan, _local_hygiene_sql())
     status = query_row(host, plan, "SHOW SLAVE STATUS")
+    tls = replication_tls_clause(topo, layout)
     if not status.get("Master_Host"):
         repl_pw = ensure_secret(layout, "db-repl")
         admin_sql(
@@ -148,9 +188,11 @@ def setup_replica(host: Host, plan: HostPlan, topo: Topology, layout: Layout, so
             f"""
 CHANGE MASTER TO MASTER_HOST={quote(source)}, MASTER_PORT={topo.db.port},
   MASTER_USER={quote(REPL_USER)}, MASTER_PASSWORD={quote(repl_pw)},
-  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {tls};
 """,
         )
+    elif (status.get("Master_SSL_Allowed") == "Yes") != topo.tls.enabled:
+        admin_sql(host, plan, f"STOP SLAVE;\nCHANGE MASTER TO {tls};")
     admin_sql(host, plan, "START SLAVE;")
 
 

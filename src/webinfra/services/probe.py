@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import socket
+import ssl
 import time
 from collections.abc import Callable
 
@@ -16,7 +17,14 @@ def _check(probe: Probe, timeout: float) -> bool:
         if probe.kind == "tcp":
             with socket.create_connection((probe.address, probe.port), timeout=timeout):
                 return True
-        conn = http.client.HTTPConnection(probe.address, probe.port, timeout=timeout)
+        if probe.kind == "https":
+            # The server's certificate must chain to our CA and carry the address we dial.
+            context = ssl.create_default_context(cafile=probe.ca_file or None)
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                probe.address, probe.port, timeout=timeout, context=context
+            )
+        else:
+            conn = http.client.HTTPConnection(probe.address, probe.port, timeout=timeout)
         try:
             conn.request("GET", probe.path, headers={"Host": probe.host_header or probe.address})
             return 200 <= conn.getresponse().status < 300

@@ -27,6 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from webinfra.site.config import SiteConfig, load_config
 from webinfra.site.db import Database, DBUnavailable
 from webinfra.site.entries import EntryStore
+from webinfra.site.metrics import ROUTE as METRICS_ROUTE
+from webinfra.site.metrics import MetricsMiddleware, SiteMetrics
 from webinfra.site.routes import ROUTES, error_response
 from webinfra.site.validation import InputError
 
@@ -83,6 +85,7 @@ def _handlers(config: SiteConfig) -> dict[object, object]:
     async def crash(request: Request, exc: Exception) -> Response:
         # Starlette runs this handler outside all user middleware, so the identity
         # headers must be added here explicitly.
+        log.error("500 for %s %s", request.method, request.url.path, exc_info=exc)
         return error_response(500, "internal server error", identity_headers(config.host, config.version))
 
     return {
@@ -111,15 +114,20 @@ def create_app(config: SiteConfig | None = None) -> Starlette:
         finally:
             await db.close()
 
+    metrics = SiteMetrics(ROUTES, db)
     app = Starlette(
-        routes=ROUTES,
-        middleware=[Middleware(IdentityHeaders, host=config.host, version=config.version)],
+        routes=[*ROUTES, METRICS_ROUTE],
+        middleware=[
+            Middleware(IdentityHeaders, host=config.host, version=config.version),
+            Middleware(MetricsMiddleware, metrics=metrics),
+        ],
         exception_handlers=_handlers(config),  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.config = config
     app.state.db = db
     app.state.stats = db.stats
+    app.state.metrics = metrics
     app.state.store = EntryStore(db, config.host)
     # autoescape on: entry text is user input rendered into HTML.
     app.state.templates = Environment(

@@ -9,6 +9,7 @@ in the writer of that file fails loudly at start-up instead of being ignored.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Annotated
 
@@ -47,11 +48,27 @@ class DBConfig(_Strict):
     connect_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 1.0
     pool_max_size: Annotated[int, Field(ge=1, le=1000)] = 10
     suspect_seconds: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    # How long a write that was certainly not applied is retried while no primary accepts it (a failover
+    # or switchover in progress). 0: fail at once (the seed design has no failover to wait for).
+    write_retry_seconds: Annotated[float, Field(ge=0, le=60)] = 0.0
     # Behind a DB proxy (HA mode) an endpoint is a role, not a server: ask each new
     # connection which server it reached (@@report_host) and whether that server is
     # read-only, so X-DB names the real server and read-your-writes skips the wait
     # when the "reader" endpoint was routed to the primary itself.
     identify_servers: bool = False
+    # TLS to MariaDB: the servers' certificates must chain to this CA. The name check is off only where
+    # every endpoint is a local DB router (127.0.0.1) rather than the server itself.
+    tls_ca_file: Path | None = None
+    tls_check_hostname: bool = True
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The client TLS context for every DB connection, or None for plain TCP (no CA configured)."""
+        if self.tls_ca_file is None:
+            return None
+        context = ssl.create_default_context(cafile=str(self.tls_ca_file))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.check_hostname = self.tls_check_hostname
+        return context
 
     @field_validator("password_file")
     @classmethod

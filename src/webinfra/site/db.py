@@ -183,6 +183,7 @@ class Database:
         self._cfg = config
         self._password = password
         self._pools: dict[str, asyncmy.Pool] = {}
+        self._ssl = config.ssl_context()  # None: plain TCP; else TLS verified against the CA
         self._suspect_until: dict[str, float] = {}
         self._timeout = config.query_timeout_seconds
         # Identity of each live pooled connection (identify_servers).  Weak keys: the
@@ -250,7 +251,13 @@ class Database:
         connections, which may all lead to the same demoted server.
         """
         endpoint = self._cfg.writer
-        for attempt in (1, 2):
+        # During a failover or switchover there is briefly no writable primary: a write that certainly
+        # was not applied is retried (with a short backoff) for up to write_retry_seconds, so clients see
+        # a pause, not an error.
+        deadline = time.monotonic() + self._cfg.write_retry_seconds
+        attempt = 0
+        while True:
+            attempt += 1
             committing = committed = False
             value: Any = None
             gtid: str | None = None
@@ -281,7 +288,7 @@ class Database:
                     # The write is durable; only its GTID got lost.  The client simply
                     # gets no read-your-writes cookie this time.
                     log.warning("write committed on %s but @@last_gtid failed: %s", endpoint.name, exc)
-                elif refused and attempt == 1:
+                elif refused and (attempt == 1 or time.monotonic() < deadline):
                     # The endpoint reached a server that is (no longer) the primary.
                     self._mark_suspect(endpoint, exc)
                     await self._drop_idle(endpoint)
@@ -290,9 +297,15 @@ class Database:
                         endpoint.name,
                         server or "(unidentified)",
                     )
+                    await self._write_backoff(attempt)
                     continue
                 elif isinstance(exc, BrokenSession) and not committing and attempt == 1:
                     log.info("retrying write on %s with a fresh connection: %s", endpoint.name, exc)
+                    continue
+                elif not committing and time.monotonic() < deadline:
+                    # Nothing reached COMMIT: safe to try again once a primary is there.
+                    log.info("no writer via %s yet (%s); retrying", endpoint.name, exc)
+                    await self._write_backoff(attempt)
                     continue
                 else:
                     self._mark_suspect(endpoint, exc)
@@ -303,10 +316,22 @@ class Database:
             return Served(value, endpoint.name, gtid, server)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @staticmethod
+    async def _write_backoff(attempt: int) -> None:
+        if attempt > 1:
+            await asyncio.sleep(min(0.05 * 2 ** (attempt - 2), 0.4))
+
     def suspects(self) -> list[str]:
         """Names of endpoints currently considered suspect."""
         now = time.monotonic()
         return [name for name, until in self._suspect_until.items() if until > now]
+
+    def pool_in_use(self) -> dict[str, int]:
+        """Connections checked out of each endpoint's pool right now (0 where no pool exists yet): metrics."""
+        in_use = {e.name: 0 for e in (self._cfg.writer, *self._cfg.readers)}
+        for name, pool in self._pools.items():
+            in_use[name] = pool.size - pool.freesize
+        return in_use
 
     async def close(self) -> None:
         """Close every pool; connections still in use are cut after a short grace period."""
@@ -409,6 +434,7 @@ class Database:
                 charset="utf8mb4",
                 autocommit=True,  # reads must not hold a snapshot across pooled uses
                 connect_timeout=self._cfg.connect_timeout_seconds,
+                ssl=self._ssl,
             )
             # Another task may have raced us here while create_pool yielded.
             existing = self._pools.setdefault(endpoint.name, pool)
@@ -421,7 +447,12 @@ class Database:
     async def _session(self, endpoint: DBEndpoint) -> AsyncIterator[Connection]:
         """Check a connection out of the endpoint's pool; discard it if anything goes wrong."""
         pool = await self._pool(endpoint)
-        conn = await pool.acquire()
+        try:
+            conn = await pool.acquire()
+        except RuntimeError as exc:
+            # asyncmy raises a bare RuntimeError ("Transport does not expose socket instance") when the
+            # peer closes during the handshake: a DB proxy with no server up does exactly that.
+            raise ConnectionError(f"{endpoint.name}: connection closed during handshake ({exc})") from exc
         try:
             if self._cfg.identify_servers and conn not in self._identities:
                 # Once per connection: the proxy picks the server at connect time and

@@ -7,7 +7,7 @@ pure `decide(snapshot) -> Decision(action, reason, target)`, acts, and logs the 
     snapshot.py  frozen values a cycle knows: LocalDb, ClusterView, AgentState, Settings, Snapshot; GTIDs
     decide.py    decide(): pure rules -> Decision (Action, one-line reason, target)
     dcs.py       EtcdClient: etcd v3 over its JSON gateway (leases, range, put, txn); Keys under the prefix
-    records.py   JSON of the DCS keys (leader, members/<host>, history) <-> snapshot records
+    records.py   JSON of the DCS keys (leader, optime, members/<host>, history) <-> snapshot records
     mysql.py     LocalMariaDB: facts and the few changes (promote, fence, follow) via the `mariadb` client
     actions.py   Actor: carries out a Decision; returns the agent's new memory; appends events
     clone.py     re-clone: mariabackup stream from the leader -> mbstream -> prepare -> swap datadir
@@ -15,6 +15,15 @@ pure `decide(snapshot) -> Decision(action, reason, target)`, acts, and logs the 
     events.py    EventLog: JSON lines appended to the cluster's events file
     loop.py      Agent: gather -> decide -> act -> publish, every loop_interval; fencing on time
     __main__.py  python -m webinfra.control.agent --config agent.json
+
+Durability: no acknowledged write is lost. Writes are acknowledged after a replica has them (semi-sync,
+AFTER_SYNC, MariaDB's timeout 'forever'); with `when_no_replica_acks = "fallback_async"` the agent may
+let a leader that lost its replicas acknowledge alone, and then the leader's `optime` key (no lease, it
+outlives the leader) says so BEFORE the first such write, with the position they reach kept current. No
+member behind that position promotes until that leader is back (Patroni's synchronous mode with
+synchronous_mode_strict=false and maximum_lag_on_failover=0). The trade-off: if a leader that fell back
+to async dies for good, writes stay unavailable until it returns instead of its acknowledged writes
+being lost. Details and the one remaining window in decide.py.
 
 Public entry points: `Agent`, `AgentConfig`/`load_config`, `decide`, `Decision`, `Action`, `Snapshot`.
 """

@@ -17,11 +17,11 @@ from typing import Any
 
 from webinfra.control.agent.config import AgentConfig
 from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
-from webinfra.control.agent.decide import Action, Decision
+from webinfra.control.agent.decide import Action, Decision, acks_required
 from webinfra.control.agent.events import EventLog, utc_now
 from webinfra.control.agent.mysql import LocalMariaDB
-from webinfra.control.agent.records import history_with, leader_value
-from webinfra.control.agent.snapshot import AgentState, Snapshot
+from webinfra.control.agent.records import history_with, leader_value, optime_value
+from webinfra.control.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot, gtid_in_domain
 
 log = logging.getLogger("webinfra.agent")
 
@@ -63,7 +63,45 @@ class Actor:
 
     def act(self, d: Decision, s: Snapshot) -> AgentState:
         handler: Callable[[Decision, Snapshot], AgentState] = getattr(self, f"_{d.action.value}")
+        if d.optime is not None:
+            # Before acting: "not sync" must be in the DCS before the first write acknowledged alone. If
+            # this fails, the action does not run (the loop logs it; the next cycle tries again).
+            self._put_optime(d.optime)
         return handler(d, s)
+
+    # -- the optime key (decide.py: leader_optime) ---------------------------------------------------------
+
+    def _put_optime(self, record: OptimeRecord) -> None:
+        self.dcs.put(self.keys.optime, optime_value(record))
+        at = record.gtid or record.gtid_seq
+        if record.sync:
+            log.info("optime: sync (every acknowledged write is on a replica) at %s", at)
+        else:
+            log.info("optime: NOT sync: writes acknowledged without a replica up to %s", at)
+
+    def _async_at(self, db: LocalDb) -> OptimeRecord:
+        here = gtid_in_domain(db.gtid_current_pos)
+        return OptimeRecord(self.me, False, str(here) if here else "", here.seq if here else 0)
+
+    def _semi_sync_back_on(self, s: Snapshot, d: Decision) -> None:
+        """Just after switching semi-sync master back on: if writes were acknowledged without a replica,
+        the position now is past every one of them. Record it as the mark a replica must reach before the
+        optime says sync again (decide.leader_optime)."""
+        record = d.optime or (s.cluster.optime if s.cluster else None)
+        if record is not None and not record.sync:
+            db = self.db.facts()
+            if db.reachable:
+                self._put_optime(self._async_at(db))
+
+    def _ensure_leader(self, d: Decision, s: Snapshot) -> list[str]:
+        """ensure_leader, with the optime written around semi-sync master changes."""
+        semi_sync = not s.me.semi_sync_fallback
+        if not semi_sync and s.db.semi_master_enabled and not (d.optime is not None and not d.optime.sync):
+            self._put_optime(self._async_at(s.db))  # before acknowledging alone, never after
+        changed = self.db.ensure_leader(s.db, semi_sync=semi_sync)
+        if semi_sync and not s.db.semi_master_enabled:
+            self._semi_sync_back_on(s, d)
+        return changed
 
     # -- leader ------------------------------------------------------------------------------------------
 
@@ -90,6 +128,7 @@ class Actor:
         )
         gtid = self.db.promote()
         self.dcs.put(self.keys.leader, leader_value(self.me, since, gtid), lease=lease)
+        self._promoted_optime(s, gtid)
         cluster = s.cluster
         if cluster is not None and cluster.initialized is None:
             self.dcs.create(self.keys.initialized, self.me)
@@ -99,6 +138,18 @@ class Actor:
         self.events.append("promoted", f"promoted {self.me}: {d.reason}")
         log.warning("promoted %s: %s", self.me, d.reason)
         return state
+
+    def _promoted_optime(self, s: Snapshot, gtid: str) -> None:
+        """Semi-sync is on from the promotion. A previous leader's "not sync" record stays not sync, now
+        at my promotion point (which covers its acknowledged writes: I had them to be allowed to promote),
+        until a replica of mine reaches it."""
+        previous = s.cluster.optime if s.cluster is not None else None
+        here = gtid_in_domain(gtid)
+        sync = previous is None or previous.sync
+        try:
+            self._put_optime(OptimeRecord(self.me, sync, str(here) if here else "", here.seq if here else 0))
+        except (DcsUnreachable, DcsError) as exc:  # the next LEAD cycle writes it (decide.leader_optime)
+            log.warning("could not write the optime after promoting: %s", exc)
 
     def _append_history(self, previous: str | None, reason: str, gtid: str) -> None:
         entry = {"at": utc_now(), "from": previous, "to": self.me, "reason": reason, "promoted_at_gtid": gtid}
@@ -110,8 +161,7 @@ class Actor:
         log.warning("could not append to the history (too much contention)")
 
     def _lead(self, d: Decision, s: Snapshot) -> AgentState:
-        semi_sync = not s.me.semi_sync_fallback
-        changed = self.db.ensure_leader(s.db, semi_sync=semi_sync)
+        changed = self._ensure_leader(d, s)
         if changed:
             log.info("leader %s: %s", self.me, ", ".join(changed))
         leader = s.cluster.leader if s.cluster else None
@@ -127,12 +177,14 @@ class Actor:
         return replace(s.me, holds_lease=True, lease_id=s.cluster.leader.lease, last_renewal_sent=None, fenced=False)
 
     def _semi_sync_fallback(self, d: Decision, s: Snapshot) -> AgentState:
+        # act() wrote the optime "not sync" first (decide attaches it to this decision).
         self.db.set_semi_sync_master(False)
         self.events.append("semi_sync_fallback", d.reason)
         return replace(s.me, semi_sync_fallback=True)
 
     def _semi_sync_restore(self, d: Decision, s: Snapshot) -> AgentState:
         self.db.set_semi_sync_master(True)
+        self._semi_sync_back_on(s, d)
         self.events.append("semi_sync_restored", d.reason)
         return replace(s.me, semi_sync_fallback=False)
 
@@ -190,7 +242,7 @@ class Actor:
     def _switchover_abort(self, d: Decision, s: Snapshot) -> AgentState:
         if s.cluster is not None and s.cluster.switchover is not None:
             self.dcs.delete(self.keys.switchover)
-        self.db.ensure_leader(s.db, semi_sync=not s.me.semi_sync_fallback)
+        self._ensure_leader(d, s)
         self.events.append("switchover", d.reason)
         return without_switchover(s.me)
 
@@ -212,6 +264,7 @@ class Actor:
             user=self.config.repl_user,
             password=self.config.repl_password(),
             align_to_binlog=d.action == Action.REJOIN,
+            tls=self.config.repl_tls_clause(),
         )
         if changed:
             self.events.append("following", d.reason)
@@ -244,10 +297,22 @@ class Actor:
             self.db.fence(self.config.repl_user)
         except Exception as exc:  # MariaDB may be down already; releasing is still right
             log.warning("could not fence while stopping: %s", exc)
+        self._final_optime()
         self._revoke_quietly(state.lease_id)
         self.events.append("released", why)
         log.warning("released the leader lease: %s", why)
         return released(state)
+
+    def _final_optime(self) -> None:
+        """Stopping while acknowledging without a replica: record the final position (read-only now, so
+        it is final) while I still hold the lease, so a replica that has all of it may take over and one
+        that has not waits for me to return."""
+        try:
+            db = self.db.facts()
+            if db.reachable and not acks_required(db):
+                self._put_optime(self._async_at(db))
+        except (DcsUnreachable, DcsError) as exc:
+            log.warning("could not record the final position in the optime: %s", exc)
 
     def _revoke_quietly(self, lease: int) -> None:
         try:

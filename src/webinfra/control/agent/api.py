@@ -7,6 +7,7 @@ GET or HEAD:
   /read     200 iff /replica would be, or I am the writable leader and no member is a healthy replica
   /health   200 iff local MariaDB answers
   /status   JSON of the last cycle
+  /metrics  the same as Prometheus gauges (metrics.py)
   /clone    token-protected xbstream of this node's data (mariabackup), chunked; leader or healthy replica
 """
 
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from webinfra.control.agent import metrics as agent_metrics
 from webinfra.control.agent.clone import backup_stream
 from webinfra.control.agent.decide import Decision
 from webinfra.control.agent.snapshot import ClusterView, Role, Snapshot
@@ -173,6 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, {"ok": ok, "role": pub.role}, body)
         elif path == "/status":
             self._send(HTTPStatus.OK, pub.status(now), body)
+        elif path == "/metrics":  # Prometheus: the same facts as gauges (metrics.py)
+            agent_metrics.send(self, pub.status(now), body)
         else:
             self._send(HTTPStatus.NOT_FOUND, {"error": "not found"}, body)
 

@@ -173,6 +173,7 @@ def reclone(config: AgentConfig, db: LocalMariaDB, leader: str) -> str:
         port=config.mariadb.port,
         user=config.repl_user,
         password=config.repl_password(),
+        tls=config.repl_tls_clause(),
     )
     shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)

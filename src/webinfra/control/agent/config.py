@@ -55,6 +55,9 @@ class AgentConfig(_Strict):
     initial_primary: str
     repl_user: str
     repl_password_file: Path
+    # CA that replication sources' certificates chain to: when set, replication is TLS with the source's
+    # certificate verified (the replication user is REQUIRE SSL then).
+    repl_ssl_ca: Path | None = None
     token_file: Path
     mariadb_control: MariadbControl
     events_file: Path
@@ -72,6 +75,13 @@ class AgentConfig(_Strict):
         if not self.prefix.endswith("/"):
             raise ValueError(f"prefix {self.prefix!r} must end with '/'")
         return self
+
+    def repl_tls_clause(self) -> str:
+        """CHANGE MASTER options for the replication connection's TLS."""
+        if self.repl_ssl_ca is None:
+            return "MASTER_SSL=0"
+        ca = str(self.repl_ssl_ca).replace("\\", "\\\\").replace("'", "\\'")
+        return f"MASTER_SSL=1, MASTER_SSL_CA='{ca}', MASTER_SSL_VERIFY_SERVER_CERT=1"
 
     @property
     def fence_margin(self) -> float:

@@ -216,5 +216,10 @@ class Keys:
     def switchover(self) -> str:
         return self.prefix + "switchover"
 
+    @property
+    def optime(self) -> str:
+        """The last leader's durability promise (no lease: it must outlive that leader)."""
+        return self.prefix + "optime"
+
     def member(self, host: str) -> str:
         return self.prefix + "members/" + host

@@ -11,23 +11,43 @@ in the order they are tried:
 - DCS unreachable                          -> WAIT (keep replicating; never promote without the DCS)
 - local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me)
 - no leader                                -> `_no_leader`: ACQUIRE only if bootstrap / switchover /
-                                              "most advanced healthy member" rules allow, else WAIT
+                                              "not behind an async leader's optime" / "most advanced
+                                              healthy member" rules allow, else WAIT
 - the leader key names me (agent restart)  -> RESUME (adopt the lease)
 - another node leads                       -> `_follow`: RECLONE (diverged or errant), REJOIN (old
                                               primary), FOLLOW
 Every non-leader action also keeps MariaDB read-only (actions.py), so "not leader" implies "no writes".
+
+No acknowledged write is lost (Patroni's synchronous mode, with synchronous_mode_strict=false and
+maximum_lag_on_failover=0). A leader publishes the `optime` key (no lease: it outlives the leader), see
+`leader_optime`: `sync` true while every write it acknowledges is on a replica first (semi-sync acks
+required; an unacknowledged binlog tail on a dead leader is errant by definition, so the most advanced
+member may take over), false from just BEFORE it can acknowledge alone (`SEMI_SYNC_FALLBACK` writes it
+first) with `gtid_seq` kept current every cycle, and true again only once semi-sync is back on with a
+replica that has reached every position acknowledged without one. While it is false, no member behind
+it may promote until that leader is back (`_no_leader`).
+
+The trade-off, with `when_no_replica_acks = "fallback_async"`: a leader that lost its replicas keeps
+taking writes; if it then dies for good, writes stay unavailable until it returns (or an operator
+accepts the loss) rather than losing what it acknowledged. `"block"` never acknowledges alone, so its
+optime stays sync and failover is as before. The one window left: the position is written once per
+cycle, so a crash within `loop_interval` of an async write, with a replica exactly at the last recorded
+position, can lose that last interval's async writes (Patroni's /optime has the same). A clean stop
+(SIGTERM) or a switchover records the final position after going read-only: no such window there.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from webinfra.control.agent.snapshot import (
     ClusterView,
     Gtid,
     LeaderRecord,
+    LocalDb,
     MemberRecord,
+    OptimeRecord,
     Role,
     Snapshot,
     gtid_in_domain,
@@ -58,6 +78,21 @@ class Decision:
     action: Action
     reason: str
     target: str | None = None
+    # Leader only: the `optime` record to write BEFORE acting (None: the one in the DCS is right).
+    optime: OptimeRecord | None = None
+
+
+# Leader decisions taken with a fresh view of the DCS, after which the optime is kept up to date.
+_KEEPS_OPTIME = frozenset(
+    {
+        Action.LEAD,
+        Action.SEMI_SYNC_FALLBACK,
+        Action.SEMI_SYNC_RESTORE,
+        Action.SWITCHOVER_PREPARE,
+        Action.SWITCHOVER_HANDOVER,
+        Action.SWITCHOVER_ABORT,
+    }
+)
 
 
 def decide(s: Snapshot) -> Decision:
@@ -65,7 +100,12 @@ def decide(s: Snapshot) -> Decision:
     if s.me.cloning:
         return Decision(Action.CLONING, f"re-cloning from {s.me.known_leader}", s.me.known_leader)
     if s.me.holds_lease:
-        return _as_leader(s)
+        decision = _as_leader(s)
+        if decision.action in _KEEPS_OPTIME and s.cluster is not None and s.me.renewed_this_cycle:
+            optime = leader_optime(s, going_async=decision.action == Action.SEMI_SYNC_FALLBACK)
+            if optime is not None:
+                decision = replace(decision, optime=optime)
+        return decision
     if s.me.lease_lost:
         return Decision(Action.DEMOTE, "my leader lease expired in etcd: stepping down to read-only")
     if s.cluster is None:
@@ -141,6 +181,56 @@ def _semi_sync(s: Snapshot) -> Decision | None:
     return None
 
 
+def acks_required(db: LocalDb) -> bool:
+    """Commits wait for a replica's acknowledgement (with no replica connected they wait: the timeout is
+    'forever'). Off, the leader acknowledges writes no replica has."""
+    return db.semi_master_enabled and db.semi_master_status
+
+
+def leader_optime(s: Snapshot, *, going_async: bool = False) -> OptimeRecord | None:
+    """The `optime` record this leader writes before acting (`going_async`: before it stops waiting for
+    acks), or None when the one in the DCS already says the right thing.
+
+    - acks not required (or about to stop): sync false at my current position, rewritten whenever it moves;
+    - acks required and the record is sync (or absent, as at bootstrap): sync true, written once;
+    - acks required and the record is not sync (mine after a fallback, or the previous leader's): its
+      gtid_seq is the mark up to which writes were acknowledged without a replica (actions.py records it
+      right after switching semi-sync back on). It stays until a semi-sync replica is connected and a
+      replica's member key shows it reached the mark; then sync true.
+    """
+    assert s.cluster is not None
+    me, db, current = s.settings.host, s.db, s.cluster.optime
+    here = gtid_in_domain(db.gtid_current_pos)
+    gtid, seq = (str(here), here.seq) if here is not None else ("", 0)
+    if going_async or not acks_required(db):
+        want = OptimeRecord(me, False, gtid, seq)
+    elif current is None or current.sync:
+        want = OptimeRecord(me, True, gtid, seq)
+        if current is not None and current.leader == me:
+            return None  # a sync record is not rewritten as the position moves
+    elif db.semi_master_clients >= 1 and _replica_reached(s, current.gtid_seq):
+        want = OptimeRecord(me, True, gtid, seq)
+    else:
+        want = OptimeRecord(me, False, current.gtid, current.gtid_seq)
+    return None if want.same_promise(current) else want
+
+
+def _replica_reached(s: Snapshot, seq: int) -> bool:
+    """A healthy replica of mine has received (at least) everything up to `seq`."""
+    cluster = s.cluster
+    assert cluster is not None
+    address = s.settings.members.get(s.settings.host)
+    return any(
+        m.name != s.settings.host
+        and m.name in s.settings.members
+        and m.healthy
+        and m.role == Role.REPLICA
+        and m.replicating_from == address
+        and m.gtid_seq >= seq
+        for m in cluster.members.values()
+    )
+
+
 def _switchover(s: Snapshot, cluster: ClusterView) -> Decision:
     request = cluster.switchover
     assert request is not None
@@ -210,6 +300,9 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
         return Decision(
             Action.WAIT, f"no leader; my replication SQL thread failed ({db.slave.last_sql_errno}): not a candidate"
         )
+    waiting = _behind_async_leader(s, cluster)
+    if waiting is not None:
+        return waiting
     position = db.gtid_current_pos or "empty"
     if request is not None and request.to == me:
         # The old leader handed over only once I had caught up with it: nobody can be ahead of me.
@@ -223,6 +316,29 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
         if rival.gtid_seq == mine and rival.name < me:
             return Decision(Action.WAIT, f"no leader; {rival.name} is as advanced ({mine}) and sorts first")
     return Decision(Action.ACQUIRE, f"leader lease expired, most advanced ({position})", me)
+
+
+def _behind_async_leader(s: Snapshot, cluster: ClusterView) -> Decision | None:
+    """WAIT when the last leader acknowledged writes without a replica (optime not sync) that I do not
+    have: promoting would discard them. Moot once that leader is back as a candidate (the most-advanced
+    rule then lets it lead again, or it came back without them and they are gone anyway), and for that
+    leader itself."""
+    optime = cluster.optime
+    me = s.settings.host
+    if optime is None or optime.sync or optime.leader == me or _candidate(cluster.members.get(optime.leader)):
+        return None
+    mine = gtid_in_domain(s.db.gtid_current_pos)
+    have = mine.seq if mine is not None else 0
+    theirs = gtid_in_domain(optime.gtid)
+    # The same seq_no from another server is another transaction: not theirs.
+    other = mine is not None and theirs is not None and have == theirs.seq and mine.server_id != theirs.server_id
+    if have >= optime.gtid_seq and not other:
+        return None
+    return Decision(
+        Action.WAIT,
+        f"not promoting: the last leader {optime.leader} acknowledged writes without a replica up to "
+        f"{optime.gtid or optime.gtid_seq}, I have {mine or 'nothing'} (waiting for it to return)",
+    )
 
 
 def _candidate(member: MemberRecord | None) -> bool:

@@ -250,7 +250,15 @@ SELECT @@global.gtid_current_pos;
     # -- replica -----------------------------------------------------------------------------------------
 
     def follow(
-        self, db: LocalDb, *, host: str, port: int, user: str, password: str, align_to_binlog: bool = False
+        self,
+        db: LocalDb,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        align_to_binlog: bool = False,
+        tls: str = "MASTER_SSL=0",
     ) -> bool:
         """Replicate from host:port with GTIDs (slave_pos), semi-sync slave on. Returns True when the
         source changed (CHANGE MASTER ran). `align_to_binlog`: an old primary's own binlog is its real
@@ -280,7 +288,7 @@ SELECT @@global.gtid_current_pos;
             sql.append(
                 f"CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)}, "
                 f"MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)}, "
-                "MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;"
+                f"MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {tls};"
             )
         running = slave is not None and slave.running and not repoint and db.semi_slave_enabled
         if not running:
@@ -289,7 +297,9 @@ SELECT @@global.gtid_current_pos;
             self.run("\n".join(sql), timeout=10)
         return repoint
 
-    def start_replica_at(self, gtid: str, *, host: str, port: int, user: str, password: str) -> None:
+    def start_replica_at(
+        self, gtid: str, *, host: str, port: int, user: str, password: str, tls: str = "MASTER_SSL=0"
+    ) -> None:
         """After a re-clone: replicate from host:port starting right after `gtid`."""
         self.run(
             f"""
@@ -300,7 +310,7 @@ SET GLOBAL gtid_slave_pos = {quote(gtid)};
 SET GLOBAL rpl_semi_sync_slave_enabled = ON;
 CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)},
   MASTER_USER={quote(user)}, MASTER_PASSWORD={quote(password)},
-  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1;
+  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {tls};
 START SLAVE;
 """,
             timeout=15,

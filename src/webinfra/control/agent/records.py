@@ -1,4 +1,5 @@
-"""JSON values of the agent's DCS keys <-> the snapshot's records. Malformed values are skipped (a
+"""JSON values of the agent's DCS keys (leader, initialized, switchover, optime, members/<host>, history)
+<-> the snapshot's records. Malformed values are skipped (a
 member key written by a newer agent, or by hand, must not stop the cluster's decisions)."""
 
 from __future__ import annotations
@@ -8,7 +9,15 @@ from typing import Any
 
 from webinfra.control.agent.dcs import Keys, KeyValue
 from webinfra.control.agent.events import utc_now
-from webinfra.control.agent.snapshot import ClusterView, LeaderRecord, LocalDb, MemberRecord, SwitchoverRequest
+from webinfra.control.agent.snapshot import (
+    ClusterView,
+    LeaderRecord,
+    LocalDb,
+    MemberRecord,
+    OptimeRecord,
+    SwitchoverRequest,
+    gtid_in_domain,
+)
 
 HISTORY_KEEP = 100
 
@@ -21,7 +30,7 @@ def _json(kv: KeyValue) -> Any:
 
 
 def cluster_view(kvs: list[KeyValue], keys: Keys, leader_ttl_left: float | None = None) -> ClusterView:
-    leader = initialized = switchover = None
+    leader = initialized = switchover = optime = None
     members: dict[str, MemberRecord] = {}
     member_prefix = keys.member("")
     for kv in kvs:
@@ -46,11 +55,52 @@ def cluster_view(kvs: list[KeyValue], keys: Keys, leader_ttl_left: float | None 
                     requested_at=str(data.get("requested_at") or ""),
                     mod_revision=kv.mod_revision,
                 )
+        elif kv.key == keys.optime:
+            optime = optime_record(kv)
         elif kv.key.startswith(member_prefix):
             record = _member(kv.key[len(member_prefix) :], _json(kv))
             if record is not None:
                 members[record.name] = record
-    return ClusterView(leader, initialized, members, switchover, leader_ttl_left)
+    return ClusterView(leader, initialized, members, switchover, leader_ttl_left, optime)
+
+
+def optime_record(kv: KeyValue | None) -> OptimeRecord | None:
+    data = _json(kv) if kv is not None else None
+    if kv is None or not isinstance(data, dict) or not isinstance(data.get("leader"), str):
+        return None
+    try:
+        return OptimeRecord(
+            leader=data["leader"],
+            # Anything but an explicit true is "not sync": a garbled promise must not allow a lossy failover.
+            sync=data.get("sync") is True,
+            gtid=_gtid_or_empty(data.get("gtid")),
+            gtid_seq=int(data.get("gtid_seq") or 0),
+            at=str(data.get("at") or ""),
+            mod_revision=kv.mod_revision,
+        )
+    except (TypeError, ValueError):
+        return None
+
+
+def _gtid_or_empty(value: Any) -> str:
+    """A well-formed domain-0 GTID, else "" (gtid_seq alone still holds the promise)."""
+    try:
+        gtid = gtid_in_domain(value) if isinstance(value, str) else None
+    except ValueError:
+        return ""
+    return str(gtid) if gtid is not None else ""
+
+
+def optime_value(record: OptimeRecord) -> str:
+    return json.dumps(
+        {
+            "leader": record.leader,
+            "sync": record.sync,
+            "gtid": record.gtid,
+            "gtid_seq": record.gtid_seq,
+            "at": utc_now(),
+        }
+    )
 
 
 def _member(name: str, data: Any) -> MemberRecord | None:

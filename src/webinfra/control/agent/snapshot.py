@@ -149,6 +149,31 @@ class MemberRecord:
 
 
 @dataclass(frozen=True)
+class OptimeRecord:
+    """The `optime` key: the last leader's durability promise. It has no lease, so it outlives that leader.
+
+    `sync`: every write the leader acknowledged is on a replica (semi-sync acks required). False while it
+    acknowledged (or could acknowledge) writes no replica has: then `gtid`/`gtid_seq` say how far those
+    go, and no member behind that point may take over (decide.py)."""
+
+    leader: str
+    sync: bool
+    gtid: str = ""  # domain 0's GTID, e.g. "0-2-14" ("" when the binlog is empty)
+    gtid_seq: int = 0
+    at: str = ""
+    mod_revision: int = 0
+
+    def same_promise(self, other: OptimeRecord | None) -> bool:
+        """Equal but for when it was written."""
+        return other is not None and (self.leader, self.sync, self.gtid, self.gtid_seq) == (
+            other.leader,
+            other.sync,
+            other.gtid,
+            other.gtid_seq,
+        )
+
+
+@dataclass(frozen=True)
 class SwitchoverRequest:
     to: str | None
     requested_at: str = ""
@@ -164,6 +189,7 @@ class ClusterView:
     members: Mapping[str, MemberRecord] = field(default_factory=dict)
     switchover: SwitchoverRequest | None = None
     leader_ttl_left: float | None = None
+    optime: OptimeRecord | None = None
 
 
 @dataclass(frozen=True)
