@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --test   runtime + what the test suite needs
 set -euo pipefail
 
-RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup keepalived etcd-server etcd-client nftables iproute2 procps python3 python3-venv python3-pip wrk curl ca-certificates)
+RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup keepalived etcd-server etcd-client nftables iproute2 iputils-ping procps python3 python3-venv python3-pip wrk curl ca-certificates)
 # Monitoring: Prometheus (with promtool) on the monitoring host, the exporters on every host.
 RUNTIME+=(prometheus prometheus-node-exporter prometheus-mysqld-exporter)
 # The suite also drops privileges (setpriv, util-linux) and reads sockets (ss, iproute2): already above;

@@ -3,6 +3,7 @@ live view's rates (control/live.py)."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -150,3 +151,50 @@ def test_certificate_expiry_dates_for_the_alert(tmp_path: Path) -> None:
     assert set(found) == {"ca", "site", "web-01", "web-02"}
     days = {name: (at - time.time()) / 86400 for name, at in found.items()}
     assert 3600 < days["ca"] < 3651 and 800 < days["site"] < 826
+
+
+def test_only_one_in_process_watcher_records(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from webinfra.control.monitor import recorder_lock
+
+    cluster = SimpleNamespace(layout=SimpleNamespace(cluster_dir=tmp_path))
+    with recorder_lock(cluster) as first, recorder_lock(cluster) as second:
+        assert (first, second) == (True, False)
+    with recorder_lock(cluster) as again:
+        assert again  # released
+    with recorder_lock(SimpleNamespace(layout=SimpleNamespace(cluster_dir=tmp_path / "gone"))) as none:
+        assert not none
+
+
+def test_status_watch_draws_a_frame() -> None:
+    from rich.console import Console
+
+    from webinfra.cli.live import render_frame
+
+    backend = {"name": "web-01", "state": "up", "weight": 1, "check": "L7OK", "rps": 12.5, "error_ratio": 0.02}
+    node = {"name": "web-01", "role": "primary", "reachable": True, "io_running": None, "sql_running": None}
+    frame = {
+        "taken_at": 1_800_000_000.0,
+        "status": {
+            "cluster": "t",
+            "site_url": "http://198.18.0.10/",
+            "faults": {"web-02": "host down"},
+            "hosts": [
+                {"name": "lb-01", "address": "198.18.0.10", "roles": ["lb"], "services": []},
+                {"name": "web-02", "address": "198.18.0.12", "roles": ["web"], "services": []},
+            ],
+            "lb": {"host": "lb-01", "vip": "198.18.0.100", "vip_holder": "lb-01", "backends": [backend]},
+            "db": {"nodes": [{**node, "lag_seconds": None, "gtid": "0-11-5", "error": None}]},
+        },
+        "site": {"rps": 12.5, "p99_seconds": 0.0123},
+        "prometheus": {"available": True, "error": None},
+        "alerts": [{"name": "BackendDown", "state": "firing", "host": "lb-01", "summary": "web-02 is down"}],
+        "events": [{"ts": "2026-11-30T01:54:18.647+00:00", "host": "web-02", "kind": "backend_down", "detail": "x"}],
+    }
+    console = Console(width=160, record=True, file=io.StringIO())
+    console.print(render_frame(frame))
+    text = console.export_text()
+    for expected in ("12.5 req/s", "p99 12 ms", "VIP 198.18.0.100 on lb-01", "lb-01 (VIP)", "2.0%", "fault:"):
+        assert expected in text, expected
+    assert "BackendDown" in text and "backend_down" in text and "01:54:18" in text

@@ -294,10 +294,11 @@ def logs(
 @click.option("--service", default=None, help="Only this service (default: the whole host).")
 @click.option(
     "--mode",
-    type=click.Choice(["crash", "stop", "partition"]),
+    type=click.Choice(["crash", "stop", "partition", "slow"]),
     default="crash",
     show_default=True,
-    help="crash = SIGKILL (a whole host: link down too); stop = clean stop; partition = traffic dropped.",
+    help="crash = SIGKILL (a whole host: link down too); stop = clean stop; partition = traffic dropped; "
+    "slow = 200 ms delay on what the host sends (tc netem; a CPU quota where the kernel has no netem).",
 )
 @cluster_option
 @handle_errors
@@ -592,6 +593,240 @@ def bench(
     console.print(text)
     if md_out:
         Path(md_out).write_text(text)
+
+
+@cli.command()
+@click.argument("scenario", metavar="SCENARIO")
+@click.option(
+    "-f",
+    "--file",
+    "topology_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Topology to bring up for the run (default: examples/hardened.toml), under its own name and subnet.",
+)
+@click.option("-c", "--cluster", "cluster_name", default=None, help="Run on this running cluster instead.")
+@state_dir_option
+@click.option("--duration", default=20.0, show_default=True, help="Seconds: D/4 before the fault, D/2 held, D/4 after.")
+@click.option(
+    "--short", is_flag=True, help="The CI form: 1.5 s before, 1.5 s held (longer until recovered), 1.5 s after."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write the timeline PNG here.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="all: the report directory (default chaos-report/); compare: the docs directory (default docs/).",
+)
+@click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
+@handle_errors
+def chaos(
+    scenario: str,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+    duration: float,
+    short: bool,
+    as_json: bool,
+    png_path: str | None,
+    out_dir: str | None,
+    keep: bool,
+) -> None:
+    """Break one thing under load and report what the site saw (see docs/RESILIENCE.md).
+
+    SCENARIO is one of: app-crash, app-partition, lb-crash, lb-host-down, primary-crash, primary-partition,
+    replica-down, replica-slow, etcd-member-down, full-restart; or `all` (every one: report.md + PNGs), or
+    `compare` (all of them on examples/seed.toml and examples/hardened.toml: docs/RESILIENCE.md).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from webinfra.control.chaos import report, suite
+    from webinfra.control.chaos.run import Timing, example_file, run_all
+    from webinfra.control.chaos.scenarios import NAMES
+
+    if scenario not in (*NAMES, "all", "compare"):
+        raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare)")
+    if scenario == "compare" and (topology_file or cluster_name):
+        raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
+    if png_path and scenario in ("all", "compare"):
+        raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
+    if duration < 4:
+        raise UsageError(f"--duration {duration:g}: at least 4 seconds")
+    require_root()
+    timing = Timing.short() if short else Timing.for_duration(duration)
+    names = list(NAMES) if scenario in ("all", "compare") else [scenario]
+    flags = "--short" if short else f"--duration {duration:g}"
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("starting", total=len(names) * (2 if scenario == "compare" else 1))
+
+    def say(line: str) -> None:
+        progress.update(task, description=escape(line[:100]))
+
+    def done(result: report.ChaosResult) -> None:
+        progress.advance(task)
+        progress.console.print(f"  {escape(' | '.join(report.row(result)[:7]))}", soft_wrap=True)
+
+    with progress:
+        if scenario == "compare":
+            docs = Path(out_dir or "docs")
+            out, seed, hardened = suite.compare(
+                docs,
+                timing=timing,
+                root=state_dir,
+                command=f"webinfra chaos compare {flags} --out {docs}/",
+                say=say,
+                done=done,
+            )
+            results = seed + hardened
+        else:
+            png_dir = Path(out_dir or "chaos-report") if scenario == "all" else None
+            if png_path:
+                import tempfile
+
+                png_dir = Path(tempfile.mkdtemp(prefix="webinfra-chaos-"))
+            if cluster_name:
+                cluster = Cluster.existing(cluster_name, state_dir)
+                design = cluster.topology.name
+                results = run_all(cluster, names, timing=timing, design=design, png_dir=png_dir, say=say, done=done)
+            else:
+                path = Path(topology_file) if topology_file else example_file("hardened.toml")
+                design = path.stem
+                results = suite.run_design(
+                    path.read_text(),
+                    design,
+                    names=names,
+                    timing=timing,
+                    png_dir=png_dir,
+                    root=state_dir,
+                    keep=keep,
+                    say=say,
+                    done=done,
+                )
+            if png_path and results and results[0].png:
+                import shutil
+
+                results[0].png = str(shutil.move(results[0].png, png_path))
+    if scenario == "compare":
+        console.print(f"wrote {out} and {len(list((docs / 'resilience').glob('*.png')))} PNGs under {docs}/resilience/")
+    elif scenario == "all":
+        assert png_dir is not None
+        where = suite.write_report(results, timing, f"webinfra chaos all {flags}", png_dir)
+        console.print(f"wrote {where}")
+    if as_json:
+        click.echo(report.to_json(results[0] if len(results) == 1 else results))
+    else:
+        console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
+    bad = [r for r in results if r.applicable and (r.error or r.acked_writes_lost or r.split_brain_windows)]
+    if bad:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--version", "version", default=None, help="Version label (default: a short hash of PATH's content).")
+@click.option(
+    "--health-timeout",
+    default=30.0,
+    show_default=True,
+    help="Seconds a new app may take to answer /healthz with the new version before it is rolled back.",
+)
+@cluster_option
+@handle_errors
+def deploy(
+    path: Path | None,
+    version: str | None,
+    health_timeout: float,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Ship a code base to the app servers one at a time, with no failed request (default PATH: the
+    built-in site package). A server whose new version fails its health check is rolled back."""
+    from webinfra.control.deploy import deploy as rolling_deploy
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    result = rolling_deploy(cluster, path, version, health_timeout=health_timeout, progress=progress_printer())
+    if not result.switched:
+        console.print(f"version {result.version} already runs on every app server; nothing to do")
+        return
+    console.print(
+        f"[bold green]deployed[/] {result.version} to {', '.join(result.switched)} in {result.seconds:.1f}s"
+    )
+
+
+@cli.group()
+def scale() -> None:
+    """Add or remove app servers and DB replicas live; the topology file is updated."""
+
+
+@scale.command(name="add-server")
+@click.argument("name")
+@click.option("--weight", type=int, default=None, help="Load-balancer weight (default 1).")
+@cluster_option
+@handle_errors
+def scale_add_server(
+    name: str, weight: int | None, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Add an app server (web + app) and put it into every load balancer without a reload."""
+    from webinfra.control.scale import add_server
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    address = add_server(cluster, name, weight, topology_file=topology_file, progress=progress_printer())
+    console.print(f"[bold green]added[/] server {name} ({address})")
+
+
+@scale.command(name="remove-server")
+@click.argument("name")
+@cluster_option
+@handle_errors
+def scale_remove_server(name: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
+    """Drain an app server out of rotation, then stop and remove it."""
+    from webinfra.control.scale import remove_server
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    remove_server(cluster, name, topology_file=topology_file, progress=progress_printer())
+    console.print(f"[bold green]removed[/] server {name}")
+
+
+@scale.command(name="add-replica")
+@click.argument("name")
+@click.option("--from", "source", default=None, help="Clone from this DB host (default: the primary).")
+@cluster_option
+@handle_errors
+def scale_add_replica(
+    name: str, source: str | None, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Add a DB replica: cloned with mariabackup from a running node, then replicating from the primary."""
+    from webinfra.control.scale import add_replica
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    gtid = add_replica(cluster, name, source, topology_file=topology_file, progress=progress_printer())
+    console.print(f"[bold green]added[/] replica {name} (cloned at {gtid or 'an empty position'})")
+
+
+@scale.command(name="remove-replica")
+@click.argument("name")
+@cluster_option
+@handle_errors
+def scale_remove_replica(
+    name: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Take a DB replica out of the apps' routing, then stop and remove it."""
+    from webinfra.control.scale import remove_replica
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    remove_replica(cluster, name, topology_file=topology_file, progress=progress_printer())
+    console.print(f"[bold green]removed[/] replica {name}")
 
 
 def main() -> None:

@@ -29,6 +29,8 @@ def render_status(console: Console, snap: dict[str, Any]) -> None:
     faults = snap.get("faults") or {}
     for h in snap["hosts"]:
         services = "  ".join(f"{s['name']} {_styled(s['state'])}" for s in h["services"])
+        if h.get("code_version"):
+            services += f"  [dim]code {h['code_version']}[/]"
         if h["name"] in faults:
             services += f"\n[bold red]fault:[/] {faults[h['name']]}"
         hosts.add_row(h["name"], h["address"], ",".join(h["roles"]), services)

@@ -54,9 +54,18 @@ class BenchReport:
 
 
 def bench_topology_text() -> str:
+    import tomlkit
+
     text = DEFAULT_TOPOLOGY()
     text = re.sub(r'^name = ".*"$', f'name = "{BENCH_CLUSTER}"', text, count=1, flags=re.M)
-    return re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
+    text = re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
+    # The seed design: the default without its monitoring host (`bench --monitoring` measures what that costs).
+    doc = tomlkit.parse(text)
+    hosts = doc["hosts"]
+    for i in reversed(range(len(hosts))):  # type: ignore[arg-type]
+        if "monitoring" in hosts[i]["roles"]:  # type: ignore[index]
+            del hosts[i]  # type: ignore[attr-defined]
+    return tomlkit.dumps(doc)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}

@@ -24,7 +24,7 @@ from webinfra.plan.build import build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
-from webinfra.services import firewall, haproxy, mariadb, pki, supervisor
+from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
 from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
 
@@ -55,7 +55,8 @@ class Cluster:
     source_text: str = ""
 
     def __post_init__(self) -> None:
-        self.plan: ClusterPlan = build_plan(self.topology, self.layout)
+        # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back.
+        self.plan: ClusterPlan = build_plan(self.topology, self.layout, releases=releases.deployed(self.layout))
         topo = self.topology
         try:
             self.network = netmod.ClusterNetwork.build(

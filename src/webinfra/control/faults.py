@@ -3,6 +3,8 @@
     crash      SIGKILL: one service, or every process of the host with its link cut (a host that dies)
     stop       a clean stop: one service, or all of the host's services
     partition  the host's traffic dropped by nftables rules inside its namespace (processes keep running)
+    slow       the host made slow: 200 ms of delay on everything it sends (`tc qdisc ... netem delay` on its
+               eth0); on a kernel without netem, its processes throttled to 10 % of one CPU (cgroup cpu quota)
 
 `recover` undoes whatever was injected on a host and starts its services again. Faults in force are
 recorded in <cluster>/faults.json (shown by `status`) and every injection/recovery is an event.
@@ -14,6 +16,7 @@ import contextlib
 import json
 import os
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from webinfra.control import events
@@ -24,7 +27,7 @@ from webinfra.services import supervisor
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
 
-Mode = Literal["crash", "stop", "partition"]
+Mode = Literal["crash", "stop", "partition", "slow"]
 FAULT_TABLE = "webinfra_fault"
 
 PARTITION_RULES = f"""
@@ -69,7 +72,11 @@ def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "
     hp = cluster.host_plan(host)
     if service is not None:
         cluster.service_plan(host, service)
-    if mode == "partition":
+    if mode == "slow":
+        if service is not None:
+            raise UsageError("--mode slow delays a whole host's traffic; it takes no --service")
+        what = _make_slow(cluster, host)
+    elif mode == "partition":
         if service is not None:
             raise UsageError("--mode partition cuts a whole host off; it takes no --service")
         cluster.hosts[host].run(["nft", "-f", "-"], input=f"delete table inet {FAULT_TABLE}\n", check=False)
@@ -106,7 +113,81 @@ def recover(cluster: Cluster, host: str) -> str:
     cluster.network.ensure_host(link)
     netmod.set_link(link.veth, up=True)
     cluster.hosts[host].run(["nft", "-f", "-"], input=f"delete table inet {FAULT_TABLE}\n", check=False)
+    _undo_slow(cluster, host)
     cluster.start(host)
     _remember(cluster, host, None)
     events.record(cluster.layout, "fault_recovered", host, "link up, no fault rules, services started")
     return "recovered"
+
+
+# ---- slow: netem delay, or a CPU quota where the kernel has no netem ----
+SLOW_DELAY_MS = 200
+SLOW_CPU_PERCENT = 10
+
+
+def _make_slow(cluster: Cluster, host: str) -> str:
+    h = cluster.hosts[host]
+    h.run(["tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+    proc = h.run(["tc", "qdisc", "add", "dev", "eth0", "root", "netem", "delay", f"{SLOW_DELAY_MS}ms"], check=False)
+    if proc.returncode == 0:
+        return f"slow ({SLOW_DELAY_MS} ms delay on everything it sends, tc netem)"
+    # Some kernels (e.g. small VM kernels) are built without sch_netem: slow the host down by CPU instead.
+    group = _cpu_cgroup(cluster, host)
+    if group is None:
+        from webinfra.control.cluster import ClusterError
+
+        raise ClusterError(f"cannot make {host} slow: no netem qdisc ({proc.stderr.strip()}), no cgroup cpu controller")
+    group.mkdir(exist_ok=True)
+    period = 100_000
+    if (group / "cpu.cfs_quota_us").exists():  # cgroup v1
+        (group / "cpu.cfs_period_us").write_text(str(period))
+        (group / "cpu.cfs_quota_us").write_text(str(period * SLOW_CPU_PERCENT // 100))
+    else:  # cgroup v2
+        (group / "cpu.max").write_text(f"{period * SLOW_CPU_PERCENT // 100} {period}")
+    link = next(link for link in cluster.network.links if link.host == host)
+    for pid in netmod.namespace_pids(link.netns):  # hostd too, so whatever it starts later is slow as well
+        with contextlib.suppress(OSError):
+            (group / "cgroup.procs").write_text(str(pid))
+    return f"slow (every process held to {SLOW_CPU_PERCENT} % of one CPU: this kernel has no netem)"
+
+
+def _undo_slow(cluster: Cluster, host: str) -> None:
+    cluster.hosts[host].run(["tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+    group = _cpu_cgroup(cluster, host)
+    if group is None or not group.is_dir():
+        return
+    home = _own_cpu_cgroup()
+    for pid in (group / "cgroup.procs").read_text().split():
+        with contextlib.suppress(OSError):
+            (home / "cgroup.procs").write_text(pid)
+    with contextlib.suppress(OSError):
+        group.rmdir()
+
+
+def _cpu_root() -> Path | None:
+    v1 = Path("/sys/fs/cgroup/cpu")
+    if (v1 / "cpu.cfs_quota_us").exists():
+        return v1
+    v2 = Path("/sys/fs/cgroup")
+    try:
+        if "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            return v2
+    except OSError:
+        pass
+    return None
+
+
+def _own_cpu_cgroup() -> Path:
+    root = _cpu_root()
+    assert root is not None
+    v1 = root != Path("/sys/fs/cgroup")
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if (v1 and "cpu" in controllers.split(",")) or (not v1 and controllers == ""):
+            return root / path.lstrip("/")
+    return root
+
+
+def _cpu_cgroup(cluster: Cluster, host: str) -> Path | None:
+    root = _cpu_root()
+    return None if root is None else root / f"webinfra-{cluster.topology.name}-{host}"

@@ -85,6 +85,9 @@ async def run_load_async(
     stop: threading.Event | None = None,
     result: LoadResult | None = None,
     verify: ssl.SSLContext | str | bool = True,  # https: a context or CA file trusting the cluster's CA
+    rate: float | None = None,  # open loop: this many requests/s in all, each worker on its own staggered
+    # schedule (a worker whose request hangs skips its slot), so request counts measure time: give enough
+    # concurrency (rate x timeout) that an outage of hanging requests does not thin the schedule
 ) -> LoadResult:
     """Send GETs (and POSTs with probability `write_ratio`) to `url` until `duration` or `max_requests`."""
     result = result if result is not None else LoadResult()
@@ -95,8 +98,16 @@ async def run_load_async(
     headers = {"Host": host_header} if host_header else {}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def worker(client: httpx.AsyncClient) -> None:
+    interval = concurrency / rate if rate else 0.0
+
+    async def worker(client: httpx.AsyncClient, index: int) -> None:
+        next_at = t0 + index * interval / concurrency
         while time.monotonic() < deadline and not (stop and stop.is_set()):
+            if interval:
+                if next_at > time.monotonic():
+                    await asyncio.sleep(min(0.25, next_at - time.monotonic()))
+                    continue  # check the deadline and the stop flag again
+                next_at = max(next_at + interval, time.monotonic())
             n = next(counter)
             if n >= max_requests:
                 return
@@ -131,7 +142,7 @@ async def run_load_async(
     async with httpx.AsyncClient(
         base_url=url, headers=headers, timeout=timeout, limits=limits, verify=verify
     ) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        await asyncio.gather(*(worker(client, i) for i in range(concurrency)))
     result.duration = time.monotonic() - t0
     return result
 
@@ -170,6 +181,10 @@ class BackgroundLoad:
 
     def samples_so_far(self) -> int:
         return len(self._result.samples)
+
+    def snapshot(self) -> list[Sample]:
+        """The requests recorded so far (a copy; the load goes on)."""
+        return list(self._result.samples)
 
     def __enter__(self) -> BackgroundLoad:
         self._thread.start()

@@ -31,10 +31,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from webinfra.control import events
 from webinfra.model import Role
@@ -161,19 +161,22 @@ def look(cluster: Cluster) -> View:
 
 
 @contextlib.contextmanager
-def recorder_lock(cluster: Cluster):  # type: ignore[no-untyped-def]
+def recorder_lock(cluster: Cluster) -> Iterator[bool]:
     """Yields True if this process may record events (it holds <cluster>/watcher.lock), else False."""
-    path = cluster.layout.cluster_dir / "watcher.lock"
-    handle: IO[str] | None = None
     try:
-        handle = open(path, "a")  # noqa: SIM115 (held for the whole block)
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        yield True
-    except OSError:
+        handle = open(cluster.layout.cluster_dir / "watcher.lock", "a")  # noqa: SIM115 (held for the block)
+    except OSError:  # not root, or no cluster directory: watch without recording
         yield False
+        return
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = True
+        except OSError:
+            held = False
+        yield held
     finally:
-        if handle is not None:
-            handle.close()
+        handle.close()
 
 
 class Watcher:
@@ -219,8 +222,9 @@ def cert_expiries(cluster: Cluster) -> dict[str, float]:
 
 class MonitorService:
     def __init__(self, cluster: Cluster, interval: float = 1.0) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
+        from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
+        disable_created_metrics()
         self.cluster = cluster
         self.interval = interval
         self.watcher = Watcher(cluster)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from webinfra.control import ha
 from webinfra.control.cluster import Cluster
 from webinfra.control.faults import active_faults
 from webinfra.control.prom import monitoring_status
 from webinfra.hosts import network as netmod
+from webinfra.hosts.base import CommandError
 from webinfra.model import Role
 from webinfra.services import haproxy, mariadb, supervisor
 
@@ -38,6 +41,7 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
                 "roles": list(hp.roles),
                 "up": link.netns in namespaces,
                 "services": services,
+                "code_version": _code_version(cluster, hp.name) if "app" in hp.roles else None,
             }
         )
     return {
@@ -51,6 +55,24 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         "db": _db(cluster),
         "monitoring": monitoring_status(cluster),
     }
+
+
+def _code_version(cluster: Cluster, host: str) -> str | None:
+    """The code version the host's app runs, as its /healthz says (None when it does not answer)."""
+    topo = cluster.topology
+    url = f"http://{topo.address_of(host)}:{topo.app.port}/healthz"
+
+    def fetch() -> str | None:
+        try:
+            version = httpx.get(url, headers={"Host": topo.site.name}, timeout=0.5).json().get("version")
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return None
+        return str(version) if version is not None else None
+
+    try:
+        return cluster.hosts[host].call(fetch)
+    except CommandError:  # the host's namespace is gone
+        return None
 
 
 def _lb(cluster: Cluster) -> dict[str, Any]:

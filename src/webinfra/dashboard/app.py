@@ -5,7 +5,7 @@ of live frames (control/live.py) over Server-Sent Events, plus three actions.
     GET  /api/stream      text/event-stream, one frame a second
     GET  /api/frame       one frame (JSON)
     POST /api/weight      {"server", "weight"}       -> Cluster.set_weight
-    POST /api/fail        {"host", "mode"}           -> faults.fail (crash | stop | partition)
+    POST /api/fail        {"host", "mode"}           -> faults.fail (stop, crash, partition...)
     POST /api/recover     {"host"}                   -> faults.recover
 
 Access: a generated token (a secret, 0600, like the others) that `webinfra dashboard` prints once inside
@@ -25,6 +25,7 @@ import hmac
 import json
 import threading
 import time
+import typing
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import TYPE_CHECKING, Any
@@ -36,10 +37,14 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from webinfra.control import faults
+
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
 
 COOKIE = "wi_dashboard"
+# The fault modes `webinfra fail` knows, gentlest first as the page offers them.
+FAULT_MODES = tuple(sorted(typing.get_args(faults.Mode), key=lambda m: (m != "stop", m)))
 ACTION_HEADER = "x-webinfra-action"
 IDLE_AFTER = 5.0  # seconds without a viewer before sampling pauses
 
@@ -133,6 +138,7 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
                 "<h1>Not signed in</h1><p>Open the URL that <code>webinfra dashboard</code> printed.</p>", 401
             )
         page = _static("index.html").replace("{{cluster}}", cluster.topology.name)
+        page = page.replace("{{fault_modes}}", ",".join(FAULT_MODES))
         return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     async def frame(request: Request) -> Response:
@@ -190,9 +196,9 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
         from webinfra.control.faults import fail as inject
 
         def do(body: dict[str, Any]) -> str:
-            host, mode = body.get("host"), body.get("mode", "crash")
-            if not isinstance(host, str) or mode not in ("crash", "stop", "partition"):
-                raise _BadInput('give {"host": name, "mode": "crash" | "stop" | "partition"}')
+            host, mode = body.get("host"), body.get("mode", "stop")
+            if not isinstance(host, str) or mode not in FAULT_MODES:
+                raise _BadInput(f'give {{"host": name, "mode": one of {", ".join(FAULT_MODES)}}}')
             return f"{host}: {inject(cluster, host, None, mode)}"
 
         return await act(request, do)

@@ -53,7 +53,10 @@ def serve(cluster: Cluster, bind: str, port: int, *, say: Callable[[str], None],
     url = f"http://{host}:{port}/"
     pidfile, info = dashboard_files(cluster)
     app = create_app(cluster, secret)
-    config = uvicorn.Config(app, host=bind, port=port, log_level="warning", access_log=False, lifespan="on")
+    # Open event streams never end by themselves: on Ctrl-C they get 2 s, then they are cut.
+    config = uvicorn.Config(
+        app, host=bind, port=port, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     write_pidfile(pidfile, track(os.getpid(), sys.argv))
     info.write_text(json.dumps({"url": url}) + "\n")

@@ -111,8 +111,8 @@ class DbSpec(_Frozen):
 class EtcdSpec(_Frozen):
     client_port: Int = Field(default=2379, ge=1, le=65535)
     peer_port: Int = Field(default=2380, ge=1, le=65535)
-    heartbeat_ms: Int = Field(default=100, ge=10, le=5000)
-    election_timeout_ms: Int = Field(default=1000, ge=50, le=50_000)
+    heartbeat_ms: Int = Field(default=50, ge=10, le=5000)
+    election_timeout_ms: Int = Field(default=500, ge=50, le=50_000)
 
 
 class TlsSpec(_Frozen):
@@ -140,7 +140,7 @@ class MonitoringSpec(_Frozen):
     mysqld_exporter_port: Int = Field(default=9104, ge=1, le=65535)  # db hosts
     haproxy_metrics_port: Int = Field(default=8405, ge=1, le=65535)  # lb hosts: HAProxy's own exporter
     dbproxy_metrics_port: Int = Field(default=8406, ge=1, le=65535)  # app hosts with HA: the dbproxy's exporter
-    monitor_port: Int = Field(default=9107, ge=1, le=65535)  # the event watcher's metrics, on loopback
+    monitor_port: Int = Field(default=9107, ge=1, le=65535)  # the event watcher's metrics (monitoring host)
     dashboard_port: Int = Field(default=8088, ge=1, le=65535)  # `webinfra dashboard`, on the management side
     # Alert bounds.
     down_after_seconds: Int = Field(default=5, ge=0, le=3600)  # a target or backend down this long fires

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from functools import cache
 
 import jinja2
@@ -15,7 +16,7 @@ import jinja2
 from webinfra.model import Role, Topology
 from webinfra.plan import firewall, ha, monitoring
 from webinfra.plan.layout import Layout
-from webinfra.plan.spec import ClusterPlan, FileSpec, HostPlan, Probe, ServiceSpec
+from webinfra.plan.spec import AppRelease, ClusterPlan, FileSpec, HostPlan, Probe, ServiceSpec
 
 SITE_CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
 HAPROXY_THREADS = 1  # one thread measured fastest for this workload on 2 cores shared by every host
@@ -49,12 +50,29 @@ def server_id_of(topo: Topology, host: str) -> int:
     return int(topo.address_of(host)) - int(topo.network.subnet.network_address)
 
 
-def build_plan(topo: Topology, layout: Layout, python: str = sys.executable) -> ClusterPlan:
-    hosts = tuple(_host_plan(topo, layout, h.name, python) for h in topo.hosts)
+def build_plan(
+    topo: Topology,
+    layout: Layout,
+    python: str = sys.executable,
+    *,
+    releases: Mapping[str, AppRelease] | None = None,
+    draining: frozenset[str] = frozenset(),
+) -> ClusterPlan:
+    """`releases`: the code base each app host runs (deployed by `webinfra deploy`; a host without one runs
+    the installed `webinfra.site`, labelled `[app] version`). `draining`: app hosts that every nginx
+    in front of them marks `down` (a rolling deploy of app-only hosts)."""
+    hosts = tuple(_host_plan(topo, layout, h.name, python, releases or {}, draining) for h in topo.hosts)
     return ClusterPlan(topology=topo, layout=layout, hosts=hosts)
 
 
-def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPlan:
+def _host_plan(
+    topo: Topology,
+    layout: Layout,
+    name: str,
+    python: str,
+    releases: Mapping[str, AppRelease],
+    draining: frozenset[str],
+) -> HostPlan:
     spec = topo.host(name)
     dirs = layout.host(name)
     address = str(topo.address_of(name))
@@ -119,7 +137,10 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
 
     if spec.has(Role.APP):
         site_json = dirs.etc / "site.json"
-        files.append(FileSpec(site_json, render_site_config(topo, layout, name)))
+        release = releases.get(name, AppRelease(topo.app.version))
+        files.append(FileSpec(site_json, render_site_config(topo, layout, name, release.version)))
+        # A deployed release: uvicorn imports `webinfra.site` from the release directory first.
+        app_dir = ("--app-dir", str(release.app_dir)) if release.app_dir is not None else ()
         services.append(
             ServiceSpec(
                 name="app",
@@ -127,6 +148,7 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
                     python,
                     "-m",
                     "uvicorn",
+                    *app_dir,
                     "webinfra.site.app:create_app",
                     "--factory",
                     "--host",
@@ -156,7 +178,10 @@ def _host_plan(topo: Topology, layout: Layout, name: str, python: str) -> HostPl
 
     if spec.has(Role.WEB):
         conf = dirs.etc / "nginx.conf"
-        apps = [{"address": str(topo.address_of(a.name)), "port": topo.app.port} for a in topo.app_upstreams_of(name)]
+        apps = [
+            {"address": str(topo.address_of(a.name)), "port": topo.app.port, "down": a.name in draining}
+            for a in topo.app_upstreams_of(name)
+        ]
         files.append(
             FileSpec(
                 conf,
@@ -311,7 +336,7 @@ def _lb_tls(topo: Topology, layout: Layout) -> dict[str, object] | None:
     }
 
 
-def render_site_config(topo: Topology, layout: Layout, app_host: str) -> str:
+def render_site_config(topo: Topology, layout: Layout, app_host: str, version: str | None = None) -> str:
     primary = topo.db_primary
     assert primary is not None  # guaranteed by check_topology
 
@@ -329,7 +354,7 @@ def render_site_config(topo: Topology, layout: Layout, app_host: str) -> str:
     config = {
         "host": app_host,
         "site_name": topo.site.name,
-        "version": topo.app.version,
+        "version": version or topo.app.version,
         "db": {
             "database": topo.db.database,
             "user": "site",

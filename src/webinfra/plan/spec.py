@@ -44,6 +44,15 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class AppRelease:
+    """The code base an app host runs: `version` (site.json, `X-App-Version`) and `app_dir`, a release
+    directory holding a `webinfra/site` package (services/releases.py), or None for the installed one."""
+
+    version: str
+    app_dir: Path | None = None
+
+
+@dataclass(frozen=True)
 class HostPlan:
     name: str
     address: str

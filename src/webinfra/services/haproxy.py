@@ -84,6 +84,31 @@ class HaproxyRuntime:
     def servers_state(self) -> str:
         return self.command("show servers state")
 
+    def set_state(self, backend: str, server: str, state: str) -> None:
+        """Admin state: "ready", "drain" (no new traffic) or "maint" (none at all)."""
+        reply = self.command(f"set server {backend}/{server} state {state}").strip()
+        if reply:
+            raise RuntimeApiError(f"set server {backend}/{server} state {state}: {reply}")
+
+    def add_server(self, backend: str, server: str, args: str) -> None:
+        """A dynamic server (HAProxy >= 2.4), added in maintenance with its checks off: `enable_server`
+        after. Dynamic servers do not inherit `default-server`: `args` must carry every setting."""
+        reply = self.command(f"add server {backend}/{server} {args}").strip()
+        if "New server registered" not in reply:
+            raise RuntimeApiError(f"add server {backend}/{server}: {reply}")
+
+    def enable_server(self, backend: str, server: str) -> None:
+        for cmd in (f"enable health {backend}/{server}", f"enable server {backend}/{server}"):
+            reply = self.command(cmd).strip()
+            if reply:
+                raise RuntimeApiError(f"{cmd}: {reply}")
+
+    def del_server(self, backend: str, server: str) -> None:
+        """Remove a server (in maintenance, with no session left on it)."""
+        reply = self.command(f"del server {backend}/{server}").strip()
+        if "Server deleted" not in reply:
+            raise RuntimeApiError(f"del server {backend}/{server}: {reply}")
+
 
 def runtime_for(plan: HostPlan) -> HaproxyRuntime:
     return HaproxyRuntime(plan.dirs.sockets / "haproxy.sock")

@@ -100,6 +100,13 @@ def start(host: Host, plan: HostPlan, svc: ServiceSpec, timeout: float = 30.0) -
     return action
 
 
+def launch(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+    """Write the service's configs and start it, without waiting for it to be ready: for callers that poll
+    a stricter condition themselves (a rolling deploy waits for the new version's /healthz)."""
+    write_configs(host, plan, svc)
+    _spawn(host, plan, svc)
+
+
 def _spawn(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
     for d in plan.dirs.all():
         d.mkdir(parents=True, exist_ok=True)

@@ -50,9 +50,7 @@ function card(host) {
   if (c) return c;
   const weight = el("input", { type: "number", min: "0", max: "256", "aria-label": `weight of ${host.name}` });
   const mode = el("select", { "aria-label": `fault mode for ${host.name}` },
-    el("option", { value: "stop", text: "stop" }),
-    el("option", { value: "crash", text: "crash" }),
-    el("option", { value: "partition", text: "partition" }));
+    ...document.body.dataset.faultModes.split(",").map((m) => el("option", { value: m, text: m })));
   const actions = el("div", { class: "actions" });
   if (host.roles.includes("web")) {
     actions.append(weight, el("button", {

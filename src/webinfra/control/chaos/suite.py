@@ -1,0 +1,231 @@
+"""Sets of chaos runs: `webinfra chaos all` (every scenario on one design: report.md + PNGs) and
+`webinfra chaos compare` (every scenario on the design as drawn, examples/seed.toml, and on the hardened
+one, examples/hardened.toml, one after the other: docs/RESILIENCE.md + docs/resilience/*.png)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from webinfra.control.chaos import report
+from webinfra.control.chaos.report import ChaosResult
+from webinfra.control.chaos.run import Say, Timing, bring_up, example_file, run_all
+from webinfra.control.chaos.scenarios import NAMES, SCENARIOS
+from webinfra.control.cluster import Cluster
+
+ALL_CLUSTER = ("chaos", "198.18.66.0/24")
+DEFAULT_TIMING = Timing()
+COMPARE_CLUSTERS = {"seed": ("chseed", "198.18.67.0/24"), "hardened": ("chhard", "198.18.68.0/24")}
+
+DEFINITIONS = """\
+- **Load**: a paced read/write load through the site's address (the VIP of an LB pair), {rate:g} requests/s
+  over {conc} connections, {wr:.0%} writes (`POST /api/entries`), the rest reads (`GET /api/entries?limit=10`),
+  {timeout:g} s timeout per request. Every request is recorded; every acknowledged write (201) is kept.
+- **Phases**: {before:g} s of load, then the fault; it stays in force at least {hold:g} s and until the site
+  has recovered (at most {deadline:g} s); then it is undone (`webinfra recover`), the run waits until the
+  cluster is healthy again (every service running, one writable primary, replicas streaming, one VIP holder,
+  a read and a write through the site), and the load goes on {after:g} s more.
+- **availability**: successful requests / all requests of the run; **during fault**: the same over the
+  requests started while the fault was in force.
+- **recovered** (time to recover): from the injection until the site served again for good: L is the start of
+  the last request that failed while the fault was in force (the injection if none failed); recovery is when
+  the first successful read and the first successful write started at or after L had both completed. "no"
+  means that did not happen before the fault was undone: the design did not recover by itself (the time after
+  the undo is shown in brackets). For full-restart the fault is "down, then up": the window runs to the end.
+- **p50/p99**: latency of successful requests before the fault, while it was in force, and after it was undone.
+- **acked writes lost**: acknowledged writes the primary does not have at the end (queried by id).
+- **2 primaries**: windows in which more than one MariaDB accepted writes (`read_only = 0`), polled every
+  0.2 s on every DB node over its local socket. Must be 0.
+"""
+
+
+def definitions(timing: Timing) -> str:
+    return DEFINITIONS.format(
+        rate=timing.rate,
+        conc=timing.concurrency,
+        wr=timing.write_ratio,
+        timeout=timing.request_timeout,
+        before=timing.before,
+        hold=timing.hold,
+        deadline=timing.deadline,
+        after=timing.after,
+    )
+
+
+def _on_cluster(
+    text: str,
+    name: str,
+    subnet: str,
+    root: Path | None,
+    keep: bool,
+    say: Say,
+    body: Callable[[Cluster], list[ChaosResult]],
+) -> list[ChaosResult]:
+    cluster = bring_up(text, name, subnet, root, say)
+    try:
+        return body(cluster)
+    finally:
+        if not keep:
+            say(f"down: cluster {name}")
+            cluster.down(purge=True)
+
+
+def run_design(
+    text: str,
+    design: str,
+    *,
+    cluster: tuple[str, str] = ALL_CLUSTER,
+    names: Sequence[str] = NAMES,
+    timing: Timing = DEFAULT_TIMING,
+    png_dir: Path | None = None,
+    root: Path | None = None,
+    keep: bool = False,
+    say: Say = print,
+    done: Callable[[ChaosResult], None] = lambda r: None,
+) -> list[ChaosResult]:
+    """Bring up `text` as its own cluster, run `names` on it, take it down."""
+    name, subnet = cluster
+    return _on_cluster(
+        text,
+        name,
+        subnet,
+        root,
+        keep,
+        say,
+        lambda c: run_all(c, list(names), timing=timing, design=design, png_dir=png_dir, say=say, done=done),
+    )
+
+
+def _img(path: str | None, base: Path) -> str:
+    return f"![]({os.path.relpath(path, base)})" if path else "—"
+
+
+def report_markdown(results: Sequence[ChaosResult], timing: Timing, command: str, out_dir: Path) -> str:
+    design = results[0].design if results else ""
+    lines = [
+        f"# Chaos report: {design}",
+        "",
+        f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M')})",
+        "",
+        report.markdown_table(results),
+        "## Definitions",
+        "",
+        definitions(timing),
+        "## Timelines",
+        "",
+    ]
+    for r in results:
+        if r.png:
+            lines += [f"### {r.scenario}", "", r.target, "", _img(r.png, out_dir), ""]
+    return "\n".join(lines)
+
+
+def write_report(results: Sequence[ChaosResult], timing: Timing, command: str, out_dir: Path) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.md"
+    path.write_text(report_markdown(results, timing, command, out_dir))
+    (out_dir / "report.json").write_text(report.to_json(results) + "\n")
+    return path
+
+
+# ---- as drawn vs hardened ----
+def _brief(r: ChaosResult | None) -> list[str]:
+    if r is None:
+        return ["—"] * 4
+    if not r.applicable:
+        return ["n/a", "n/a", "n/a", "n/a"]
+    if r.error:
+        return ["error", r.error[:60], "—", "—"]
+    during = "—" if r.availability_during is None else f"{r.availability_during:.0f} %"
+    failed = f"{r.reads_failed} / {r.writes_failed}"
+    lost = "—" if r.acked_writes_lost is None else str(r.acked_writes_lost)
+    return [during, report.recovery_text(r), failed, f"{lost} / {r.split_brain_windows}"]
+
+
+def compare_markdown(
+    seed: Sequence[ChaosResult], hardened: Sequence[ChaosResult], timing: Timing, command: str, docs: Path
+) -> str:
+    by = {"seed": {r.scenario: r for r in seed}, "hardened": {r.scenario: r for r in hardened}}
+    head = ["availability during fault", "recovered", "failed reads / writes", "lost / 2 primaries"]
+    lines = [
+        "# Resilience: the design as drawn vs the hardened design",
+        "",
+        "The same faults, under the same load, on the design as drawn",
+        "([examples/seed.toml](../examples/seed.toml): one LB, one primary, a replica) and on the hardened design",
+        "([examples/hardened.toml](../examples/hardened.toml): an LB pair sharing a VIP, DB agents with a leader",
+        "lease in etcd, semi-sync replication, HTTPS and a firewall). See [HA.md](HA.md) for how it works.",
+        "",
+        f"Regenerate this page (tables and plots) with one command: `{command}`",
+        f"(run on {time.strftime('%Y-%m-%d')}; 2 cores shared by every emulated host, the load and the monitor).",
+        "",
+        "## Side by side",
+        "",
+        "| scenario | what breaks | "
+        + " | ".join(f"as drawn: {h}" for h in head)
+        + " | "
+        + " | ".join(f"hardened: {h}" for h in head)
+        + " |",
+        "|---|---|" + "---:|" * 8,
+    ]
+    for s in SCENARIOS:
+        cells = [s.name, s.summary, *_brief(by["seed"].get(s.name)), *_brief(by["hardened"].get(s.name))]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += [
+        "",
+        "What the design as drawn shows: its single points of failure. With the one LB gone (lb-crash,",
+        "lb-host-down) nothing is served at all, although both web servers are healthy; with the one primary gone",
+        "(primary-crash, primary-partition) every write fails until someone repairs it, while reads go on from the",
+        "replica. The hardened design keeps serving through each of them and loses no acknowledged write.",
+        "",
+        "## Definitions",
+        "",
+        definitions(timing),
+    ]
+    for design, results in (("As drawn (examples/seed.toml)", seed), ("Hardened (examples/hardened.toml)", hardened)):
+        lines += [f"## {design}: every figure", "", report.markdown_table(results)]
+    lines += ["## Timelines", "", "Left: as drawn. Right: hardened. Red: the fault; green: undone; purple: recovered."]
+    lines += ["", "| scenario | as drawn | hardened |", "|---|---|---|"]
+    for s in SCENARIOS:
+        a, b = by["seed"].get(s.name), by["hardened"].get(s.name)
+        lines.append(f"| {s.name} | {_img(a.png if a else None, docs)} | {_img(b.png if b else None, docs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def compare(
+    docs: Path,
+    *,
+    timing: Timing = DEFAULT_TIMING,
+    names: Sequence[str] = NAMES,
+    root: Path | None = None,
+    seed_file: Path | None = None,
+    hardened_file: Path | None = None,
+    command: str = "webinfra chaos compare --out docs/",
+    say: Say = print,
+    done: Callable[[ChaosResult], None] = lambda r: None,
+) -> tuple[Path, list[ChaosResult], list[ChaosResult]]:
+    """Every scenario on seed, then on hardened (one cluster at a time); writes docs/RESILIENCE.md."""
+    png_dir = docs / "resilience"
+    shutil.rmtree(png_dir, ignore_errors=True)
+    results: dict[str, list[ChaosResult]] = {}
+    for design, path in (
+        ("seed", seed_file or example_file("seed.toml")),
+        ("hardened", hardened_file or example_file("hardened.toml")),
+    ):
+        results[design] = run_design(
+            path.read_text(),
+            design,
+            cluster=COMPARE_CLUSTERS[design],
+            names=names,
+            timing=timing,
+            png_dir=png_dir,
+            root=root,
+            say=say,
+            done=done,
+        )
+    out = docs / "RESILIENCE.md"
+    out.write_text(compare_markdown(results["seed"], results["hardened"], timing, command, docs))
+    (png_dir / "results.json").write_text(report.to_json(results["seed"] + results["hardened"]) + "\n")
+    return out, results["seed"], results["hardened"]

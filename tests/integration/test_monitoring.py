@@ -1,0 +1,278 @@
+"""Monitoring on a real cluster (own cluster `tmon`, 198.18.50.0/24: the seed design plus mon-01): Prometheus
+scrapes every exporter after `up`, stopping an app server fires its alerts and records events, the site's
+/metrics stays private, and the dashboard, in headless Chromium, shows every host and turns a stopped one red.
+A screenshot of that is kept in artifacts/."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from clusterkit import WEBINFRA, bring_up, cli, seed_topology, take_down, wait_for
+
+from webinfra.control import prom
+from webinfra.control.cluster import Cluster
+from webinfra.control.events import read as read_events
+from webinfra.control.status import snapshot
+from webinfra.plan import monitoring
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+# Goal: `down_after_seconds` (5 s) + a scrape (2 s) + an evaluation (2 s) ≈ 9 s. The bound is several times that.
+ALERT_BOUND = 30.0
+RED_BOUND = 5.0  # the dashboard's goal, as asked
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    toml = seed_topology("tmon", 50) + '\n[[hosts]]\nname = "mon-01"\nroles = ["monitoring"]\n'
+    c = bring_up(toml, tmp_path_factory.mktemp("state-mon"))
+    yield c
+    take_down(c)
+
+
+def firing(cluster: Cluster) -> set[tuple[str, str]]:
+    """(alert, host or server) of the firing alerts."""
+    out = set()
+    for a in prom.alerts(cluster):
+        if a["state"] == "firing":
+            labels = a["labels"]
+            out.add((labels["alertname"], labels.get("server") or labels.get("host", "")))
+    return out
+
+
+def test_prometheus_scrapes_every_target_after_up(cluster: Cluster) -> None:
+    expected = {(t.job, t.host) for t in monitoring.targets(cluster.topology)}
+    assert len(expected) == 11  # node x4, haproxy, site x2, mysqld x2, prometheus, the watcher
+
+    def all_up() -> bool:
+        seen = {(t["labels"]["job"], t["labels"]["host"]): t["health"] for t in prom.targets(cluster)}
+        return set(seen) == expected and set(seen.values()) == {"up"}
+
+    wait_for(all_up, 30, "every Prometheus target up")
+    rules = prom.api(cluster, "rules")["groups"][0]["rules"]
+    assert {r["name"] for r in rules} == {r["alert"] for r in monitoring.alert_rules(cluster.topology)}
+    assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
+    # What the exporters say is real: replication as MariaDB reports it, backends as HAProxy sees them.
+    assert prom.query(cluster, 'mysql_slave_status_slave_sql_running{host="web-02"}')[0][1] == 1
+    states = prom.query(cluster, 'haproxy_server_status{proxy="site",state="UP"}')
+    assert sorted((labels["server"], v) for labels, v in states) == [("web-01", 1), ("web-02", 1)]
+
+
+def test_a_second_up_changes_nothing(cluster: Cluster) -> None:
+    actions: list[tuple[str, str, str]] = []
+    cluster.up(lambda host, what, action: actions.append((host, what, action)))
+    changed = [a for a in actions if a[2] in ("started", "restarted", "reloaded")]
+    assert not changed, changed
+    assert ("mon-01", "prometheus", "unchanged") in actions and ("web-02", "mysqld-exporter", "unchanged") in actions
+
+
+def test_status_names_prometheus(cluster: Cluster) -> None:
+    data = json.loads(cli(cluster, "status", "--json").stdout)
+    assert data["monitoring"] == {"prometheus_url": "http://198.18.50.13:9090/", "dashboard_url": None}
+
+
+def test_the_sites_metrics_are_not_public(cluster: Cluster) -> None:
+    with httpx.Client(timeout=5) as client:
+        assert client.get(f"{cluster.topology.site_url}metrics").status_code == 403  # HAProxy denies it
+        assert client.get(f"{cluster.topology.site_url}metrics/").status_code == 403
+        # Through nginx the app refuses it too (X-Forwarded-For); Prometheus reads it on the app port.
+        assert client.get("http://198.18.50.12/metrics", headers={"Host": "www.foobar.com"}).status_code == 404
+        direct = client.get("http://198.18.50.12:8000/metrics")
+        assert direct.status_code == 200 and "site_requests_total" in direct.text
+
+
+def test_stopping_an_app_server_fires_its_alerts_and_records_events(cluster: Cluster) -> None:
+    wait_for(lambda: not firing(cluster), 30, "no alert firing before the test")
+    started = time.monotonic()
+    cli(cluster, "stop", "web-02", "app")
+    try:
+        wanted = {("InstanceDown", "web-02"), ("BackendDown", "web-02")}
+        wait_for(lambda: wanted <= firing(cluster), ALERT_BOUND, f"{wanted} firing")
+        elapsed = time.monotonic() - started
+        print(f"InstanceDown and BackendDown firing {elapsed:.1f}s after `webinfra stop web-02 app`")
+        shown = cli(cluster, "alerts").stdout
+        assert "InstanceDown" in shown and "BackendDown" in shown and "web-02" in shown
+        as_json = json.loads(cli(cluster, "alerts", "--json").stdout)
+        assert {a["labels"]["alertname"] for a in as_json} >= {"InstanceDown", "BackendDown"}
+        kinds = {(e["kind"], e["host"], e["source"]) for e in read_events(cluster.layout.events_file)}
+        assert ("backend_down", "web-02", "monitor") in kinds
+        assert ("service_stopped", "web-02", "monitor") in kinds
+    finally:
+        cli(cluster, "start", "web-02", "app")
+    wait_for(lambda: not firing(cluster), ALERT_BOUND, "the alerts resolved")
+    events = cli(cluster, "events", "--json").stdout.splitlines()
+    assert any(json.loads(line)["kind"] == "backend_up" for line in events)
+
+
+# ---- the dashboard, in a real browser ----
+
+
+def free_port(address: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((address, 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def dashboard(cluster: Cluster, tmp_path: Path) -> Iterator[str]:
+    """`webinfra dashboard` on the cluster's gateway; yields the URL it printed (with its token)."""
+    port = free_port(str(cluster.topology.gateway))
+    out = tmp_path / "dashboard.out"
+    argv = [str(WEBINFRA), "dashboard", "--state-dir", str(cluster.layout.cluster_dir.parent)]
+    argv += ["--cluster", cluster.topology.name, "--port", str(port)]
+    with open(out, "wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        found: list[str] = []
+
+        def printed() -> bool:
+            assert proc.poll() is None, out.read_text()
+            found[:] = re.findall(r"http://\S+\?token=\S+", out.read_text())
+            return bool(found)
+
+        wait_for(printed, 20, "the dashboard's URL")
+        assert found[0].startswith(f"http://{cluster.topology.gateway}:{port}/?token=")
+        assert json.loads(cli(cluster, "status", "--json").stdout)["monitoring"]["dashboard_url"] == (
+            f"http://{cluster.topology.gateway}:{port}/"
+        )
+        yield found[0]
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+
+
+def test_the_dashboard_refuses_without_its_token(cluster: Cluster, dashboard: str) -> None:
+    base = dashboard.split("?", 1)[0]
+    with httpx.Client(timeout=5) as client:
+        assert client.get(base).status_code == 401
+        assert client.get(f"{base}api/frame").status_code == 401
+        assert client.get(f"{base}?token=wrong").status_code == 401
+        signed = client.get(dashboard, follow_redirects=False)
+        assert signed.status_code == 303 and "httponly" in signed.headers["set-cookie"].lower()
+        token = dashboard.split("token=", 1)[1]
+        action = client.post(
+            f"{base}api/weight", json={"server": "web-01", "weight": 2}, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert action.status_code == 403  # no X-Webinfra-Action header: not from the page
+        assert snapshot(cluster)["lb"]["backends"][0]["weight"] == 1
+
+
+def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (Debian: chromium)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="webinfra-chromium-")
+    hosts = [h.name for h in cluster.topology.hosts]
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 860},
+            )
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(dashboard)
+            assert page.url.endswith(":" + dashboard.split(":")[2].split("/")[0] + "/")  # the token left the URL
+            for name in hosts:
+                page.wait_for_selector(f'#host-{name}[data-state="ok"]', timeout=15_000)
+            assert sorted(page.eval_on_selector_all("article.host", "els => els.map(e => e.dataset.host)")) == sorted(
+                hosts
+            )
+            assert "VIP" not in page.inner_text("#host-lb-01")  # one LB: no VIP
+            assert "replica" in page.inner_text("#host-web-02") and "primary" in page.inner_text("#host-web-01")
+
+            # An action, after the page's confirmation.
+            page.on("dialog", lambda dialog: dialog.accept())
+            page.fill("#host-web-01 input[type=number]", "3")
+            page.click("#host-web-01 >> text=Set weight")
+            page.wait_for_selector("#message:has-text('weight of web-01 is now 3')", timeout=10_000)
+            assert snapshot(cluster)["lb"]["backends"][0]["weight"] == 3
+            cluster.set_weight("web-01", 1)
+
+            # Stop the whole of web-02: its box turns red within 5 s.
+            started = time.monotonic()
+            stopping = subprocess.Popen(
+                [str(WEBINFRA), "stop", "--state-dir", str(cluster.layout.cluster_dir.parent), "-c", "tmon", "web-02"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            page.wait_for_selector('#host-web-02[data-state="bad"]', timeout=RED_BOUND * 1000)
+            red_after = time.monotonic() - started
+            assert stopping.wait(timeout=60) == 0
+            # The frame after the stop completed: every service of web-02 stopped, the backend down; then the
+            # alerts Prometheus fires about it (the screenshot kept as an artifact shows both).
+            page.wait_for_selector("#host-web-02 >> text=backend down", timeout=10_000)
+            page.wait_for_selector("#alerts .alert.firing", timeout=ALERT_BOUND * 1000)
+            page.screenshot(path=str(ARTIFACTS / "dashboard-web-02-stopped.png"), full_page=True)
+            print(f"web-02 red on the dashboard {red_after:.1f}s after `webinfra stop web-02` began")
+            assert not errors, errors
+            browser.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+        cli(cluster, "start", "web-02")
+    assert (ARTIFACTS / "dashboard-web-02-stopped.png").stat().st_size > 10_000
+
+
+# ---- the hardened topology: agents and DB routing scraped, the VIP moving and a failover seen ----
+
+
+def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Own cluster `tmonha` (198.18.51.0/24): examples/hardened.toml plus mon-01. The active LB host dies,
+    then the primary's host: the watcher records `vip_moved` and `primary_changed`, and VipMoved and
+    FailoverHappened fire."""
+    from hakit import hardened_topology
+
+    toml = hardened_topology("tmonha", 51) + '\n[[hosts]]\nname = "mon-01"\nroles = ["monitoring"]\n'
+    cluster = bring_up(toml, tmp_path_factory.mktemp("state-monha"))
+    try:
+        expected = {(t.job, t.host) for t in monitoring.targets(cluster.topology)}
+        assert {("agent", "web-01"), ("dbproxy", "web-02"), ("haproxy", "lb-02")} <= expected
+
+        def all_up() -> bool:
+            seen = {(t["labels"]["job"], t["labels"]["host"]): t["health"] for t in prom.targets(cluster)}
+            return set(seen) == expected and set(seen.values()) == {"up"}
+
+        wait_for(all_up, 30, "every target of the hardened design up")
+        leader = prom.query(cluster, "agent_is_leader == 1")
+        assert [labels["host"] for labels, _ in leader] == ["web-01"]
+        cli(cluster, "fail", "lb-01")
+        cli(cluster, "fail", "web-01")
+
+        def seen(kind: str, host: str) -> bool:
+            return any(
+                e["kind"] == kind and e["host"] == host and e["source"] == "monitor"
+                for e in read_events(cluster.layout.events_file)
+            )
+
+        wait_for(lambda: seen("vip_moved", "lb-02"), 30, "the watcher seeing the VIP on lb-02")
+        wait_for(lambda: seen("primary_changed", "web-02"), 60, "the watcher seeing web-02 as the primary")
+        wanted = {("VipMoved", "mon-01"), ("FailoverHappened", "mon-01"), ("InstanceDown", "web-01")}
+        wait_for(lambda: wanted <= firing(cluster), ALERT_BOUND, f"{wanted} firing")
+    finally:
+        take_down(cluster)
