@@ -65,7 +65,7 @@ def test_validate_missing_file(runner: CliRunner, tmp_path: Path) -> None:
     [
         (["-f", str(EXAMPLES / "seed.toml")], "ok: cluster seed, 3 hosts, site http://198.18.0.10/"),
         (["-f", str(EXAMPLES / "split.toml")], "ok: cluster split, 7 hosts, site https://198.18.2.10/"),
-        ([], "ok: cluster webinfra, 4 hosts, site http://198.18.0.10/"),  # lb-01, web-01, web-02, mon-01
+        ([], "ok: cluster webinfra, 5 hosts, site https://198.18.0.100/"),  # the hardened design + mon-01
     ],
     ids=["seed", "split", "default"],
 )

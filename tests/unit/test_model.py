@@ -80,18 +80,27 @@ def test_directory_and_binary_file(tmp_path: Path) -> None:
 # ---- good files ----
 
 
-def test_default_topology_is_the_design_as_drawn() -> None:
+def test_default_topology_is_the_hardened_design() -> None:
     topo = load_topology(None)
     assert topo.name == "webinfra"
     assert topo.site.name == "www.foobar.com"
     assert [(h.name, [r.value for r in h.roles], h.db_role) for h in topo.hosts] == [
         ("lb-01", ["lb"], None),
-        ("web-01", ["web", "app", "db"], "primary"),
-        ("web-02", ["web", "app", "db"], "replica"),
+        ("lb-02", ["lb", "etcd"], None),
+        ("web-01", ["web", "app", "db", "etcd"], "primary"),
+        ("web-02", ["web", "app", "db", "etcd"], "replica"),
         ("mon-01", ["monitoring"], None),  # Prometheus; every host then runs its exporters
     ]
-    assert topo.lb.route_writes_to == "primary"
-    assert topo.site_url == "http://198.18.0.10/"
+    assert topo.ha and topo.lb_pair and topo.tls.enabled and topo.firewall
+    assert topo.lb.route_writes_to == "any"
+    assert topo.site_url == "https://198.18.0.100/"
+
+
+def test_hardened_example_is_the_default_without_monitoring() -> None:
+    default = load_topology(None)
+    hardened = load_topology(EXAMPLES / "hardened.toml")
+    assert [h for h in default.hosts if h.name != "mon-01"] == list(hardened.hosts)
+    assert hardened.site_url == default.site_url
 
 
 def test_seed_example() -> None:

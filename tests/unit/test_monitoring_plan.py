@@ -52,7 +52,7 @@ def write_plan(topo, root: Path):  # type: ignore[no-untyped-def]
 def test_the_default_topology_has_a_monitoring_host() -> None:
     topo = load_topology(None)
     assert topo.monitoring_host is not None and topo.monitoring_host.name == "mon-01"
-    assert str(topo.address_of("mon-01")) == "198.18.0.13"  # after the others: nobody is renumbered
+    assert str(topo.address_of("mon-01")) == "198.18.0.14"  # after the others: nobody is renumbered
 
 
 def test_at_most_one_monitoring_host() -> None:

@@ -132,6 +132,14 @@ def up(topology_file: str | None, state_dir: Path | None) -> None:
         f"[bold green]up[/] in {time.monotonic() - started:.1f}s — site [bold]{cluster.topology.site.name}[/] at"
     )
     console.print(cluster.topology.site_url)
+    if cluster.topology.tls.enabled:
+        from webinfra.services.pki import ca_path
+
+        console.print(
+            f"[dim]HTTPS with webinfra's local CA: curl --cacert {ca_path(cluster.topology, cluster.layout)} "
+            f"{cluster.topology.site_url}api/entries[/]",
+            soft_wrap=True,
+        )
 
 
 @cli.command()
@@ -725,7 +733,8 @@ def chaos(
     if as_json:
         click.echo(report.to_json(results[0] if len(results) == 1 else results))
     else:
-        console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
+        out_console = console if console.is_terminal else Console(highlight=False, width=240)
+        out_console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
     bad = [r for r in results if r.applicable and (r.error or r.acked_writes_lost or r.split_brain_windows)]
     if bad:
         sys.exit(1)

@@ -22,7 +22,6 @@ from pathlib import Path
 from webinfra.control.cluster import Cluster, ClusterError
 from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
-from webinfra.model.load import DEFAULT_TOPOLOGY
 from webinfra.plan.layout import Layout
 
 BENCH_CLUSTER = "bench"
@@ -54,18 +53,36 @@ class BenchReport:
 
 
 def bench_topology_text() -> str:
-    import tomlkit
-
-    text = DEFAULT_TOPOLOGY()
+    """The seed design (examples/seed.toml's topology: one LB, web-01 primary, web-02 replica; no TLS, no
+    firewall, no monitoring) under the bench cluster's own name and subnet."""
+    text = SEED_TOPOLOGY
     text = re.sub(r'^name = ".*"$', f'name = "{BENCH_CLUSTER}"', text, count=1, flags=re.M)
-    text = re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
-    # The seed design: the default without its monitoring host (`bench --monitoring` measures what that costs).
-    doc = tomlkit.parse(text)
-    hosts = doc["hosts"]
-    for i in reversed(range(len(hosts))):  # type: ignore[arg-type]
-        if "monitoring" in hosts[i]["roles"]:  # type: ignore[index]
-            del hosts[i]  # type: ignore[attr-defined]
-    return tomlkit.dumps(doc)
+    return re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
+
+
+SEED_TOPOLOGY = """
+name = "seed"
+firewall = false
+[tls]
+enabled = false
+[network]
+subnet = "198.18.0.0/24"
+[lb]
+route_writes_to = "primary"
+[[hosts]]
+name = "lb-01"
+roles = ["lb"]
+[[hosts]]
+name = "web-01"
+roles = ["web", "app", "db"]
+db_role = "primary"
+weight = 1
+[[hosts]]
+name = "web-02"
+roles = ["web", "app", "db"]
+db_role = "replica"
+weight = 1
+"""
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}

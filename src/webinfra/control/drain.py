@@ -92,7 +92,7 @@ def _sessions(lbs: list[Lb], server: str, backends: tuple[str, ...] = haproxy.SI
 
 @dataclass
 class OutOfRotation:
-    """What `take_out` did, for `put_back` to undo: the write backend's stand-ins, per LB."""
+    """What `take_out` did: the server taken out, and the write backend's stand-ins it added, per LB."""
 
     server: str
     stand_ins: dict[str, list[str]] = field(default_factory=dict)
@@ -134,10 +134,12 @@ def put_back(cluster: Cluster, out: OutOfRotation, progress: Progress = _quiet, 
         raise _error(f"{server}: not UP on every load balancer {timeout:g}s after being put back")
     progress(server, "lb", f"ready, UP on {', '.join(lb.name for lb in lbs)}")
     for lb in lbs:
-        for name in out.stand_ins.get(lb.name, []):
+        # Every stand-in, also those of an earlier take_out of the same server (a rollback takes it out twice).
+        extra = sorted(_runtime_names(lb, WRITES) - _configured_names(_haproxy_cfg(cluster, lb.name), WRITES))
+        for name in extra:
             _remove_dynamic(lb, WRITES, name)
-        if out.stand_ins.get(lb.name):
-            progress(server, "lb", f"{lb.name}: write stand-ins {', '.join(out.stand_ins[lb.name])} removed")
+        if extra:
+            progress(server, "lb", f"{lb.name}: write stand-ins {', '.join(extra)} removed")
 
 
 def _write_stand_ins(cluster: Cluster, lb: Lb, server: str, progress: Progress) -> list[str]:
@@ -164,6 +166,21 @@ def _write_stand_ins(cluster: Cluster, lb: Lb, server: str, progress: Progress) 
             raise _error(f"{lb.name}: write stand-ins {added} not UP within {UP_TIMEOUT:g}s")
         progress(server, "lb", f"{lb.name}: {', '.join(added)} stand in for writes")
     return added
+
+
+def _runtime_names(lb: Lb, backend: str) -> set[str]:
+    return {s.name for s in lb.runtime.servers() if s.backend == backend}
+
+
+def _configured_names(cfg: str, backend: str) -> set[str]:
+    names, section = set(), ""
+    for raw in cfg.splitlines():
+        words = raw.split()
+        if raw[:1].strip():
+            section = " ".join(words[:2])
+        elif section == f"backend {backend}" and words[:1] == ["server"] and len(words) > 1:
+            names.add(words[1])
+    return names
 
 
 def _status(lb: Lb, backend: str, server: str) -> str:

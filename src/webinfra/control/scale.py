@@ -111,7 +111,7 @@ def _apply_firewalls(new: Cluster, progress: Progress) -> None:
     """Every host's rules are derived from the topology: re-apply them all (idempotent)."""
     for hp in new.plan.hosts:
         action = firewall.apply(new.hosts[hp.name], hp)
-        if action != "none":
+        if action not in ("none", "unchanged"):
             progress(hp.name, "firewall", action)
 
 

@@ -49,6 +49,7 @@ def timeline_png(result: ChaosResult, samples: Sequence[Sample], path: Path) -> 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     end = float(result.marks.get("end") or max((s.started + s.latency for s in samples), default=1.0))
     t, ok, failed, p50, p99 = buckets(samples, end)
@@ -61,6 +62,8 @@ def timeline_png(result: ChaosResult, samples: Sequence[Sample], path: Path) -> 
     ax2.plot(xs, [math.nan if v is None else v for v in p50], color="#1f77b4", label="p50")
     ax2.plot(xs, [math.nan if v is None else v for v in p99], color="#ff7f0e", label="p99")
     ax2.set_yscale("log")
+    ax2.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax2.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_ylabel("latency ms")
     ax2.set_xlabel("seconds")
     ax2.legend(loc="upper right", fontsize=8)

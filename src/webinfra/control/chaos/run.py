@@ -59,8 +59,8 @@ class Timing:
 
     @classmethod
     def for_duration(cls, duration: float) -> Timing:
-        """`--duration D`: D/4 before, the fault held D/2 (longer, up to D/2 + 20 s, until recovered), D/4 after."""
-        return cls(before=duration / 4, hold=duration / 2, deadline=duration / 2 + 20, after=duration / 4)
+        """`--duration D`: D/4 before, the fault held D/2 (longer, up to D/2 + 10 s, until recovered), D/4 after."""
+        return cls(before=duration / 4, hold=duration / 2, deadline=duration / 2 + 10, after=duration / 4)
 
     @classmethod
     def short(cls) -> Timing:
