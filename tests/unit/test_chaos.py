@@ -12,6 +12,7 @@ from webinfra.control.chaos.report import (
     ChaosResult,
     Marks,
     markdown_table,
+    outage_end,
     percentile_ms,
     served_again,
     summarize,
@@ -120,6 +121,16 @@ def test_writes_failing_alone_still_mean_not_recovered() -> None:
     samples = [s if s.method == "GET" or not 3 <= s.started < 7 else _s(s.started, "POST", False) for s in _run(0, 0)]
     assert served_again(samples, 3.0, 7.0) is None
     assert served_again(samples, 7.0, 10.0) == pytest.approx(0.11)
+
+
+def test_a_stray_failure_after_a_quiet_gap_is_not_part_of_the_outage() -> None:
+    assert outage_end([3.1, 3.5, 4.9, 9.0], 3.0) == 4.9  # 9.0 follows 4.9 by more than 2 s
+    assert outage_end([5.5], 3.0) == 3.0  # nothing failed right after the injection
+    samples = _run(3.0, 4.0)
+    samples = [_s(t.started, t.method, False) if t.started == 6.5 else t for t in samples]
+    result = summarize(ChaosResult("x", "d", "c"), samples, Marks(fault_at=3.0, undone_at=7.0, end=10.0))
+    assert result.recovery_seconds == pytest.approx(1.11)
+    assert result.requests_failed == 11 and result.last_failure_seconds == pytest.approx(3.5)
 
 
 def test_restart_window_runs_to_the_end() -> None:

@@ -537,6 +537,21 @@ def dashboard(
     help="Instead: site throughput with the collectors and Prometheus running vs stopped (seed + mon-01).",
 )
 @click.option(
+    "--mixes",
+    "mixes_mode",
+    is_flag=True,
+    help="Instead: read-only, 90/10 and 50/50 mixes via the VIP vs one app server direct, HTTPS vs HTTP, and "
+    "replication lag under write load (two hardened clusters side by side).",
+)
+@click.option(
+    "--failover",
+    "failover_mode",
+    is_flag=True,
+    help="Instead: VIP takeover, DB failover, acknowledged writes lost, failed requests during an app-server "
+    "crash (hardened cluster; --runs each, medians).",
+)
+@click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
+@click.option(
     "--markdown",
     "md_out",
     type=click.Path(dir_okay=False),
@@ -551,12 +566,49 @@ def bench(
     keep: bool,
     tls_mode: bool,
     monitoring_mode: bool,
+    mixes_mode: bool,
+    failover_mode: bool,
+    runs: int,
     md_out: str | None,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
     from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
     require_root()
+    if mixes_mode or failover_mode:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from webinfra.control import bench_ha
+
+        progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        if mixes_mode:
+            task = progress.add_task("bench --mixes", total=bench_ha.mixes_steps(rounds))
+        else:
+            task = progress.add_task("bench --failover", total=bench_ha.failover_steps(runs))
+
+        def say(line: str) -> None:
+            progress.update(task, description=escape(line[:90]))
+            progress.console.print(f"  {escape(line)}", soft_wrap=True)
+
+        def tick() -> None:
+            progress.advance(task)
+
+        with progress:
+            if mixes_mode:
+                mix_report = bench_ha.run_mixes(
+                    duration=duration, connections=connections, rounds=rounds, keep=keep, say=say, tick=tick
+                )
+                command = f"webinfra bench --mixes --duration {duration} --connections {connections} --rounds {rounds}"
+                text = bench_ha.mixes_markdown(mix_report, command)
+            else:
+                fo_report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick)
+                text = bench_ha.failover_markdown(fo_report, f"webinfra bench --failover --runs {runs}")
+        click.echo(text)
+        if md_out:
+            Path(md_out).write_text(text)
+        return
     if monitoring_mode:
         from webinfra.control.bench_monitoring import monitoring_markdown, run_monitoring_bench
 
@@ -723,6 +775,7 @@ def chaos(
             if png_path and results and results[0].png:
                 import shutil
 
+                Path(png_path).parent.mkdir(parents=True, exist_ok=True)
                 results[0].png = str(shutil.move(results[0].png, png_path))
     if scenario == "compare":
         console.print(f"wrote {out} and {len(list((docs / 'resilience').glob('*.png')))} PNGs under {docs}/resilience/")

@@ -102,6 +102,8 @@ def deploy(
     for name in todo:
         if supervisor.pid_of(cluster.plan.host(name).service("app")) is None:
             raise ClusterError(f"the app on {name} is not running: start it first (`webinfra start {name} app`)")
+    if any(cluster.topology.host(name).has(Role.WEB) for name in todo) and not drain.running_lbs(cluster):
+        raise ClusterError("no load balancer's runtime API answers: a server cannot be drained (is one running?)")
     layout = cluster.layout
     with operation_lock(cluster, "deploy"):
         new: dict[str, AppRelease] = {}

@@ -22,6 +22,7 @@ it can and leaves both files as they were.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import subprocess
 import time
@@ -55,8 +56,8 @@ def _base_text(cluster: Cluster, topology_file: str | Path | None) -> str:
     """The text to edit: the user's file (which must say what the running cluster was brought up with),
     else the stored copy."""
     stored = cluster.layout.topology_file
-    if not stored.exists():
-        raise UsageError(f"cluster {cluster.topology.name} is not up (no {stored}): run `webinfra up` first")
+    if not stored.exists() or not cluster.layout.network_file.exists():
+        raise UsageError(f"cluster {cluster.topology.name} is not up: run `webinfra up` first")
     if topology_file is None:
         return stored.read_text()
     text = Path(topology_file).read_text()
@@ -137,8 +138,9 @@ def _changed(hp: HostPlan, svc: ServiceSpec) -> bool:
 def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
     """Bring the other hosts' running services in line with the new topology, each the way clients do not
     see: firewalls re-applied; HAProxy's file written without a reload (its runtime state was changed
-    live); apps restarted one at a time out of rotation; a leader's agent left running (a restart would
-    hand its lease over: it reads its new config at its next start); the rest reloaded or restarted."""
+    live); apps restarted one at a time out of rotation; the leader's agent left running (a restart would
+    hand its lease over: it reads its new config at its next start), and every agent when no single leader
+    answers right now; the rest reloaded or restarted."""
     _apply_firewalls(new, progress)
     leader = ha.current_primary(new) if new.topology.ha else None
     for hp, svc in new.plan.start_order():
@@ -150,7 +152,7 @@ def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
             supervisor.write_configs(node, hp, svc)
             haproxy.save_server_state(node, hp, svc)
             progress(hp.name, svc.name, "config written (changed live; no reload)")
-        elif not running or svc.name == "mariadb" or (svc.name == "agent" and hp.name == leader):
+        elif not running or svc.name == "mariadb" or (svc.name == "agent" and (leader is None or hp.name == leader)):
             supervisor.write_configs(node, hp, svc)
             progress(hp.name, svc.name, "config written (read at its next start)")
         elif svc.name == "app":
@@ -231,6 +233,9 @@ def remove_server(
             drain.take_out_app(cluster, name, progress)
         _refresh(new, set(), progress)  # new haproxy.cfg / nginx upstreams without it, firewalls
         _remove_host(cluster, name, progress, keep_network=new)
+        weights = cluster.weight_overrides()
+        if weights.pop(name, None) is not None:  # a live weight must not outlive its server
+            (cluster.layout.cluster_dir / "weights.json").write_text(json.dumps(weights, indent=2))
         _save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "server_removed", name, "drained, stopped, removed")
 

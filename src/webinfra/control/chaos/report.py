@@ -6,11 +6,13 @@ undone (`undone_at`) and when the run ended. Definitions (also in docs/RESILIENC
 - availability: successful requests / all requests of the run, in percent (the load is paced, so requests
   are spread evenly over time and a fast-failing outage does not count more than a slow one);
   `availability_during`: the same over requests started while the fault was in force.
-- recovery_seconds: from the injection until the site served again for good: let L be the start of the last
-  request that failed while the fault was in force (the injection itself if none failed); recovery is the
-  moment the first successful read and the first successful write started at or after L had both completed,
-  minus the injection time. None when that did not happen before the fault was undone (the design did not
-  recover by itself). For `full-restart` the fault is "down, then up", so the window runs to the end.
+- recovery_seconds: from the injection until the site served again: the outage is the run of failed requests
+  from the injection on in which each failure started less than 2 s (QUIET_GAP) after the previous one (or
+  the injection); L is the start of its last failure (the injection itself if nothing failed). Recovery is
+  the moment the first successful read and the first successful write started at or after L had both
+  completed, minus the injection time. None when that did not happen before the fault was undone (the
+  design did not recover by itself). Failures after the outage still count in the failed requests and the
+  availability. For `full-restart` the fault is "down, then up", so the window runs to the end.
 - restored_seconds: the same, from the moment the fault was undone, for runs that did not recover by
   themselves.
 - latency: p50 / p99 of successful requests started before the fault, while in force, and after it was undone.
@@ -91,11 +93,24 @@ def _first_ok_after(samples: Sequence[Sample], method: str, t: float) -> float |
     return min(ends) if ends else None
 
 
-def served_again(samples: Sequence[Sample], start: float, end: float) -> float | None:
-    """Seconds after `start` at which the site served again for good within [start, end) (see module doc)."""
+QUIET_GAP = 2.0  # seconds without a failure that end an outage
+
+
+def outage_end(failures: Sequence[float], start: float, gap: float = QUIET_GAP) -> float:
+    """Start time of the last failure of the outage that begins at `start`: failures (start times) belong to it
+    while each follows the previous one (or `start`) by less than `gap` seconds."""
+    last = start
+    for t in sorted(failures):
+        if t - last >= gap:
+            break
+        last = max(last, t)
+    return last
+
+
+def served_again(samples: Sequence[Sample], start: float, end: float, gap: float = QUIET_GAP) -> float | None:
+    """Seconds after `start` at which the site served again within [start, end) (see module doc)."""
     window = [s for s in samples if start <= s.started < end]
-    failed = [s.started for s in window if not s.ok]
-    last_failure = max(failed) if failed else start
+    last_failure = outage_end([s.started for s in window if not s.ok], start, gap)
     read = _first_ok_after(window, "GET", last_failure)
     write = _first_ok_after(window, "POST", last_failure)
     if read is None or write is None:

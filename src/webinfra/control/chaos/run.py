@@ -24,7 +24,7 @@ import httpx
 import tomlkit
 
 from webinfra.control import faults, ha
-from webinfra.control.chaos.report import ChaosResult, Marks, served_again, summarize
+from webinfra.control.chaos.report import QUIET_GAP, ChaosResult, Marks, served_again, summarize
 from webinfra.control.chaos.scenarios import NotApplicable, Roles, Target, resolve
 from webinfra.control.chaos.splitbrain import SplitBrainMonitor, missing_writes
 from webinfra.control.cluster import Cluster, ClusterError
@@ -48,7 +48,7 @@ class Timing:
     deadline: float = 30.0  # ...and until the site has recovered, at most this long
     after: float = 5.0  # load after the cluster is healthy again
     healthy_timeout: float = 180.0  # undoing the fault must make the cluster healthy within this
-    rate: float = 50.0  # requests/s of the load, in all, on a fixed schedule (open loop)
+    rate: float = 25.0  # requests/s of the load, in all, on a fixed schedule (open loop)
     write_ratio: float = 0.3
     request_timeout: float = 2.0
 
@@ -238,8 +238,9 @@ def run_scenario(
                 now = time.monotonic() - load.started_at
                 held = now - fault_at
                 recovered = served_again(load.snapshot(), fault_at, now)
-                # Recovered for good once every request started before that moment has finished too.
-                if recovered is not None and held >= max(timing.hold, recovered + timing.request_timeout + 0.2):
+                # Settled once a quiet gap has passed after it and every request started in that gap has ended.
+                settled = (recovered or 0.0) + QUIET_GAP + timing.request_timeout + 0.2
+                if recovered is not None and held >= max(timing.hold, settled):
                     say(f"{name}: site serving again {recovered:.2f}s after the fault")
                     break
                 if held >= timing.deadline:

@@ -30,11 +30,13 @@ DEFINITIONS = """\
   a read and a write through the site), and the load goes on {after:g} s more.
 - **availability**: successful requests / all requests of the run; **during fault**: the same over the
   requests started while the fault was in force.
-- **recovered** (time to recover): from the injection until the site served again for good: L is the start of
-  the last request that failed while the fault was in force (the injection if none failed); recovery is when
+- **recovered** (time to recover): from the injection until the site served reads and writes again. The
+  outage is the run of failed requests from the injection on, each starting less than 2 s after the previous
+  one (or the injection); L is the start of its last failure (the injection if nothing failed). Recovery is when
   the first successful read and the first successful write started at or after L had both completed. "no"
   means that did not happen before the fault was undone: the design did not recover by itself (the time after
-  the undo is shown in brackets). For full-restart the fault is "down, then up": the window runs to the end.
+  the undo is shown in brackets). Failures after the outage still count in the failed requests and the
+  availability. For full-restart the fault is "down, then up": the window runs to the end.
 - **p50/p99**: latency of successful requests before the fault, while it was in force, and after it was undone.
 - **acked writes lost**: acknowledged writes the primary does not have at the end (queried by id).
 - **2 primaries**: windows in which more than one MariaDB accepted writes (`read_only = 0`), polled every
