@@ -15,7 +15,8 @@ from webinfra.plan.layout import Layout
 
 def record(layout: Layout, kind: str, host: str = "", detail: str = "", source: str = "webinfra") -> dict[str, Any]:
     event = {
-        "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        # The same form as the agents' events (UTC, "Z"), so they sort and read alike.
+        "ts": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "source": source,
         "host": host,
         "kind": kind,

@@ -1,7 +1,7 @@
 """Read a topology file (TOML) into a `Topology`, or raise one-line `TopologyError`s.
 
-`DEFAULT_TOPOLOGY` is the built-in topology used when no file is given (the design as drawn, until the
-LB pair lands).
+`DEFAULT_TOPOLOGY` is the built-in topology used when no file is given: the hardened design (LB pair,
+HA database, HTTPS, firewall) plus a monitoring host. The design as drawn is examples/seed.toml.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@
     secrets/                 0700; generated passwords, 0600 each, never printed
     pki/                     0700; the local CA, the site's certificate, one per web/db host (keys 0600)
     hosts/<host>/etc/        rendered configs
-    hosts/<host>/run/        pid files (JSON: pid + start time), unix sockets
+    hosts/<host>/run/        pid files (JSON: pid + start time)
     hosts/<host>/log/        one log per service
     hosts/<host>/data/       daemon data (MariaDB datadir, HAProxy server state)
     hosts/<host>/tmp/        scratch (nginx temp paths)
