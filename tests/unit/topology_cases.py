@@ -268,6 +268,16 @@ BAD_TOPOLOGIES = [
         "hosts = ['lb-01', 'web-01']: the 'etcd' role needs an odd number of hosts",
     ),
     _case(
+        "etcd-election-too-short",
+        "[etcd]\nheartbeat_ms = 500\nelection_timeout_ms = 500\n" + GOOD,
+        "etcd.election_timeout_ms = 500: etcd needs at least 5 x heartbeat_ms (2500)",
+    ),
+    _case(
+        "agent-loop-too-slow-for-the-lease",
+        "[db]\nloop_interval_ms = 1500\n" + GOOD,
+        "db.loop_interval_ms = 1500: the agents renew their lease once a cycle",
+    ),
+    _case(
         "vip-without-pair",
         '[lb]\nvip = "198.18.0.100"\n' + GOOD,
         "lb.vip = '198.18.0.100': a virtual IP needs two 'lb' hosts",

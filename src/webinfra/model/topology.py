@@ -393,6 +393,23 @@ def check_topology(topo: Topology) -> list[Problem]:
     monitors = topo.with_role(Role.MONITORING)
     if len(monitors) > 1:
         problems.append(("hosts", [h.name for h in monitors], "at most one host may have the 'monitoring' role"))
+    if topo.etcd.election_timeout_ms < 5 * topo.etcd.heartbeat_ms:
+        problems.append(
+            (
+                "etcd.election_timeout_ms",
+                topo.etcd.election_timeout_ms,
+                f"etcd needs at least 5 x heartbeat_ms ({5 * topo.etcd.heartbeat_ms})",
+            )
+        )
+    if topo.db.loop_interval_ms * 2 > topo.db.lease_ttl_seconds * 1000:
+        problems.append(
+            (
+                "db.loop_interval_ms",
+                topo.db.loop_interval_ms,
+                f"the agents renew their lease once a cycle: keep it at most half of "
+                f"lease_ttl_seconds ({topo.db.lease_ttl_seconds * 500} ms)",
+            )
+        )
     etcds = topo.with_role(Role.ETCD)
     if etcds and len(etcds) % 2 == 0:
         problems.append(("hosts", [h.name for h in etcds], "the 'etcd' role needs an odd number of hosts (3 for HA)"))
