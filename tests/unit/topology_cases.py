@@ -274,8 +274,8 @@ BAD_TOPOLOGIES = [
     ),
     _case(
         "agent-loop-too-slow-for-the-lease",
-        "[db]\nloop_interval_ms = 1500\n" + GOOD,
-        "db.loop_interval_ms = 1500: the agents renew their lease once a cycle",
+        "[db]\nloop_interval_ms = 1600\n" + GOOD,
+        "db.loop_interval_ms = 1600: the agents renew their lease once a cycle",
     ),
     _case(
         "vip-without-pair",

@@ -95,7 +95,7 @@ class DbSpec(_Frozen):
     database: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "site"
     ryw_wait_seconds: Float = Field(default=0.5, ge=0.0, le=30.0)
     # High availability (on when some hosts have the 'etcd' role): leader lease, agents, DB routing.
-    lease_ttl_seconds: Int = Field(default=2, ge=2, le=60)
+    lease_ttl_seconds: Int = Field(default=3, ge=2, le=60)
     loop_interval_ms: Int = Field(default=500, ge=100, le=10_000)
     replica_max_lag_seconds: Float = Field(default=5.0, gt=0, le=3600)
     # Semi-synchronous replication (AFTER_SYNC): a write is acknowledged once a replica has it. When no

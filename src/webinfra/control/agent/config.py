@@ -86,7 +86,9 @@ class AgentConfig(_Strict):
     @property
     def fence_margin(self) -> float:
         """How long before the lease can expire in etcd a leader that cannot renew makes itself read-only."""
-        return min(0.5, self.lease_ttl / 3)
+        # A full second (at TTL >= 3 s) leaves room for the fencing SQL itself on a loaded machine: it must
+        # finish before etcd can expire the lease and let a replica promote.
+        return min(1.0, self.lease_ttl / 3)
 
     @property
     def member_ttl(self) -> int:
