@@ -585,9 +585,34 @@ CASES = [
         Action.FENCE,
     ),
     Case(
-        "fallback: a replica reconnected: restore",
-        snap("web-01", primary_db(clients=1), view("web-01"), renewal(0.1, semi_sync_fallback=True)),
+        "fallback: a replica reconnected and streams from me: restore",
+        snap(
+            "web-01",
+            primary_db(clients=1),
+            view("web-01", member("web-02", replicating_from=ADDR["web-01"])),
+            renewal(0.1, semi_sync_fallback=True),
+        ),
         Action.SEMI_SYNC_RESTORE,
+    ),
+    Case(
+        "fallback: a client counted but no replica streams from me (a dead connection): stay async",
+        snap("web-01", primary_db(clients=1), view("web-01"), renewal(0.1, semi_sync_fallback=True)),
+        Action.LEAD,
+    ),
+    Case(
+        "commits wait and no acknowledgement came for long enough, lease fresh: fall back",
+        snap(
+            "web-01",
+            primary_db(clients=1),
+            view("web-01"),
+            renewal(0.1, acks_stalled_since=NOW - 1.5),
+        ),
+        Action.SEMI_SYNC_FALLBACK,
+    ),
+    Case(
+        "commits wait without acknowledgement, but not for long yet: keep waiting",
+        snap("web-01", primary_db(clients=1), view("web-01"), renewal(0.1, acks_stalled_since=NOW - 0.3)),
+        Action.LEAD,
     ),
     Case(
         "fallback: still no replica: stay async",
@@ -670,7 +695,7 @@ OPTIME_CASES = [
         snap(
             "web-01",
             primary_db(62, semi=False, clients=1),
-            view("web-01", optime=optime("web-01", seq=61)),
+            view("web-01", member("web-02", 62, replicating_from=ADDR["web-01"]), optime=optime("web-01", seq=61)),
             renewal(0.1, semi_sync_fallback=True),
         ),
         Action.SEMI_SYNC_RESTORE,

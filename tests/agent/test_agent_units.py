@@ -49,7 +49,7 @@ def test_config_accepts_the_rendered_file(tmp_path: Path) -> None:
     path = tmp_path / "agent.json"
     path.write_text(json.dumps(RENDERED))
     config = load_config(path)
-    assert config.fence_margin == 0.5 and config.member_ttl == 3
+    assert config.fence_margin == pytest.approx(2 / 3) and config.member_ttl == 3
     assert config.address_of("web-02") == "198.18.0.12"
     assert config.token() == ""  # missing token file: every /clone is refused
 
@@ -74,7 +74,7 @@ def test_config_rejects(change: dict[str, Any], error: str) -> None:
 
 def test_fence_margin_scales_down_for_short_leases() -> None:
     assert AgentConfig.model_validate({**RENDERED, "lease_ttl": 1}).fence_margin == pytest.approx(1 / 3)
-    assert AgentConfig.model_validate({**RENDERED, "lease_ttl": 10}).fence_margin == 0.5
+    assert AgentConfig.model_validate({**RENDERED, "lease_ttl": 10}).fence_margin == 1.0
 
 
 def test_gtid_positions() -> None:

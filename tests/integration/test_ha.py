@@ -164,6 +164,32 @@ def test_replica_down_writes_continue(cluster: Cluster) -> None:
     )
 
 
+def test_replica_partitioned_writes_continue(cluster: Cluster) -> None:
+    """A partition black-holes the replica's connection: the primary still counts it as a semi-sync
+    client, so only the agent's 'no acknowledgement for too long' rule lets writes go on."""
+    primary = _wait_primary(cluster)
+    replica = next(n for n in ("web-01", "web-02") if n != primary)
+
+    def inject() -> None:
+        cli(cluster, "fail", replica, "--mode", "partition")
+
+    def settle() -> None:
+        wait_for(lambda: _write_succeeds(cluster), FAILOVER_BOUND, "a write succeeding without the replica")
+
+    result, fault_at, monitor = _scenario(cluster, inject, settle)
+    cli(cluster, "recover", replica)
+    assert _recovered_after(result, fault_at) <= FAILOVER_BOUND
+    assert _primary(cluster) == primary
+    assert not missing_writes(cluster, primary, result.acked_writes)
+    assert not monitor.violations
+    wait_for(
+        lambda: all(r["io_running"] == "Yes" for r in snapshot(cluster)["db"]["replicas"]),
+        FAILOVER_BOUND * 2,
+        "replica streaming again",
+    )
+    assert _write_succeeds(cluster)
+
+
 def test_etcd_member_down_changes_nothing(cluster: Cluster) -> None:
     def inject() -> None:
         cli(cluster, "fail", "lb-02", "--service", "etcd")

@@ -163,12 +163,15 @@ def _semi_sync(s: Snapshot) -> Decision | None:
         return None
     clients = s.db.semi_master_clients
     if s.me.semi_sync_fallback:
-        if clients > 0:
+        # Back on only when a replica really streams from me (its agent says so in the DCS): a dead
+        # connection still counted as a client would otherwise stall every write again at once.
+        if clients > 0 and s.cluster is not None and _replica_reached(s, 0):
             return Decision(Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected: semi-sync back on")
         return None
-    since = s.me.no_clients_since
+    starts = [t for t in (s.me.no_clients_since if clients == 0 else None, s.me.acks_stalled_since) if t is not None]
+    since = min(starts) if starts else None
     sent = s.me.last_renewal_sent
-    if clients > 0 or since is None or sent is None:
+    if since is None or sent is None:
         return None
     waited = s.now - since
     # The DCS must have confirmed my lease *after* the replicas went away: otherwise I may be the one
@@ -176,7 +179,12 @@ def _semi_sync(s: Snapshot) -> Decision | None:
     if waited >= s.settings.semi_sync_fallback and s.renewal_fresh and sent >= since:
         return Decision(
             Action.SEMI_SYNC_FALLBACK,
-            f"no semi-sync replica for {waited:.1f}s while my lease is fresh: async until one reconnects",
+            (
+                f"no semi-sync replica for {waited:.1f}s while my lease is fresh: async until one reconnects"
+                if clients == 0
+                else f"no replica acknowledged a commit for {waited:.1f}s while my lease is fresh: "
+                "async until one streams again"
+            ),
         )
     return None
 

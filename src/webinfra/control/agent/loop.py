@@ -121,7 +121,17 @@ class Agent:
         no_clients_since = None
         if state.holds_lease and db.reachable and db.semi_master_clients == 0:
             no_clients_since = state.no_clients_since if state.no_clients_since is not None else now
-        state = replace(state, renewed_this_cycle=False, no_clients_since=no_clients_since)
+        stalled_since = None
+        if state.holds_lease and db.reachable and db.semi_master_wait_sessions > 0:
+            progressed = db.semi_master_yes_tx != state.last_yes_tx
+            stalled_since = None if progressed else (state.acks_stalled_since or now)
+        state = replace(
+            state,
+            renewed_this_cycle=False,
+            no_clients_since=no_clients_since,
+            acks_stalled_since=stalled_since,
+            last_yes_tx=db.semi_master_yes_tx if db.reachable else state.last_yes_tx,
+        )
         state, cluster = self._gather_dcs(state)
         if cluster is not None:
             self._last_view = cluster

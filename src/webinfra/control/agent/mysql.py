@@ -33,7 +33,11 @@ SELECT @@global.read_only AS read_only, @@global.server_id AS server_id,
   (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS') AS semi_master_clients,
   (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS') AS semi_master_status;
+    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS') AS semi_master_status,
+  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS') AS semi_master_wait_sessions,
+  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_YES_TX') AS semi_master_yes_tx;
 SHOW SLAVE STATUS;
 """
 
@@ -100,6 +104,8 @@ def local_db_from_rows(rows: list[dict[str, str]]) -> LocalDb:
         semi_master_enabled=_on(var.get("semi_master_enabled")),
         semi_master_status=_on(var.get("semi_master_status")),
         semi_master_clients=_int(var.get("semi_master_clients")),
+        semi_master_wait_sessions=_int(var.get("semi_master_wait_sessions")),
+        semi_master_yes_tx=_int(var.get("semi_master_yes_tx")),
         semi_wait_point=var.get("semi_wait_point", ""),
         semi_master_timeout=_int(var.get("semi_master_timeout")),
         semi_slave_enabled=_on(var.get("semi_slave_enabled")),

@@ -90,6 +90,11 @@ class LocalDb:
     semi_master_enabled: bool = False
     semi_master_status: bool = False
     semi_master_clients: int = 0
+    # Commits waiting for an acknowledgement right now, and acknowledged transactions so far: waiters with
+    # no new acknowledgement mean the replicas are connected on paper only (a partition black-holes TCP:
+    # the primary keeps counting the dead connection as a client for many minutes).
+    semi_master_wait_sessions: int = 0
+    semi_master_yes_tx: int = 0
     semi_wait_point: str = ""
     semi_master_timeout: int = 0
     semi_slave_enabled: bool = False
@@ -205,6 +210,8 @@ class AgentState:
     lease_lost: bool = False  # a keepalive said the lease is gone; decide demotes once
     fenced: bool = False
     no_clients_since: float | None = None  # leader: when Rpl_semi_sync_master_clients was first seen 0
+    acks_stalled_since: float | None = None  # leader: since when commits wait and no acknowledgement came
+    last_yes_tx: int = -1  # leader: Rpl_semi_sync_master_yes_tx at the last cycle
     semi_sync_fallback: bool = False  # the agent switched semi-sync off (fallback_async)
     switchover_target: str | None = None
     switchover_started: float | None = None
