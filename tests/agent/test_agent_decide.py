@@ -554,8 +554,13 @@ CASES = [
         "async",
     ),
     Case(
-        "fallback: not yet",
-        snap("web-01", primary_db(clients=0), view("web-01"), renewal(0.1, no_clients_since=NOW - 0.5)),
+        "fallback: not yet (a healthy replica may reconnect)",
+        snap(
+            "web-01",
+            primary_db(clients=0),
+            view("web-01", member("web-02", replicating_from=ADDR["web-01"])),
+            renewal(0.1, no_clients_since=NOW - 0.5),
+        ),
         Action.LEAD,
     ),
     Case(
@@ -611,8 +616,18 @@ CASES = [
     ),
     Case(
         "commits wait without acknowledgement, but not for long yet: keep waiting",
-        snap("web-01", primary_db(clients=1), view("web-01"), renewal(0.1, acks_stalled_since=NOW - 0.3)),
+        snap(
+            "web-01",
+            primary_db(clients=1),
+            view("web-01", member("web-02", replicating_from=ADDR["web-01"])),
+            renewal(0.1, acks_stalled_since=NOW - 0.3),
+        ),
         Action.LEAD,
+    ),
+    Case(
+        "no healthy replica anywhere (the old primary is gone): nobody to wait for, fall back at once",
+        snap("web-01", primary_db(clients=0), view("web-01"), renewal(0.1, no_clients_since=NOW - 0.2)),
+        Action.SEMI_SYNC_FALLBACK,
     ),
     Case(
         "fallback: still no replica: stay async",

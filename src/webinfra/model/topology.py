@@ -69,7 +69,7 @@ class LbSpec(_Frozen):
     route_writes_to: Literal["primary", "any"] = "primary"
     port: Int = Field(default=80, ge=1, le=65535)
     https_port: Int = Field(default=443, ge=1, le=65535)  # with [tls] enabled: HTTPS here, `port` only redirects
-    check_interval_ms: Int = Field(default=1000, ge=100, le=60_000)
+    check_interval_ms: Int = Field(default=500, ge=100, le=60_000)
     check_fall: Int = Field(default=2, ge=1, le=10)
     check_rise: Int = Field(default=2, ge=1, le=10)
     # LB pair: the site's virtual IP, held by keepalived (VRRP, unicast) on the active LB.

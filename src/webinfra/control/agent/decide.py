@@ -174,9 +174,12 @@ def _semi_sync(s: Snapshot) -> Decision | None:
     if since is None or sent is None:
         return None
     waited = s.now - since
+    # Waiting gives a replica the chance to (re)connect. With no healthy replica at all in the DCS (e.g.
+    # just promoted, the old primary gone) there is nobody to wait for: only the lease check remains.
+    threshold = s.settings.semi_sync_fallback if _any_healthy_replica(s) else 0.0
     # The DCS must have confirmed my lease *after* the replicas went away: otherwise I may be the one
     # cut off, and acknowledging writes alone would lose them when a replica takes over.
-    if waited >= s.settings.semi_sync_fallback and s.renewal_fresh and sent >= since:
+    if waited >= threshold and s.renewal_fresh and sent >= since:
         return Decision(
             Action.SEMI_SYNC_FALLBACK,
             (
@@ -221,6 +224,13 @@ def leader_optime(s: Snapshot, *, going_async: bool = False) -> OptimeRecord | N
     else:
         want = OptimeRecord(me, False, current.gtid, current.gtid_seq)
     return None if want.same_promise(current) else want
+
+
+def _any_healthy_replica(s: Snapshot) -> bool:
+    """Some other member is a healthy replica (fresh member key), whoever it follows."""
+    if s.cluster is None:
+        return True  # unknown: assume one may be there, and wait
+    return any(m.name != s.settings.host and m.healthy and m.role == Role.REPLICA for m in s.cluster.members.values())
 
 
 def _replica_reached(s: Snapshot, seq: int) -> bool:
