@@ -62,6 +62,7 @@ def timeline_png(result: ChaosResult, samples: Sequence[Sample], path: Path) -> 
     ax2.plot(xs, [math.nan if v is None else v for v in p50], color="#1f77b4", label="p50")
     ax2.plot(xs, [math.nan if v is None else v for v in p99], color="#ff7f0e", label="p99")
     ax2.set_yscale("log")
+    ax2.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax2.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax2.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax2.set_ylabel("latency ms")
@@ -82,4 +83,15 @@ def timeline_png(result: ChaosResult, samples: Sequence[Sample], path: Path) -> 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+    shrink(path)
     return path
+
+
+def shrink(path: Path, colors: int = 64) -> None:
+    """Rewrite a PNG with a small palette: a plot has few colours, and the file becomes a quarter the size
+    (these are committed under docs/resilience/)."""
+    from PIL import Image
+
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=colors)
+    small.save(path, optimize=True)

@@ -185,3 +185,33 @@ def test_buckets_and_png(tmp_path: Path) -> None:
     path = timeline_png(result, samples, tmp_path / "sub" / "t.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert 5_000 < path.stat().st_size < 150_000
+
+
+def test_compare_page_names_the_single_points_of_failure(tmp_path: Path) -> None:
+    from webinfra.control.chaos.suite import compare_markdown
+
+    samples = _run(3.0, 7.0)
+    seed = [summarize(ChaosResult("lb-crash", "seed", "c", target="lb-01"), samples, Marks(3.0, 7.0, 10.0))]
+    seed[0].acked_writes_lost = 0
+    healed = summarize(ChaosResult("lb-crash", "hardened", "c", target="lb-01"), _run(3.0, 4.0), Marks(3.0, 7.0, 10.0))
+    page = compare_markdown(seed, [healed], Timing.short(), "webinfra chaos compare --out docs/", tmp_path)
+    assert "As drawn, **lb-crash**: nothing was served until the fault was undone" in page
+    assert "Hardened: the site served reads and writes again by itself in lb-crash." in page
+    assert "| lb-crash | HAProxy on the active load balancer is killed | 0 % | no (held 4 s" in page
+    assert "`webinfra chaos compare --out docs/`" in page
+
+
+def test_chaos_all_writes_report_and_json(tmp_path: Path) -> None:
+    import json
+
+    from webinfra.control.chaos.suite import write_report
+
+    samples = _run(3.0, 4.0)
+    r = summarize(ChaosResult("app-crash", "seed", "c", target="web-02"), samples, Marks(3.0, 7.0, 10.0))
+    r.png = str(timeline_png(r, samples, tmp_path / "seed-app-crash.png"))
+    na = ChaosResult("etcd-member-down", "seed", "c", applicable=False, reason="no etcd")
+    path = write_report([r, na], Timing.short(), "webinfra chaos all --short", tmp_path)
+    text = path.read_text()
+    assert "# Chaos report: seed" in text and "![](seed-app-crash.png)" in text and "not applicable" in text
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert [d["scenario"] for d in data] == ["app-crash", "etcd-member-down"]
