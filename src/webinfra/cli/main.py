@@ -781,7 +781,8 @@ def chaos(
         console.print(f"wrote {out} and {len(list((docs / 'resilience').glob('*.png')))} PNGs under {docs}/resilience/")
     elif scenario == "all":
         assert png_dir is not None
-        where = suite.write_report(results, timing, f"webinfra chaos all {flags}", png_dir)
+        source = f" -f {topology_file}" if topology_file else f" -c {cluster_name}" if cluster_name else ""
+        where = suite.write_report(results, timing, f"webinfra chaos all{source} {flags} --out {png_dir}", png_dir)
         console.print(f"wrote {where}")
     if as_json:
         click.echo(report.to_json(results[0] if len(results) == 1 else results))
