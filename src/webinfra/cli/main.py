@@ -609,48 +609,21 @@ def bench(
         if md_out:
             Path(md_out).write_text(text)
         return
+    flags = f"--duration {duration} --connections {connections} --rounds {rounds}"
+    params = {"duration": duration, "connections": connections, "rounds": rounds, "keep": keep}
+
+    def say(line: str) -> None:
+        console.print(line, soft_wrap=True)
+
     if monitoring_mode:
         from webinfra.control.bench_monitoring import monitoring_markdown, run_monitoring_bench
 
-        mon_report = run_monitoring_bench(
-            duration=duration,
-            connections=connections,
-            rounds=rounds,
-            keep=keep,
-            say=lambda line: console.print(line, soft_wrap=True),
-        )
-        command = f"webinfra bench --monitoring --duration {duration} --connections {connections} --rounds {rounds}"
-        text = monitoring_markdown(mon_report, command)
-        console.print(text, markup=False)
-        if md_out:
-            Path(md_out).write_text(text)
-        return
-    if tls_mode:
-        tls_report = run_tls_bench(
-            duration=duration,
-            connections=connections,
-            rounds=rounds,
-            keep=keep,
-            say=lambda line: console.print(line, soft_wrap=True),
-        )
-        command = f"webinfra bench --tls --duration {duration} --connections {connections} --rounds {rounds}"
-        text = tls_markdown(tls_report, command)
-        console.print(text, markup=False)
-        if md_out:
-            Path(md_out).write_text(text)
-        return
-    report = run_bench(
-        duration=duration,
-        connections=connections,
-        rounds=rounds,
-        keep=keep,
-        say=lambda line: console.print(line, soft_wrap=True),
-    )
-    command = " ".join(
-        ["webinfra bench", f"--duration {duration}", f"--connections {connections}", f"--rounds {rounds}"]
-    )
-    text = markdown(report, command)
-    console.print(text)
+        text = monitoring_markdown(run_monitoring_bench(**params, say=say), f"webinfra bench --monitoring {flags}")
+    elif tls_mode:
+        text = tls_markdown(run_tls_bench(**params, say=say), f"webinfra bench --tls {flags}")
+    else:
+        text = markdown(run_bench(**params, say=say), f"webinfra bench {flags}")
+    console.print(text, markup=False)
     if md_out:
         Path(md_out).write_text(text)
 
@@ -822,9 +795,7 @@ def deploy(
     if not result.switched:
         console.print(f"version {result.version} already runs on every app server; nothing to do")
         return
-    console.print(
-        f"[bold green]deployed[/] {result.version} to {', '.join(result.switched)} in {result.seconds:.1f}s"
-    )
+    console.print(f"[bold green]deployed[/] {result.version} to {', '.join(result.switched)} in {result.seconds:.1f}s")
 
 
 @cli.group()
