@@ -60,7 +60,25 @@ def bench_topology_text() -> str:
     return re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
 
 
-SEED_TOPOLOGY = """
+# The hosts of the design as drawn (examples/seed.toml), shared by every bench built on it.
+SEED_HOSTS = """
+[[hosts]]
+name = "lb-01"
+roles = ["lb"]
+
+[[hosts]]
+name = "web-01"
+roles = ["web", "app", "db"]
+db_role = "primary"
+
+[[hosts]]
+name = "web-02"
+roles = ["web", "app", "db"]
+db_role = "replica"
+"""
+
+SEED_TOPOLOGY = (
+    """
 name = "seed"
 firewall = false
 [tls]
@@ -69,20 +87,9 @@ enabled = false
 subnet = "198.18.0.0/24"
 [lb]
 route_writes_to = "primary"
-[[hosts]]
-name = "lb-01"
-roles = ["lb"]
-[[hosts]]
-name = "web-01"
-roles = ["web", "app", "db"]
-db_role = "primary"
-weight = 1
-[[hosts]]
-name = "web-02"
-roles = ["web", "app", "db"]
-db_role = "replica"
-weight = 1
 """
+    + SEED_HOSTS
+)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -216,26 +223,15 @@ TLS_MODES = (("keep-alive", ()), ("new connection per request", ("Connection: cl
 
 
 def tls_bench_topology_text(name: str, subnet: str, tls: str) -> str:
-    return f"""name = "{name}"
+    return (
+        f"""name = "{name}"
 [network]
 subnet = "{subnet}"
 [tls]
 {tls}
-
-[[hosts]]
-name = "lb-01"
-roles = ["lb"]
-
-[[hosts]]
-name = "web-01"
-roles = ["web", "app", "db"]
-db_role = "primary"
-
-[[hosts]]
-name = "web-02"
-roles = ["web", "app", "db"]
-db_role = "replica"
 """
+        + SEED_HOSTS
+    )
 
 
 @dataclass

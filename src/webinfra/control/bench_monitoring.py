@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webinfra.control.bench import WrkResult, wrk
+from webinfra.control.bench import SEED_HOSTS, WrkResult, wrk
 from webinfra.control.cluster import Cluster, ClusterError
 from webinfra.hosts import network as netmod
 from webinfra.model import Role, parse_topology
@@ -33,31 +33,23 @@ ON, OFF = "monitoring on", "monitoring off"
 
 
 def topology_text() -> str:
-    return f"""name = "{CLUSTER}"
+    """The seed design plus a monitoring host."""
+    head = f"""name = "{CLUSTER}"
 firewall = false
 [tls]
 enabled = false
 [network]
 subnet = "{SUBNET}"
-
-[[hosts]]
-name = "lb-01"
-roles = ["lb"]
-
-[[hosts]]
-name = "web-01"
-roles = ["web", "app", "db"]
-db_role = "primary"
-
-[[hosts]]
-name = "web-02"
-roles = ["web", "app", "db"]
-db_role = "replica"
-
+"""
+    return (
+        head
+        + SEED_HOSTS
+        + """
 [[hosts]]
 name = "mon-01"
 roles = ["monitoring"]
 """
+    )
 
 
 @dataclass
