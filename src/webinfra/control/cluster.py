@@ -20,7 +20,7 @@ from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
-from webinfra.plan.build import build_plan
+from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
@@ -137,7 +137,7 @@ class Cluster:
             host.ensure_hostd()
         for hp in self.plan.hosts:
             self._stop_unplanned(hp, progress)
-        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET):
+        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET, SITE_SIGNING_SECRET, SITE_ADMIN_SECRET):
             ensure_secret(self.layout, secret)
         self._ensure_pki(progress)
         for hp in self.plan.hosts:  # every host's firewall is in place before any service listens
