@@ -654,6 +654,10 @@ def bench(
     help="all: the report directory (default chaos-report/); compare: the docs directory (default docs/).",
 )
 @click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
+@click.option("--name", "scratch_name", default=None, help="Name of the cluster it brings up (default: chaos).")
+@click.option(
+    "--subnet", "scratch_subnet", default=None, help="Subnet of the cluster it brings up (default: 198.18.66.0/24)."
+)
 @handle_errors
 def chaos(
     scenario: str,
@@ -666,6 +670,8 @@ def chaos(
     png_path: str | None,
     out_dir: str | None,
     keep: bool,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
 ) -> None:
     """Break one thing under load and report what the site saw (see docs/RESILIENCE.md).
 
@@ -683,6 +689,9 @@ def chaos(
         raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare)")
     if scenario == "compare" and (topology_file or cluster_name):
         raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
+    if (scratch_name or scratch_subnet) and (scenario == "compare" or cluster_name):
+        raise UsageError("--name/--subnet name the cluster chaos brings up: not with compare or -c")
+    scratch = suite.scratch_cluster(scratch_name, scratch_subnet)
     if png_path and scenario in ("all", "compare"):
         raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
     if duration < 4:
@@ -737,6 +746,7 @@ def chaos(
                 results = suite.run_design(
                     path.read_text(),
                     design,
+                    cluster=scratch,
                     names=names,
                     timing=timing,
                     png_dir=png_dir,

@@ -4,6 +4,7 @@ one, examples/hardened.toml, one after the other: docs/RESILIENCE.md + docs/resi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import time
@@ -14,7 +15,7 @@ from webinfra.control.chaos import report
 from webinfra.control.chaos.report import ChaosResult
 from webinfra.control.chaos.run import Say, Timing, bring_up, example_file, run_all
 from webinfra.control.chaos.scenarios import NAMES, SCENARIOS
-from webinfra.control.cluster import Cluster
+from webinfra.control.cluster import Cluster, UsageError
 
 ALL_CLUSTER = ("chaos", "198.18.66.0/24")
 DEFAULT_TIMING = Timing()
@@ -22,7 +23,8 @@ COMPARE_CLUSTERS = {"seed": ("chseed", "198.18.67.0/24"), "hardened": ("chhard",
 
 DEFINITIONS = """\
 - **Load**: a paced read/write load through the site's address (the VIP of an LB pair), {rate:g} requests/s
-  over {conc} connections, {wr:.0%} writes (`POST /api/entries`), the rest reads (`GET /api/entries?limit=10`),
+  over {conc} connections, {wr:.0%} writes (`POST /api/entries`; {kr:.0%} of them carry an `Idempotency-Key`, which
+  lets HAProxy retry them on another server), the rest reads (`GET /api/entries?limit=10`),
   {timeout:g} s timeout per request. Every request is recorded; every acknowledged write (201) is kept.
 - **Phases**: {before:g} s of load, then the fault; it stays in force at least {hold:g} s and until the site
   has recovered (at most {deadline:g} s); then it is undone (`webinfra recover`), the run waits until the
@@ -44,11 +46,22 @@ DEFINITIONS = """\
 """
 
 
+def scratch_cluster(name: str | None, subnet: str | None) -> tuple[str, str]:
+    """The name and subnet of the cluster `chaos` brings up (`--name`, `--subnet`; default ALL_CLUSTER)."""
+    # A bad name is refused by the topology's own check when the cluster is brought up.
+    try:
+        net = ipaddress.IPv4Network(subnet or ALL_CLUSTER[1])
+    except ValueError as exc:
+        raise UsageError(f"--subnet {subnet!r}: {exc}") from None
+    return name or ALL_CLUSTER[0], str(net)
+
+
 def definitions(timing: Timing) -> str:
     return DEFINITIONS.format(
         rate=timing.rate,
         conc=timing.concurrency,
         wr=timing.write_ratio,
+        kr=timing.keyed_ratio,
         timeout=timing.request_timeout,
         before=timing.before,
         hold=timing.hold,
