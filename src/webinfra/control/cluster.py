@@ -167,6 +167,7 @@ class Cluster:
             if leader is None:
                 raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
             progress(leader, "agent", "leader (writable primary)")
+            mariadb.ensure_schema(self.hosts[leader], self.plan.host(leader), self.topology)
 
     def _ensure_pki(self, progress: Progress) -> None:
         """Certificates for the topology's names (reused while still good). A running service whose
