@@ -9,7 +9,10 @@ import uuid
 import asyncmy
 import httpx
 import pytest
+from asyncmy.cursors import Cursor
 from site_testlib import AppClient, Cluster, gtid_cookie
+
+from webinfra.site.db import IDLE_TRANSACTION_SECONDS
 
 pytestmark = pytest.mark.anyio
 
@@ -190,3 +193,17 @@ async def test_read_your_writes_cookie_is_signed_and_clamped(serve: AppClient, m
         assert other.status_code == 200
         assert stats.ryw_clamps == 2 and stats.ryw_fallbacks == 0
         assert app.state.db.primary_position.refreshes >= 1
+
+
+async def test_an_abandoned_transaction_cannot_hold_a_key_for_long(serve: AppClient, mariadb_cluster: Cluster) -> None:
+    """Every app connection rolls back a transaction idle for IDLE_TRANSACTION_SECONDS: a dead app server's
+    half-done keyed write releases its key instead of blocking the retries for hours."""
+    async with serve(mariadb_cluster.config(readers=[])) as (_client, app):
+
+        async def setting(cur: Cursor) -> int:
+            await cur.execute("SELECT @@session.idle_transaction_timeout")
+            row = await cur.fetchone()
+            return int(row[0])
+
+        assert (await app.state.db.read(setting)).value == IDLE_TRANSACTION_SECONDS
+        assert (await app.state.db.write(setting)).value == IDLE_TRANSACTION_SECONDS

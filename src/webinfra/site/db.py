@@ -57,6 +57,12 @@ _CLIENT_ERRNO_MIN = 2000
 ER_OPTION_PREVENTS_STATEMENT = 1290
 #: Asked once per new connection when ``identify_servers`` is on.
 IDENTIFY_SQL = "SELECT @@report_host, @@read_only"
+#: A write transaction left open by an app server that died or was cut off mid-way is rolled back by the
+#: server after this long, releasing its locks - above all its Idempotency-Key, whose retries would
+#: otherwise wait for it (MariaDB keeps an idle session for wait_timeout, 8 hours by default).
+IDLE_TRANSACTION_SECONDS = 10
+#: Run by every new connection.
+SESSION_SETUP_SQL = f"SET SESSION idle_transaction_timeout = {IDLE_TRANSACTION_SECONDS}"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -459,6 +465,7 @@ class Database:
                 autocommit=True,  # reads must not hold a snapshot across pooled uses
                 connect_timeout=self._cfg.connect_timeout_seconds,
                 ssl=self._ssl,
+                init_command=SESSION_SETUP_SQL,
             )
             # Another task may have raced us here while create_pool yielded.
             existing = self._pools.setdefault(endpoint.name, pool)
