@@ -97,3 +97,20 @@ def test_a_keyed_retry_on_another_server_returns_the_first_result(cluster: Clust
     assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
     assert other.status_code == 422
     assert _sql(cluster, f"SELECT COUNT(*) FROM site.entries WHERE text = '{text}'") == ["1"]
+
+
+def test_a_cut_off_server_fails_no_read_and_no_keyed_write(cluster: Cluster) -> None:
+    """web-02 partitioned (its requests hang rather than fail): HAProxy gives reads 1 s and keyed POSTs 1.5 s,
+    then replays them on web-01. The seed design replicates asynchronously, so no commit waits for web-02."""
+    from webinfra.control import faults
+
+    load = _outage(
+        cluster,
+        lambda: faults.fail(cluster, "web-02", None, "partition"),
+        lambda: faults.recover(cluster, "web-02"),
+        write_ratio=0.3,
+        keyed_ratio=1.0,
+    )
+    result = load.result
+    assert len(result.samples) > 50 and any(s.method == "POST" for s in result.samples)
+    assert not result.failed, [(s.method, s.status, s.error, round(s.latency, 2)) for s in result.failed[:5]]
