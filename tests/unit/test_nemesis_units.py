@@ -98,3 +98,18 @@ def test_errant_transactions_must_name_an_existing_file() -> None:
     assert len(v.errant_events) == 2
     assert v.errant_unsurfaced == ["web-02: 0-2-9 set aside, no export"]
     assert v.to_json()["ok"] is False
+
+
+def test_resilience_page_keeps_one_nemesis_section() -> None:
+    from webinfra.control.chaos.nemesis_report import SECTION_END, SECTION_START, markdown, splice
+    from webinfra.control.chaos.nemesis_run import NemesisReport, StepRecord
+
+    report = NemesisReport("tnem", 26, "abc", duration=120.0, steps=[StepRecord(0, "a + b", healthy_after=1.5)])
+    check_writable([1, 1], 1, report.verdict)
+    check_checksums({"x": "1"}, report.verdict)
+    section = markdown(report, "webinfra chaos nemesis --steps 1", "nemesis/timeline.png")
+    assert "| acknowledged writes lost | 0 |" in section and "![nemesis timeline](nemesis/timeline.png)" in section
+    page = splice("# Resilience\n\nintro\n", section)
+    again = splice(page + "\n## later\n", section.replace("--steps 1", "--steps 2"))
+    assert again.count(SECTION_START) == 1 and again.count(SECTION_END) == 1
+    assert "--steps 2" in again and "--steps 1" not in again and "## later" in again and "intro" in again

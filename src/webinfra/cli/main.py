@@ -652,7 +652,7 @@ def bench(
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="all: the report directory (default chaos-report/); compare: the docs directory (default docs/).",
+    help="all: the report directory (default chaos-report/); compare, nemesis: the docs directory (RESILIENCE.md).",
 )
 @click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
 @click.option("--seed", default=1, show_default=True, help="nemesis: the seed of its fault schedule (replayable).")
@@ -692,11 +692,20 @@ def chaos(
         from webinfra.cli import nemesis
 
         require_root()
-        opts = dict(topology_file=topology_file, cluster_name=cluster_name, state_dir=state_dir, keep=keep)
         nemesis.run_command(
-            **opts, duration=duration, seed=seed, steps=steps, as_json=as_json, png_path=png_path,
-            console=console, err_console=err_console,
-        )  # fmt: skip
+            topology_file=topology_file,
+            cluster_name=cluster_name,
+            state_dir=state_dir,
+            duration=duration,
+            seed=seed,
+            steps=steps,
+            as_json=as_json,
+            png_path=png_path,
+            out_dir=out_dir,
+            keep=keep,
+            console=console,
+            err_console=err_console,
+        )
         return
     if scenario == "compare" and (topology_file or cluster_name):
         raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")

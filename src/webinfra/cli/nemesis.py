@@ -25,6 +25,7 @@ def run_command(
     steps: int | None,
     as_json: bool,
     png_path: str | None,
+    out_dir: str | None,
     keep: bool,
     console: Console,
     err_console: Console,
@@ -40,6 +41,10 @@ def run_command(
         report = run_nemesis(cluster, settings, say)
         if png_path:
             report.png = str(nemesis_report.timeline_png(report, Path(png_path)))
+        if out_dir:
+            flags = f"--duration {duration:g}" if steps is None else f"--steps {steps}"
+            command = f"webinfra chaos nemesis {flags} --seed {seed} --out {out_dir}"
+            err_console.print(f"wrote {nemesis_report.write_docs(report, Path(out_dir), command)}")
         return report
 
     if cluster_name:

@@ -3,7 +3,9 @@ PNG timeline (write attempts answered/unanswered per second, faults shaded, writ
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from pathlib import Path
 
 from rich.table import Table
@@ -52,10 +54,53 @@ def rich_tables(report: NemesisReport) -> tuple[Table, Table]:
     return steps, verdict
 
 
-def markdown(report: NemesisReport, command: str) -> str:
-    lines = [f"Command: `{command}`", "", "| | |", "|---|---|"]
-    lines += [f"| {name} | {value} |" for name, value in verdict_rows(report)]
+SECTION_START, SECTION_END = "<!-- nemesis: start -->", "<!-- nemesis: end -->"
+
+
+def markdown(report: NemesisReport, command: str, png: str | None = None) -> str:
+    """The nemesis section of docs/RESILIENCE.md: the command, the verdict, the steps, the timeline."""
+    kinds = sorted({k for s in report.steps for k in s.label.split(" + ")})
+    lines = [
+        "## Nemesis: overlapping faults, checked from the data",
+        "",
+        f"Command: `{command}` (run on {time.strftime('%Y-%m-%d')}, {report.duration / 60:.0f} minutes, "
+        f"{len(report.steps)} steps; fault kinds: {', '.join(kinds)}). How it works: "
+        "[control/chaos/nemesis_plan.py](../src/webinfra/control/chaos/nemesis_plan.py) (the faults) and "
+        "[nemesis_check.py](../src/webinfra/control/chaos/nemesis_check.py) (what is checked).",
+        "",
+        "| | |",
+        "|---|---|",
+    ]
+    lines += [f"| {name} | {value.replace('|', '/')} |" for name, value in verdict_rows(report)]
+    healthy = sorted(s.healthy_after for s in report.steps if s.healthy_after is not None)
+    if healthy:
+        lines += ["", f"Healthy again after each step's undo: median {healthy[len(healthy) // 2]:.1f} s, "
+                  f"worst {healthy[-1]:.1f} s."]  # fmt: skip
+    if png:
+        lines += ["", f"![nemesis timeline]({png})"]
     return "\n".join(lines) + "\n"
+
+
+def splice(page: str, section: str) -> str:
+    """`page` with its nemesis section replaced by `section` (appended when it has none)."""
+    block = f"{SECTION_START}\n{section}{SECTION_END}\n"
+    if SECTION_START in page and SECTION_END in page:
+        head, _, rest = page.partition(SECTION_START)
+        _, _, tail = rest.partition(SECTION_END)
+        return head + block + tail.lstrip("\n")
+    return page.rstrip("\n") + "\n\n" + block
+
+
+def write_docs(report: NemesisReport, docs: Path, command: str) -> Path:
+    """docs/nemesis/{timeline.png,result.json} and the nemesis section of docs/RESILIENCE.md."""
+    out = docs / "nemesis"
+    out.mkdir(parents=True, exist_ok=True)
+    timeline_png(report, out / "timeline.png")
+    (out / "result.json").write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    page = docs / "RESILIENCE.md"
+    text = page.read_text() if page.exists() else "# Resilience\n"
+    page.write_text(splice(text, markdown(report, command, "nemesis/timeline.png")))
+    return page
 
 
 def timeline_png(report: NemesisReport, path: Path) -> Path:

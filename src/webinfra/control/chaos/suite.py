@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from webinfra.control.chaos import report
+from webinfra.control.chaos.nemesis_report import SECTION_START
 from webinfra.control.chaos.report import ChaosResult
 from webinfra.control.chaos.run import Say, Timing, bring_up, example_file, run_all
 from webinfra.control.chaos.scenarios import NAMES, SCENARIOS
@@ -235,7 +236,12 @@ def compare_markdown(
     for s in SCENARIOS:
         a, b = by["seed"].get(s.name), by["hardened"].get(s.name)
         lines.append(f"| {s.name} | {_img(a.png if a else None, docs)} | {_img(b.png if b else None, docs)} |")
-    return "\n".join(lines) + "\n"
+    page = "\n".join(lines) + "\n"
+    # The nemesis section is written by `webinfra chaos nemesis --out docs/`: keep it across regenerations.
+    old = docs / "RESILIENCE.md"
+    if old.exists() and SECTION_START in (text := old.read_text()):
+        page += "\n" + text[text.index(SECTION_START) :]
+    return page
 
 
 def compare(
