@@ -10,16 +10,21 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from webinfra.control.chaos import report
+from webinfra.control.chaos.nemesis_report import SECTION_START
 from webinfra.control.chaos.report import ChaosResult
 from webinfra.control.chaos.run import Say, Timing, bring_up, example_file, run_all
 from webinfra.control.chaos.scenarios import NAMES, SCENARIOS
 from webinfra.control.cluster import Cluster, UsageError
 
+T = TypeVar("T")
+
 ALL_CLUSTER = ("chaos", "198.18.66.0/24")
 DEFAULT_TIMING = Timing()
 COMPARE_CLUSTERS = {"seed": ("chseed", "198.18.67.0/24"), "hardened": ("chhard", "198.18.68.0/24")}
+NEMESIS_CLUSTER = ("nemesis", "198.18.69.0/24")
 
 DEFINITIONS = """\
 - **Load**: a paced read/write load through the site's address (the VIP of an LB pair), {rate:g} requests/s
@@ -70,15 +75,16 @@ def definitions(timing: Timing) -> str:
     )
 
 
-def _on_cluster(
+def on_cluster(
     text: str,
     name: str,
     subnet: str,
     root: Path | None,
     keep: bool,
     say: Say,
-    body: Callable[[Cluster], list[ChaosResult]],
-) -> list[ChaosResult]:
+    body: Callable[[Cluster], T],
+) -> T:
+    """Bring up `text` as cluster `name` on `subnet`, run `body` on it, take it down (unless `keep`)."""
     cluster = bring_up(text, name, subnet, root, say)
     try:
         return body(cluster)
@@ -103,7 +109,7 @@ def run_design(
 ) -> list[ChaosResult]:
     """Bring up `text` as its own cluster, run `names` on it, take it down."""
     name, subnet = cluster
-    return _on_cluster(
+    return on_cluster(
         text,
         name,
         subnet,
@@ -243,7 +249,12 @@ def compare_markdown(
     for s in SCENARIOS:
         a, b = by["seed"].get(s.name), by["hardened"].get(s.name)
         lines.append(f"| {s.name} | {_img(a.png if a else None, docs)} | {_img(b.png if b else None, docs)} |")
-    return "\n".join(lines) + "\n"
+    page = "\n".join(lines) + "\n"
+    # The nemesis section is written by `webinfra chaos nemesis --out docs/`: keep it across regenerations.
+    old = docs / "RESILIENCE.md"
+    if old.exists() and SECTION_START in (text := old.read_text()):
+        page += "\n" + text[text.index(SECTION_START) :]
+    return page
 
 
 def compare(
