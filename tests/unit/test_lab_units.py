@@ -208,6 +208,12 @@ def test_lab_spec_rejects_bad_input(name: str, count: int, subnet: str, message:
         LabSpec.parse(name, count, subnet)
 
 
+def test_extra_packages_for_the_image() -> None:
+    assert LabSpec.parse("lab", 1, "198.18.250.0/24", "nginx, haproxy,nginx").include == ("haproxy", "nginx")
+    with pytest.raises(LabUsageError, match=re.escape("--include 'rm -rf': not a Debian package name")):
+        LabSpec.parse("lab", 1, "198.18.250.0/24", "rm -rf")
+
+
 def test_lab_record_round_trips(tmp_path: Path) -> None:
     paths = LabPaths.under(tmp_path, tmp_path / "images")
     spec = LabSpec.parse("t1", 2, "198.18.241.0/24")

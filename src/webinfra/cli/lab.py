@@ -93,13 +93,20 @@ def lab_group() -> None:
 @click.option("--name", default=labs.DEFAULT_LAB, show_default=True, help="Lab name (1-8 lowercase letters/digits).")
 @click.option("--subnet", default=labs.DEFAULT_SUBNET, show_default=True, help="The lab bridge's subnet.")
 @click.option("--mirror", default=None, help="Debian mirror URL (default: the one this machine's apt uses).")
+@click.option("--include", default="", help="Extra Debian packages to bake into the image (comma-separated).")
 @common_options
 @handle_lab_errors
 def lab_up(
-    count: int, name: str, subnet: str, mirror: str | None, state_dir: Path | None, image_dir: Path | None
+    count: int,
+    name: str,
+    subnet: str,
+    mirror: str | None,
+    include: str,
+    state_dir: Path | None,
+    image_dir: Path | None,
 ) -> None:
     """Create COUNT machines node-01 … (idempotent: starts what is not running)."""
-    spec = labs.LabSpec.parse(name, count, subnet)
+    spec = labs.LabSpec.parse(name, count, subnet, include)
     started = time.monotonic()
     lab = labs.up(spec, labs.LabPaths.under(state_dir, image_dir), mirror, printer())
     first = lab.machines[0][0]

@@ -29,7 +29,14 @@ from typing import Any
 from webinfra.hosts.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.plan.layout import state_root
 from webinfra.testbed import LabUsageError
-from webinfra.testbed.image import ImageSpec, debian_mirror_lines, ensure_image, mirror_lines_for, read_system_sources
+from webinfra.testbed.image import (
+    PACKAGES,
+    ImageSpec,
+    debian_mirror_lines,
+    ensure_image,
+    mirror_lines_for,
+    read_system_sources,
+)
 from webinfra.testbed.machine import Machine, keypair, ssh_config
 from webinfra.testbed.proxy import PackageProxy
 
@@ -48,9 +55,10 @@ class LabSpec:
     name: str
     count: int
     subnet: ipaddress.IPv4Network
+    include: tuple[str, ...] = ()  # Debian packages baked into the image on top of PACKAGES
 
     @classmethod
-    def parse(cls, name: str, count: int, subnet: str) -> LabSpec:
+    def parse(cls, name: str, count: int, subnet: str, include: str = "") -> LabSpec:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", name):
             raise LabUsageError(f"--name {name!r}: 1-8 lowercase letters or digits, starting with a letter")
         if not 1 <= count <= MAX_MACHINES:
@@ -64,7 +72,11 @@ class LabSpec:
                 raise LabUsageError(f"--subnet {net} overlaps {forbidden}, which the lab must never use")
         if net.num_addresses < FIRST_HOST + count + 1:
             raise LabUsageError(f"--subnet {net} is too small for {count} machines from .{FIRST_HOST}")
-        return cls(name, count, net)
+        extra = tuple(sorted({p.strip() for p in include.split(",") if p.strip()}))
+        for package in extra:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9+.-]+", package):
+                raise LabUsageError(f"--include {package!r}: not a Debian package name")
+        return cls(name, count, net, extra)
 
     @property
     def gateway(self) -> str:
@@ -172,8 +184,8 @@ def require_tools(*tools: tuple[str, str]) -> None:
             raise LabUsageError(f"{binary} is not installed (Debian package {package}; scripts/install-deps.sh --lab)")
 
 
-def up(spec: LabSpec, paths: LabPaths, mirror: str | None, say: Say, boot_timeout: float = 180.0) -> Lab:
-    """Create the lab, or start what of it is not running (idempotent for the same spec)."""
+def check_free(spec: LabSpec, paths: LabPaths) -> Lab | None:
+    """Refuse (exit 2, nothing changed) what `up` must not do; returns the lab's record if it exists."""
     require_root()
     require_tools(
         ("systemd-nspawn", "systemd-container"), ("apt-cacher-ng", "apt-cacher-ng"), ("ssh", "openssh-client")
@@ -192,29 +204,45 @@ def up(spec: LabSpec, paths: LabPaths, mirror: str | None, say: Say, boot_timeou
     clashes = foreign_overlaps(spec.subnet, bridge_name(spec.name))
     if clashes:
         raise LabUsageError(f"--subnet {spec.subnet} overlaps addresses of this machine: {', '.join(clashes)}")
-    lines = mirror_lines_for(mirror) if mirror else debian_mirror_lines(read_system_sources())
-    image_spec = ImageSpec(lines)
-    image, built = ensure_image(paths.images, image_spec, say)
-    say(f"image {image.name} {'built' if built else 'cached'} ({image})")
+    return existing
 
-    lab = existing or Lab(
-        spec.name,
-        str(spec.subnet),
-        spec.gateway,
-        image.name,
-        lines,
-        tuple(spec.machines()),
-        paths.lab(spec.name),
-        paths.root / "apt-cache" / spec.name,
-    )
-    lab.save()  # before anything is created: `down` can always remove what a failed `up` left
-    ssh_dir = lab.ssh_dir
+
+def ensure_client_key(ssh_dir: Path, lab_name: str) -> str:
+    """The lab's key pair (made once per lab; root's, 0600); returns the public key line."""
     if not (ssh_dir / "id_ed25519").exists():
-        private, public = keypair(f"webinfra-lab-{lab.name}")
+        private, public = keypair(f"webinfra-lab-{lab_name}")
         ssh_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         (ssh_dir / "id_ed25519").write_bytes(private)
         (ssh_dir / "id_ed25519").chmod(0o600)
         (ssh_dir / "id_ed25519.pub").write_text(public + "\n")
+    return (ssh_dir / "id_ed25519.pub").read_text().strip()
+
+
+def up(spec: LabSpec, paths: LabPaths, mirror: str | None, say: Say, boot_timeout: float = 180.0) -> Lab:
+    """Create the lab, or start what of it is not running (idempotent for the same spec)."""
+    existing = check_free(spec, paths)
+    if existing is not None:
+        # A lab keeps the image it was created with: its machines' overlays sit on it.
+        lab, image = existing, paths.images / existing.image
+        if not image.is_dir():
+            raise LabUsageError(f"lab {spec.name!r} was made from image {image}, which is gone: `webinfra lab down` it")
+    else:
+        lines = mirror_lines_for(mirror) if mirror else debian_mirror_lines(read_system_sources())
+        image, built = ensure_image(paths.images, ImageSpec(lines, packages=(*PACKAGES, *spec.include)), say)
+        say(f"image {image.name} {'built' if built else 'cached'} ({image})")
+        lab = Lab(
+            spec.name,
+            str(spec.subnet),
+            spec.gateway,
+            image.name,
+            lines,
+            tuple(spec.machines()),
+            paths.lab(spec.name),
+            paths.root / "apt-cache" / spec.name,
+        )
+    lab.save()  # before anything is created: `down` can always remove what a failed `up` left
+    ssh_dir = lab.ssh_dir
+    authorized = ensure_client_key(ssh_dir, lab.name)
     network = lab.network
     network.save(lab.directory / "network.json")
     network.ensure()
@@ -222,11 +250,10 @@ def up(spec: LabSpec, paths: LabPaths, mirror: str | None, say: Say, boot_timeou
     if lab.proxy.start(lab.mirror_lines):
         say(f"apt-cacher-ng listening on {lab.gateway}:{lab.proxy.port}")
 
-    authorized = (ssh_dir / "id_ed25519.pub").read_text().strip()
     machines = lab.machine_list()
     for machine in machines:
         if machine.process() is None:
-            machine.ensure_rootfs(paths.images / lab.image, authorized, lab.machines, lab.gateway)
+            machine.ensure_rootfs(image, authorized, lab.machines, lab.gateway)
     (ssh_dir / "known_hosts").write_text("".join(m.known_hosts_line() + "\n" for m in machines))
     (ssh_dir / "config").write_text(ssh_config(lab.machines, ssh_dir))
     say(f"{len(machines)} root file systems ready")
