@@ -7,6 +7,7 @@ Lab `tlab` on 198.18.240.0/24. The image is built once per test run (fixture `la
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -99,6 +100,34 @@ def test_machines_boot_systemd_with_sshd(lab: labs.Lab) -> None:
         assert not any(route.startswith("default") for route in routes)  # no way out but the proxy
     sudo = ssh(lab, "node-02", "sudo", "-n", "id", "-u", user="lab")
     assert (sudo.returncode, sudo.stdout.strip()) == (0, "0"), sudo.stderr
+
+
+def test_up_again_changes_nothing(lab: labs.Lab, lab_paths: labs.LabPaths) -> None:
+    before = [read_pidfile(m.pidfile) for m in lab.machine_list()]
+    again = bring_up(lab_paths)
+    assert again == lab
+    assert [read_pidfile(m.pidfile) for m in again.machine_list()] == before  # nothing restarted
+
+
+def test_a_reboot_inside_a_machine_brings_it_back(lab: labs.Lab) -> None:
+    machine = lab.machine("node-02")
+    boot_id = machine.run(lab.ssh_dir, ["cat /proc/sys/kernel/random/boot_id; touch /root/kept"]).stdout.strip()
+    with contextlib.suppress(subprocess.TimeoutExpired):  # the connection may drop: its result says nothing
+        machine.run(lab.ssh_dir, ["systemctl", "reboot"], timeout=15)
+    deadline = time.monotonic() + 120
+    after = ""
+    while time.monotonic() < deadline:
+        try:
+            probe = machine.run(lab.ssh_dir, ["systemctl is-system-running; cat /proc/sys/kernel/random/boot_id"], 15)
+        except subprocess.TimeoutExpired:
+            continue
+        lines = probe.stdout.split()
+        if len(lines) == 2 and lines[0] == "running" and lines[1] != boot_id:
+            after = lines[1]
+            break
+        time.sleep(0.5)
+    assert after, f"node-02 did not come back from its reboot within 120s ({machine.console_log})"
+    assert machine.run(lab.ssh_dir, ["test", "-e", "/root/kept"]).returncode == 0  # its disk is the same
 
 
 def test_a_package_installs_through_the_proxy(lab: labs.Lab) -> None:

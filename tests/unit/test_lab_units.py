@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ from webinfra.testbed.image import (
     read_system_sources,
 )
 from webinfra.testbed.lab import Lab, LabPaths, LabSpec
-from webinfra.testbed.machine import hosts_file, keypair, nspawn_argv, ssh_argv, ssh_config
+from webinfra.testbed.machine import hosts_file, keeper_argv, keypair, nspawn_argv, ssh_argv, ssh_config
 from webinfra.testbed.proxy import acng_conf, apt_proxy_conf
 
 DEB822 = """\
@@ -160,6 +161,27 @@ def test_nspawn_boots_systemd_in_the_machines_namespace() -> None:
         "--keep-unit",
         "--machine=wi-lab-node-01",
     } <= set(argv)
+
+
+def test_keeper_restarts_the_machine_on_reboot_code_133_only(tmp_path: Path) -> None:
+    """nspawn exits 133 when the machine reboots: the keeper starts it again; any other code ends it."""
+    runs = tmp_path / "runs"
+    fake_nspawn = f'echo run >> {runs}; [ "$(wc -l < {runs})" -ge 3 ] && exit 7; exit 133'
+    proc = subprocess.run(keeper_argv(["sh", "-c", fake_nspawn]), timeout=10)
+    assert proc.returncode == 7
+    assert runs.read_text().count("run") == 3
+
+
+def test_keeper_passes_sigterm_on_and_ends(tmp_path: Path) -> None:
+    started, marker = tmp_path / "started", tmp_path / "got-term"
+    fake_nspawn = f"trap 'touch {marker}; exit 0' TERM; touch {started}; while :; do sleep 0.1; done"
+    proc = subprocess.Popen(keeper_argv(["sh", "-c", fake_nspawn]))
+    deadline = time.monotonic() + 10
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+    assert marker.exists()  # the machine got its poweroff signal before the keeper ended
 
 
 def test_ssh_config_pins_key_and_known_hosts() -> None:

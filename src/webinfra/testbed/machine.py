@@ -58,6 +58,21 @@ def nspawn_argv(rootfs: Path, netns: str) -> list[str]:
     ]
 
 
+# systemd-nspawn exits with 133 when the machine's systemd asks for a reboot (systemd-nspawn@.service
+# restarts it on that code): this loop does the same, so `systemctl reboot` inside a machine brings it back.
+# SIGTERM to the loop is passed on to nspawn (an orderly poweroff) and ends the loop.
+KEEPER = """trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
+while :; do
+  "$@" & child=$!
+  wait "$child"; rc=$?
+  [ "$rc" -eq 133 ] || exit "$rc"
+done"""
+
+
+def keeper_argv(nspawn: list[str]) -> list[str]:
+    return ["sh", "-c", KEEPER, "webinfra-lab-machine", *nspawn]
+
+
 def hosts_file(name: str, machines: Sequence[tuple[str, str]], gateway: str) -> str:
     lines = ["127.0.0.1\tlocalhost", f"127.0.1.1\t{name}", "::1\tlocalhost ip6-localhost ip6-loopback"]
     lines.append(f"{gateway}\tgateway")
@@ -202,7 +217,7 @@ class Machine:
         """Boot the machine in the background unless it runs. True if started now."""
         if self.process() is not None:
             return False
-        argv = nspawn_argv(self.rootfs, self.netns)
+        argv = keeper_argv(nspawn_argv(self.rootfs, self.netns))
         with self.console_log.open("ab") as out:
             child = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -211,24 +226,25 @@ class Machine:
         return True
 
     def exited_early(self) -> str | None:
-        """If the nspawn process is gone, the last line it printed."""
+        """If the machine's process is gone, the last line it printed."""
         if self.process() is not None:
             return None
         lines = self.console_log.read_text(errors="replace").strip().splitlines() if self.console_log.exists() else []
         return lines[-1] if lines else "no output"
 
     def stop(self, timeout: float = 20.0) -> bool:
-        """An orderly poweroff (systemd-nspawn turns SIGTERM into SIGRTMIN+3 for the machine's systemd),
-        then SIGKILL to nspawn by PID if it does not end in time. The namespace's removal afterwards kills
-        whatever of the machine might remain. True if it was running."""
+        """An orderly poweroff (the keeper passes SIGTERM to systemd-nspawn, which turns it into
+        SIGRTMIN+3 for the machine's systemd), then SIGKILL to the keeper's process group (keeper and
+        nspawn) if it does not end in time. The namespace's removal afterwards kills whatever of the
+        machine might remain. True if it was running."""
         proc = read_pidfile(self.pidfile)
         if proc is None or not alive(proc):
             return False
         with contextlib.suppress(ProcessLookupError):
             os.kill(proc.pid, signal.SIGTERM)
         if not wait_gone(proc, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the keeper leads its own session: its group is ours
             wait_gone(proc, 5.0)
         return True
 
