@@ -27,7 +27,7 @@ from webinfra.testbed.image import (
 )
 from webinfra.testbed.lab import Lab, LabPaths, LabSpec
 from webinfra.testbed.machine import hosts_file, keeper_argv, keypair, nspawn_argv, ssh_argv, ssh_config
-from webinfra.testbed.proxy import acng_conf, apt_proxy_conf
+from webinfra.testbed.proxy import acng_conf, apt_proxy_conf, blocking_listeners
 
 DEB822 = """\
 Types: deb
@@ -148,6 +148,17 @@ def test_apt_cacher_ng_config_binds_the_gateway_and_keeps_to_its_dirs() -> None:
     assert not any(line.startswith("PassThroughPattern") for line in lines)
     https = acng_conf(Path("/p"), Path("/c"), "198.18.250.1", ("deb https://deb.debian.org/debian bookworm main",))
     assert r"PassThroughPattern: ^(deb\.debian\.org):443$" in https.splitlines()
+
+
+def test_listeners_that_would_block_the_proxy() -> None:
+    ss = (
+        "LISTEN 0 128 0.0.0.0:2024 0.0.0.0:*\n"
+        "LISTEN 0 100 198.18.249.1:3142 0.0.0.0:*\n"  # another lab's proxy: no clash
+        "LISTEN 0 100 198.18.250.1:3142 0.0.0.0:*\n"
+        "LISTEN 0 100 [::]:3142 [::]:*\n"
+    )
+    assert blocking_listeners(ss, "198.18.250.1") == ["198.18.250.1:3142", "[::]:3142"]
+    assert blocking_listeners(ss.splitlines()[1], "198.18.250.1") == []
 
 
 def test_nspawn_boots_systemd_in_the_machines_namespace() -> None:

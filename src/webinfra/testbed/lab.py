@@ -38,7 +38,7 @@ from webinfra.testbed.image import (
     read_system_sources,
 )
 from webinfra.testbed.machine import Machine, keypair, ssh_config
-from webinfra.testbed.proxy import PackageProxy
+from webinfra.testbed.proxy import PackageProxy, check_port_free
 
 DEFAULT_LAB = "lab"
 DEFAULT_SUBNET = "198.18.250.0/24"
@@ -204,6 +204,8 @@ def check_free(spec: LabSpec, paths: LabPaths) -> Lab | None:
     clashes = foreign_overlaps(spec.subnet, bridge_name(spec.name))
     if clashes:
         raise LabUsageError(f"--subnet {spec.subnet} overlaps addresses of this machine: {', '.join(clashes)}")
+    if existing is None:
+        check_port_free(spec.gateway)
     return existing
 
 

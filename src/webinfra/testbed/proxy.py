@@ -67,6 +67,28 @@ def acng_conf(
     return "\n".join(lines) + "\n"
 
 
+def blocking_listeners(ss_output: str, gateway: str, port: int = PROXY_PORT) -> list[str]:
+    """From `ss -Hltn` output: the listening sockets that would keep apt-cacher-ng from binding
+    gateway:port (the same address, or a wildcard one such as Debian's own apt-cacher-ng service)."""
+    blocking = {f"{gateway}:{port}", f"0.0.0.0:{port}", f"*:{port}", f"[::]:{port}"}
+    found = []
+    for line in ss_output.splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and fields[3] in blocking:
+            found.append(fields[3])
+    return found
+
+
+def check_port_free(gateway: str, port: int = PROXY_PORT) -> None:
+    proc = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, timeout=10)
+    taken = blocking_listeners(proc.stdout, gateway, port)
+    if taken:
+        raise LabUsageError(
+            f"port {port} is taken on {', '.join(taken)} (Debian's apt-cacher-ng service?): the lab's proxy "
+            f"needs {gateway}:{port}"
+        )
+
+
 @dataclass(frozen=True)
 class PackageProxy:
     directory: Path  # config, log, socket and pid file; the cache can live elsewhere (kept across labs)
@@ -93,6 +115,7 @@ class PackageProxy:
             raise LabUsageError(
                 "apt-cacher-ng is not installed (Debian package apt-cacher-ng; scripts/install-deps.sh --lab)"
             )
+        check_port_free(self.gateway, self.port)
         (self.directory / "log").mkdir(parents=True, exist_ok=True)
         self.cache.mkdir(parents=True, exist_ok=True)
         conf = acng_conf(self.directory, self.cache, self.gateway, mirror_lines, self.port)
@@ -105,7 +128,7 @@ class PackageProxy:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if child.poll() is not None:
-                raise LabError(f"apt-cacher-ng exited at start (code {child.returncode}); see {self.directory / 'log'}")
+                raise LabError(f"apt-cacher-ng exited at start (code {child.returncode}): see {self.directory / 'log'}")
             if self.accepts():
                 return True
             time.sleep(0.1)
