@@ -88,6 +88,8 @@ def test_machines_boot_systemd_with_sshd(lab: labs.Lab) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["proxy"]["running"] is True
+    assert Path(report["ssh_key"]).stat().st_mode & 0o777 == 0o600
+    assert len(Path(report["known_hosts"]).read_text().splitlines()) == 2
     assert [(m["name"], m["address"], m["systemd"], m["ssh"]) for m in report["machines"]] == [
         ("node-01", "198.18.240.11", "running", True),
         ("node-02", "198.18.240.12", "running", True),

@@ -30,6 +30,7 @@ from webinfra.hosts.network import ClusterNetwork, bridge_name, foreign_overlaps
 from webinfra.plan.layout import state_root
 from webinfra.testbed import LabUsageError
 from webinfra.testbed.image import (
+    LAB_USER,
     PACKAGES,
     ImageSpec,
     debian_mirror_lines,
@@ -291,6 +292,10 @@ def status(lab: Lab) -> dict[str, Any]:
         "image": lab.image,
         "proxy": {"address": f"{lab.gateway}:{lab.proxy.port}", "running": lab.proxy.process() is not None},
         "ssh_config": str(lab.ssh_dir / "config"),
+        # what a topology's SSH machines need: root (or the sudo user) at each address, this key, these host keys
+        "ssh_key": str(lab.ssh_dir / "id_ed25519"),
+        "known_hosts": str(lab.ssh_dir / "known_hosts"),
+        "users": ["root", LAB_USER],
         "machines": rows,
     }
 
