@@ -28,7 +28,7 @@ from typing import Any
 
 from webinfra.hosts.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.plan.layout import state_root
-from webinfra.testbed import LabUsageError
+from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed.image import (
     LAB_USER,
     PACKAGES,
@@ -164,14 +164,17 @@ class Lab:
 
     @classmethod
     def load(cls, paths: LabPaths, name: str) -> Lab | None:
+        record = paths.lab(name) / "lab.json"
         try:
-            data = json.loads((paths.lab(name) / "lab.json").read_text())
+            data = json.loads(record.read_text())
+            data["mirror_lines"] = tuple(data["mirror_lines"])
+            data["machines"] = tuple(tuple(m) for m in data["machines"])
+            data["directory"], data["cache"] = Path(data["directory"]), Path(data["cache"])
+            return cls(**data)
         except FileNotFoundError:
             return None
-        data["mirror_lines"] = tuple(data["mirror_lines"])
-        data["machines"] = tuple(tuple(m) for m in data["machines"])
-        data["directory"], data["cache"] = Path(data["directory"]), Path(data["cache"])
-        return cls(**data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LabError(f"{record}: unreadable lab record ({exc})") from None
 
 
 def require_root() -> None:
@@ -191,6 +194,10 @@ def check_free(spec: LabSpec, paths: LabPaths) -> Lab | None:
     require_tools(
         ("systemd-nspawn", "systemd-container"), ("apt-cacher-ng", "apt-cacher-ng"), ("ssh", "openssh-client")
     )
+    for path in (paths.root, paths.images):
+        if re.search(r"[\s,:]", str(path)):
+            # overlayfs mount options and apt-cacher-ng's config cannot carry them
+            raise LabUsageError(f"{path}: the lab needs a state/image path without spaces, commas or colons")
     state = paths.root.parent
     if (state / spec.name / "topology.toml").exists():
         raise LabUsageError(f"a cluster named {spec.name!r} exists under {state}: choose another --name")

@@ -1,11 +1,12 @@
-"""One lab machine: its own copy of the image, its identity (hostname, machine-id, sshd host key, the lab's
-authorized key, the apt proxy), the systemd-nspawn process that boots it with systemd as PID 1 inside the
-machine's network namespace, and ssh to it.
+"""One lab machine: its root file system (an overlay on the image), its identity (hostname, machine-id,
+sshd host key, the lab's authorized key, the apt proxy), the systemd-nspawn process that boots it with
+systemd as PID 1 inside the machine's network namespace, and ssh to it.
 
     keypair()            an ed25519 key pair in OpenSSH formats (cryptography, no ssh-keygen needed)
-    Machine              name, address, directory; provision / start / stop / probe
     nspawn_argv()        the container's command line (pure)
+    keeper_argv()        the loop around it that brings the machine back after a reboot (pure)
     ssh_config()         the lab's ssh_config: one Host block per machine, keys and known_hosts pinned
+    Machine              name, address, directory; ensure_rootfs / start / stop / remove / run / wait_booted
 """
 
 from __future__ import annotations
@@ -149,7 +150,10 @@ class Machine:
         return self.directory / "console.log"
 
     def is_mounted(self) -> bool:
+        # mountinfo escapes space, tab, newline and backslash in paths as octal
         target = str(self.rootfs.resolve())
+        for char in "\\ \t\n":
+            target = target.replace(char, f"\\{ord(char):03o}")
         return any(line.split()[4] == target for line in Path("/proc/self/mountinfo").read_text().splitlines())
 
     def ensure_rootfs(self, image: Path, authorized_key: str, lab: Sequence[tuple[str, str]], gateway: str) -> str:
@@ -274,9 +278,9 @@ class Machine:
             proc = self.run(ssh_dir, ["systemctl", "is-system-running"], timeout=15)
         except subprocess.TimeoutExpired:
             return None
-        state = proc.stdout.strip()
-        # ssh's own failures exit 255; systemctl exits non-zero for every state but running.
-        return state or None if proc.returncode != 255 else None
+        if proc.returncode == 255:  # ssh's own failure; systemctl exits non-zero for every state but running
+            return None
+        return proc.stdout.strip() or None
 
     def wait_booted(self, ssh_dir: Path, timeout: float) -> str:
         """Poll until systemd inside reports a finished boot (running or degraded) over ssh."""
