@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from webinfra.cli.main import cli
 from webinfra.hosts import network as netmod
 from webinfra.hosts.process import alive, read_pidfile
-from webinfra.testbed import LabError
+from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "tlab", "198.18.240.0/24"
@@ -109,6 +109,11 @@ def test_up_again_changes_nothing(lab: labs.Lab, lab_paths: labs.LabPaths) -> No
     again = bring_up(lab_paths)
     assert again == lab
     assert [read_pidfile(m.pidfile) for m in again.machine_list()] == before  # nothing restarted
+    with pytest.raises(LabUsageError, match=f"is up with 2 machines on {SUBNET}"):
+        labs.up(labs.LabSpec.parse(NAME, 3, SUBNET), lab_paths, None, lambda line: None)
+    with pytest.raises(LabUsageError, match=f"overlaps addresses of this machine: wib-{NAME} "):
+        labs.up(labs.LabSpec.parse("tlabb", 1, "198.18.240.128/25"), lab_paths, None, lambda line: None)
+    assert not netmod.link_exists("wib-tlabb")
 
 
 def test_a_reboot_inside_a_machine_brings_it_back(lab: labs.Lab) -> None:
