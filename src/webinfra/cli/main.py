@@ -19,6 +19,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from webinfra.cli.lab import lab_group
 from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
 from webinfra.hosts.base import CommandError
 from webinfra.hosts.hostd import HostdError
@@ -897,6 +898,9 @@ def scale_remove_replica(
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     remove_replica(cluster, name, topology_file=topology_file, progress=progress_printer())
     console.print(f"[bold green]removed[/] replica {name}")
+
+
+cli.add_command(lab_group)
 
 
 def main() -> None:
