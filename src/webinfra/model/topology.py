@@ -109,8 +109,11 @@ class DbSpec(_Frozen):
 
 
 class EtcdSpec(_Frozen):
+    # With [tls] enabled, client and peer ports speak TLS only (certificates from the local CA) and etcd
+    # auth is on (docs/SECURITY.md); the metrics port is plain HTTP (/metrics, /health) for Prometheus.
     client_port: Int = Field(default=2379, ge=1, le=65535)
     peer_port: Int = Field(default=2380, ge=1, le=65535)
+    metrics_port: Int = Field(default=2381, ge=1, le=65535)
     heartbeat_ms: Int = Field(default=50, ge=10, le=5000)
     election_timeout_ms: Int = Field(default=500, ge=50, le=50_000)
 
@@ -311,7 +314,11 @@ def listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int]]:
         if topo.ha:
             out.append(("agent", topo.db.agent_port))
     if host.has(Role.ETCD):
-        out += [("etcd-client", topo.etcd.client_port), ("etcd-peer", topo.etcd.peer_port)]
+        out += [
+            ("etcd-client", topo.etcd.client_port),
+            ("etcd-peer", topo.etcd.peer_port),
+            ("etcd-metrics", topo.etcd.metrics_port),
+        ]
     out += _monitoring_listeners(topo, host)
     return out
 

@@ -27,7 +27,7 @@ from webinfra.control.agent.actions import Actor
 from webinfra.control.agent.api import Published
 from webinfra.control.agent.clone import reclone
 from webinfra.control.agent.config import AgentConfig
-from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
+from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
 from webinfra.control.agent.decide import Action, Decision, decide
 from webinfra.control.agent.events import EventLog, utc_now
 from webinfra.control.agent.mysql import DbError, LocalMariaDB
@@ -91,7 +91,7 @@ class Agent:
         self.config = config
         self.settings = settings_of(config)
         self.keys = Keys(config.prefix)
-        self.dcs = dcs or EtcdClient(config.etcd_endpoints, timeout=min(0.5, config.loop_interval))
+        self.dcs = dcs or etcd_client_for(config)
         self.db = db or LocalMariaDB(config.mariadb.socket)
         self.events = EventLog(config.events_file, config.host)
         self.actor = Actor(config, self.dcs, self.db, self.events, self._start_clone)
