@@ -69,7 +69,7 @@ def test_hardened_targets_follow_the_current_roles() -> None:
     app = resolve("app-crash", HARDENED, roles)
     assert isinstance(app, Target) and app.host == "web-01"  # the app server not on the primary's host
     etcd = resolve("etcd-member-down", HARDENED, roles)
-    assert isinstance(etcd, Target) and (etcd.host, etcd.service) == ("lb-02", "etcd")  # not a DB host
+    assert isinstance(etcd, Target) and (etcd.host, etcd.service) == ("lb-01", "etcd")  # not a DB host
 
 
 def test_every_scenario_resolves_on_the_hardened_design() -> None:
