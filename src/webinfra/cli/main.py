@@ -519,6 +519,33 @@ def dashboard(
     )
 
 
+def _scratch_cluster(name: str | None, subnet: str | None, default: tuple[str, str]) -> tuple[str, str]:
+    """The (name, subnet) of a scratch cluster a bench or chaos run brings up: the defaults unless given."""
+    import ipaddress
+    import re
+
+    chosen = (name or default[0], subnet or default[1])
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", chosen[0]):
+        raise UsageError(f"--scratch-name {chosen[0]!r}: 1-8 lowercase letters and digits, a letter first")
+    try:
+        ipaddress.IPv4Network(chosen[1])
+    except ValueError:
+        raise UsageError(f"--scratch-subnet {chosen[1]!r}: not an IPv4 network like 198.18.33.0/24") from None
+    return chosen
+
+
+scratch_options = [
+    click.option("--scratch-name", default=None, help="Name of the cluster the run brings up (default: its own)."),
+    click.option("--scratch-subnet", default=None, help="Subnet of the cluster the run brings up (default: its own)."),
+]
+
+
+def with_scratch_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(scratch_options):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
 @click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")
 @click.option("--connections", default=16, show_default=True, help="Concurrent connections per wrk run.")
@@ -551,6 +578,7 @@ def dashboard(
     "crash (hardened cluster; --runs each, medians).",
 )
 @click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
+@with_scratch_options
 @click.option(
     "--markdown",
     "md_out",
@@ -569,11 +597,15 @@ def bench(
     mixes_mode: bool,
     failover_mode: bool,
     runs: int,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
     md_out: str | None,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
     from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
+    if (scratch_name or scratch_subnet) and not failover_mode:
+        raise UsageError("--scratch-name/--scratch-subnet: only with --failover (one cluster)")
     require_root()
     if mixes_mode or failover_mode:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -603,7 +635,8 @@ def bench(
                 command = f"webinfra bench --mixes --duration {duration} --connections {connections} --rounds {rounds}"
                 text = bench_ha.mixes_markdown(mix_report, command)
             else:
-                fo_report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick)
+                at = _scratch_cluster(scratch_name, scratch_subnet, bench_ha.FAILOVER_CLUSTER)
+                fo_report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick, cluster_at=at)
                 text = bench_ha.failover_markdown(fo_report, f"webinfra bench --failover --runs {runs}")
         click.echo(text)
         if md_out:
@@ -654,6 +687,7 @@ def bench(
     help="all: the report directory (default chaos-report/); compare: the docs directory (default docs/).",
 )
 @click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
+@with_scratch_options
 @handle_errors
 def chaos(
     scenario: str,
@@ -666,6 +700,8 @@ def chaos(
     png_path: str | None,
     out_dir: str | None,
     keep: bool,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
 ) -> None:
     """Break one thing under load and report what the site saw (see docs/RESILIENCE.md).
 
@@ -687,6 +723,8 @@ def chaos(
         raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
     if duration < 4:
         raise UsageError(f"--duration {duration:g}: at least 4 seconds")
+    if (scratch_name or scratch_subnet) and (scenario == "compare" or cluster_name):
+        raise UsageError("--scratch-name/--scratch-subnet: not with compare or -c (no single cluster brought up)")
     require_root()
     timing = Timing.short() if short else Timing.for_duration(duration)
     names = list(NAMES) if scenario in ("all", "compare") else [scenario]
@@ -737,6 +775,7 @@ def chaos(
                 results = suite.run_design(
                     path.read_text(),
                     design,
+                    cluster=_scratch_cluster(scratch_name, scratch_subnet, suite.ALL_CLUSTER),
                     names=names,
                     timing=timing,
                     png_dir=png_dir,

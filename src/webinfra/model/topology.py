@@ -74,7 +74,8 @@ class LbSpec(_Frozen):
     check_rise: Int = Field(default=2, ge=1, le=10)
     # LB pair: the site's virtual IP, held by keepalived (VRRP, unicast) on the active LB.
     vip: IPv4Address | None = None  # default: the subnet's .100 (or its last usable address)
-    vrrp_advert_ms: Int = Field(default=300, ge=100, le=10_000)
+    # The backup LB takes the VIP after 3 missed adverts + its skew (~0.7 s at 200 ms).
+    vrrp_advert_ms: Int = Field(default=200, ge=100, le=10_000)
     virtual_router_id: Int = Field(default=51, ge=1, le=255)
 
 
@@ -95,7 +96,10 @@ class DbSpec(_Frozen):
     database: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "site"
     ryw_wait_seconds: Float = Field(default=0.5, ge=0.0, le=30.0)
     # High availability (on when some hosts have the 'etcd' role): leader lease, agents, DB routing.
-    lease_ttl_seconds: Int = Field(default=3, ge=2, le=60)
+    # 2 s: a partitioned primary's lease expires ~2 s after its last renewal (the replica cannot promote
+    # before); the leader fences itself min(1 s, TTL/3) before that. etcd runs off the DB hosts, so a
+    # partitioned primary costs no etcd election (which would restart the TTL). docs/HA.md has the budget.
+    lease_ttl_seconds: Int = Field(default=2, ge=2, le=60)
     loop_interval_ms: Int = Field(default=500, ge=100, le=10_000)
     replica_max_lag_seconds: Float = Field(default=5.0, gt=0, le=3600)
     # Semi-synchronous replication (AFTER_SYNC): a write is acknowledged once a replica has it. When no
