@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -88,10 +89,11 @@ def healthy(cluster: Cluster, member: str, timeout: float = 0.5) -> bool:
     """The member's /health says true (it has a leader): over https verified against the CA when secured."""
     url = member_url(cluster, member) + "/health"
     ca = _ca(cluster)
+    verify = ssl.create_default_context(cafile=ca) if ca else True
 
     def fetch() -> bool:
         try:
-            resp = httpx.get(url, timeout=timeout, verify=ca or True)
+            resp = httpx.get(url, timeout=timeout, verify=verify)
             return resp.status_code == 200 and json.loads(resp.text).get("health") == "true"
         except (httpx.HTTPError, ValueError):
             return False
