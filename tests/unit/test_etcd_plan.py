@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from webinfra.control.agent.config import AgentConfig
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan
@@ -71,7 +69,7 @@ def test_agents_log_in_over_https_with_the_ca(tmp_path: Path) -> None:
         assert config.etcd_ca_file == plan.layout.ca_cert
         assert config.etcd_user == ETCD_AGENT_USER
         assert config.etcd_password_file == plan.layout.secret(ETCD_AGENT_SECRET)
-        assert config.lease_ttl == 2 and config.fence_margin == pytest.approx(2 / 3)
+        assert config.lease_ttl == 3 and config.fence_margin == 1.0
 
 
 def test_without_tls_etcd_is_plain_and_anonymous(tmp_path: Path) -> None:
