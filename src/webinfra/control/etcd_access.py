@@ -123,7 +123,7 @@ def put(cluster: Cluster, key: str, value: str) -> bool:
 def ensure_auth(cluster: Cluster) -> list[str]:
     """Users, role and permission as described above, and auth on. Returns what changed (empty: nothing).
     Idempotent; raises EtcdAuthError when no member answers or etcd refuses the root password."""
-    if not etcd_secured(cluster.topology):
+    if not etcd_secured(cluster.topology) or not cluster.topology.ha:
         return []
     root = credentials(cluster, ROOT_USER)
     assert root is not None
