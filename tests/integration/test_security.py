@@ -568,3 +568,26 @@ def test_etcd_auth_survives_a_restart_of_every_member_and_a_second_up(hardened: 
     secrets = c.layout.secrets
     for name in ("etcd-root", "etcd-agent"):
         assert (secrets / f"{name}.password").stat().st_mode & 0o777 == 0o600
+
+
+@needs_agent
+def test_a_replica_added_by_scale_logs_in_to_etcd(hardened: Cluster, tmp_path: Path) -> None:
+    c = hardened
+    topo_file = tmp_path / "hardened.toml"
+    topo_file.write_text(c.layout.topology_file.read_text())
+    assert "added replica db-03" in cli(c, "scale", "add-replica", "db-03", "-f", str(topo_file)).stdout
+    now = Cluster.existing(c.topology.name, c.layout.cluster_dir.parent)
+    member_key = dcs_prefix(now.topology) + "members/db-03"
+    agent = etcd_access.credentials(now, "agent")
+
+    def registered() -> bool:  # its agent logged in as `agent` and wrote its member key
+        try:
+            return _in(now, "web-01", lambda: _etcd(now, "etcd-01", agent).get(member_key)) is not None
+        except (DcsError, DcsUnreachable):
+            return False
+
+    wait_for(registered, 30, "db-03's agent registered in etcd")
+    # The new DB host may reach etcd's client port (the members' firewalls were re-derived), nothing more.
+    found = nmap("-p", "2379,2380,2381", addr(now, "etcd-01"), netns=now.hosts["db-03"].netns)
+    assert found.get(addr(now, "etcd-01"), set()) == {2379}
+    assert "removed replica db-03" in cli(now, "scale", "remove-replica", "db-03", "-f", str(topo_file)).stdout
