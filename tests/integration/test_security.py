@@ -28,7 +28,7 @@ import httpx
 import pytest
 from clusterkit import backend_states, bring_up, cli, site, take_down, trust, wait_for
 
-from webinfra.control import etcd_access
+from webinfra.control import etcd_access, scale
 from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
 from webinfra.control.cluster import Cluster
 from webinfra.hosts.process import read_pidfile
@@ -575,7 +575,7 @@ def test_a_replica_added_by_scale_logs_in_to_etcd(hardened: Cluster, tmp_path: P
     c = hardened
     topo_file = tmp_path / "hardened.toml"
     topo_file.write_text(c.layout.topology_file.read_text())
-    assert "added replica db-03" in cli(c, "scale", "add-replica", "db-03", "-f", str(topo_file)).stdout
+    scale.add_replica(c, "db-03", topology_file=topo_file)
     now = Cluster.existing(c.topology.name, c.layout.cluster_dir.parent)
     member_key = dcs_prefix(now.topology) + "members/db-03"
     agent = etcd_access.credentials(now, "agent")
@@ -590,4 +590,4 @@ def test_a_replica_added_by_scale_logs_in_to_etcd(hardened: Cluster, tmp_path: P
     # The new DB host may reach etcd's client port (the members' firewalls were re-derived), nothing more.
     found = nmap("-p", "2379,2380,2381", addr(now, "etcd-01"), netns=now.hosts["db-03"].netns)
     assert found.get(addr(now, "etcd-01"), set()) == {2379}
-    assert "removed replica db-03" in cli(now, "scale", "remove-replica", "db-03", "-f", str(topo_file)).stdout
+    scale.remove_replica(now, "db-03", topology_file=topo_file)
