@@ -521,6 +521,33 @@ def dashboard(
     )
 
 
+def _scratch_cluster(name: str | None, subnet: str | None, default: tuple[str, str]) -> tuple[str, str]:
+    """The (name, subnet) of a scratch cluster a bench or chaos run brings up: the defaults unless given."""
+    import ipaddress
+    import re
+
+    chosen = (name or default[0], subnet or default[1])
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", chosen[0]):
+        raise UsageError(f"--scratch-name {chosen[0]!r}: 1-8 lowercase letters and digits, a letter first")
+    try:
+        ipaddress.IPv4Network(chosen[1])
+    except ValueError:
+        raise UsageError(f"--scratch-subnet {chosen[1]!r}: not an IPv4 network like 198.18.33.0/24") from None
+    return chosen
+
+
+scratch_options = [
+    click.option("--scratch-name", default=None, help="Name of the cluster the run brings up (default: its own)."),
+    click.option("--scratch-subnet", default=None, help="Subnet of the cluster the run brings up (default: its own)."),
+]
+
+
+def with_scratch_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(scratch_options):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
 @click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")
 @click.option("--connections", default=16, show_default=True, help="Concurrent connections per wrk run.")
@@ -553,6 +580,7 @@ def dashboard(
     "crash (hardened cluster; --runs each, medians).",
 )
 @click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
+@with_scratch_options
 @click.option(
     "--markdown",
     "md_out",
@@ -571,11 +599,15 @@ def bench(
     mixes_mode: bool,
     failover_mode: bool,
     runs: int,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
     md_out: str | None,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
     from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
+    if (scratch_name or scratch_subnet) and not failover_mode:
+        raise UsageError("--scratch-name/--scratch-subnet: only with --failover (one cluster)")
     require_root()
     if mixes_mode or failover_mode:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -605,7 +637,8 @@ def bench(
                 command = f"webinfra bench --mixes --duration {duration} --connections {connections} --rounds {rounds}"
                 text = bench_ha.mixes_markdown(mix_report, command)
             else:
-                fo_report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick)
+                at = _scratch_cluster(scratch_name, scratch_subnet, bench_ha.FAILOVER_CLUSTER)
+                fo_report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick, cluster_at=at)
                 text = bench_ha.failover_markdown(fo_report, f"webinfra bench --failover --runs {runs}")
         click.echo(text)
         if md_out:
@@ -658,10 +691,7 @@ def bench(
 @click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
 @click.option("--seed", default=1, show_default=True, help="nemesis: the seed of its fault schedule (replayable).")
 @click.option("--steps", type=click.IntRange(1, 10_000), default=None, help="nemesis: steps (default: duration/25).")
-@click.option("--name", "scratch_name", default=None, help="Name of the cluster it brings up (default: chaos).")
-@click.option(
-    "--subnet", "scratch_subnet", default=None, help="Subnet of the cluster it brings up (default: 198.18.66.0/24)."
-)
+@with_scratch_options
 @handle_errors
 def chaos(
     scenario: str,
@@ -696,7 +726,8 @@ def chaos(
     if scenario not in (*NAMES, "all", "compare", "nemesis"):
         raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare, nemesis)")
     if (scratch_name or scratch_subnet) and (scenario in ("compare", "nemesis") or cluster_name):
-        raise UsageError("--name/--subnet name the cluster chaos brings up: not with compare, nemesis or -c")
+        raise UsageError("--scratch-name/--scratch-subnet: not with compare, nemesis or -c (no cluster brought up)")
+    scratch = _scratch_cluster(scratch_name, scratch_subnet, suite.ALL_CLUSTER)
     if scenario == "nemesis":
         from webinfra.cli import nemesis
 
@@ -718,7 +749,6 @@ def chaos(
         return
     if scenario == "compare" and (topology_file or cluster_name):
         raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
-    scratch = suite.scratch_cluster(scratch_name, scratch_subnet)
     if png_path and scenario in ("all", "compare"):
         raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
     if duration < 4:
