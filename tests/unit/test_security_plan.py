@@ -106,7 +106,7 @@ def test_monitoring_scrapes_pass_and_nothing_else_reaches_the_monitoring_host() 
     assert ("monitoring -> node, mysqld", mon, "tcp", (9100, 9104)) in got["db-01"]
     assert ("monitoring -> node, site", mon, "tcp", (9100, 8000)) in got["app-01"]
     assert ("monitoring -> node, haproxy", mon, "tcp", (9100, 8405)) in got["lb-01"]
-    assert got["mon-01"] == {("management -> prometheus", ("198.18.2.1",), "tcp", (9090,))}
+    assert got["mon-01"] == {("management -> prometheus, alertmanager", ("198.18.2.1",), "tcp", (9090, 9093))}
 
 
 def test_no_flow_reaches_a_port_nothing_listens_on_and_dbproxy_stays_local() -> None:

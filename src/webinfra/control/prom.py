@@ -8,8 +8,9 @@ own address whatever firewall the cluster has, and need no route from the machin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -18,6 +19,9 @@ from webinfra.hosts.process import running_pid
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
+
+
+T = TypeVar("T")
 
 
 class PrometheusError(ClusterError):
@@ -31,11 +35,23 @@ def prometheus_url(cluster: Cluster) -> str | None:
     return f"http://{cluster.topology.address_of(host.name)}:{cluster.topology.monitoring.prometheus_port}/"
 
 
+def on_monitoring_host(cluster: Cluster, fetch: Callable[[], T]) -> T:
+    """Run `fetch` (an HTTP call) inside the monitoring host; a PrometheusError it raises passes through."""
+    host = cluster.topology.monitoring_host
+    if host is None:
+        raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
+    try:
+        return cluster.hosts[host.name].call(fetch)
+    except PrometheusError:
+        raise
+    except Exception as exc:  # the host's namespace is gone
+        raise PrometheusError(f"cannot reach {host.name}: {exc}") from None
+
+
 def api(cluster: Cluster, path: str, params: dict[str, str] | None = None, timeout: float = 2.0) -> Any:
     """GET /api/v1/<path> from inside the monitoring host; returns `data`, or raises PrometheusError."""
     url = prometheus_url(cluster)
-    host = cluster.topology.monitoring_host
-    if url is None or host is None:
+    if url is None:
         raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
 
     def fetch() -> Any:
@@ -51,12 +67,7 @@ def api(cluster: Cluster, path: str, params: dict[str, str] | None = None, timeo
             raise PrometheusError(f"Prometheus: {body.get('error') or response.status_code}")
         return body["data"]
 
-    try:
-        return cluster.hosts[host.name].call(fetch)
-    except PrometheusError:
-        raise
-    except Exception as exc:  # the host's namespace is gone
-        raise PrometheusError(f"cannot reach {host.name}: {exc}") from None
+    return on_monitoring_host(cluster, fetch)
 
 
 def query(cluster: Cluster, promql: str) -> list[tuple[dict[str, str], float]]:
