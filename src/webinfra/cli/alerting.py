@@ -46,7 +46,10 @@ def alert_state(alert: dict[str, Any]) -> str:
 def silence_rows(found: list[dict[str, Any]]) -> Table:
     from webinfra.control.alertmanager import matcher_text
 
-    table = Table("ID", "State", "Matchers", "Ends", "By", "Comment", title="Silences", title_justify="left")
+    table = Table(title="Silences", title_justify="left")
+    table.add_column("ID", no_wrap=True, min_width=36)  # copied into `webinfra silence expire`: never wrapped
+    for name in ("State", "Matchers", "Ends", "By", "Comment"):
+        table.add_column(name)
     for s in found:
         table.add_row(
             s.get("id", ""),

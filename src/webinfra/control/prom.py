@@ -16,6 +16,7 @@ import httpx
 
 from webinfra.control.cluster import ClusterError
 from webinfra.hosts.process import running_pid
+from webinfra.plan.alertmanager import url as alertmanager_url
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -118,4 +119,8 @@ def dashboard_url(cluster: Cluster) -> str | None:
 
 def monitoring_status(cluster: Cluster) -> dict[str, str | None]:
     """`monitoring` of the status snapshot (docs/STATUS.md)."""
-    return {"prometheus_url": prometheus_url(cluster), "dashboard_url": dashboard_url(cluster)}
+    return {
+        "prometheus_url": prometheus_url(cluster),
+        "alertmanager_url": alertmanager_url(cluster.topology),
+        "dashboard_url": dashboard_url(cluster),
+    }
