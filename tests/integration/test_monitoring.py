@@ -400,6 +400,18 @@ def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest
         wait_for(all_up, 30, "every target of the hardened design up")
         leader = prom.query(cluster, "agent_is_leader == 1")
         assert [labels["host"] for labels, _ in leader] == ["web-01"]
+        # etcd's own metrics and keepalived's state (its notify script -> node_exporter's textfile collector).
+        assert sorted(labels["host"] for labels, v in prom.query(cluster, "etcd_server_has_leader") if v == 1) == [
+            "lb-02",
+            "web-01",
+            "web-02",
+        ]
+
+        def vrrp(state: str) -> list[str]:
+            return sorted(h["host"] for h, v in prom.query(cluster, f'keepalived_vrrp_state{{state="{state}"}}') if v)
+
+        wait_for(lambda: vrrp("MASTER") == ["lb-01"] and vrrp("BACKUP") == ["lb-02"], 30, "keepalived's states")
+        new_alerts_fire_in_their_scenario(cluster)
         cli(cluster, "fail", "lb-01")
         cli(cluster, "fail", "web-01")
 
@@ -415,3 +427,22 @@ def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest
         wait_for(lambda: wanted <= firing(cluster), ALERT_BOUND, f"{wanted} firing")
     finally:
         take_down(cluster)
+
+
+def new_alerts_fire_in_their_scenario(cluster: Cluster) -> None:
+    """An etcd member stops: EtcdMemberDown (after its 20 s). The only replica's MariaDB stops: the primary's
+    agent falls back to async replication and SemiSyncFallback fires (after its 10 s). Both resolve once the
+    services are back."""
+    wait_for(lambda: not firing(cluster), ALERT_BOUND, "no alert firing before the scenario")
+    started = time.monotonic()
+    cli(cluster, "stop", "lb-02", "etcd")
+    cli(cluster, "stop", "web-02", "mariadb")
+    try:
+        wanted = {("EtcdMemberDown", "lb-02"), ("SemiSyncFallback", "web-01")}
+        wait_for(lambda: wanted <= firing(cluster), ALERT_BOUND + 30, f"{wanted} firing")
+        print(f"EtcdMemberDown and SemiSyncFallback firing {time.monotonic() - started:.1f}s after the stops")
+        assert ("EtcdNoQuorum", "") not in firing(cluster)  # two members of three keep quorum
+    finally:
+        cli(cluster, "start", "lb-02", "etcd")
+        cli(cluster, "start", "web-02", "mariadb")
+    wait_for(lambda: not firing(cluster), ALERT_BOUND * 2, "the scenario's alerts resolved")
