@@ -45,6 +45,7 @@ CHROMIUM_ARGS = [
 # Goal: `down_after_seconds` (5 s) + a scrape (2 s) + an evaluation (2 s) ≈ 9 s. The bound is several times that.
 ALERT_BOUND = 30.0
 RED_BOUND = 5.0  # the dashboard's goal, as asked
+HISTORY_BOUND = 40.0  # history reloads every 5 s; the rate needs two scrapes (2 s apart) after the traffic
 # Alertmanager's group_wait (10 s by default) comes on top of the alert firing.
 WEBHOOK_BOUND = ALERT_BOUND + 30.0
 GATEWAY = "198.18.50.1"
@@ -335,7 +336,7 @@ def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
             )
             page = browser.new_page()
             errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("pageerror", lambda exc: (errors.append(str(exc)), print(f"page error: {exc}")))
             page.goto(dashboard)
             assert page.url.endswith(":" + dashboard.split(":")[2].split("/")[0] + "/")  # the token left the URL
             for name in hosts:
@@ -376,6 +377,69 @@ def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
         shutil.rmtree(profile, ignore_errors=True)
         cli(cluster, "start", "web-02")
     assert (ARTIFACTS / "dashboard-web-02-stopped.png").stat().st_size > 10_000
+
+
+def test_the_dashboard_draws_history_and_the_flows_in_chromium(cluster: Cluster, dashboard: str) -> None:
+    """After some traffic the history panels show it; the picture of the flows has every stage; a fault injected
+    with `webinfra fail` shows as a marker on the panels and turns its node and edges red."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"{CHROMIUM} not installed (Debian: chromium)")
+    with httpx.Client(timeout=5) as client:  # bounded: 300 requests
+        for i in range(300):
+            client.get(f"{cluster.topology.site_url}api/entries?limit=1&i={i}")
+    ARTIFACTS.mkdir(exist_ok=True)
+    profile = tempfile.mkdtemp(prefix="webinfra-chromium-")
+    try:
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1280, "height": 1400},
+            )
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(dashboard)
+            page.click("#ranges >> text=5 min")
+            # Requests/s per backend drawn from Prometheus, with the traffic we sent (> 0) on both backends.
+            page.wait_for_function(
+                "() => Number(document.querySelector('#panel-rps')?.dataset.max) > 0", timeout=HISTORY_BOUND * 1000
+            )
+            series = page.eval_on_selector_all("#panel-rps polyline", "els => els.map(e => e.dataset.series)")
+            assert sorted(series) == ["web-01", "web-02"], series
+            for panel in ("errors", "latency", "lag"):
+                page.wait_for_selector(f"#panel-{panel} svg", timeout=10_000)
+            assert int(page.get_attribute("#panel-latency", "data-points") or 0) > 0
+            assert int(page.get_attribute("#panel-lag", "data-points") or 0) > 0
+            # The flows: every stage, the LB -> web edges carrying traffic.
+            for node in ("client", "lb:lb-01", "web:web-01", "web:web-02", "app:web-01", "db:web-01", "db:web-02"):
+                page.wait_for_selector(f'#topology g.node[data-node="{node}"][data-state="ok"]', timeout=15_000)
+            assert page.get_attribute('#topology g.edge[data-from="lb:lb-01"][data-to="web:web-01"]', "data-state") == (
+                "active"
+            )
+
+            cli(cluster, "fail", "web-02", "--mode", "stop")
+            try:
+                # A vertical SVG line has an empty bounding box: "attached", not "visible".
+                page.wait_for_selector(
+                    '#panel-rps line.marker[data-kind="fault_injected"][data-host="web-02"]',
+                    state="attached",
+                    timeout=HISTORY_BOUND * 1000,
+                )
+                page.wait_for_selector('#topology g.node[data-node="web:web-02"][data-state="bad"]', timeout=15_000)
+                edge = '#topology g.edge[data-from="lb:lb-01"][data-to="web:web-02"]'
+                assert page.get_attribute(edge, "data-state") == "down"
+                page.screenshot(path=str(ARTIFACTS / "dashboard-history-fault.png"), full_page=True)
+            finally:
+                cli(cluster, "recover", "web-02")
+            assert not errors, errors
+            browser.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    assert (ARTIFACTS / "dashboard-history-fault.png").stat().st_size > 10_000
 
 
 # ---- the hardened topology: agents and DB routing scraped, the VIP moving and a failover seen ----

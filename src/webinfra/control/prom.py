@@ -1,5 +1,5 @@
-"""Reading Prometheus (on the monitoring host) over its HTTP API: instant queries, alerts, targets, and the
-`monitoring` part of `webinfra status --json`.
+"""Reading Prometheus (on the monitoring host) over its HTTP API: instant and range queries, alerts, targets,
+and the `monitoring` part of `webinfra status --json`.
 
 Requests run inside the monitoring host (`Host.call`), like a probe: they reach Prometheus over the host's
 own address whatever firewall the cluster has, and need no route from the machine to the cluster.
@@ -79,6 +79,19 @@ def query(cluster: Cluster, promql: str) -> list[tuple[dict[str, str], float]]:
         value = float(item["value"][1])
         if value == value:  # not NaN
             out.append((item["metric"], value))
+    return out
+
+
+def query_range(
+    cluster: Cluster, promql: str, start: float, end: float, step: float
+) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    """A range query's matrix as (labels, [(unix time, value)]) pairs (NaN points dropped)."""
+    params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+    data = api(cluster, "query_range", params, timeout=5.0)
+    out = []
+    for item in data.get("result", []):
+        points = [(float(t), float(v)) for t, v in item.get("values", []) if float(v) == float(v)]
+        out.append((item["metric"], points))
     return out
 
 
