@@ -6,6 +6,7 @@ headless Chromium, shows every host and turns a stopped one red. A screenshot of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -318,13 +319,14 @@ def test_the_dashboard_refuses_without_its_token(cluster: Cluster, dashboard: st
         assert snapshot(cluster)["lb"]["backends"][0]["weight"] == 1
 
 
-def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
+@contextlib.contextmanager
+def chromium_page(height: int) -> Iterator[tuple[Any, list[str]]]:
+    """A page in Debian's headless Chromium (own profile, removed after) and the page errors it raises."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} not installed (Debian: chromium)")
     ARTIFACTS.mkdir(exist_ok=True)
     profile = tempfile.mkdtemp(prefix="webinfra-chromium-")
-    hosts = [h.name for h in cluster.topology.hosts]
     try:
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch_persistent_context(
@@ -332,11 +334,21 @@ def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
                 executable_path=CHROMIUM,
                 headless=True,
                 args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 860},
+                viewport={"width": 1280, "height": height},
             )
             page = browser.new_page()
             errors: list[str] = []
             page.on("pageerror", lambda exc: (errors.append(str(exc)), print(f"page error: {exc}")))
+            yield page, errors
+            browser.close()
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
+    hosts = [h.name for h in cluster.topology.hosts]
+    try:
+        with chromium_page(860) as (page, errors):
             page.goto(dashboard)
             assert page.url.endswith(":" + dashboard.split(":")[2].split("/")[0] + "/")  # the token left the URL
             for name in hosts:
@@ -372,9 +384,7 @@ def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
             page.screenshot(path=str(ARTIFACTS / "dashboard-web-02-stopped.png"), full_page=True)
             print(f"web-02 red on the dashboard {red_after:.1f}s after `webinfra stop web-02` began")
             assert not errors, errors
-            browser.close()
     finally:
-        shutil.rmtree(profile, ignore_errors=True)
         cli(cluster, "start", "web-02")
     assert (ARTIFACTS / "dashboard-web-02-stopped.png").stat().st_size > 10_000
 
@@ -382,63 +392,44 @@ def test_the_dashboard_in_chromium(cluster: Cluster, dashboard: str) -> None:
 def test_the_dashboard_draws_history_and_the_flows_in_chromium(cluster: Cluster, dashboard: str) -> None:
     """After some traffic the history panels show it; the picture of the flows has every stage; a fault injected
     with `webinfra fail` shows as a marker on the panels and turns its node and edges red."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.skip(f"{CHROMIUM} not installed (Debian: chromium)")
     with httpx.Client(timeout=5) as client:  # bounded: 300 requests
         for i in range(300):
             client.get(f"{cluster.topology.site_url}api/entries?limit=1&i={i}")
-    ARTIFACTS.mkdir(exist_ok=True)
-    profile = tempfile.mkdtemp(prefix="webinfra-chromium-")
-    try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch_persistent_context(
-                profile,
-                executable_path=CHROMIUM,
-                headless=True,
-                args=CHROMIUM_ARGS,
-                viewport={"width": 1280, "height": 1400},
-            )
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(dashboard)
-            page.click("#ranges >> text=5 min")
-            # Requests/s per backend drawn from Prometheus, with the traffic we sent (> 0) on both backends.
-            page.wait_for_function(
-                "() => Number(document.querySelector('#panel-rps')?.dataset.max) > 0", timeout=HISTORY_BOUND * 1000
-            )
-            series = page.eval_on_selector_all("#panel-rps polyline", "els => els.map(e => e.dataset.series)")
-            assert sorted(series) == ["web-01", "web-02"], series
-            for panel in ("errors", "latency", "lag"):
-                page.wait_for_selector(f"#panel-{panel} svg", timeout=10_000)
-            assert int(page.get_attribute("#panel-latency", "data-points") or 0) > 0
-            assert int(page.get_attribute("#panel-lag", "data-points") or 0) > 0
-            # The flows: every stage, the LB -> web edges carrying traffic.
-            for node in ("client", "lb:lb-01", "web:web-01", "web:web-02", "app:web-01", "db:web-01", "db:web-02"):
-                page.wait_for_selector(f'#topology g.node[data-node="{node}"][data-state="ok"]', timeout=15_000)
-            assert page.get_attribute('#topology g.edge[data-from="lb:lb-01"][data-to="web:web-01"]', "data-state") == (
-                "active"
-            )
+    with chromium_page(1400) as (page, errors):
+        page.goto(dashboard)
+        page.click("#ranges >> text=5 min")
+        # Requests/s per backend drawn from Prometheus, with the traffic we sent (> 0) on both backends.
+        page.wait_for_function(
+            "() => Number(document.querySelector('#panel-rps')?.dataset.max) > 0", timeout=HISTORY_BOUND * 1000
+        )
+        series = page.eval_on_selector_all("#panel-rps polyline", "els => els.map(e => e.dataset.series)")
+        assert sorted(series) == ["web-01", "web-02"], series
+        for panel in ("errors", "latency", "lag"):
+            page.wait_for_selector(f"#panel-{panel} svg", timeout=10_000)
+        assert int(page.get_attribute("#panel-latency", "data-points") or 0) > 0
+        assert int(page.get_attribute("#panel-lag", "data-points") or 0) > 0
+        # The flows: every stage, the LB -> web edges carrying traffic.
+        for node in ("client", "lb:lb-01", "web:web-01", "web:web-02", "app:web-01", "db:web-01", "db:web-02"):
+            page.wait_for_selector(f'#topology g.node[data-node="{node}"][data-state="ok"]', timeout=15_000)
+        assert page.get_attribute('#topology g.edge[data-from="lb:lb-01"][data-to="web:web-01"]', "data-state") == (
+            "active"
+        )
 
-            cli(cluster, "fail", "web-02", "--mode", "stop")
-            try:
-                # A vertical SVG line has an empty bounding box: "attached", not "visible".
-                page.wait_for_selector(
-                    '#panel-rps line.marker[data-kind="fault_injected"][data-host="web-02"]',
-                    state="attached",
-                    timeout=HISTORY_BOUND * 1000,
-                )
-                page.wait_for_selector('#topology g.node[data-node="web:web-02"][data-state="bad"]', timeout=15_000)
-                edge = '#topology g.edge[data-from="lb:lb-01"][data-to="web:web-02"]'
-                assert page.get_attribute(edge, "data-state") == "down"
-                page.screenshot(path=str(ARTIFACTS / "dashboard-history-fault.png"), full_page=True)
-            finally:
-                cli(cluster, "recover", "web-02")
-            assert not errors, errors
-            browser.close()
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
+        cli(cluster, "fail", "web-02", "--mode", "stop")
+        try:
+            # A vertical SVG line has an empty bounding box: "attached", not "visible".
+            page.wait_for_selector(
+                '#panel-rps line.marker[data-kind="fault_injected"][data-host="web-02"]',
+                state="attached",
+                timeout=HISTORY_BOUND * 1000,
+            )
+            page.wait_for_selector('#topology g.node[data-node="web:web-02"][data-state="bad"]', timeout=15_000)
+            edge = '#topology g.edge[data-from="lb:lb-01"][data-to="web:web-02"]'
+            assert page.get_attribute(edge, "data-state") == "down"
+            page.screenshot(path=str(ARTIFACTS / "dashboard-history-fault.png"), full_page=True)
+        finally:
+            cli(cluster, "recover", "web-02")
+        assert not errors, errors
     assert (ARTIFACTS / "dashboard-history-fault.png").stat().st_size > 10_000
 
 
