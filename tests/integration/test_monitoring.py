@@ -489,7 +489,7 @@ def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest
 def new_alerts_fire_in_their_scenario(cluster: Cluster) -> None:
     """An etcd member stops: EtcdMemberDown (after its 20 s). The only replica's MariaDB stops: the primary's
     agent falls back to async replication and SemiSyncFallback fires (after its 10 s). Both resolve once the
-    services are back."""
+    services are back. Then etcd loses quorum: EtcdNoQuorum, FencingHappened and DbNoLeader."""
     wait_for(lambda: not firing(cluster), ALERT_BOUND, "no alert firing before the scenario")
     started = time.monotonic()
     cli(cluster, "stop", "lb-02", "etcd")
@@ -503,3 +503,23 @@ def new_alerts_fire_in_their_scenario(cluster: Cluster) -> None:
         cli(cluster, "start", "lb-02", "etcd")
         cli(cluster, "start", "web-02", "mariadb")
     wait_for(lambda: not firing(cluster), ALERT_BOUND * 2, "the scenario's alerts resolved")
+
+    # Two etcd members of three stop: no quorum, the primary's agent cannot renew its lease and fences its
+    # MariaDB, and nobody can take the lease.
+    started = time.monotonic()
+    cli(cluster, "stop", "lb-02", "etcd")
+    cli(cluster, "stop", "web-02", "etcd")
+    try:
+        wanted = {("EtcdNoQuorum", ""), ("FencingHappened", "web-01"), ("DbNoLeader", "")}
+        try:
+            wait_for(lambda: wanted <= firing(cluster), ALERT_BOUND + 30, f"{wanted} firing")
+        except AssertionError:
+            agents = prom.query(cluster, '{job="agent",__name__=~"agent_is_leader|agent_fenced|agent_lease_fresh"}')
+            print("firing:", firing(cluster), "agents:", [(a["__name__"], a["host"], v) for a, v in agents])
+            raise
+        print(f"EtcdNoQuorum, FencingHappened and DbNoLeader firing {time.monotonic() - started:.1f}s after the stops")
+    finally:
+        cli(cluster, "start", "lb-02", "etcd")
+        cli(cluster, "start", "web-02", "etcd")
+    wait_for(lambda: len(prom.query(cluster, "agent_is_leader == 1")) == 1, 60, "a leader again")
+    wait_for(lambda: ("DbNoLeader", "") not in firing(cluster), ALERT_BOUND, "DbNoLeader resolved")

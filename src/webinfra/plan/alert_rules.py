@@ -143,19 +143,24 @@ def _service_alerts(topo: Topology) -> list[Alert]:
     ]
 
 
+# A leader is an agent that holds the lease AND renewed it recently: an agent cut off from etcd keeps believing it
+# holds the lease (agent_is_leader 1) while it fences itself; counting it would hide the missing leader.
+LEADERS = "sum(agent_is_leader * agent_lease_fresh)"
+
+
 def _ha_alerts() -> list[Alert]:
     """The HA database (agents with a leader lease in etcd)."""
     return [
         Alert(
             "DbNoLeader",
-            "sum(agent_is_leader) < 1 or absent(agent_is_leader)",
+            f"({LEADERS} or vector(0)) < 1",
             NO_LEADER_FOR,
             "critical",
             "no DB agent holds the leader lease: writes fail",
         ),
         Alert(
             "DbTwoLeaders",
-            "sum(agent_is_leader) > 1",
+            f"{LEADERS} > 1",
             TWO_LEADERS_FOR,
             "critical",
             "{{ $value }} DB agents say they hold the leader lease",
