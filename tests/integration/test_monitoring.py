@@ -29,6 +29,7 @@ from webinfra.control import prom
 from webinfra.control.cluster import Cluster
 from webinfra.control.events import read as read_events
 from webinfra.control.status import snapshot
+from webinfra.dashboard.history import history
 from webinfra.plan import monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -482,6 +483,11 @@ def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest
         wait_for(lambda: seen("primary_changed", "web-02"), 60, "the watcher seeing web-02 as the primary")
         wanted = {("VipMoved", "mon-01"), ("FailoverHappened", "mon-01"), ("InstanceDown", "web-01")}
         wait_for(lambda: wanted <= firing(cluster), ALERT_BOUND, f"{wanted} firing")
+        # The dashboard's history marks both: the VIP move and the failover.
+        drawn = history(cluster, 15)
+        kinds = {(m["kind"], m["host"]) for m in drawn["markers"]}
+        assert {("vip_moved", "lb-02"), ("primary_changed", "web-02"), ("fault_injected", "web-01")} <= kinds, kinds
+        assert all("error" not in p for p in drawn["panels"]), drawn["panels"]
     finally:
         take_down(cluster)
 
