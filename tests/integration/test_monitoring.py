@@ -46,7 +46,7 @@ CHROMIUM_ARGS = [
 ]
 # Goal: `down_after_seconds` (5 s) + a scrape (2 s) + an evaluation (2 s) ≈ 9 s. The bound is several times that.
 ALERT_BOUND = 30.0
-# The dashboard's goal is 5 s (measured 1.3–4.7 s, most of it `webinfra stop` starting up); a loaded CI machine
+# The dashboard's goal is 5 s (measured 1.3 to 4.7 s, most of it `webinfra stop` starting up); a loaded CI machine
 # must not fail the test, so the bound is several times that.
 RED_BOUND = 20.0
 HISTORY_BOUND = 40.0  # history reloads every 5 s; the rate needs two scrapes (2 s apart) after the traffic
