@@ -46,8 +46,16 @@ RENDERED: dict[str, Any] = {
 
 
 def test_config_accepts_the_rendered_file(tmp_path: Path) -> None:
+    # The rendered shape, with every path in this test's own state dir (never the real one).
+    rendered = {
+        **RENDERED,
+        "repl_password_file": str(tmp_path / "secrets" / "db-repl.password"),
+        "token_file": str(tmp_path / "secrets" / "agent-token.password"),
+        "events_file": str(tmp_path / "events.jsonl"),
+        "mariadb": {**RENDERED["mariadb"], "datadir": str(tmp_path / "data" / "mariadb")},
+    }
     path = tmp_path / "agent.json"
-    path.write_text(json.dumps(RENDERED))
+    path.write_text(json.dumps(rendered))
     config = load_config(path)
     assert config.fence_margin == pytest.approx(2 / 3) and config.member_ttl == 3
     assert config.address_of("web-02") == "198.18.0.12"

@@ -10,7 +10,12 @@ Receiving side (`reclone`, run in a worker thread while the HA loop keeps going)
 2. stop MariaDB (`mariadb_control.stop`), move the old datadir aside, move the prepared copy in;
 3. start MariaDB (`mariadb_control.start`); on failure put the old datadir back and start that;
 4. `gtid_slave_pos` := the backup's GTID (`xtrabackup_binlog_info`, or `mariadb_backup_binlog_info`),
-   replicate from the leader, delete the old datadir.
+   replicate from the leader;
+5. never erase diverged data silently (orchestrator's errant-GTID rule): the old datadir stays next to
+   the datadir as `<datadir>.diverged-<UTC time>` (the newest `keep_diverged` of them, default 2), the
+   errant transactions (the GTID ranges decide.py found, e.g. 0-1-101..110) are exported from its
+   binlogs with `mariadb-binlog --start-position/--stop-position/--do-server-ids` into
+   `<that dir>.errant.sql`, and an `errant_transactions` event names the GTIDs, the file and the dir.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from pathlib import Path
 
 import httpx
 
+from webinfra.control.agent import clock
 from webinfra.control.agent.config import AgentConfig
+from webinfra.control.agent.events import EventLog
 from webinfra.control.agent.mysql import LocalMariaDB
 
 log = logging.getLogger("webinfra.agent")
@@ -118,11 +125,11 @@ def fetch_into(url: str, token: str, staging: Path, *, timeout: float = 600.0) -
         ) as resp:
             if resp.status_code != 200:
                 raise CloneError(f"GET {url}: HTTP {resp.status_code} {resp.read()[:200]!r}")
-            deadline = time.monotonic() + timeout
+            deadline = clock.now() + timeout
             for chunk in resp.iter_bytes(CHUNK):
                 unpack.stdin.write(chunk)
                 total += len(chunk)
-                if time.monotonic() > deadline:
+                if clock.now() > deadline:
                     raise CloneError(f"GET {url}: not done after {timeout:g}s")
     except httpx.HTTPError as exc:
         # A stream cut short (the source's mariabackup failed) ends without its last chunk: this.
@@ -137,21 +144,23 @@ def fetch_into(url: str, token: str, staging: Path, *, timeout: float = 600.0) -
     return total
 
 
-def reclone(config: AgentConfig, db: LocalMariaDB, leader: str) -> str:
-    """Replace the datadir with a copy of `leader`'s and replicate from it. Returns the GTID cloned at."""
+def reclone(
+    config: AgentConfig, db: LocalMariaDB, leader: str, errant: tuple[str, ...] = (), events: EventLog | None = None
+) -> str:
+    """Replace the datadir with a copy of `leader`'s and replicate from it, keeping the old one aside with
+    its `errant` transactions exported. Returns the GTID cloned at."""
     datadir = config.mariadb.datadir
     staging = datadir.with_name(f".{datadir.name}.clone")
-    old = datadir.with_name(f".{datadir.name}.old")
-    for leftover in (staging, old):
-        shutil.rmtree(leftover, ignore_errors=True)
+    shutil.rmtree(staging, ignore_errors=True)
     url = f"http://{config.address_of(leader)}:{config.listen_port}/clone"
-    started = time.monotonic()
+    started = clock.now()
     size = fetch_into(url, config.token(), staging)
     _run(["mariabackup", "--prepare", f"--target-dir={staging}"], "mariabackup --prepare", 600)
     gtid = backup_gtid(staging)
-    log.info("clone of %s prepared: %.1f MB at %s in %.1fs", leader, size / 1e6, gtid, time.monotonic() - started)
+    log.info("clone of %s prepared: %.1f MB at %s in %.1fs", leader, size / 1e6, gtid, clock.now() - started)
 
     _run(config.mariadb_control.stop, "stopping MariaDB", 120)
+    old = aside_path(datadir)
     datadir.rename(old)
     staging.rename(datadir)
     try:
@@ -175,6 +184,79 @@ def reclone(config: AgentConfig, db: LocalMariaDB, leader: str) -> str:
         password=config.repl_password(),
         tls=config.repl_tls_clause(),
     )
-    shutil.rmtree(old, ignore_errors=True)
     shutil.rmtree(staging, ignore_errors=True)
+    _surface_diverged(config, old, errant, events)
     return gtid
+
+
+def aside_path(datadir: Path) -> Path:
+    """Where a replaced datadir is kept: next to it, named by the UTC time (sortable)."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = datadir.with_name(f"{datadir.name}.diverged-{stamp}")
+    n = 1
+    while path.exists():
+        n += 1
+        path = datadir.with_name(f"{datadir.name}.diverged-{stamp}-{n}")
+    return path
+
+
+def _surface_diverged(config: AgentConfig, old: Path, errant: tuple[str, ...], events: EventLog | None) -> None:
+    """Export the errant transactions, prune old copies, and say where everything is."""
+    keep = config.mariadb.keep_diverged
+    exported: Path | None = None
+    note = ""
+    if errant and keep > 0:
+        exported = old.with_name(old.name + ".errant.sql")
+        try:
+            export_errant(old, errant, exported)
+        except CloneError as exc:
+            note = f"; export failed: {exc}"
+            exported = None
+    kept = prune_diverged(config.mariadb.datadir, keep)
+    where = f"old datadir kept at {old}" if old in kept else "old datadir not kept (keep_diverged = 0)"
+    what = ", ".join(errant) if errant else "none identified (replication diverged)"
+    detail = f"errant GTIDs {what}; {where}"
+    if exported is not None:
+        detail += f"; exported to {exported}"
+    log.warning("re-clone: %s%s", detail, note)
+    if events is not None:
+        events.append("errant_transactions", detail + note)
+
+
+def export_errant(datadir: Path, errant: tuple[str, ...], out: Path) -> None:
+    """`mariadb-binlog` of each errant range ('d-s-first..last') from the binlogs in `datadir`, into `out`."""
+    binlogs = sorted(str(f) for f in datadir.glob("*.[0-9][0-9][0-9][0-9][0-9][0-9]"))
+    if not binlogs:
+        raise CloneError(f"no binlogs in {datadir}")
+    with out.open("w") as sink:
+        for spec in errant:
+            first_gtid, _, last = spec.partition("..")
+            domain, server, first = (int(x) for x in first_gtid.split("-"))
+            last_seq = int(last) if last else first
+            sink.write(f"-- webinfra: errant transactions {spec} (domain {domain}, server_id {server})\n")
+            sink.flush()
+            argv = [
+                "mariadb-binlog",
+                "--base64-output=decode-rows",
+                "--verbose",
+                f"--do-server-ids={server}",
+                f"--stop-position={domain}-{server}-{last_seq}",
+                *([f"--start-position={domain}-{server}-{first - 1}"] if first > 1 else []),
+                *binlogs,
+            ]
+            try:
+                proc = subprocess.run(argv, stdout=sink, stderr=subprocess.PIPE, text=True, timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                raise CloneError(f"mariadb-binlog: {exc}") from exc
+            if proc.returncode != 0:
+                raise CloneError(f"mariadb-binlog exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+
+
+def prune_diverged(datadir: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` kept-aside datadirs (and their exports); returns those kept."""
+    copies = sorted(p for p in datadir.parent.glob(f"{datadir.name}.diverged-*") if p.is_dir())
+    doomed, kept = (copies[:-keep], copies[-keep:]) if keep > 0 else (copies, [])
+    for path in doomed:
+        shutil.rmtree(path, ignore_errors=True)
+        path.with_name(path.name + ".errant.sql").unlink(missing_ok=True)
+    return kept

@@ -14,11 +14,12 @@ minority partition into `DcsUnreachable`, which is what the agent must see there
 from __future__ import annotations
 
 import base64
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from webinfra.control.agent import clock
 
 # gRPC status codes that etcd gives as an *answer* (the cluster works; the request was wrong or moot).
 _ANSWER_CODES = {3: "InvalidArgument", 5: "NotFound", 6: "AlreadyExists", 9: "FailedPrecondition", 11: "OutOfRange"}
@@ -71,7 +72,7 @@ class EtcdClient:
         self._http.close()
 
     def set_deadline(self, deadline: float | None) -> None:
-        """Give up every call at `deadline` (time.monotonic()) at the latest, whatever the endpoints do.
+        """Give up every call at `deadline` (clock.now(), CLOCK_BOOTTIME) at the latest, whatever the endpoints do.
 
         The leader sets it to its fencing time, so a slow DCS can never delay fencing."""
         self._deadline = deadline
@@ -88,7 +89,7 @@ class EtcdClient:
             index = (self._preferred + i) % n
             timeout = self.timeout
             if self._deadline is not None:
-                timeout = min(timeout, self._deadline - time.monotonic())
+                timeout = min(timeout, self._deadline - clock.now())
                 if timeout <= 0.005:
                     errors.append("deadline reached")
                     break

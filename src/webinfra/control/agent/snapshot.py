@@ -158,6 +158,7 @@ class LocalDb:
     semi_master_timeout: int = 0
     semi_slave_enabled: bool = False
     slave: SlaveStatus | None = None
+    watchdog_installed: bool = False  # watchdog.py's event is there and enabled
     # Unreachable only: proof that mysqld is not running (nothing listens on the socket and its pid is
     # gone), as opposed to a slow or stalled server that may still commit.
     gone: bool = False
@@ -223,7 +224,10 @@ class MemberRecord:
 
     @property
     def state(self) -> GtidState:
-        return GtidState.parse(self.gtid_state or self.gtid)
+        try:
+            return GtidState.parse(self.gtid_state or self.gtid)
+        except ValueError:  # a garbled key: no history we can count on
+            return GtidState()
 
 
 @dataclass(frozen=True)
