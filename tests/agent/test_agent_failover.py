@@ -267,7 +267,18 @@ def test_switchover_then_errant_replica_is_recloned(two_nodes: TwoNodes) -> None
     assert a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 10)") == "0"
     assert a.sql("SELECT COUNT(*) FROM site.t WHERE id = 999") == "0"  # the errant row is gone
     assert a.sql("SELECT COUNT(*) FROM site.t") == "21"
-    assert not any(p.name.startswith(".data.") for p in a.base.iterdir())  # staging and old datadir removed
+    # Nothing erased silently: the old datadir is kept aside, the errant transaction exported and named.
+    assert not any(p.name.startswith(".data.") for p in a.base.iterdir())  # no staging left
+    kept = [p for p in a.base.iterdir() if p.name.startswith("data.diverged-") and p.is_dir()]
+    assert len(kept) == 1, kept
+    surfaced = [e for e in read_events(two_nodes.base) if e["host"] == a.name and e["kind"] == "errant_transactions"]
+    assert len(surfaced) == 1, surfaced
+    detail = surfaced[0]["detail"]
+    errant_gtid = f"0-{a.server_id}-"
+    assert errant_gtid in detail and str(kept[0]) in detail, detail
+    exported = Path(detail.split("exported to ", 1)[1].split(";")[0].strip())
+    assert exported.exists() and "@1=999" in exported.read_text(), detail
+    print(f"errant transactions surfaced: {detail}")
 
 
 def test_dcs_outage_fences_the_primary_and_replicas_keep_serving_reads(prefix: str) -> None:
