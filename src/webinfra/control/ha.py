@@ -3,6 +3,7 @@ and asking for a switchover. The decisions themselves belong to the agents (webi
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -107,31 +108,53 @@ def bootstrapped_marker(cluster: Cluster) -> Any:
     return cluster.layout.cluster_dir / "db-bootstrapped"
 
 
-def _etcd_put(cluster: Cluster, key: str, value: str) -> bool:
-    """Put a key through the etcd JSON gateway of any reachable member."""
-    import base64
-
-    payload = {"key": base64.b64encode(key.encode()).decode(), "value": base64.b64encode(value.encode()).decode()}
+def _etcd_call(cluster: Cluster, path: str, payload: dict[str, Any]) -> dict[str, Any] | None:
+    """POST to the etcd JSON gateway (`/v3/...`) of the first member that answers; None when none did."""
     for spec in cluster.topology.with_role(Role.ETCD):
-        url = f"http://{cluster.topology.address_of(spec.name)}:{cluster.topology.etcd.client_port}/v3/kv/put"
+        url = f"http://{cluster.topology.address_of(spec.name)}:{cluster.topology.etcd.client_port}{path}"
 
-        def put(url: str = url) -> bool:
+        def post(url: str = url) -> dict[str, Any] | None:
             try:
-                return httpx.post(url, json=payload, timeout=2.0).status_code == 200
-            except httpx.HTTPError:
-                return False
+                resp = httpx.post(url, json=payload, timeout=2.0)
+                return resp.json() if resp.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                return None
 
         try:
-            if cluster.hosts[spec.name].call(put):
-                return True
+            answer = cluster.hosts[spec.name].call(post)
         except Exception:
             continue
-    return False
+        if isinstance(answer, dict):
+            return answer
+    return None
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _etcd_put(cluster: Cluster, key: str, value: str, *, ttl: int = 0) -> bool:
+    """Put a key; with `ttl`, attached to a new lease of that many seconds (etcd deletes it then)."""
+    payload = {"key": _b64(key), "value": _b64(value)}
+    if ttl:
+        grant = _etcd_call(cluster, "/v3/lease/grant", {"TTL": str(ttl)})
+        if grant is None or "ID" not in grant:
+            return False
+        payload["lease"] = str(grant["ID"])
+    return _etcd_call(cluster, "/v3/kv/put", payload) is not None
+
+
+def _etcd_delete(cluster: Cluster, key: str) -> bool:
+    return _etcd_call(cluster, "/v3/kv/deleterange", {"key": _b64(key)}) is not None
 
 
 def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> tuple[str, str, float]:
     """Ask the leader's agent to hand over (to `target` or the most advanced replica); wait for the new
-    primary. Returns (old, new, seconds)."""
+    primary. Returns (old, new, seconds).
+
+    The request key lives on an etcd lease of `timeout` + 5 s and is deleted when the wait times out: a
+    request nobody carried out must not linger and promote its target later, when it may be lagging (the
+    agents also refuse a target that is not the most advanced, decide.py)."""
     from webinfra.control import events
     from webinfra.control.cluster import ClusterError, UsageError
     from webinfra.plan.ha import dcs_prefix
@@ -148,7 +171,8 @@ def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> t
         raise UsageError(f"--to {target!r}: it is already the primary")
     started = time.monotonic()
     request = json.dumps({"to": target, "requested_at": time.time()})
-    if not _etcd_put(cluster, dcs_prefix(cluster.topology) + "switchover", request):
+    key = dcs_prefix(cluster.topology) + "switchover"
+    if not _etcd_put(cluster, key, request, ttl=int(timeout) + 5):
         raise ClusterError("could not reach etcd to ask for the switchover")
     events.record(cluster.layout, "switchover_requested", old, f"to {target or 'most advanced replica'}")
     deadline = started + timeout
@@ -157,4 +181,8 @@ def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> t
         if new is not None and new != old and (target is None or new == target):
             return old, new, time.monotonic() - started
         time.sleep(0.1)
-    raise ClusterError(f"no new primary within {timeout:g}s (see `webinfra events` and the agents' logs)")
+    withdrawn = _etcd_delete(cluster, key)
+    raise ClusterError(
+        f"no new primary within {timeout:g}s; switchover request "
+        f"{'withdrawn' if withdrawn else 'left to expire with its lease'} (see `webinfra events` and the agents' logs)"
+    )

@@ -257,7 +257,7 @@ class Actor:
         if request is not None and request.to is None:
             # Name the chosen target in the key, so the other members defer to it once I let go.
             body = json.dumps({"to": d.target, "requested_at": request.requested_at})
-            self.dcs.replace(self.keys.switchover, body, request.mod_revision)
+            self.dcs.replace(self.keys.switchover, body, request.mod_revision, lease=request.lease)
         self.events.append("switchover", d.reason)
         return replace(s.me, switchover_started=clock.now(), switchover_target=d.target)
 

@@ -429,14 +429,14 @@ def _follow(s: Snapshot, leader: LeaderRecord) -> Decision:
     if slave is not None and slave.master_host == address and slave.diverged:
         errno = slave.last_io_errno or slave.last_sql_errno
         theirs = s.cluster.members.get(leader.name) if s.cluster is not None else None
-        extra = errant(s.db.gtid_state, theirs.state if theirs is not None else GtidState())
+        extra = errant(s.db.binlog_state, theirs.state if theirs is not None else GtidState())
         return _reclone(s, leader, f"replication from {leader.name} diverged (error {errno})", extra)
     if not s.db.replication_configured:
         # An old primary (promotion resets replication) or a blank node: is its history part of the
         # leader's? Every (domain, server_id) of mine must be within the state the leader was promoted at.
         if leader.promoted_at_gtid is None:
             return Decision(Action.WAIT, f"waiting for {leader.name} to record its promotion point")
-        mine = s.db.gtid_state
+        mine = s.db.binlog_state
         at = GtidState.parse(leader.promoted_at_gtid)
         extra = errant(mine, at)
         if extra:

@@ -55,6 +55,7 @@ def cluster_view(kvs: list[KeyValue], keys: Keys, leader_ttl_left: float | None 
                     to=to if isinstance(to, str) and to else None,
                     requested_at=str(data.get("requested_at") or ""),
                     mod_revision=kv.mod_revision,
+                    lease=kv.lease,
                 )
         elif kv.key == keys.optime:
             optime = optime_record(kv)

@@ -181,6 +181,11 @@ class LocalDb:
         return GtidState.parse(self.gtid_binlog_state, self.gtid_binlog_pos, self.gtid_current_pos, io_pos)
 
     @property
+    def binlog_state(self) -> GtidState:
+        """What is in my own binlog: the transactions that can be errant (received ones are the source's)."""
+        return GtidState.parse(self.gtid_binlog_state, self.gtid_binlog_pos)
+
+    @property
     def applied_all_received(self) -> bool:
         """The SQL thread has applied every transaction the IO thread received."""
         if self.slave is None or not self.slave.gtid_io_pos:
@@ -261,6 +266,7 @@ class SwitchoverRequest:
     to: str | None
     requested_at: str = ""
     mod_revision: int = 0
+    lease: int = 0  # `webinfra switchover` attaches it to a lease: a request nobody acts on expires
 
 
 @dataclass(frozen=True)
