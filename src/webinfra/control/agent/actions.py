@@ -137,7 +137,7 @@ class Actor:
             switchover_target=None,
         )
         try:
-            gtid = self.db.promote(self._fence_at(state) or sent)
+            gtid = self.db.promote(self._fence_at(state) or sent, replicating=s.db.slave is not None)
         except DbError as exc:
             # Not promoted (e.g. the relay log could not be applied within the lease): let go at once, so
             # nobody waits for a leader that is not writable, and receive from the source again.

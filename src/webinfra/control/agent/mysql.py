@@ -207,10 +207,10 @@ class LocalMariaDB:
         """Stop receiving, then wait (until `fence_at` at most) for the SQL thread to apply everything the IO
         thread received: a promotion that reset replication before that would drop acknowledged writes
         sitting in the relay log."""
-        self.run("STOP SLAVE IO_THREAD;", timeout=5)
-        rows = parse_vertical(self.run("SHOW SLAVE STATUS;", vertical=True))
+        rows = parse_vertical(self.run("STOP SLAVE IO_THREAD;\nSHOW SLAVE STATUS;", vertical=True, timeout=5))
         received = rows[0].get("Gtid_IO_Pos", "") if rows else ""
-        if not received:
+        applied = rows[0].get("Gtid_Slave_Pos", "") if rows else ""
+        if not received or GtidState.parse(applied).contains(GtidState.parse(received)):
             return
         left = fence_at - clock.now()
         if left <= 0.05:
@@ -219,11 +219,12 @@ class LocalMariaDB:
         if out.strip() != "0":
             raise DbError(f"relay log not applied up to {received} within {left:.1f}s (the lease would expire)")
 
-    def promote(self, fence_at: float) -> str:
+    def promote(self, fence_at: float, *, replicating: bool = True) -> str:
         """Drain the relay log, forget the source, semi-sync master on, publish the watchdog deadline, then
         writable (in that order: no write is ever acknowledged without a replica, none is lost from the
         relay log). Bounded by the lease (`fence_at`). Returns the GTID state at that point."""
-        self.drain_relay_log(fence_at)
+        if replicating:
+            self.drain_relay_log(fence_at)
         out = self.run(
             f"""
 STOP SLAVE;

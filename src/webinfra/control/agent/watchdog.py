@@ -38,8 +38,10 @@ from webinfra.services.mariadb import quote
 
 SCHEMA = "webinfra_ha"
 
-# Accounts whose sessions survive fencing: admin (root over the socket), server threads.
-SYSTEM_USERS = ("root", "system user", "event_scheduler", "mariadb.sys", "")
+# Accounts whose sessions survive fencing: admin (root over the socket), server threads, and connections
+# still authenticating ("unauthenticated user": killing those would kill the agent's own admin logins; a
+# site session that logs in meanwhile meets read_only, and the kill after SET read_only).
+SYSTEM_USERS = ("root", "system user", "event_scheduler", "mariadb.sys", "unauthenticated user", "")
 
 
 def spared_users_sql(repl_user: str) -> str:
