@@ -41,7 +41,7 @@ from agent_testlib import (
 
 from webinfra.control.agent.dcs import EtcdClient, Keys
 from webinfra.control.agent.records import optime_record
-from webinfra.control.agent.snapshot import OptimeRecord, seq_of
+from webinfra.control.agent.snapshot import GtidState, OptimeRecord, seq_of
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all((MARIADBD, INSTALL_DB, CLIENT)),
@@ -266,6 +266,10 @@ def test_switchover_then_errant_replica_is_recloned(two_nodes: TwoNodes) -> None
     b_pos = b.sql("SELECT @@gtid_binlog_pos")
     assert a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 10)") == "0"
     assert a.sql("SELECT COUNT(*) FROM site.t WHERE id = 999") == "0"  # the errant row is gone
+    # The clone has the whole history (per server_id), not only the backup's last GTID.
+    a_state = GtidState.parse(a.sql("SELECT @@global.gtid_binlog_state"))
+    assert a_state == GtidState.parse(b.sql("SELECT @@global.gtid_binlog_state")), a_state
+    assert a_state.server_seq(a.server_id) > 0, a_state
     assert a.sql("SELECT COUNT(*) FROM site.t") == "21"
     # Nothing erased silently: the old datadir is kept aside, the errant transaction exported and named.
     assert not any(p.name.startswith(".data.") for p in a.base.iterdir())  # no staging left

@@ -33,8 +33,9 @@ from typing import Any
 
 from webinfra.control.agent import clock
 from webinfra.control.agent import metrics as agent_metrics
-from webinfra.control.agent.clone import backup_stream
+from webinfra.control.agent.clone import GTID_STATE_HEADER, backup_stream
 from webinfra.control.agent.decide import Decision
+from webinfra.control.agent.mysql import DbError, LocalMariaDB
 from webinfra.control.agent.snapshot import ClusterView, Role, Snapshot
 
 log = logging.getLogger("webinfra.agent")
@@ -280,7 +281,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.clone_slot.release()
 
     def _stream_backup(self) -> None:
+        # The history before the backup point, per (domain, server_id): the receiver restores it as its
+        # gtid_binlog_state (a backup carries only the last GTID), so its published history stays whole.
+        try:
+            state = LocalMariaDB(self.server.mariadb_socket).run("SELECT @@global.gtid_binlog_state;").strip()
+        except DbError:
+            state = ""
         self.send_response(HTTPStatus.OK)
+        self.send_header(GTID_STATE_HEADER, state.replace("\n", ","))
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")

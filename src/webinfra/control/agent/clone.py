@@ -36,10 +36,12 @@ from webinfra.control.agent import clock
 from webinfra.control.agent.config import AgentConfig
 from webinfra.control.agent.events import EventLog
 from webinfra.control.agent.mysql import LocalMariaDB
+from webinfra.control.agent.snapshot import GtidState
 
 log = logging.getLogger("webinfra.agent")
 
 CHUNK = 256 * 1024
+GTID_STATE_HEADER = "X-Webinfra-Gtid-Binlog-State"  # the source's gtid_binlog_state before the backup
 BINLOG_INFO_FILES = ("mariadb_backup_binlog_info", "xtrabackup_binlog_info")
 
 
@@ -113,8 +115,9 @@ def _run(argv: list[str], what: str, timeout: float) -> None:
         raise CloneError(f"{what} exited {proc.returncode}: {tail}")
 
 
-def fetch_into(url: str, token: str, staging: Path, *, timeout: float = 600.0) -> int:
-    """Stream the backup at `url` into `mbstream -x -C staging`; returns the bytes received."""
+def fetch_into(url: str, token: str, staging: Path, *, timeout: float = 600.0) -> tuple[int, str]:
+    """Stream the backup at `url` into `mbstream -x -C staging`; returns the bytes received and the
+    source's GTID state sent with it."""
     staging.mkdir(parents=True)
     unpack = subprocess.Popen(["mbstream", "-x", "-C", str(staging)], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
     assert unpack.stdin is not None
@@ -125,6 +128,7 @@ def fetch_into(url: str, token: str, staging: Path, *, timeout: float = 600.0) -
         ) as resp:
             if resp.status_code != 200:
                 raise CloneError(f"GET {url}: HTTP {resp.status_code} {resp.read()[:200]!r}")
+            source_state = resp.headers.get(GTID_STATE_HEADER, "")
             deadline = clock.now() + timeout
             for chunk in resp.iter_bytes(CHUNK):
                 unpack.stdin.write(chunk)
@@ -141,7 +145,7 @@ def fetch_into(url: str, token: str, staging: Path, *, timeout: float = 600.0) -
     if rc != 0:
         err = unpack.stderr.read().decode(errors="replace") if unpack.stderr else ""
         raise CloneError(f"mbstream -x exited {rc}: {err.strip()[-300:]}")
-    return total
+    return total, source_state
 
 
 def reclone(
@@ -154,7 +158,7 @@ def reclone(
     shutil.rmtree(staging, ignore_errors=True)
     url = f"http://{config.address_of(leader)}:{config.listen_port}/clone"
     started = clock.now()
-    size = fetch_into(url, config.token(), staging)
+    size, source_state = fetch_into(url, config.token(), staging)
     _run(["mariabackup", "--prepare", f"--target-dir={staging}"], "mariabackup --prepare", 600)
     gtid = backup_gtid(staging)
     log.info("clone of %s prepared: %.1f MB at %s in %.1fs", leader, size / 1e6, gtid, clock.now() - started)
@@ -178,6 +182,7 @@ def reclone(
         raise
     db.start_replica_at(
         gtid,
+        binlog_state=restored_state(source_state, gtid),
         host=config.address_of(leader),
         port=config.mariadb.port,
         user=config.repl_user,
@@ -187,6 +192,16 @@ def reclone(
     shutil.rmtree(staging, ignore_errors=True)
     _surface_diverged(config, old, errant, events)
     return gtid
+
+
+def restored_state(source_state: str, gtid: str) -> str:
+    """The clone's history: the source's binlog state from before the backup, plus the backup's own GTID.
+    Every entry of the former is at or before the backup point (it was read first), so the merge is a
+    state of the source's history at that point. A malformed header: the backup's GTID alone."""
+    try:
+        return str(GtidState.parse(source_state, gtid))
+    except ValueError:
+        return str(GtidState.parse(gtid))
 
 
 def aside_path(datadir: Path) -> Path:

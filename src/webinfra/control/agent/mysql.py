@@ -373,14 +373,27 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
         return repoint
 
     def start_replica_at(
-        self, gtid: str, *, host: str, port: int, user: str, password: str, tls: str = "MASTER_SSL=0"
+        self,
+        gtid: str,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        tls: str = "MASTER_SSL=0",
+        binlog_state: str = "",
     ) -> None:
-        """After a re-clone: replicate from host:port starting right after `gtid`."""
+        """After a re-clone: replicate from host:port starting right after `gtid`. `binlog_state` (the
+        history up to `gtid`, per domain and server_id) becomes this node's gtid_binlog_state, on the
+        clone's still empty binlog: a backup carries only its last GTID, and without the rest this node
+        would publish a shorter history than it has."""
+        restore = f"RESET MASTER;\nSET GLOBAL gtid_binlog_state = {quote(binlog_state)};" if binlog_state else ""
         self.run(
             f"""
 SET GLOBAL read_only = ON;
 STOP SLAVE;
 RESET SLAVE ALL;
+{restore}
 SET GLOBAL gtid_slave_pos = {quote(gtid)};
 SET GLOBAL rpl_semi_sync_slave_enabled = ON;
 CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)},
