@@ -6,6 +6,7 @@ Every test failed on the code before the fix (noted per test); the factories are
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from test_agent_decide import (
     DOWN,
@@ -19,9 +20,13 @@ from test_agent_decide import (
     snap,
     view,
 )
+from test_agent_units import RENDERED
 
-from webinfra.control.agent.decide import Action, decide
-from webinfra.control.agent.snapshot import AgentState, OptimeRecord, SwitchoverRequest
+from webinfra.control.agent.actions import Actor
+from webinfra.control.agent.config import AgentConfig
+from webinfra.control.agent.decide import Action, Decision, decide
+from webinfra.control.agent.events import EventLog
+from webinfra.control.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest
 
 # -- 1. histories, not sequence numbers ------------------------------------------------------------------------
 
@@ -153,3 +158,68 @@ def test_switchover_handover_waits_for_the_targets_history_not_its_seq_no() -> N
         )
     )
     assert d.action == Action.SWITCHOVER_PREPARE, d
+
+
+# -- 3. "not primary" is published before the lease goes ------------------------------------------------------
+
+
+class _Recorder:
+    """Stands in for the DCS and MariaDB in an ordering test: records the calls, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    # DCS
+    def revoke(self, lease: int) -> bool:
+        self.calls.append("revoke")
+        return True
+
+    def put(self, key: str, value: str, *, lease: int = 0) -> None:
+        self.calls.append("put " + key.rsplit("/", 1)[-1])
+
+    # MariaDB
+    def fence(self, repl_user: str, *, timeout: float = 5.0) -> list[str]:
+        self.calls.append("fence")
+        return []
+
+    def facts(self) -> LocalDb:
+        return LocalDb(reachable=False)
+
+
+def _actor(tmp_path: Path) -> tuple[Actor, _Recorder]:
+    config = AgentConfig.model_validate(
+        {
+            **RENDERED,
+            "repl_password_file": str(tmp_path / "repl.password"),
+            "token_file": str(tmp_path / "token"),
+            "events_file": str(tmp_path / "events.jsonl"),
+            "mariadb": {**RENDERED["mariadb"], "datadir": str(tmp_path / "data")},
+        }
+    )
+    rec = _Recorder()
+    actor = Actor(
+        config,
+        rec,  # type: ignore[arg-type]
+        rec,  # type: ignore[arg-type]
+        EventLog(config.events_file, "web-01"),
+        lambda leader, errant: None,
+        lambda: rec.calls.append("unpublish"),
+    )
+    return actor, rec
+
+
+def test_every_let_go_publishes_not_primary_first_and_fences_a_reachable_server(tmp_path: Path) -> None:
+    """Before: RELEASE revoked the lease without fencing and /primary could still say 200 meanwhile."""
+    leading = replace(LEADING, db_failures=3)
+    cases = [
+        (Action.RELEASE, snap("web-01", GONE, view("web-01"), leading), ["unpublish", "revoke"]),
+        (Action.DEMOTE, snap("web-01", primary_db(), view("web-02"), LEADING), ["unpublish", "fence", "revoke"]),
+        (Action.SWITCHOVER_HANDOVER, snap("web-01", primary_db(), view("web-01"), LEADING), ["unpublish", "revoke"]),
+    ]
+    for action, s, expected in cases:
+        actor, rec = _actor(tmp_path)
+        actor.act(Decision(action, "test", "web-02"), s)
+        assert rec.calls == expected, (action, rec.calls)
+    actor, rec = _actor(tmp_path)
+    actor.step_down(LEADING, "agent stopping")
+    assert rec.calls == ["unpublish", "fence", "revoke"], rec.calls
