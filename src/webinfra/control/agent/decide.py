@@ -4,19 +4,28 @@ No I/O and no clock: `now` is in the snapshot, so every rule is a table-testable
 in the order they are tried:
 
 - cloning in progress                      -> CLONING (the worker owns MariaDB; touch nothing)
-- I hold the leader lease                  -> `_as_leader`: RELEASE (DB down), FENCE (cannot renew in
-                                              time), DEMOTE (key gone/taken), switchover steps,
-                                              SEMI_SYNC_FALLBACK / SEMI_SYNC_RESTORE, else LEAD
+- I hold the leader lease                  -> `_as_leader`: RELEASE (mysqld proven gone after several
+                                              failed checks; a slow one is FENCEd and keeps the lease),
+                                              FENCE (cannot renew in time; at once when acknowledging
+                                              alone in async fallback), DEMOTE (key gone/taken),
+                                              switchover steps, SEMI_SYNC_FALLBACK / _RESTORE, else LEAD
 - etcd said my lease is gone               -> DEMOTE
 - DCS unreachable                          -> WAIT (keep replicating; never promote without the DCS)
-- local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me)
+- local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me, once
+                                              mysqld is proven gone)
 - no leader                                -> `_no_leader`: ACQUIRE only if bootstrap / switchover /
-                                              "not behind an async leader's optime" / "most advanced
-                                              healthy member" rules allow, else WAIT
+                                              "my history has the async leader's optime" / "no healthy
+                                              member's history is ahead of mine" rules allow, else WAIT
+                                              (a switchover target too: a lagging one is refused)
 - the leader key names me (agent restart)  -> RESUME (adopt the lease)
 - another node leads                       -> `_follow`: RECLONE (diverged or errant), REJOIN (old
                                               primary), FOLLOW
 Every non-leader action also keeps MariaDB read-only (actions.py), so "not leader" implies "no writes".
+
+Histories, not sequence numbers: positions are compared as GTID states (snapshot.GtidState: the last
+seq_no per domain AND server_id) with containment. A higher seq_no written by another server is another
+history; of two diverged histories the one with the last leader's recorded position wins, and the other
+side's extra transactions are errant (named, exported, kept aside by the re-clone).
 
 No acknowledged write is lost (Patroni's synchronous mode, with synchronous_mode_strict=false and
 maximum_lag_on_failover=0). A leader publishes the `optime` key (no lease: it outlives the leader), see
@@ -32,7 +41,8 @@ taking writes; if it then dies for good, writes stay unavailable until it return
 accepts the loss) rather than losing what it acknowledged. `"block"` never acknowledges alone, so its
 optime stays sync and failover is as before. The one window left: the position is written once per
 cycle, so a crash within `loop_interval` of an async write, with a replica exactly at the last recorded
-position, can lose that last interval's async writes (Patroni's /optime has the same). A clean stop
+position, can lose that last interval's async writes (Patroni's /optime has the same). A leader cut off
+from etcd in fallback no longer widens it: it fences at its first missed renewal. A clean stop
 (SIGTERM) or a switchover records the final position after going read-only: no such window there.
 """
 

@@ -282,7 +282,9 @@ class Agent:
             except Exception:  # a bug in one cycle must not end the agent (and its fencing)
                 log.exception("HA cycle failed")
             wake = started + interval
-            if self._failover_likely():
+            if self._failover_likely() or (self.state.holds_lease and self.state.db_failures):
+                # A leader whose MariaDB stopped answering counts its failed checks quickly: releasing
+                # needs several in a row (decide.py), and the replica is waiting for them.
                 wake = started + min(interval, EXPIRY_POLL)
             fence_at = self.fence_at()
             if fence_at is not None and not self.state.fenced:
