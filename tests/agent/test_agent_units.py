@@ -10,11 +10,11 @@ import pytest
 from pydantic import ValidationError
 
 from webinfra.control.agent.config import AgentConfig, load_config
-from webinfra.control.agent.dcs import KeyValue, prefix_end
+from webinfra.control.agent.dcs import Keys, KeyValue, prefix_end
 from webinfra.control.agent.events import KINDS, EventLog
 from webinfra.control.agent.mysql import local_db_from_rows, parse_vertical
-from webinfra.control.agent.records import history_with, member_value, optime_record, optime_value
-from webinfra.control.agent.snapshot import Gtid, OptimeRecord, gtid_in_domain, seq_of
+from webinfra.control.agent.records import cluster_view, history_with, member_value, optime_record, optime_value
+from webinfra.control.agent.snapshot import Gtid, GtidState, MemberRecord, OptimeRecord, gtid_in_domain, seq_of
 
 # The exact shape webinfra's plan renders (src/webinfra/plan/ha.py).
 RENDERED: dict[str, Any] = {
@@ -195,3 +195,22 @@ def test_events_are_json_lines(tmp_path: Path) -> None:
     assert [e["kind"] for e in lines] == ["promoted", "fenced"]
     assert lines[0]["source"] == "agent" and lines[0]["host"] == "web-02" and lines[0]["ts"].endswith("Z")
     assert {"promoted", "demoted", "fenced", "released", "following", "switchover"} <= KINDS
+
+
+def test_gtid_state_compares_histories_per_domain_and_server() -> None:
+    state = GtidState.parse("0-1-100,0-2-105", "0-2-103\n1-7-4")
+    assert str(state) == "0-1-100,0-2-105,1-7-4"
+    assert state.tip() == 105 and state.tip(1) == 4 and state.server_seq(1) == 100
+    assert state.has(Gtid(0, 2, 105)) and not state.has(Gtid(0, 1, 101)) and not state.has(Gtid(0, 3, 1))
+    old_primary = GtidState.parse("0-1-110")
+    assert not state.contains(old_primary) and not old_primary.contains(state)  # diverged: neither is ahead
+    assert state.contains(GtidState.parse("0-1-90,0-2-101")) and state.contains(GtidState())
+    assert old_primary.beyond(state) == ["0-1-101..110"] and state.beyond(old_primary) == ["0-2-1..105", "1-7-1..4"]
+    assert not GtidState() and GtidState.parse("") == GtidState()
+
+
+def test_member_record_history_falls_back_to_its_gtid_and_survives_garbage() -> None:
+    kv = KeyValue("/p/members/web-02", json.dumps({"gtid": "0-2-9", "gtid_state": "bogus"}).encode(), 1, 1, 0)
+    member = cluster_view([kv], Keys("/p/")).members["web-02"]
+    assert str(member.state) == "0-2-9"  # a malformed state is dropped, the gtid stands in
+    assert str(MemberRecord("x", gtid="not-a-gtid").state) == ""

@@ -293,7 +293,7 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
         try:
             deadline = clock.now() + timeout
             while True:
-                killed += self.kill_sessions(repl_user)
+                killed += self.kill_sessions(repl_user, timeout=min(self.timeout, timeout))
                 try:
                     setter.wait(timeout=0.2)
                     break
@@ -308,15 +308,16 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
             raise DbError(f"SET GLOBAL read_only = ON failed: {setter.stderr.read().strip() if setter.stderr else ''}")
         return killed
 
-    def kill_sessions(self, repl_user: str) -> list[str]:
+    def kill_sessions(self, repl_user: str, *, timeout: float | None = None) -> list[str]:
         """KILL CONNECTION every session of a non-system account (the site's users)."""
         ids = self.run(
             "SELECT ID FROM information_schema.PROCESSLIST "
             f"WHERE USER NOT IN ({watchdog.spared_users_sql(repl_user)}) AND ID <> CONNECTION_ID() "
-            "AND COMMAND NOT IN ('Binlog Dump', 'Daemon');"
+            "AND COMMAND NOT IN ('Binlog Dump', 'Daemon');",
+            timeout=timeout,
         ).split()
         if ids:
-            self.run("".join(f"KILL CONNECTION {int(i)};" for i in ids), force=True)
+            self.run("".join(f"KILL CONNECTION {int(i)};" for i in ids), force=True, timeout=timeout)
         return ids
 
     def set_read_only(self, on: bool = True) -> None:
