@@ -230,9 +230,8 @@ def _surface_diverged(config: AgentConfig, old: Path, errant: tuple[str, ...], e
     kept = prune_diverged(config.mariadb.datadir, keep)
     where = f"old datadir kept at {old}" if old in kept else "old datadir not kept (keep_diverged = 0)"
     what = ", ".join(errant) if errant else "none identified (replication diverged)"
-    detail = f"errant GTIDs {what}; {where}"
-    if exported is not None:
-        detail += f"; exported to {exported}"
+    # The export first: it is what someone (or the nemesis checker) should open.
+    detail = f"errant GTIDs {what}" + (f" exported to {exported}" if exported is not None else "") + f"; {where}"
     log.warning("re-clone: %s%s", detail, note)
     if events is not None:
         events.append("errant_transactions", detail + note)
