@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,6 +189,15 @@ class AgentHTTPServer(ThreadingHTTPServer):
                     conn.shutdown(socket.SHUT_RDWR)
                 return True
         return False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up early (HAProxy's checks reset the connection once they have the status
+        line; an evicted idle connection) is routine: one debug line, not a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("http %s: %s", client_address, exc)
+            return
+        super().handle_error(request, client_address)
 
     def mark(self, conn: socket.socket, *, idle: bool) -> None:
         with self._lock:
