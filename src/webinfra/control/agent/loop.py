@@ -162,6 +162,11 @@ class Agent:
             log.error("%s failed: %s (%s)", decision.action.value, exc, decision.reason)
             self.state = state
         self.db.fence_at = self.fence_at()
+        if self.state.holds_lease and self.state.renewed_this_cycle and db.reachable:
+            try:
+                self.db.publish_deadline()  # the watchdog's deadline moves with each renewal, not a cycle later
+            except DbError as exc:
+                log.warning("could not publish the watchdog deadline: %s", exc)
         if decision.action in _CHANGES_MARIADB:
             # Publish what MariaDB is now (e.g. writable after a promotion), not what it was: /primary
             # would otherwise lag a whole loop_interval behind the promotion.

@@ -196,6 +196,13 @@ class LocalMariaDB:
             probe.close()
         return not _pid_alive(self.pid_file)
 
+    def publish_deadline(self) -> None:
+        """Hand the current `fence_at` to the watchdog now (the leader, right after a renewal: the facts call
+        of the next cycle would publish it a cycle late)."""
+        sql = self._deadline_sql(self.fence_at)
+        if sql:
+            self.run(sql)
+
     def install_watchdog(self, repl_user: str) -> None:
         """Create the watchdog (binlog off; idempotent). The deadline is written from the next call on."""
         self.run(watchdog.install_sql(repl_user), timeout=10)

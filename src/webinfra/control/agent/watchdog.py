@@ -9,8 +9,9 @@ an agent crash. Its cost is one mostly sleeping event thread.
 
 How:
 - table `webinfra_ha.lease` (InnoDB, one row): `writable_until`, a UNIX time (wall clock, the only clock
-  SQL has) until which this node may be writable. The agent writes it in every cycle's facts call and
-  right before it makes the server writable (promote, ensure_leader): its fencing time, i.e. the last
+  SQL has) until which this node may be writable. The agent writes it right after each lease renewal,
+  in every cycle's facts call, and right before it makes the server writable (promote, ensure_leader):
+  its fencing time, i.e. the last
   lease renewal etcd confirmed + TTL - fence_margin (converted from CLOCK_BOOTTIME to wall time at the
   moment of writing); 0 when it does not hold the lease. Written with `sql_log_bin = 0`: it creates no
   GTID, so it is never an errant transaction, and it is never replicated.
