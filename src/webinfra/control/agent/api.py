@@ -135,6 +135,8 @@ class Published:
             "replicating_from": slave.master_host if slave else None,
             "replication_error": (slave.last_io_error or slave.last_sql_error) if slave else None,
             "fenced": s.me.fenced,
+            "watchdog": s.db.watchdog_installed if s.db.reachable else None,
+            "gtid_state": str(s.db.gtid_state),
             "action": self.decision.action.value if self.decision else None,
             "reason": self.decision.reason if self.decision else None,
             "decided_at": self.decided_at,
