@@ -238,6 +238,8 @@ class Actor:
         killed: list[str] = []
         if s.db.reachable:
             killed = self.db.fence(self.config.repl_user)
+        elif not s.db.gone:
+            self._fence_quietly()  # it did not answer the facts query, but may be alive: try anyway
         if s.me.lease_id and s.cluster is not None:
             self._revoke_quietly(s.me.lease_id)
         detail = f"{d.reason}; killed {len(killed)} session(s)"
