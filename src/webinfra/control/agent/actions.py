@@ -142,6 +142,7 @@ class Actor:
             # Not promoted (e.g. the relay log could not be applied within the lease): let go at once, so
             # nobody waits for a leader that is not writable, and receive from the source again.
             log.error("promotion failed, releasing the lease: %s", exc)
+            self._fence_quietly()  # the server may have run part of the script (even read_only=OFF)
             self._revoke_quietly(lease)
             try:
                 self.db.resume_receiving()
