@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from webinfra.control.agent.clone import aside_path, prune_diverged, restored_state
 from webinfra.control.agent.config import AgentConfig, load_config
 from webinfra.control.agent.dcs import Keys, KeyValue, prefix_end
 from webinfra.control.agent.events import KINDS, EventLog
@@ -214,3 +215,25 @@ def test_member_record_history_falls_back_to_its_gtid_and_survives_garbage() -> 
     member = cluster_view([kv], Keys("/p/")).members["web-02"]
     assert str(member.state) == "0-2-9"  # a malformed state is dropped, the gtid stands in
     assert str(MemberRecord("x", gtid="not-a-gtid").state) == ""
+
+
+def test_diverged_datadirs_are_kept_aside_and_bounded(tmp_path: Path) -> None:
+    datadir = tmp_path / "data" / "mariadb"
+    datadir.mkdir(parents=True)
+    made = []
+    for stamp in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+        old = datadir.with_name(f"mariadb.diverged-{stamp}")
+        old.mkdir()
+        old.with_name(old.name + ".errant.sql").write_text("-- errant\n")
+        made.append(old)
+    assert prune_diverged(datadir, 2) == made[1:]
+    assert not made[0].exists() and not made[0].with_name(made[0].name + ".errant.sql").exists()
+    assert all(p.exists() for p in made[1:]) and datadir.exists()
+    assert aside_path(datadir).parent == datadir.parent  # under the host's data dir, next to the datadir
+    assert prune_diverged(datadir, 0) == [] and not any(p.exists() for p in made)
+
+
+def test_a_clone_restores_the_sources_history_up_to_the_backup() -> None:
+    assert restored_state("0-11-24,0-12-20", "0-12-25") == "0-11-24,0-12-25"
+    assert restored_state("", "0-12-25") == "0-12-25"
+    assert restored_state("garbage", "0-12-25") == "0-12-25"
