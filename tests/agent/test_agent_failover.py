@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_testlib import (
@@ -54,8 +55,9 @@ ADDRESSES = ["127.77.0.11", "127.77.0.12"]
 class TwoNodes:
     """Node A (initial primary) and node B (replica), bootstrapped the way webinfra does it."""
 
-    def __init__(self, base: Path, etcd: EtcdServer, prefix: str) -> None:
+    def __init__(self, base: Path, etcd: EtcdServer, prefix: str, **agent_overrides: Any) -> None:
         self.base, self.etcd, self.prefix = base, etcd, prefix
+        self.agent_overrides = agent_overrides  # agent.json values for both agents (e.g. lease_ttl)
         db_port, agent_port = free_port_on(ADDRESSES), free_port_on(ADDRESSES)
         self.a = Node("db-a", ADDRESSES[0], 11, base / "db-a", db_port, agent_port)
         self.b = Node("db-b", ADDRESSES[1], 12, base / "db-b", db_port, agent_port)
@@ -87,6 +89,7 @@ class TwoNodes:
         for node in self.nodes:
             config = agent_config(node, self.nodes, etcd=self.etcd.url, prefix=self.prefix, base=self.base)
             config["switchover_timeout"] = 10.0
+            config.update(self.agent_overrides)
             node.agent_config.write_text(json.dumps(config, indent=2))
             node.start_agent()
 
@@ -129,9 +132,9 @@ class TwoNodes:
 
 
 @contextlib.contextmanager
-def running(etcd: EtcdServer, prefix: str) -> Iterator[TwoNodes]:
+def running(etcd: EtcdServer, prefix: str, **agent_overrides: Any) -> Iterator[TwoNodes]:
     base = Path(tempfile.mkdtemp(prefix="webinfra-agent-ha-"))
-    cluster = TwoNodes(base, etcd, prefix)
+    cluster = TwoNodes(base, etcd, prefix, **agent_overrides)
     try:
         cluster.up()
         yield cluster

@@ -137,3 +137,30 @@ def test_frozen_primary_agent_is_fenced_by_mariadb_before_the_replica_promotes(t
     # A converges on B (rejoined or re-cloned) with every row.
     wait_for("A caught up", lambda: a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 1)", check=False) == "0", 60)
     assert set(a.sql("SELECT id FROM site.t WHERE id >= 1000000").split()) >= present
+
+
+def test_a_stalled_mariadb_keeps_the_lease_instead_of_being_released(etcd_server: EtcdServer, prefix: str) -> None:
+    """The primary's mariadbd frozen (SIGSTOP) for 2.5 s: every facts call fails, but the server is alive
+    (its socket accepts). Before: the agent released the lease at the first failed call, the replica
+    promoted, and the thawed server was writable next to it. Now it keeps the lease (the production TTL of
+    3 s leaves room for the failed calls), nobody promotes, and it leads on once MariaDB answers."""
+    with running(etcd_server, prefix, lease_ttl=3) as two_nodes:
+        a, b = two_nodes.a, two_nodes.b
+        two_nodes.wait_roles(a, b)
+        pid = a.mariadbd_pid()
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        samples: list[bool | None] = []
+        try:
+            frozen = time.monotonic()
+            while time.monotonic() - frozen < 2.5:
+                samples.append(writable(b))
+                time.sleep(POLL)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        two_nodes.wait_roles(a, b, timeout=30)
+        kinds = {(e["host"], e["kind"]) for e in read_events(two_nodes.base)}
+        assert (a.name, "released") not in kinds and (b.name, "promoted") not in kinds, kinds
+        assert not any(samples), samples  # the replica never became writable
+        log = a.agent_log()
+        assert "did not answer" in log and "keeping the lease" in log, log[-3000:]
