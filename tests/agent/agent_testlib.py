@@ -293,7 +293,12 @@ def agent_config(
         "replica_max_lag": 5.0,
         "when_no_replica_acks": "fallback_async",
         "semi_sync_fallback_ms": 1000,
-        "mariadb": {"socket": str(node.socket), "port": node.port, "datadir": str(node.datadir)},
+        "mariadb": {
+            "socket": str(node.socket),
+            "port": node.port,
+            "datadir": str(node.datadir),
+            "pid_file": str(node.base / "mysqld.pid"),
+        },
         "members": {n.name: {"address": n.address} for n in nodes},
         "initial_primary": nodes[0].name,
         "repl_user": "repl",

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -11,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from webinfra.control.agent import api as agent_api
+from webinfra.control.agent import clock
 from webinfra.control.agent.api import AgentHTTPServer, Published, start_api
 from webinfra.control.agent.decide import Action, Decision
 from webinfra.control.agent.snapshot import (
@@ -30,19 +34,19 @@ TOKEN = "s3cret-token"
 
 def leader(renewed_ago: float = 0.1, *, read_only: bool = False, replica_healthy: bool = True) -> Published:
     db = LocalDb(reachable=True, read_only=read_only, gtid_current_pos="0-1-9", semi_master_enabled=True)
-    me = AgentState(holds_lease=True, lease_id=5, last_renewal_sent=time.monotonic() - renewed_ago)
+    me = AgentState(holds_lease=True, lease_id=5, last_renewal_sent=clock.now() - renewed_ago)
     replica = MemberRecord(
         "web-02", role=Role.REPLICA, healthy=replica_healthy, replicating_from="10.0.0.1", lag_seconds=0.0
     )
     view = ClusterView(members={"web-02": replica})
-    s = Snapshot(time.monotonic(), Settings("web-01", "web-01", members=ADDR), db, view, me)
+    s = Snapshot(clock.now(), Settings("web-01", "web-01", members=ADDR), db, view, me)
     return Published(s, Decision(Action.LEAD, "holding the leader lease"), Role.PRIMARY, "web-01", view, "t", "on")
 
 
 def replica(lag: float | None = 0.0, source: str = "10.0.0.1", running: str = "Yes") -> Published:
     slave = SlaveStatus(source, 3306, running, "Yes", "Slave_Pos", "0-1-9", lag)
     db = LocalDb(reachable=True, read_only=True, gtid_current_pos="0-1-9", slave=slave)
-    s = Snapshot(time.monotonic(), Settings("web-02", "web-01", members=ADDR), db, ClusterView(), AgentState())
+    s = Snapshot(clock.now(), Settings("web-02", "web-01", members=ADDR), db, ClusterView(), AgentState())
     return Published(s, Decision(Action.FOLLOW, "following web-01", "web-01"), Role.REPLICA, "web-01", None, "t")
 
 
@@ -128,3 +132,39 @@ def test_clone_needs_the_token(api: Api) -> None:
     # Right token, but this node is neither the leader nor a healthy replica.
     assert api.code("/clone", headers={"X-Webinfra-Token": TOKEN}) == 503
     assert api.code("/nope") == 404
+
+
+def test_stepping_down_leader_is_not_primary(api: Api) -> None:
+    """The loop sets `stepping_down` before it revokes the lease: /primary is 503 from that moment."""
+    api.current = replace(leader(), stepping_down=True)
+    assert api.code("/primary") == 503
+
+
+def test_idle_connections_neither_pin_the_api_nor_keep_primary_out(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Twice the connection bound of idle sockets (some with half a request): /primary still answers at
+    once (the oldest idle one is evicted), and an idle socket is closed after the I/O timeout."""
+    monkeypatch.setattr(agent_api._Handler, "timeout", 1.0)
+    api.current = leader()
+    port = api.server.server_address[1]
+    idle = []
+    try:
+        for i in range(2 * agent_api.MAX_CONNECTIONS):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=2)
+            if i % 2:
+                sock.sendall(b"GET /primary HTTP/1.1\r\nHost: x\r\n")  # slow-loris: headers never end
+            idle.append(sock)
+        api.current = leader()  # a fresh renewal (opening the sockets may take a while on a busy machine)
+        started = time.monotonic()
+        assert api.code("/primary") == 200
+        assert time.monotonic() - started < 1.0
+        assert api.server.open_connections <= agent_api.MAX_CONNECTIONS
+        # The survivors are closed by the server after the I/O timeout: recv sees EOF (b"") or a reset.
+        last = idle[-1]
+        last.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert last.recv(1) == b""
+    finally:
+        for sock in idle:
+            sock.close()
+    api.current = leader()
+    assert api.code("/primary") == 200

@@ -14,7 +14,7 @@ from webinfra.control.agent.decide import Action, decide, errant
 from webinfra.control.agent.snapshot import (
     AgentState,
     ClusterView,
-    Gtid,
+    GtidState,
     LeaderRecord,
     LocalDb,
     MemberRecord,
@@ -78,10 +78,14 @@ def primary_db(seq: int = 57, server_id: int = 1, **kw: Any) -> LocalDb:
 
 
 DOWN = LocalDb(reachable=False, error="Can't connect to local server through socket")
+GONE = replace(DOWN, gone=True)  # and no mysqld process: proof that it is down, not slow
 
 
-def member(name: str, seq: int = 57, role: str = "replica", healthy: bool = True, **kw: Any) -> MemberRecord:
-    return MemberRecord(name=name, role=role, gtid=f"0-1-{seq}", gtid_seq=seq, healthy=healthy, **kw)
+def member(
+    name: str, seq: int = 57, role: str = "replica", healthy: bool = True, gtid: str | None = None, **kw: Any
+) -> MemberRecord:
+    """A member key; its history is 0-1-<seq> unless `gtid` (a GTID state) says otherwise."""
+    return MemberRecord(name=name, role=role, gtid=gtid or f"0-1-{seq}", gtid_seq=seq, healthy=healthy, **kw)
 
 
 def view(
@@ -178,15 +182,15 @@ CASES = [
         Action.FENCE,
     ),
     Case(
-        "leader with local DB down releases",
-        snap("web-01", DOWN, view("web-01"), LEADING),
+        "leader with local DB gone for 3 checks releases",
+        snap("web-01", GONE, view("web-01"), replace(LEADING, db_failures=3)),
         Action.RELEASE,
         None,
-        "MariaDB down",
+        "MariaDB is gone",
     ),
     Case(
-        "leader with local DB down releases even with the DCS down",
-        snap("web-01", DOWN, None, renewal(1.9, renewed_this_cycle=False)),
+        "leader with local DB gone releases even with the DCS down",
+        snap("web-01", GONE, None, renewal(1.9, renewed_this_cycle=False, db_failures=3)),
         Action.RELEASE,
     ),
     Case(
@@ -213,7 +217,11 @@ CASES = [
         snap("web-01", primary_db(), view("web-01")),
         Action.RESUME,
     ),
-    Case("leader key names me but my DB is down: release it", snap("web-01", DOWN, view("web-01")), Action.RELEASE),
+    Case(
+        "leader key names me but my DB is gone: release it",
+        snap("web-01", GONE, view("web-01"), AgentState(db_failures=3)),
+        Action.RELEASE,
+    ),
     # -- no leader -------------------------------------------------------------------------------------------
     Case(
         "no leader: most advanced healthy replica promotes",
@@ -289,8 +297,8 @@ CASES = [
         snap("web-01", replica_db("web-02", seq=13), view(None, member("web-01", 13), optime=optime("web-02", seq=14))),
         Action.WAIT,
         None,
-        "not promoting: the last leader web-02 acknowledged writes without a replica up to 0-2-14, I have 0-2-13 "
-        "(waiting for it to return)",
+        "not promoting: the last leader web-02 acknowledged writes without a replica up to 0-2-14, "
+        "my history (0-2-13) lacks it (waiting for it to return)",
     ),
     Case(
         "optime async, caught up with it: promote",
@@ -365,7 +373,7 @@ CASES = [
         snap(
             "web-01",
             replica_db("web-02", seq=13),
-            view(None, member("web-02", 14, role="unknown"), optime=optime("web-02", seq=14)),
+            view(None, member("web-02", 14, role="unknown", gtid="0-2-14"), optime=optime("web-02", seq=14)),
         ),
         Action.WAIT,
         None,
@@ -841,13 +849,17 @@ def test_decide_is_pure() -> None:
 @pytest.mark.parametrize(
     ("mine", "at", "expected"),
     [
-        (None, "0-1-57", False),
-        ("0-1-57", "0-1-57", False),
-        ("0-1-56", "0-1-57", False),
-        ("0-1-58", "0-1-57", True),
-        ("0-3-57", "0-1-57", True),
-        ("0-1-1", None, True),
+        ("", "0-1-57", ()),
+        ("0-1-57", "0-1-57", ()),
+        ("0-1-56", "0-1-57", ()),
+        ("0-1-58", "0-1-57", ("0-1-58",)),
+        ("0-3-57", "0-1-57", ("0-3-1..57",)),
+        ("0-1-1", "", ("0-1-1",)),
+        # Histories, not seq_nos: the leader's state (server 1 up to 100, then its own 2 up to 105) does
+        # not contain server 1's 101..110, however high its own seq_no.
+        ("0-1-110", "0-1-100,0-2-105", ("0-1-101..110",)),
+        ("0-1-100,0-2-103", "0-1-100,0-2-105", ()),
     ],
 )
-def test_errant(mine: str | None, at: str | None, expected: bool) -> None:
-    assert errant(Gtid.parse(mine) if mine else None, Gtid.parse(at) if at else None) is expected
+def test_errant(mine: str, at: str, expected: tuple[str, ...]) -> None:
+    assert errant(GtidState.parse(mine), GtidState.parse(at)) == expected

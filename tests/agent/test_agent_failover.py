@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_testlib import (
@@ -41,7 +42,7 @@ from agent_testlib import (
 
 from webinfra.control.agent.dcs import EtcdClient, Keys
 from webinfra.control.agent.records import optime_record
-from webinfra.control.agent.snapshot import OptimeRecord, seq_of
+from webinfra.control.agent.snapshot import GtidState, OptimeRecord, seq_of
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all((MARIADBD, INSTALL_DB, CLIENT)),
@@ -54,8 +55,9 @@ ADDRESSES = ["127.77.0.11", "127.77.0.12"]
 class TwoNodes:
     """Node A (initial primary) and node B (replica), bootstrapped the way webinfra does it."""
 
-    def __init__(self, base: Path, etcd: EtcdServer, prefix: str) -> None:
+    def __init__(self, base: Path, etcd: EtcdServer, prefix: str, **agent_overrides: Any) -> None:
         self.base, self.etcd, self.prefix = base, etcd, prefix
+        self.agent_overrides = agent_overrides  # agent.json values for both agents (e.g. lease_ttl)
         db_port, agent_port = free_port_on(ADDRESSES), free_port_on(ADDRESSES)
         self.a = Node("db-a", ADDRESSES[0], 11, base / "db-a", db_port, agent_port)
         self.b = Node("db-b", ADDRESSES[1], 12, base / "db-b", db_port, agent_port)
@@ -87,6 +89,7 @@ class TwoNodes:
         for node in self.nodes:
             config = agent_config(node, self.nodes, etcd=self.etcd.url, prefix=self.prefix, base=self.base)
             config["switchover_timeout"] = 10.0
+            config.update(self.agent_overrides)
             node.agent_config.write_text(json.dumps(config, indent=2))
             node.start_agent()
 
@@ -129,9 +132,9 @@ class TwoNodes:
 
 
 @contextlib.contextmanager
-def running(etcd: EtcdServer, prefix: str) -> Iterator[TwoNodes]:
+def running(etcd: EtcdServer, prefix: str, **agent_overrides: Any) -> Iterator[TwoNodes]:
     base = Path(tempfile.mkdtemp(prefix="webinfra-agent-ha-"))
-    cluster = TwoNodes(base, etcd, prefix)
+    cluster = TwoNodes(base, etcd, prefix, **agent_overrides)
     try:
         cluster.up()
         yield cluster
@@ -266,8 +269,23 @@ def test_switchover_then_errant_replica_is_recloned(two_nodes: TwoNodes) -> None
     b_pos = b.sql("SELECT @@gtid_binlog_pos")
     assert a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 10)") == "0"
     assert a.sql("SELECT COUNT(*) FROM site.t WHERE id = 999") == "0"  # the errant row is gone
+    # The clone has the whole history (per server_id), not only the backup's last GTID.
+    a_state = GtidState.parse(a.sql("SELECT @@global.gtid_binlog_state"))
+    assert a_state == GtidState.parse(b.sql("SELECT @@global.gtid_binlog_state")), a_state
+    assert a_state.server_seq(a.server_id) > 0, a_state
     assert a.sql("SELECT COUNT(*) FROM site.t") == "21"
-    assert not any(p.name.startswith(".data.") for p in a.base.iterdir())  # staging and old datadir removed
+    # Nothing erased silently: the old datadir is kept aside, the errant transaction exported and named.
+    assert not any(p.name.startswith(".data.") for p in a.base.iterdir())  # no staging left
+    kept = [p for p in a.base.iterdir() if p.name.startswith("data.diverged-") and p.is_dir()]
+    assert len(kept) == 1, kept
+    surfaced = [e for e in read_events(two_nodes.base) if e["host"] == a.name and e["kind"] == "errant_transactions"]
+    assert len(surfaced) == 1, surfaced
+    detail = surfaced[0]["detail"]
+    errant_gtid = f"0-{a.server_id}-"
+    assert errant_gtid in detail and str(kept[0]) in detail, detail
+    exported = Path(detail.split("exported to ", 1)[1].split(";")[0].strip())
+    assert exported.exists() and "@1=999" in exported.read_text(), detail
+    print(f"errant transactions surfaced: {detail}")
 
 
 def test_dcs_outage_fences_the_primary_and_replicas_keep_serving_reads(prefix: str) -> None:

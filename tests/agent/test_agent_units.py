@@ -9,12 +9,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from webinfra.control.agent.clone import aside_path, prune_diverged, restored_state
 from webinfra.control.agent.config import AgentConfig, load_config
-from webinfra.control.agent.dcs import KeyValue, prefix_end
+from webinfra.control.agent.dcs import Keys, KeyValue, prefix_end
 from webinfra.control.agent.events import KINDS, EventLog
 from webinfra.control.agent.mysql import local_db_from_rows, parse_vertical
-from webinfra.control.agent.records import history_with, member_value, optime_record, optime_value
-from webinfra.control.agent.snapshot import Gtid, OptimeRecord, gtid_in_domain, seq_of
+from webinfra.control.agent.records import cluster_view, history_with, member_value, optime_record, optime_value
+from webinfra.control.agent.snapshot import Gtid, GtidState, MemberRecord, OptimeRecord, gtid_in_domain, seq_of
 
 # The exact shape webinfra's plan renders (src/webinfra/plan/ha.py).
 RENDERED: dict[str, Any] = {
@@ -46,8 +47,16 @@ RENDERED: dict[str, Any] = {
 
 
 def test_config_accepts_the_rendered_file(tmp_path: Path) -> None:
+    # The rendered shape, with every path in this test's own state dir (never the real one).
+    rendered = {
+        **RENDERED,
+        "repl_password_file": str(tmp_path / "secrets" / "db-repl.password"),
+        "token_file": str(tmp_path / "secrets" / "agent-token.password"),
+        "events_file": str(tmp_path / "events.jsonl"),
+        "mariadb": {**RENDERED["mariadb"], "datadir": str(tmp_path / "data" / "mariadb")},
+    }
     path = tmp_path / "agent.json"
-    path.write_text(json.dumps(RENDERED))
+    path.write_text(json.dumps(rendered))
     config = load_config(path)
     assert config.fence_margin == pytest.approx(2 / 3) and config.member_ttl == 3
     assert config.address_of("web-02") == "198.18.0.12"
@@ -187,3 +196,44 @@ def test_events_are_json_lines(tmp_path: Path) -> None:
     assert [e["kind"] for e in lines] == ["promoted", "fenced"]
     assert lines[0]["source"] == "agent" and lines[0]["host"] == "web-02" and lines[0]["ts"].endswith("Z")
     assert {"promoted", "demoted", "fenced", "released", "following", "switchover"} <= KINDS
+
+
+def test_gtid_state_compares_histories_per_domain_and_server() -> None:
+    state = GtidState.parse("0-1-100,0-2-105", "0-2-103\n1-7-4")
+    assert str(state) == "0-1-100,0-2-105,1-7-4"
+    assert state.tip() == 105 and state.tip(1) == 4 and state.server_seq(1) == 100
+    assert state.has(Gtid(0, 2, 105)) and not state.has(Gtid(0, 1, 101)) and not state.has(Gtid(0, 3, 1))
+    old_primary = GtidState.parse("0-1-110")
+    assert not state.contains(old_primary) and not old_primary.contains(state)  # diverged: neither is ahead
+    assert state.contains(GtidState.parse("0-1-90,0-2-101")) and state.contains(GtidState())
+    assert old_primary.beyond(state) == ["0-1-101..110"] and state.beyond(old_primary) == ["0-2-1..105", "1-7-1..4"]
+    assert not GtidState() and GtidState.parse("") == GtidState()
+
+
+def test_member_record_history_falls_back_to_its_gtid_and_survives_garbage() -> None:
+    kv = KeyValue("/p/members/web-02", json.dumps({"gtid": "0-2-9", "gtid_state": "bogus"}).encode(), 1, 1, 0)
+    member = cluster_view([kv], Keys("/p/")).members["web-02"]
+    assert str(member.state) == "0-2-9"  # a malformed state is dropped, the gtid stands in
+    assert str(MemberRecord("x", gtid="not-a-gtid").state) == ""
+
+
+def test_diverged_datadirs_are_kept_aside_and_bounded(tmp_path: Path) -> None:
+    datadir = tmp_path / "data" / "mariadb"
+    datadir.mkdir(parents=True)
+    made = []
+    for stamp in ("20260101T000000Z", "20260102T000000Z", "20260103T000000Z"):
+        old = datadir.with_name(f"mariadb.diverged-{stamp}")
+        old.mkdir()
+        old.with_name(old.name + ".errant.sql").write_text("-- errant\n")
+        made.append(old)
+    assert prune_diverged(datadir, 2) == made[1:]
+    assert not made[0].exists() and not made[0].with_name(made[0].name + ".errant.sql").exists()
+    assert all(p.exists() for p in made[1:]) and datadir.exists()
+    assert aside_path(datadir).parent == datadir.parent  # under the host's data dir, next to the datadir
+    assert prune_diverged(datadir, 0) == [] and not any(p.exists() for p in made)
+
+
+def test_a_clone_restores_the_sources_history_up_to_the_backup() -> None:
+    assert restored_state("0-11-24,0-12-20", "0-12-25") == "0-11-24,0-12-25"
+    assert restored_state("", "0-12-25") == "0-12-25"
+    assert restored_state("garbage", "0-12-25") == "0-12-25"

@@ -7,6 +7,8 @@ the goals themselves are measured by `webinfra chaos`/benchmarks, not here."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -22,6 +24,7 @@ from webinfra.control import ha
 from webinfra.control.cluster import Cluster
 from webinfra.control.load import BackgroundLoad, LoadResult
 from webinfra.control.status import snapshot
+from webinfra.services.supervisor import pid_of
 
 VIP_BOUND = 10.0
 FAILOVER_BOUND = 25.0
@@ -216,6 +219,46 @@ def test_switchover_and_back(cluster: Cluster) -> None:
         assert len([s for s in result.failed if s.method == "POST"]) <= 5  # a short pause, not an outage
         assert not missing_writes(cluster, target, result.acked_writes)
         assert not monitor.violations
+
+
+def test_frozen_primary_agent_is_fenced_by_its_watchdog(cluster: Cluster) -> None:
+    """SIGSTOP of the primary's agent for 10 s under load (issue 11, defect 7). Before the watchdog both
+    MariaDB servers were writable from ~4.5 s on; now MariaDB's own event makes the frozen primary
+    read-only before its lease can expire, the replica promotes, and no acknowledged write is lost."""
+    old = _wait_primary(cluster)
+    new = next(n for n in ("web-01", "web-02") if n != old)
+    pid = pid_of(cluster.plan.host(old).service("agent"))
+    assert pid is not None
+    frozen_at: list[float] = []
+
+    def inject() -> None:
+        os.kill(pid, signal.SIGSTOP)
+        frozen_at.append(time.monotonic())
+
+    def settle() -> None:
+        _wait_primary(cluster, new)
+        wait_for(lambda: time.monotonic() - frozen_at[0] >= 10.0, 15, "10 s of freeze")
+
+    try:
+        result, fault_at, monitor = _scenario(cluster, inject, settle)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    writable = [n for _, n in monitor.timeline]
+    print(f"\nwritable DB nodes per poll during the freeze: {''.join(str(n) for n in writable)}")
+    none = [t for t, n in monitor.timeline if n == 0]
+    if none:
+        print(f"no writable node for {none[-1] - none[0]:.1f}s (the fence lands before the promotion)")
+    assert not monitor.violations, monitor.violations[:3]
+    assert _recovered_after(result, fault_at) <= FAILOVER_BOUND
+    assert not missing_writes(cluster, new, result.acked_writes)
+
+    def rejoined() -> bool:
+        n = {n["name"]: n for n in snapshot(cluster)["db"]["nodes"]}[old]
+        return n["role"] == "replica" and n["io_running"] == "Yes"
+
+    wait_for(rejoined, 120, f"{old} back as a replica after its agent thawed")
+    _wait_primary(cluster, new)
+    assert not missing_writes(cluster, new, result.acked_writes)
 
 
 # ---------------------------------------------------------------- cluster B: primary crash, old primary rejoins

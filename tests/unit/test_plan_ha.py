@@ -52,6 +52,7 @@ def test_every_db_starts_read_only_with_lossless_semi_sync(plan: ClusterPlan) ->
         assert mysqld["rpl-semi-sync-master-wait-point"] == "AFTER_SYNC"
         assert mysqld["rpl-semi-sync-slave-enabled"] == "ON"
         assert mysqld["report-host"] == spec.name
+        assert mysqld["event-scheduler"] == "ON"  # the agent's watchdog event runs in mysqld
 
 
 def test_apps_reach_the_db_through_their_local_routing(plan: ClusterPlan) -> None:
@@ -94,6 +95,9 @@ def test_agent_configs_load(plan: ClusterPlan) -> None:
         config = AgentConfig.model_validate(data)
         assert config.host == spec.name and config.initial_primary == "web-01"
         assert len(config.etcd_endpoints) == 3 and config.repl_ssl_ca is not None
+        # The pid file the agent checks before releasing is the one my.cnf makes mysqld write.
+        cnf = (plan.host(spec.name).dirs.etc / "my.cnf").read_text()
+        assert f"pid-file = {config.mariadb.pid_file}" in cnf
 
 
 def test_start_order_of_the_hardened_design(plan: ClusterPlan) -> None:

@@ -104,11 +104,25 @@ def healthy(cluster: Cluster, member: str, timeout: float = 0.5) -> bool:
         return False
 
 
-def put(cluster: Cluster, key: str, value: str) -> bool:
-    """Put a key (under the cluster's prefix) as the agents' user, through any member that answers."""
+def put(cluster: Cluster, key: str, value: str, *, ttl: int = 0) -> bool:
+    """Put a key (under the cluster's prefix) as the agents' user, through any member that answers; with
+    `ttl`, attached to a new lease of that many seconds (etcd deletes the key then)."""
+
+    def write(c: EtcdClient) -> None:
+        c.put(key, value, lease=c.grant(ttl) if ttl else 0)
+
+    return _on_any_member(cluster, write)
+
+
+def delete(cluster: Cluster, key: str) -> bool:
+    """Delete a key (under the cluster's prefix) as the agents' user; False when no member answered."""
+    return _on_any_member(cluster, lambda c: c.delete(key))
+
+
+def _on_any_member(cluster: Cluster, fn: Callable[[EtcdClient], object]) -> bool:
     for spec in cluster.topology.with_role(Role.ETCD):
         try:
-            on_member(cluster, spec.name, lambda c: c.put(key, value))
+            on_member(cluster, spec.name, fn)
             return True
         except (DcsUnreachable, DcsError, OSError):
             continue

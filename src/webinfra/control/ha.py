@@ -109,7 +109,11 @@ def bootstrapped_marker(cluster: Cluster) -> Any:
 
 def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> tuple[str, str, float]:
     """Ask the leader's agent to hand over (to `target` or the most advanced replica); wait for the new
-    primary. Returns (old, new, seconds)."""
+    primary. Returns (old, new, seconds).
+
+    The request key lives on an etcd lease of `timeout` + 5 s and is deleted when the wait times out: a
+    request nobody carried out must not linger and promote its target later, when it may be lagging (the
+    agents also refuse a target that is not the most advanced, decide.py)."""
     from webinfra.control import events
     from webinfra.control.cluster import ClusterError, UsageError
     from webinfra.plan.ha import dcs_prefix
@@ -127,7 +131,8 @@ def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> t
         raise UsageError(f"--to {target!r}: it is already the primary")
     started = time.monotonic()
     request = json.dumps({"to": target, "requested_at": time.time()})
-    if not etcd_access.put(cluster, dcs_prefix(cluster.topology) + "switchover", request):
+    key = dcs_prefix(cluster.topology) + "switchover"
+    if not etcd_access.put(cluster, key, request, ttl=int(timeout) + 5):
         raise ClusterError("could not reach etcd to ask for the switchover")
     events.record(cluster.layout, "switchover_requested", old, f"to {target or 'most advanced replica'}")
     deadline = started + timeout
@@ -136,4 +141,8 @@ def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> t
         if new is not None and new != old and (target is None or new == target):
             return old, new, time.monotonic() - started
         time.sleep(0.1)
-    raise ClusterError(f"no new primary within {timeout:g}s (see `webinfra events` and the agents' logs)")
+    withdrawn = etcd_access.delete(cluster, key)
+    raise ClusterError(
+        f"no new primary within {timeout:g}s; switchover request "
+        f"{'withdrawn' if withdrawn else 'left to expire with its lease'} (see `webinfra events` and the agents' logs)"
+    )

@@ -162,6 +162,8 @@ def agent_files_and_service(
             "socket": str(dirs.sockets / "mariadb.sock"),
             "port": topo.db.port,
             "datadir": str(dirs.data / "mariadb"),
+            # my.cnf's pid-file: with the socket, the agent's proof that mysqld is gone (not slow).
+            "pid_file": str(dirs.run / "mariadb.pid"),
         },
         "members": {h.name: {"address": str(topo.address_of(h.name))} for h in topo.with_role(Role.DB)},
         "initial_primary": primary.name,

@@ -5,6 +5,7 @@ pure `decide(snapshot) -> Decision(action, reason, target)`, acts, and logs the 
 
     config.py    AgentConfig: the agent.json webinfra renders (pydantic, extra="forbid")
     snapshot.py  frozen values a cycle knows: LocalDb, ClusterView, AgentState, Settings, Snapshot; GTIDs
+                 and GtidState (histories compared per domain and server_id, never by bare seq_no)
     decide.py    decide(): pure rules -> Decision (Action, one-line reason, target)
     dcs.py       EtcdClient: etcd v3 over its JSON gateway (leases, range, put, txn); Keys under the prefix
     records.py   JSON of the DCS keys (leader, optime, members/<host>, history) <-> snapshot records
@@ -12,6 +13,8 @@ pure `decide(snapshot) -> Decision(action, reason, target)`, acts, and logs the 
     actions.py   Actor: carries out a Decision; returns the agent's new memory; appends events
     clone.py     re-clone: mariabackup stream from the leader -> mbstream -> prepare -> swap datadir
     api.py       HTTP API (/primary /replica /read /health /status /clone) from the last published cycle
+    watchdog.py  the MariaDB EVENT that fences the server itself once the agent's lease deadline passes
+    clock.py     CLOCK_BOOTTIME for lease arithmetic
     events.py    EventLog: JSON lines appended to the cluster's events file
     loop.py      Agent: gather -> decide -> act -> publish, every loop_interval; fencing on time
     __main__.py  python -m webinfra.control.agent --config agent.json

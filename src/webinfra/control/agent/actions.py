@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from webinfra.control.agent import clock
 from webinfra.control.agent.config import AgentConfig
 from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
 from webinfra.control.agent.decide import Action, Decision, acks_required
 from webinfra.control.agent.events import EventLog, utc_now
-from webinfra.control.agent.mysql import LocalMariaDB
+from webinfra.control.agent.mysql import DbError, LocalMariaDB
 from webinfra.control.agent.records import history_with, leader_value, optime_value
 from webinfra.control.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot, gtid_in_domain
 
@@ -51,7 +51,8 @@ class Actor:
         dcs: EtcdClient,
         db: LocalMariaDB,
         events: EventLog,
-        start_clone: Callable[[str], None],
+        start_clone: Callable[[str, tuple[str, ...]], None],
+        unpublish_primary: Callable[[], None] = lambda: None,
     ) -> None:
         self.config = config
         self.dcs = dcs
@@ -59,7 +60,16 @@ class Actor:
         self.events = events
         self.keys = Keys(config.prefix)
         self.start_clone = start_clone
+        # Called before the lease is let go (release, demote, handover, stop) or the server fenced: the
+        # API's /primary must say 503 before anyone else can be promoted.
+        self.unpublish_primary = unpublish_primary
         self.me = config.host
+
+    def _fence_at(self, state: AgentState) -> float | None:
+        """When my lease, as last confirmed, stops being certain (CLOCK_BOOTTIME); None: unknown."""
+        if not state.holds_lease or state.last_renewal_sent is None:
+            return None
+        return state.last_renewal_sent + self.config.lease_ttl - self.config.fence_margin
 
     def act(self, d: Decision, s: Snapshot) -> AgentState:
         handler: Callable[[Decision, Snapshot], AgentState] = getattr(self, f"_{d.action.value}")
@@ -98,7 +108,7 @@ class Actor:
         semi_sync = not s.me.semi_sync_fallback
         if not semi_sync and s.db.semi_master_enabled and not (d.optime is not None and not d.optime.sync):
             self._put_optime(self._async_at(s.db))  # before acknowledging alone, never after
-        changed = self.db.ensure_leader(s.db, semi_sync=semi_sync)
+        changed = self.db.ensure_leader(s.db, semi_sync=semi_sync, fence_at=self._fence_at(s.me))
         if semi_sync and not s.db.semi_master_enabled:
             self._semi_sync_back_on(s, d)
         return changed
@@ -106,7 +116,7 @@ class Actor:
     # -- leader ------------------------------------------------------------------------------------------
 
     def _acquire(self, d: Decision, s: Snapshot) -> AgentState:
-        sent = time.monotonic()  # the lease's TTL starts when etcd gets the grant: after this
+        sent = clock.now()  # the lease's TTL starts when etcd gets the grant: after this
         lease = self.dcs.grant(self.config.lease_ttl)
         since = utc_now()
         if not self.dcs.create(self.keys.leader, leader_value(self.me, since, None), lease=lease):
@@ -122,11 +132,23 @@ class Actor:
             lease_lost=False,
             fenced=False,
             semi_sync_fallback=False,
-            no_clients_since=time.monotonic(),
+            no_clients_since=clock.now(),
             switchover_started=None,
             switchover_target=None,
         )
-        gtid = self.db.promote()
+        try:
+            gtid = self.db.promote(self._fence_at(state) or sent, replicating=s.db.slave is not None)
+        except DbError as exc:
+            # Not promoted (e.g. the relay log could not be applied within the lease): let go at once, so
+            # nobody waits for a leader that is not writable, and receive from the source again.
+            log.error("promotion failed, releasing the lease: %s", exc)
+            self._fence_quietly()  # the server may have run part of the script (even read_only=OFF)
+            self._revoke_quietly(lease)
+            try:
+                self.db.resume_receiving()
+            except DbError as again:
+                log.warning("could not restart the IO thread: %s", again)
+            raise
         self.dcs.put(self.keys.leader, leader_value(self.me, since, gtid), lease=lease)
         self._promoted_optime(s, gtid)
         cluster = s.cluster
@@ -191,13 +213,18 @@ class Actor:
     def _fence(self, d: Decision, s: Snapshot) -> AgentState:
         if s.me.fenced and s.db.read_only:
             return s.me
-        killed = self.db.fence(self.config.repl_user)
+        self.unpublish_primary()
+        # A server that did not answer the facts query gets a short try: the loop must keep renewing.
+        killed = self.db.fence(self.config.repl_user, timeout=5.0 if s.db.reachable else 1.0)
         detail = f"{d.reason}; killed {len(killed)} session(s)"
         self.events.append("fenced", detail)
         log.warning("fenced %s: %s", self.me, detail)
         return replace(s.me, fenced=True)
 
     def _release(self, d: Decision, s: Snapshot) -> AgentState:
+        self.unpublish_primary()
+        if s.db.reachable or not s.db.gone:
+            self._fence_quietly()
         lease = s.me.lease_id
         if not lease and s.cluster is not None and s.cluster.leader is not None:
             lease = s.cluster.leader.lease
@@ -208,9 +235,12 @@ class Actor:
         return released(s.me, fenced=False)
 
     def _demote(self, d: Decision, s: Snapshot) -> AgentState:
+        self.unpublish_primary()
         killed: list[str] = []
         if s.db.reachable:
             killed = self.db.fence(self.config.repl_user)
+        elif not s.db.gone:
+            self._fence_quietly()  # it did not answer the facts query, but may be alive: try anyway
         if s.me.lease_id and s.cluster is not None:
             self._revoke_quietly(s.me.lease_id)
         detail = f"{d.reason}; killed {len(killed)} session(s)"
@@ -230,11 +260,12 @@ class Actor:
         if request is not None and request.to is None:
             # Name the chosen target in the key, so the other members defer to it once I let go.
             body = json.dumps({"to": d.target, "requested_at": request.requested_at})
-            self.dcs.replace(self.keys.switchover, body, request.mod_revision)
+            self.dcs.replace(self.keys.switchover, body, request.mod_revision, lease=request.lease)
         self.events.append("switchover", d.reason)
-        return replace(s.me, switchover_started=time.monotonic(), switchover_target=d.target)
+        return replace(s.me, switchover_started=clock.now(), switchover_target=d.target)
 
     def _switchover_handover(self, d: Decision, s: Snapshot) -> AgentState:
+        self.unpublish_primary()
         self.dcs.revoke(s.me.lease_id)
         self.events.append("switchover", d.reason)
         return released(s.me)
@@ -276,7 +307,7 @@ class Actor:
         assert d.target is not None
         self._read_only(s, d.reason)
         self.events.append("reclone_started", d.reason)
-        self.start_clone(d.target)
+        self.start_clone(d.target, d.errant)
         return replace(s.me, cloning=True, known_leader=d.target)
 
     def _cloning(self, d: Decision, s: Snapshot) -> AgentState:
@@ -293,10 +324,8 @@ class Actor:
         without ever two writable nodes."""
         if not state.holds_lease:
             return state
-        try:
-            self.db.fence(self.config.repl_user)
-        except Exception as exc:  # MariaDB may be down already; releasing is still right
-            log.warning("could not fence while stopping: %s", exc)
+        self.unpublish_primary()
+        self._fence_quietly()
         self._final_optime()
         self._revoke_quietly(state.lease_id)
         self.events.append("released", why)
@@ -313,6 +342,12 @@ class Actor:
                 self._put_optime(self._async_at(db))
         except (DcsUnreachable, DcsError) as exc:
             log.warning("could not record the final position in the optime: %s", exc)
+
+    def _fence_quietly(self) -> None:
+        try:
+            self.db.fence(self.config.repl_user, timeout=2.0)
+        except Exception as exc:  # MariaDB may be down already; letting go is still right
+            log.warning("could not fence before letting go of the lease: %s", exc)
 
     def _revoke_quietly(self, lease: int) -> None:
         try:

@@ -9,15 +9,22 @@ GET or HEAD:
   /status   JSON of the last cycle
   /metrics  the same as Prometheus gauges (metrics.py)
   /clone    token-protected xbstream of this node's data (mariabackup), chunked; leader or healthy replica
+
+Connections are bounded: every socket has a timeout (`IO_TIMEOUT`; an idle keep-alive or a slow client
+is dropped after it), and at most `MAX_CONNECTIONS` are open at once. At the bound, a new connection
+evicts the oldest one that is idle (waiting for a request line), so idle or slow-loris connections can
+never keep HAProxy's /primary checks out; only when every slot is busy serving is a connection refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import socket
+import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -25,9 +32,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from webinfra.control.agent import clock
 from webinfra.control.agent import metrics as agent_metrics
-from webinfra.control.agent.clone import backup_stream
+from webinfra.control.agent.clone import GTID_STATE_HEADER, backup_stream
 from webinfra.control.agent.decide import Decision
+from webinfra.control.agent.mysql import DbError, LocalMariaDB
 from webinfra.control.agent.snapshot import ClusterView, Role, Snapshot
 
 log = logging.getLogger("webinfra.agent")
@@ -44,6 +53,8 @@ class Published:
     cluster: ClusterView | None = None  # the last view the DCS gave (may be older than this cycle)
     decided_at: str = ""  # wall-clock ISO time of `decision`
     semi_sync: str = "off"  # on / off / fallback
+    # Set (between cycles) just before the leader lets its lease go or fences: /primary is 503 from then.
+    stepping_down: bool = False
 
     def lease_fresh(self, now: float) -> bool:
         """Evaluated at request time: a renewal 'fresh' at the end of the cycle can go stale before the
@@ -55,7 +66,14 @@ class Published:
 
     def primary_ok(self, now: float) -> bool:
         s = self.snapshot
-        return s is not None and s.db.reachable and not s.db.read_only and not s.me.fenced and self.lease_fresh(now)
+        return (
+            s is not None
+            and not self.stepping_down
+            and s.db.reachable
+            and not s.db.read_only
+            and not s.me.fenced
+            and self.lease_fresh(now)
+        )
 
     def replica_ok(self) -> bool:
         s = self.snapshot
@@ -117,15 +135,23 @@ class Published:
             "replicating_from": slave.master_host if slave else None,
             "replication_error": (slave.last_io_error or slave.last_sql_error) if slave else None,
             "fenced": s.me.fenced,
+            "watchdog": s.db.watchdog_installed if s.db.reachable else None,
+            "gtid_state": str(s.db.gtid_state),
             "action": self.decision.action.value if self.decision else None,
             "reason": self.decision.reason if self.decision else None,
             "decided_at": self.decided_at,
         }
 
 
+IO_TIMEOUT = 5.0  # seconds a socket may sit idle or stall mid-request (a /clone stream gets CLONE_IO_TIMEOUT)
+CLONE_IO_TIMEOUT = 120.0
+MAX_CONNECTIONS = 32
+
+
 class AgentHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 64
 
     def __init__(
         self,
@@ -142,11 +168,67 @@ class AgentHTTPServer(ThreadingHTTPServer):
         self.mariadb_socket = socket
         self.workdir = workdir
         self.clone_slot = threading.Semaphore(1)  # one backup at a time: it is heavy on the source
+        self.max_connections = MAX_CONNECTIONS
+        self._lock = threading.Lock()
+        # Open connections in arrival order -> idle (waiting for a request line) or busy.
+        self._open: dict[socket.socket, bool] = {}
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            if len(self._open) >= self.max_connections and not self._evict_idle():
+                log.warning("http: %d connections busy; refusing %s", len(self._open), client_address)
+                self.shutdown_request(request)
+                return
+            self._open[request] = True
+        super().process_request(request, client_address)
+
+    def _evict_idle(self) -> bool:
+        """Shut the oldest idle connection down (its thread then ends); False when none is idle."""
+        for conn, idle in self._open.items():
+            if idle:
+                del self._open[conn]
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+                return True
+        return False
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up early (HAProxy's checks reset the connection once they have the status
+        line; an evicted idle connection) is routine: one debug line, not a traceback."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            log.debug("http %s: %s", client_address, exc)
+            return
+        super().handle_error(request, client_address)
+
+    def mark(self, conn: socket.socket, *, idle: bool) -> None:
+        with self._lock:
+            if conn in self._open:
+                self._open[conn] = idle
+
+    def close_request(self, request: Any) -> None:
+        with self._lock:
+            self._open.pop(request, None)
+        super().close_request(request)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
 
 
 class _Handler(BaseHTTPRequestHandler):
     server: AgentHTTPServer
     protocol_version = "HTTP/1.1"
+    timeout = IO_TIMEOUT  # socketserver sets it on the connection: no read or write blocks longer
+
+    def handle_one_request(self) -> None:
+        self.server.mark(self.connection, idle=True)  # waiting for the request line
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers: a client stalling there is still "idle"
+        self.server.mark(self.connection, idle=False)
+        return parsed
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("http %s - %s", self.address_string(), format % args)
@@ -160,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self, *, body: bool) -> None:
         path = self.path.split("?", 1)[0]
         pub = self.server.published()
-        now = time.monotonic()
+        now = clock.now()
         if path == "/clone":
             self._clone(pub, body=body)
             return
@@ -196,7 +278,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             self._send(HTTPStatus.FORBIDDEN, {"error": "bad or missing X-Webinfra-Token"}, body)
             return
-        if not (pub.primary_ok(time.monotonic()) or pub.replica_ok()):
+        if not (pub.primary_ok(clock.now()) or pub.replica_ok()):
             self._send(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "not the leader nor a healthy replica"}, body)
             return
         if not body:
@@ -211,13 +293,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.server.clone_slot.release()
 
     def _stream_backup(self) -> None:
+        # The history before the backup point, per (domain, server_id): the receiver restores it as its
+        # gtid_binlog_state (a backup carries only the last GTID), so its published history stays whole.
+        try:
+            state = LocalMariaDB(self.server.mariadb_socket).run("SELECT @@global.gtid_binlog_state;").strip()
+        except DbError:
+            state = ""
         self.send_response(HTTPStatus.OK)
+        self.send_header(GTID_STATE_HEADER, state.replace("\n", ","))
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
-        started, sent = time.monotonic(), 0
+        self.connection.settimeout(CLONE_IO_TIMEOUT)
+        started, sent = clock.now(), 0
         try:
             with backup_stream(self.server.mariadb_socket, self.server.workdir) as (chunks, proc):
                 for chunk in chunks:
@@ -231,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             log.warning("clone: the receiver went away after %d bytes (mariabackup stopped)", sent)
             return
-        log.info("clone: streamed %.1f MB in %.1fs", sent / 1e6, time.monotonic() - started)
+        log.info("clone: streamed %.1f MB in %.1fs", sent / 1e6, clock.now() - started)
 
 
 def start_api(server: AgentHTTPServer) -> threading.Thread:

@@ -23,6 +23,11 @@ class MariadbSettings(_Strict):
     socket: Path
     port: int = Field(default=3306, ge=1, le=65535)
     datadir: Path
+    # mysqld's own pid file: with the socket, the proof that it is gone (not merely slow) before a leader
+    # releases its lease for it.
+    pid_file: Path | None = None
+    # Old datadirs kept aside by re-clones (with their errant transactions exported), newest first.
+    keep_diverged: int = Field(default=2, ge=0, le=10)
 
 
 class MemberSpec(_Strict):

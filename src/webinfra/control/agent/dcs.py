@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import base64
 import ssl
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+
+from webinfra.control.agent import clock
 
 if TYPE_CHECKING:
     from webinfra.control.agent.config import AgentConfig
@@ -131,7 +132,7 @@ class EtcdClient:
         self._http.close()
 
     def set_deadline(self, deadline: float | None) -> None:
-        """Give up every call at `deadline` (time.monotonic()) at the latest, whatever the endpoints do.
+        """Give up every call at `deadline` (clock.now(), CLOCK_BOOTTIME) at the latest, whatever the endpoints do.
 
         The leader sets it to its fencing time, so a slow DCS can never delay fencing."""
         self._deadline = deadline
@@ -188,7 +189,7 @@ class EtcdClient:
     def _post(self, endpoint: str, path: str, body: dict[str, Any], *, authorize: bool = True) -> dict[str, Any]:
         timeout = self.timeout
         if self._deadline is not None:
-            timeout = min(timeout, self._deadline - time.monotonic())
+            timeout = min(timeout, self._deadline - clock.now())
             if timeout <= 0.005:
                 raise _EndpointDown("deadline reached", deadline=True)
         url = endpoint + path

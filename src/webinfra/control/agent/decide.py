@@ -4,19 +4,28 @@ No I/O and no clock: `now` is in the snapshot, so every rule is a table-testable
 in the order they are tried:
 
 - cloning in progress                      -> CLONING (the worker owns MariaDB; touch nothing)
-- I hold the leader lease                  -> `_as_leader`: RELEASE (DB down), FENCE (cannot renew in
-                                              time), DEMOTE (key gone/taken), switchover steps,
-                                              SEMI_SYNC_FALLBACK / SEMI_SYNC_RESTORE, else LEAD
+- I hold the leader lease                  -> `_as_leader`: RELEASE (mysqld proven gone after several
+                                              failed checks; a slow one is FENCEd and keeps the lease),
+                                              FENCE (cannot renew in time; at once when acknowledging
+                                              alone in async fallback), DEMOTE (key gone/taken),
+                                              switchover steps, SEMI_SYNC_FALLBACK / _RESTORE, else LEAD
 - etcd said my lease is gone               -> DEMOTE
 - DCS unreachable                          -> WAIT (keep replicating; never promote without the DCS)
-- local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me)
+- local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me, once
+                                              mysqld is proven gone)
 - no leader                                -> `_no_leader`: ACQUIRE only if bootstrap / switchover /
-                                              "not behind an async leader's optime" / "most advanced
-                                              healthy member" rules allow, else WAIT
+                                              "my history has the async leader's optime" / "no healthy
+                                              member's history is ahead of mine" rules allow, else WAIT
+                                              (a switchover target too: a lagging one is refused)
 - the leader key names me (agent restart)  -> RESUME (adopt the lease)
 - another node leads                       -> `_follow`: RECLONE (diverged or errant), REJOIN (old
                                               primary), FOLLOW
 Every non-leader action also keeps MariaDB read-only (actions.py), so "not leader" implies "no writes".
+
+Histories, not sequence numbers: positions are compared as GTID states (snapshot.GtidState: the last
+seq_no per domain AND server_id) with containment. A higher seq_no written by another server is another
+history; of two diverged histories the one with the last leader's recorded position wins, and the other
+side's extra transactions are errant (named, exported, kept aside by the re-clone).
 
 No acknowledged write is lost (Patroni's synchronous mode, with synchronous_mode_strict=false and
 maximum_lag_on_failover=0). A leader publishes the `optime` key (no lease: it outlives the leader), see
@@ -32,7 +41,8 @@ taking writes; if it then dies for good, writes stay unavailable until it return
 accepts the loss) rather than losing what it acknowledged. `"block"` never acknowledges alone, so its
 optime stays sync and failover is as before. The one window left: the position is written once per
 cycle, so a crash within `loop_interval` of an async write, with a replica exactly at the last recorded
-position, can lose that last interval's async writes (Patroni's /optime has the same). A clean stop
+position, can lose that last interval's async writes (Patroni's /optime has the same). A leader cut off
+from etcd in fallback no longer widens it: it fences at its first missed renewal. A clean stop
 (SIGTERM) or a switchover records the final position after going read-only: no such window there.
 """
 
@@ -44,6 +54,7 @@ from enum import StrEnum
 from webinfra.control.agent.snapshot import (
     ClusterView,
     Gtid,
+    GtidState,
     LeaderRecord,
     LocalDb,
     MemberRecord,
@@ -80,6 +91,8 @@ class Decision:
     target: str | None = None
     # Leader only: the `optime` record to write BEFORE acting (None: the one in the DCS is right).
     optime: OptimeRecord | None = None
+    # RECLONE only: my transactions the leader lacks, exported and named before the datadir is replaced.
+    errant: tuple[str, ...] = ()
 
 
 # Leader decisions taken with a fresh view of the DCS, after which the optime is kept up to date.
@@ -114,8 +127,9 @@ def decide(s: Snapshot) -> Decision:
         return Decision(Action.WAIT, "DCS unreachable: read-only, never promote")
     leader = s.cluster.leader
     if not s.db.reachable:
-        if leader is not None and leader.name == s.settings.host:
-            return Decision(Action.RELEASE, f"the leader key names me but local MariaDB is down ({s.db.error})")
+        gone = s.db.gone and s.me.db_failures >= s.settings.release_after_failures
+        if leader is not None and leader.name == s.settings.host and gone:
+            return Decision(Action.RELEASE, f"the leader key names me but local MariaDB is gone ({s.db.error})")
         return Decision(Action.WAIT, f"local MariaDB unreachable ({s.db.error})")
     if leader is None:
         return _no_leader(s, s.cluster)
@@ -130,7 +144,7 @@ def decide(s: Snapshot) -> Decision:
 def _as_leader(s: Snapshot) -> Decision:
     me = s.settings.host
     if not s.db.reachable:
-        return Decision(Action.RELEASE, f"local MariaDB down ({s.db.error}): releasing the leader lease")
+        return _leader_db_unreachable(s)
     if s.cluster is None or not s.me.renewed_this_cycle:
         sent = s.me.last_renewal_sent
         age = s.now - sent if sent is not None else float("inf")
@@ -138,6 +152,13 @@ def _as_leader(s: Snapshot) -> Decision:
             return Decision(
                 Action.FENCE,
                 f"cannot renew the leader lease for {age:.1f}s (DCS unreachable): read-only before it can expire",
+            )
+        if s.me.semi_sync_fallback:
+            # Acknowledging alone, a leader that may be cut off must stop at once: every write it takes
+            # from now on is one the replica (promoted once my lease expires) would not have.
+            return Decision(
+                Action.FENCE,
+                "missed a lease renewal while acknowledging writes without a replica: read-only at once",
             )
         left = s.settings.lease_ttl - s.settings.fence_margin - age
         return Decision(Action.LEAD, f"DCS unreachable: still leader, fencing in {left:.1f}s unless renewed")
@@ -157,6 +178,22 @@ def _as_leader(s: Snapshot) -> Decision:
     return Decision(Action.LEAD, "holding the leader lease")
 
 
+def _leader_db_unreachable(s: Snapshot) -> Decision:
+    """Release only for a MariaDB that is certainly gone: a slow one may still commit what it queued, and a
+    replica promoted meanwhile would make two writable nodes. Until then keep the lease (and try to fence
+    a server that is alive but not answering)."""
+    n, need, error = s.me.db_failures, s.settings.release_after_failures, s.db.error
+    if n >= need and s.db.gone:
+        return Decision(
+            Action.RELEASE, f"local MariaDB is gone ({error}; {n} failed checks, no mysqld): releasing the leader lease"
+        )
+    if n >= need:
+        return Decision(
+            Action.FENCE, f"local MariaDB alive but not answering for {n} checks ({error}): fencing, keeping the lease"
+        )
+    return Decision(Action.WAIT, f"local MariaDB did not answer ({n}/{need}: {error}): keeping the lease")
+
+
 def _semi_sync(s: Snapshot) -> Decision | None:
     """Fallback to async is the agent's call, never MariaDB's (its timeout is set to 'forever')."""
     if s.settings.when_no_replica_acks != "fallback_async":
@@ -165,7 +202,7 @@ def _semi_sync(s: Snapshot) -> Decision | None:
     if s.me.semi_sync_fallback:
         # Back on only when a replica really streams from me (its agent says so in the DCS): a dead
         # connection still counted as a client would otherwise stall every write again at once.
-        if clients > 0 and s.cluster is not None and _replica_reached(s, 0):
+        if clients > 0 and s.cluster is not None and _replica_reached(s, None):
             return Decision(Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected: semi-sync back on")
         return None
     starts = [t for t in (s.me.no_clients_since if clients == 0 else None, s.me.acks_stalled_since) if t is not None]
@@ -212,17 +249,17 @@ def leader_optime(s: Snapshot, *, going_async: bool = False) -> OptimeRecord | N
     assert s.cluster is not None
     me, db, current = s.settings.host, s.db, s.cluster.optime
     here = gtid_in_domain(db.gtid_current_pos)
-    gtid, seq = (str(here), here.seq) if here is not None else ("", 0)
+    gtid, seq, sid = (str(here), here.seq, db.server_id) if here is not None else ("", 0, db.server_id)
     if going_async or not acks_required(db):
-        want = OptimeRecord(me, False, gtid, seq)
+        want = OptimeRecord(me, False, gtid, seq, server_id=sid)
     elif current is None or current.sync:
-        want = OptimeRecord(me, True, gtid, seq)
+        want = OptimeRecord(me, True, gtid, seq, server_id=sid)
         if current is not None and current.leader == me:
             return None  # a sync record is not rewritten as the position moves
-    elif db.semi_master_clients >= 1 and _replica_reached(s, current.gtid_seq):
-        want = OptimeRecord(me, True, gtid, seq)
+    elif db.semi_master_clients >= 1 and _replica_reached(s, gtid_in_domain(current.gtid), current.gtid_seq):
+        want = OptimeRecord(me, True, gtid, seq, server_id=sid)
     else:
-        want = OptimeRecord(me, False, current.gtid, current.gtid_seq)
+        want = OptimeRecord(me, False, current.gtid, current.gtid_seq, server_id=sid)
     return None if want.same_promise(current) else want
 
 
@@ -233,8 +270,9 @@ def _any_healthy_replica(s: Snapshot) -> bool:
     return any(m.name != s.settings.host and m.healthy and m.role == Role.REPLICA for m in s.cluster.members.values())
 
 
-def _replica_reached(s: Snapshot, seq: int) -> bool:
-    """A healthy replica of mine has received (at least) everything up to `seq`."""
+def _replica_reached(s: Snapshot, mark: Gtid | None, seq: int = 0) -> bool:
+    """A healthy replica of mine has received (at least) everything up to `mark` (that exact GTID; only
+    `seq` when the mark has no GTID)."""
     cluster = s.cluster
     assert cluster is not None
     address = s.settings.members.get(s.settings.host)
@@ -244,7 +282,7 @@ def _replica_reached(s: Snapshot, seq: int) -> bool:
         and m.healthy
         and m.role == Role.REPLICA
         and m.replicating_from == address
-        and m.gtid_seq >= seq
+        and (m.state.has(mark) if mark is not None else m.gtid_seq >= seq)
         for m in cluster.members.values()
     )
 
@@ -261,27 +299,24 @@ def _switchover(s: Snapshot, cluster: ClusterView) -> Decision:
     member = cluster.members.get(target)
     if target not in s.settings.members or member is None or not member.healthy:
         return Decision(Action.SWITCHOVER_ABORT, f"switchover: {target} is not a healthy member", target)
-    mine = s.db.gtid_seq
+    mine = s.db.gtid_state
+    have, want = member.state.tip(), mine.tip()
     if s.me.switchover_started is None:
         return Decision(
             Action.SWITCHOVER_PREPARE, f"switchover to {target}: read-only until it catches up to {mine}", target
         )
-    if s.db.read_only and member.gtid_seq >= mine and member.applied_all_received:
-        return Decision(
-            Action.SWITCHOVER_HANDOVER, f"switchover: {target} caught up ({member.gtid_seq}): handing over", target
-        )
+    if s.db.read_only and member.state.contains(mine) and member.applied_all_received:
+        return Decision(Action.SWITCHOVER_HANDOVER, f"switchover: {target} caught up ({have}): handing over", target)
     waited = s.now - s.me.switchover_started
     if waited > s.settings.switchover_timeout:
         return Decision(
             Action.SWITCHOVER_ABORT,
             f"switchover: {target} did not catch up within {s.settings.switchover_timeout:g}s "
-            f"({member.gtid_seq} < {mine}): writable again",
+            f"({member.state or 'empty'} lacks {', '.join(mine.beyond(member.state))}): writable again",
             target,
         )
     return Decision(
-        Action.SWITCHOVER_PREPARE,
-        f"switchover to {target}: waiting for it to catch up ({member.gtid_seq}/{mine})",
-        target,
+        Action.SWITCHOVER_PREPARE, f"switchover to {target}: waiting for it to catch up ({have}/{want})", target
     )
 
 
@@ -308,9 +343,12 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
             Action.WAIT, f"cluster not initialized: waiting for the initial primary {s.settings.initial_primary}"
         )
     request = cluster.switchover
-    if request is not None and request.to and request.to != me and _candidate(cluster.members.get(request.to)):
-        return Decision(Action.WAIT, f"switchover to {request.to} in progress: deferring to it")
     db = s.db
+    mine = db.gtid_state
+    if request is not None and request.to and request.to != me:
+        target = cluster.members.get(request.to)
+        if _candidate(target) and target is not None and target.state.contains(mine):
+            return Decision(Action.WAIT, f"switchover to {request.to} in progress: deferring to it")
     if not db.applied_all_received:
         io_pos = db.slave.gtid_io_pos if db.slave else ""
         return Decision(Action.WAIT, f"no leader; still applying my relay log ({db.gtid_slave_pos} < {io_pos})")
@@ -321,41 +359,66 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
     waiting = _behind_async_leader(s, cluster)
     if waiting is not None:
         return waiting
-    position = db.gtid_current_pos or "empty"
-    if request is not None and request.to == me:
-        # The old leader handed over only once I had caught up with it: nobody can be ahead of me.
-        return Decision(Action.ACQUIRE, f"switchover target, caught up ({position})", me)
-    mine = db.gtid_seq
+    position = str(mine) or "empty"
+    target = request is not None and request.to == me
     for rival in sorted(cluster.members.values(), key=lambda m: m.name):
         if rival.name == me or rival.name not in s.settings.members or not _candidate(rival):
             continue
-        if rival.gtid_seq > mine:
-            return Decision(Action.WAIT, f"no leader; {rival.name} is more advanced ({rival.gtid_seq} > {mine})")
-        if rival.gtid_seq == mine and rival.name < me:
-            return Decision(Action.WAIT, f"no leader; {rival.name} is as advanced ({mine}) and sorts first")
+        why = _ahead_of_me(rival, mine, cluster.optime, me_first=target or me < rival.name)
+        if why is not None:
+            if target:
+                return Decision(Action.WAIT, f"switchover target, but refusing: {why}")
+            return Decision(Action.WAIT, f"no leader; {why}")
+    if target:
+        return Decision(Action.ACQUIRE, f"switchover target, caught up and most advanced ({position})", me)
     return Decision(Action.ACQUIRE, f"leader lease expired, most advanced ({position})", me)
+
+
+def _ahead_of_me(rival: MemberRecord, mine: GtidState, optime: OptimeRecord | None, *, me_first: bool) -> str | None:
+    """Why `rival` should lead rather than me (None: it should not). Histories, not seq_nos: a rival whose
+    history contains mine and more is ahead; one mine contains is behind. Two histories neither contains
+    have diverged (one side has errant transactions): the side that has the last leader's recorded
+    position, then more of that leader's own transactions, is the real history."""
+    theirs = rival.state
+    if theirs == mine:
+        return None if me_first else f"{rival.name} is as advanced ({mine or 'empty'}) and sorts first"
+    if theirs.contains(mine):
+        return f"{rival.name} is more advanced ({theirs} contains my {mine or 'empty'})"
+    if mine.contains(theirs):
+        return None
+    if _rank(theirs, optime) > _rank(mine, optime):
+        return f"histories diverged and {rival.name}'s ({theirs}) is the last leader's, not mine ({mine})"
+    return None
+
+
+def _rank(state: GtidState, optime: OptimeRecord | None) -> tuple[bool, int, int]:
+    """Order of diverged histories: has the last leader's recorded position, how far into that leader's own
+    transactions (its server_id), then the highest seq_no (only as the last resort)."""
+    if optime is None:
+        return (True, 0, state.tip())
+    last = gtid_in_domain(optime.gtid)
+    has_last = state.has(last) if last is not None else state.tip() >= optime.gtid_seq
+    return (has_last, state.server_seq(optime.server_id) if optime.server_id else 0, state.tip())
 
 
 def _behind_async_leader(s: Snapshot, cluster: ClusterView) -> Decision | None:
     """WAIT when the last leader acknowledged writes without a replica (optime not sync) that I do not
     have: promoting would discard them. Moot once that leader is back as a candidate (the most-advanced
     rule then lets it lead again, or it came back without them and they are gone anyway), and for that
-    leader itself."""
+    leader itself. "Have" means the exact GTID (domain, server_id, seq_no) is in my history: a higher
+    seq_no written by another server is another history, not a later point of the same one."""
     optime = cluster.optime
     me = s.settings.host
     if optime is None or optime.sync or optime.leader == me or _candidate(cluster.members.get(optime.leader)):
         return None
-    mine = gtid_in_domain(s.db.gtid_current_pos)
-    have = mine.seq if mine is not None else 0
+    mine = s.db.gtid_state
     theirs = gtid_in_domain(optime.gtid)
-    # The same seq_no from another server is another transaction: not theirs.
-    other = mine is not None and theirs is not None and have == theirs.seq and mine.server_id != theirs.server_id
-    if have >= optime.gtid_seq and not other:
+    if mine.has(theirs) if theirs is not None else mine.tip() >= optime.gtid_seq:
         return None
     return Decision(
         Action.WAIT,
         f"not promoting: the last leader {optime.leader} acknowledged writes without a replica up to "
-        f"{optime.gtid or optime.gtid_seq}, I have {mine or 'nothing'} (waiting for it to return)",
+        f"{optime.gtid or optime.gtid_seq}, my history ({mine or 'empty'}) lacks it (waiting for it to return)",
     )
 
 
@@ -375,16 +438,24 @@ def _follow(s: Snapshot, leader: LeaderRecord) -> Decision:
     slave = s.db.slave
     if slave is not None and slave.master_host == address and slave.diverged:
         errno = slave.last_io_errno or slave.last_sql_errno
-        return _reclone(s, leader, f"replication from {leader.name} diverged (error {errno})")
+        theirs = s.cluster.members.get(leader.name) if s.cluster is not None else None
+        extra = errant(s.db.binlog_state, theirs.state if theirs is not None else GtidState())
+        return _reclone(s, leader, f"replication from {leader.name} diverged (error {errno})", extra)
     if not s.db.replication_configured:
-        # An old primary (promotion resets replication) or a blank node: is its history a prefix of the
-        # leader's? Compare my last binlogged GTID with the point where the leader was promoted.
+        # An old primary (promotion resets replication) or a blank node: is its history part of the
+        # leader's? Every (domain, server_id) of mine must be within the state the leader was promoted at.
         if leader.promoted_at_gtid is None:
             return Decision(Action.WAIT, f"waiting for {leader.name} to record its promotion point")
-        mine = gtid_in_domain(s.db.gtid_binlog_pos)
-        at = gtid_in_domain(leader.promoted_at_gtid)
-        if errant(mine, at):
-            return _reclone(s, leader, f"errant transactions: my {mine} is beyond {leader.name}'s promotion point {at}")
+        mine = s.db.binlog_state
+        at = GtidState.parse(leader.promoted_at_gtid)
+        extra = errant(mine, at)
+        if extra:
+            return _reclone(
+                s,
+                leader,
+                f"errant transactions {', '.join(extra)}: my {mine} is not within {leader.name}'s promotion point {at}",
+                extra,
+            )
         return Decision(
             Action.REJOIN,
             f"rejoining {leader.name} as a replica (my {mine or 'empty'} within its promotion point {at or 'empty'})",
@@ -393,19 +464,15 @@ def _follow(s: Snapshot, leader: LeaderRecord) -> Decision:
     return Decision(Action.FOLLOW, f"following {leader.name}", leader.name)
 
 
-def errant(mine: Gtid | None, promoted_at: Gtid | None) -> bool:
-    """My last domain-0 GTID is one the leader cannot have: beyond its promotion point, or the same
-    sequence number written by another server."""
-    if mine is None:
-        return False
-    if promoted_at is None:
-        return mine.seq > 0
-    return mine.seq > promoted_at.seq or (mine.seq == promoted_at.seq and mine.server_id != promoted_at.server_id)
+def errant(mine: GtidState, promoted_at: GtidState) -> tuple[str, ...]:
+    """My transactions the leader's history cannot have (ranges 'domain-server-first..last'): beyond its
+    promotion point for some (domain, server_id), e.g. the same seq_no written by another server."""
+    return tuple(mine.beyond(promoted_at))
 
 
-def _reclone(s: Snapshot, leader: LeaderRecord, why: str) -> Decision:
+def _reclone(s: Snapshot, leader: LeaderRecord, why: str, extra: tuple[str, ...] = ()) -> Decision:
     failed = s.me.clone_failed_at
     if failed is not None and s.now - failed < s.settings.reclone_backoff:
         wait = s.settings.reclone_backoff - (s.now - failed)
         return Decision(Action.WAIT, f"{why}; last re-clone failed, retrying in {wait:.0f}s", leader.name)
-    return Decision(Action.RECLONE, f"{why}: re-cloning from {leader.name}", leader.name)
+    return Decision(Action.RECLONE, f"{why}: re-cloning from {leader.name}", leader.name, errant=extra)

@@ -24,6 +24,7 @@ KINDS = frozenset(
         "reclone_started",
         "reclone_done",
         "reclone_failed",
+        "errant_transactions",
         "semi_sync_fallback",
         "semi_sync_restored",
         "switchover",

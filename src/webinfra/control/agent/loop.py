@@ -20,9 +20,9 @@ import logging
 import queue
 import re
 import threading
-import time
 from dataclasses import replace
 
+from webinfra.control.agent import clock
 from webinfra.control.agent.actions import Actor
 from webinfra.control.agent.api import Published
 from webinfra.control.agent.clone import reclone
@@ -92,9 +92,9 @@ class Agent:
         self.settings = settings_of(config)
         self.keys = Keys(config.prefix)
         self.dcs = dcs or etcd_client_for(config)
-        self.db = db or LocalMariaDB(config.mariadb.socket)
+        self.db = db or LocalMariaDB(config.mariadb.socket, pid_file=config.mariadb.pid_file)
         self.events = EventLog(config.events_file, config.host)
-        self.actor = Actor(config, self.dcs, self.db, self.events, self._start_clone)
+        self.actor = Actor(config, self.dcs, self.db, self.events, self._start_clone, self._unpublish_primary)
         self.state = AgentState()
         self.published = Published()
         self._member_lease = 0
@@ -105,6 +105,18 @@ class Agent:
         self._source_lost_at: float | None = None
 
     # -- one cycle ---------------------------------------------------------------------------------------
+
+    def _install_watchdog(self) -> None:
+        try:
+            self.db.install_watchdog(self.config.repl_user)
+            log.info("watchdog event installed: MariaDB fences itself if this agent stops renewing")
+        except DbError as exc:
+            log.error("could not install the watchdog event: %s", exc)
+
+    def _unpublish_primary(self) -> None:
+        """Before letting go of the lease: /primary answers 503 from now on (HAProxy stops sending writes
+        here before anyone else can be promoted)."""
+        self.published = replace(self.published, stepping_down=True)
 
     def fence_at(self) -> float | None:
         """When a leader that cannot renew must be read-only (None when not leading)."""
@@ -117,7 +129,9 @@ class Agent:
         self._collect_clone_result()
         state = self.state
         db = self.db.facts()
-        now = time.monotonic()
+        if db.reachable and not db.watchdog_installed:
+            self._install_watchdog()
+        now = clock.now()
         no_clients_since = None
         if state.holds_lease and db.reachable and db.semi_master_clients == 0:
             no_clients_since = state.no_clients_since if state.no_clients_since is not None else now
@@ -131,14 +145,17 @@ class Agent:
             no_clients_since=no_clients_since,
             acks_stalled_since=stalled_since,
             last_yes_tx=db.semi_master_yes_tx if db.reachable else state.last_yes_tx,
+            db_failures=0 if db.reachable else state.db_failures + 1,
         )
         state, cluster = self._gather_dcs(state)
         if cluster is not None:
             self._last_view = cluster
             state = replace(state, known_leader=cluster.leader.name if cluster.leader else state.known_leader)
-        snapshot = Snapshot(time.monotonic(), self.settings, db, cluster, state)
+        snapshot = Snapshot(clock.now(), self.settings, db, cluster, state)
         decision = decide(snapshot)
         self._log(decision)
+        self.state = state
+        self.db.fence_at = self.fence_at()  # what the watchdog may allow, with this cycle's renewal
         try:
             self.state = self.actor.act(decision, snapshot)
         except (DbError, DcsUnreachable, DcsError, OSError) as exc:
@@ -146,6 +163,12 @@ class Agent:
             self.state = state
         if decision.action is Action.ACQUIRE and self.state.holds_lease:
             self.state = self._renew_fresh_lease(self.state)
+        self.db.fence_at = self.fence_at()
+        if self.state.holds_lease and self.state.renewed_this_cycle and db.reachable:
+            try:
+                self.db.publish_deadline()  # the watchdog's deadline moves with each renewal, not a cycle later
+            except DbError as exc:
+                log.warning("could not publish the watchdog deadline: %s", exc)
         if decision.action in _CHANGES_MARIADB:
             # Publish what MariaDB is now (e.g. writable after a promotion), not what it was: /primary
             # would otherwise lag a whole loop_interval behind the promotion.
@@ -159,14 +182,14 @@ class Agent:
 
     def _gather_dcs(self, state: AgentState) -> tuple[AgentState, ClusterView | None]:
         fence_at = self.fence_at()
-        now = time.monotonic()
+        now = clock.now()
         if fence_at is not None and not state.fenced and now >= fence_at:
             return state, None  # fence first; the DCS gets its next chance after that
         # Until fenced, no DCS call may run past the fencing time.
         self.dcs.set_deadline(fence_at if fence_at is not None and not state.fenced else None)
         try:
             if state.holds_lease and state.lease_id:
-                sent = time.monotonic()
+                sent = clock.now()
                 if self.dcs.keepalive(state.lease_id) > 0:
                     state = replace(state, last_renewal_sent=sent, renewed_this_cycle=True)
                 else:
@@ -193,11 +216,11 @@ class Agent:
         up most of the fencing window of a short lease: renewing now keeps the new leader from fencing
         itself on its next cycle. Bounded by the fencing time, like every leader's DCS call."""
         fence_at = self.fence_at()
-        if fence_at is None or time.monotonic() >= fence_at:
+        if fence_at is None or clock.now() >= fence_at:
             return state
         self.dcs.set_deadline(fence_at)
         try:
-            sent = time.monotonic()
+            sent = clock.now()
             if self.dcs.keepalive(state.lease_id) > 0:
                 return replace(state, last_renewal_sent=sent)
         except (DcsUnreachable, DcsError) as exc:
@@ -246,11 +269,12 @@ class Agent:
 
     # -- re-clone worker ---------------------------------------------------------------------------------
 
-    def _start_clone(self, leader: str) -> None:
+    def _start_clone(self, leader: str, errant: tuple[str, ...]) -> None:
         def work() -> None:
-            started = time.monotonic()
+            started = clock.now()
             try:
-                gtid = reclone(self.config, LocalMariaDB(self.config.mariadb.socket), leader)
+                db = LocalMariaDB(self.config.mariadb.socket, pid_file=self.config.mariadb.pid_file)
+                gtid = reclone(self.config, db, leader, errant, self.events)
                 self._clone_results.put((leader, started, None, gtid))
             except Exception as exc:  # any failure ends the clone; the loop reports and backs off
                 log.exception("re-clone from %s failed", leader)
@@ -263,14 +287,14 @@ class Agent:
             leader, started, error, gtid = self._clone_results.get_nowait()
         except queue.Empty:
             return
-        took = time.monotonic() - started
+        took = clock.now() - started
         if error is None:
             self.events.append("reclone_done", f"re-cloned from {leader} at {gtid} in {took:.1f}s")
             log.warning("re-cloned from %s at %s in %.1fs", leader, gtid, took)
             self.state = replace(self.state, cloning=False, clone_failed_at=None)
         else:
             self.events.append("reclone_failed", f"re-clone from {leader} failed after {took:.1f}s: {error}")
-            self.state = replace(self.state, cloning=False, clone_failed_at=time.monotonic())
+            self.state = replace(self.state, cloning=False, clone_failed_at=clock.now())
 
     # -- running -----------------------------------------------------------------------------------------
 
@@ -278,7 +302,7 @@ class Agent:
         """Cycle until `stop()`; then step down if leading."""
         interval = self.config.loop_interval
         while not self._stop.is_set():
-            started = time.monotonic()
+            started = clock.now()
             decision = None
             try:
                 decision = self.cycle()
@@ -288,13 +312,15 @@ class Agent:
             if decision is not None and decision.action is Action.ACQUIRE and self.state.holds_lease:
                 # Just promoted: the next cycle settles semi-sync (no replica may be left to acknowledge
                 # writes, which wait until then) and publishes /primary without a loop interval's delay.
-                wake = time.monotonic()
-            if self._failover_likely():
+                wake = clock.now()
+            if self._failover_likely() or (self.state.holds_lease and self.state.db_failures):
+                # A leader whose MariaDB stopped answering counts its failed checks quickly: releasing
+                # needs several in a row (decide.py), and the replica is waiting for them.
                 wake = started + min(interval, EXPIRY_POLL)
             fence_at = self.fence_at()
             if fence_at is not None and not self.state.fenced:
-                wake = min(wake, max(fence_at, time.monotonic() + 0.01))
-            self._stop.wait(max(0.0, wake - time.monotonic()))
+                wake = min(wake, max(fence_at, clock.now() + 0.01))
+            self._stop.wait(max(0.0, wake - clock.now()))
         self.state = self.actor.step_down(self.state, "agent stopping: read-only, lease released")
         if self._member_lease:
             with contextlib.suppress(DcsUnreachable, DcsError):

@@ -8,23 +8,23 @@ in on stdin, never on a command line.
 
 from __future__ import annotations
 
+import socket as sockets
 import subprocess
 import time
 from pathlib import Path
 
-from webinfra.control.agent.snapshot import LocalDb, SlaveStatus
+from webinfra.control.agent import clock, watchdog
+from webinfra.control.agent.snapshot import GtidState, LocalDb, SlaveStatus
 from webinfra.services.mariadb import quote
 
 # "Forever" for rpl_semi_sync_master_timeout (ms): MariaDB must never fall back to async on its own;
 # falling back is the agent's decision, taken only while it holds a fresh lease.
 SEMI_SYNC_TIMEOUT_MS = 4294967295
 
-# Accounts whose sessions survive fencing: admin (root over the socket), replication, and server threads.
-_SYSTEM_USERS = ("root", "system user", "event_scheduler", "mariadb.sys", "")
-
-_FACTS_SQL = """
+_FACTS_SQL = f"""
 SELECT @@global.read_only AS read_only, @@global.server_id AS server_id,
   @@global.gtid_binlog_pos AS gtid_binlog_pos, @@global.gtid_slave_pos AS gtid_slave_pos,
+  @@global.gtid_binlog_state AS gtid_binlog_state, {watchdog.INSTALLED_SQL},
   @@global.gtid_current_pos AS gtid_current_pos,
   @@global.rpl_semi_sync_master_enabled AS semi_master_enabled,
   @@global.rpl_semi_sync_master_wait_point AS semi_wait_point,
@@ -99,6 +99,8 @@ def local_db_from_rows(rows: list[dict[str, str]]) -> LocalDb:
         read_only=_on(var.get("read_only")),
         server_id=_int(var.get("server_id")),
         gtid_binlog_pos=var.get("gtid_binlog_pos", ""),
+        gtid_binlog_state=var.get("gtid_binlog_state", ""),
+        watchdog_installed=_int(var.get("watchdog_installed")) > 0,
         gtid_slave_pos=var.get("gtid_slave_pos", ""),
         gtid_current_pos=var.get("gtid_current_pos", ""),
         semi_master_enabled=_on(var.get("semi_master_enabled")),
@@ -114,12 +116,21 @@ def local_db_from_rows(rows: list[dict[str, str]]) -> LocalDb:
 
 
 class LocalMariaDB:
-    """Admin SQL on this host's MariaDB through `mariadb --socket=... --user=root`."""
+    """Admin SQL on this host's MariaDB through `mariadb --socket=... --user=root`.
 
-    def __init__(self, socket: Path, *, client: str = "mariadb", timeout: float = 2.0) -> None:
+    `fence_at` (CLOCK_BOOTTIME; None when not leading) is set by the loop every cycle: every facts call,
+    and every statement that makes the server writable, first publishes it to the watchdog event
+    (watchdog.py) as the wall-clock time until which the server may stay writable."""
+
+    def __init__(
+        self, socket: Path, *, client: str = "mariadb", timeout: float = 2.0, pid_file: Path | None = None
+    ) -> None:
         self.socket = socket
         self.client = client
         self.timeout = timeout
+        self.pid_file = pid_file
+        self.fence_at: float | None = None
+        self.watchdog_ready = False  # the lease row exists: the deadline may be written
 
     def _argv(self, *extra: str) -> list[str]:
         return [
@@ -153,17 +164,74 @@ class LocalMariaDB:
             raise DbError(" | ".join(proc.stderr.strip().splitlines()[-2:]) or f"exit {proc.returncode}")
         return proc.stdout
 
+    def _deadline_sql(self, fence_at: float | None) -> str:
+        if not self.watchdog_ready:
+            return ""
+        return watchdog.deadline_sql(clock.wall_of(fence_at) if fence_at is not None else 0.0)
+
     def facts(self) -> LocalDb:
         try:
-            return local_db_from_rows(parse_vertical(self.run(_FACTS_SQL, vertical=True)))
+            db = local_db_from_rows(
+                parse_vertical(self.run(self._deadline_sql(self.fence_at) + _FACTS_SQL, vertical=True))
+            )
         except DbError as exc:
-            return LocalDb(reachable=False, error=str(exc))
+            return LocalDb(reachable=False, error=str(exc), gone=self.mysqld_gone())
+        self.watchdog_ready = db.watchdog_installed
+        return db
+
+    def mysqld_gone(self) -> bool:
+        """Proof that no mysqld runs: nothing accepts on the socket AND the pid in its pid file (if known)
+        is not a live process. A stalled or overloaded server still accepts (the kernel queues the
+        connection), so it is never 'gone'."""
+        probe = sockets.socket(sockets.AF_UNIX, sockets.SOCK_STREAM)
+        probe.settimeout(0.5)
+        try:
+            probe.connect(str(self.socket))
+            return False
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        except OSError:
+            return False  # a timeout or anything odd proves nothing
+        finally:
+            probe.close()
+        return not _pid_alive(self.pid_file)
+
+    def publish_deadline(self) -> None:
+        """Hand the current `fence_at` to the watchdog now (the leader, right after a renewal: the facts call
+        of the next cycle would publish it a cycle late)."""
+        sql = self._deadline_sql(self.fence_at)
+        if sql:
+            self.run(sql)
+
+    def install_watchdog(self, repl_user: str) -> None:
+        """Create the watchdog (binlog off; idempotent). The deadline is written from the next call on."""
+        self.run(watchdog.install_sql(repl_user), timeout=10)
+        self.watchdog_ready = True
 
     # -- leader ------------------------------------------------------------------------------------------
 
-    def promote(self) -> str:
-        """Stop replicating, forget the source, semi-sync master on, then writable (in that order: no write
-        is ever acknowledged without a replica). Returns gtid_current_pos at that point."""
+    def drain_relay_log(self, fence_at: float) -> None:
+        """Stop receiving, then wait (until `fence_at` at most) for the SQL thread to apply everything the IO
+        thread received: a promotion that reset replication before that would drop acknowledged writes
+        sitting in the relay log."""
+        rows = parse_vertical(self.run("STOP SLAVE IO_THREAD;\nSHOW SLAVE STATUS;", vertical=True, timeout=5))
+        received = rows[0].get("Gtid_IO_Pos", "") if rows else ""
+        applied = rows[0].get("Gtid_Slave_Pos", "") if rows else ""
+        if not received or GtidState.parse(applied).contains(GtidState.parse(received)):
+            return
+        left = fence_at - clock.now()
+        if left <= 0.05:
+            raise DbError(f"no time left in the lease to apply the relay log up to {received}")
+        out = self.run(f"SELECT MASTER_GTID_WAIT({quote(received)}, {left:.3f});", timeout=left + 1)
+        if out.strip() != "0":
+            raise DbError(f"relay log not applied up to {received} within {left:.1f}s (the lease would expire)")
+
+    def promote(self, fence_at: float, *, replicating: bool = True) -> str:
+        """Drain the relay log, forget the source, semi-sync master on, publish the watchdog deadline, then
+        writable (in that order: no write is ever acknowledged without a replica, none is lost from the
+        relay log). Bounded by the lease (`fence_at`). Returns the GTID state at that point."""
+        if replicating:
+            self.drain_relay_log(fence_at)
         out = self.run(
             f"""
 STOP SLAVE;
@@ -171,18 +239,26 @@ RESET SLAVE ALL;
 SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC;
 SET GLOBAL rpl_semi_sync_master_timeout = {SEMI_SYNC_TIMEOUT_MS};
 SET GLOBAL rpl_semi_sync_master_enabled = ON;
+{self._deadline_sql(fence_at)}
 SET GLOBAL read_only = OFF;
-SELECT @@global.gtid_current_pos;
+SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
 """,
-            timeout=10,
+            timeout=max(1.0, fence_at - clock.now()),
         )
-        return out.strip().splitlines()[-1].strip() if out.strip() else ""
+        last = out.strip().splitlines()[-1] if out.strip() else ""
+        return str(GtidState.parse(*last.split("\t")))
 
-    def ensure_leader(self, db: LocalDb, *, semi_sync: bool) -> list[str]:
+    def resume_receiving(self) -> None:
+        """After a promotion that could not finish: receive from the source again."""
+        self.run("START SLAVE IO_THREAD;", timeout=5)
+
+    def ensure_leader(self, db: LocalDb, *, semi_sync: bool, fence_at: float | None) -> list[str]:
         """Make the facts match a leader's: no replication, writable, semi-sync master as wanted.
         Returns what changed (empty when nothing did), for the log."""
         sql, changed = [], []
         if db.slave is not None:
+            if fence_at is not None:
+                self.drain_relay_log(fence_at)
             sql.append("STOP SLAVE; RESET SLAVE ALL;")
             changed.append("replication reset")
         if db.semi_wait_point != "AFTER_SYNC":
@@ -193,8 +269,8 @@ SELECT @@global.gtid_current_pos;
         if db.semi_master_enabled != semi_sync:
             sql.append(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if semi_sync else 'OFF'};")
             changed.append(f"semi-sync {'on' if semi_sync else 'off'}")
-        if db.read_only:
-            sql.append("SET GLOBAL read_only = OFF;")
+        if db.read_only and fence_at is not None:
+            sql.append(self._deadline_sql(fence_at) + "SET GLOBAL read_only = OFF;")
             changed.append("writable")
         if sql:
             self.run("\n".join(sql), timeout=10)
@@ -203,7 +279,7 @@ SELECT @@global.gtid_current_pos;
     def set_semi_sync_master(self, enabled: bool) -> None:
         self.run(f"SET GLOBAL rpl_semi_sync_master_enabled = {'ON' if enabled else 'OFF'};")
 
-    def fence(self, repl_user: str) -> list[str]:
+    def fence(self, repl_user: str, *, timeout: float = 5.0) -> list[str]:
         """read_only=ON and kill every site session, fast, even while commits wait for semi-sync acks.
 
         SET GLOBAL read_only waits for commits in flight, and a commit waiting for an ack that will never
@@ -222,15 +298,15 @@ SELECT @@global.gtid_current_pos;
         setter.stdin.close()
         killed: list[str] = []
         try:
-            deadline = time.monotonic() + 5.0
+            deadline = clock.now() + timeout
             while True:
-                killed += self.kill_sessions(repl_user)
+                killed += self.kill_sessions(repl_user, timeout=min(self.timeout, timeout))
                 try:
                     setter.wait(timeout=0.2)
                     break
                 except subprocess.TimeoutExpired:
-                    if time.monotonic() > deadline:
-                        raise DbError("SET GLOBAL read_only = ON did not complete in 5s") from None
+                    if clock.now() > deadline:
+                        raise DbError(f"SET GLOBAL read_only = ON did not complete in {timeout:g}s") from None
         finally:
             if setter.poll() is None:
                 setter.kill()
@@ -239,15 +315,16 @@ SELECT @@global.gtid_current_pos;
             raise DbError(f"SET GLOBAL read_only = ON failed: {setter.stderr.read().strip() if setter.stderr else ''}")
         return killed
 
-    def kill_sessions(self, repl_user: str) -> list[str]:
+    def kill_sessions(self, repl_user: str, *, timeout: float | None = None) -> list[str]:
         """KILL CONNECTION every session of a non-system account (the site's users)."""
-        keep = ", ".join(quote(u) for u in (*_SYSTEM_USERS, repl_user))
         ids = self.run(
             "SELECT ID FROM information_schema.PROCESSLIST "
-            f"WHERE USER NOT IN ({keep}) AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Daemon');"
+            f"WHERE USER NOT IN ({watchdog.spared_users_sql(repl_user)}) AND ID <> CONNECTION_ID() "
+            "AND COMMAND NOT IN ('Binlog Dump', 'Daemon');",
+            timeout=timeout,
         ).split()
         if ids:
-            self.run("".join(f"KILL CONNECTION {int(i)};" for i in ids), force=True)
+            self.run("".join(f"KILL CONNECTION {int(i)};" for i in ids), force=True, timeout=timeout)
         return ids
 
     def set_read_only(self, on: bool = True) -> None:
@@ -304,14 +381,27 @@ SELECT @@global.gtid_current_pos;
         return repoint
 
     def start_replica_at(
-        self, gtid: str, *, host: str, port: int, user: str, password: str, tls: str = "MASTER_SSL=0"
+        self,
+        gtid: str,
+        *,
+        host: str,
+        port: int,
+        user: str,
+        password: str,
+        tls: str = "MASTER_SSL=0",
+        binlog_state: str = "",
     ) -> None:
-        """After a re-clone: replicate from host:port starting right after `gtid`."""
+        """After a re-clone: replicate from host:port starting right after `gtid`. `binlog_state` (the
+        history up to `gtid`, per domain and server_id) becomes this node's gtid_binlog_state, on the
+        clone's still empty binlog: a backup carries only its last GTID, and without the rest this node
+        would publish a shorter history than it has."""
+        restore = f"RESET MASTER;\nSET GLOBAL gtid_binlog_state = {quote(binlog_state)};" if binlog_state else ""
         self.run(
             f"""
 SET GLOBAL read_only = ON;
 STOP SLAVE;
 RESET SLAVE ALL;
+{restore}
 SET GLOBAL gtid_slave_pos = {quote(gtid)};
 SET GLOBAL rpl_semi_sync_slave_enabled = ON;
 CHANGE MASTER TO MASTER_HOST={quote(host)}, MASTER_PORT={int(port)},
@@ -329,3 +419,17 @@ START SLAVE;
                 return True
             time.sleep(0.1)
         return False
+
+
+def _pid_alive(pid_file: Path | None) -> bool:
+    """The pid in `pid_file` is a live (not zombie) mariadbd/mysqld. No pid file configured: unknown, so
+    only the socket check counts."""
+    if pid_file is None:
+        return False
+    try:
+        pid = int(pid_file.read_text().strip())
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, ValueError, IndexError):
+        return False
+    return comm in ("mariadbd", "mysqld") and state != "Z"

@@ -11,6 +11,7 @@ from webinfra.control.agent.dcs import Keys, KeyValue
 from webinfra.control.agent.events import utc_now
 from webinfra.control.agent.snapshot import (
     ClusterView,
+    GtidState,
     LeaderRecord,
     LocalDb,
     MemberRecord,
@@ -54,6 +55,7 @@ def cluster_view(kvs: list[KeyValue], keys: Keys, leader_ttl_left: float | None 
                     to=to if isinstance(to, str) and to else None,
                     requested_at=str(data.get("requested_at") or ""),
                     mod_revision=kv.mod_revision,
+                    lease=kv.lease,
                 )
         elif kv.key == keys.optime:
             optime = optime_record(kv)
@@ -77,6 +79,7 @@ def optime_record(kv: KeyValue | None) -> OptimeRecord | None:
             gtid_seq=int(data.get("gtid_seq") or 0),
             at=str(data.get("at") or ""),
             mod_revision=kv.mod_revision,
+            server_id=int(data.get("server_id") or 0),
         )
     except (TypeError, ValueError):
         return None
@@ -98,6 +101,7 @@ def optime_value(record: OptimeRecord) -> str:
             "sync": record.sync,
             "gtid": record.gtid,
             "gtid_seq": record.gtid_seq,
+            "server_id": record.server_id,
             "at": utc_now(),
         }
     )
@@ -119,9 +123,18 @@ def _member(name: str, data: Any) -> MemberRecord | None:
             replicating_from=str(data.get("replicating_from") or ""),
             applied_all_received=bool(data.get("applied_all_received", True)),
             updated=str(data.get("updated") or ""),
+            gtid_state=_state_or_empty(data.get("gtid_state")),
         )
     except (TypeError, ValueError):
         return None
+
+
+def _state_or_empty(value: Any) -> str:
+    """A well-formed GTID state, else "" (the member's `gtid` then stands in)."""
+    try:
+        return str(GtidState.parse(value)) if isinstance(value, str) else ""
+    except ValueError:
+        return ""
 
 
 def leader_value(name: str, since: str, promoted_at_gtid: str | None) -> str:
@@ -135,6 +148,7 @@ def member_value(db: LocalDb, role: str) -> str:
             "role": role,
             "gtid": db.gtid_current_pos,
             "gtid_seq": db.gtid_seq,
+            "gtid_state": str(db.gtid_state),
             # A replica whose SQL thread failed may hold anything: it is not a candidate for promotion.
             "healthy": db.reachable and not (slave is not None and slave.last_sql_errno),
             "read_only": db.read_only,

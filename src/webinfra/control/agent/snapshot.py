@@ -2,7 +2,12 @@
 (`ClusterView`, or None when etcd is unreachable), the agent's own memory (`AgentState`) and its
 settings. `decide` reads a `Snapshot` and nothing else; tests build them with small factories.
 
-Times are `time.monotonic()` seconds of this agent's process (never compared across hosts).
+Times are `clock.now()` seconds (CLOCK_BOOTTIME: it keeps counting while the machine is suspended, so
+lease arithmetic never believes a lease is younger than it is), never compared across hosts.
+
+Histories are compared as GTID *states* (`GtidState`: the last seq_no of every domain AND server_id, as
+`gtid_binlog_state` lists them), never as bare sequence numbers: 0-1-110 is not "after" 0-2-105, it is
+another history.
 """
 
 from __future__ import annotations
@@ -45,6 +50,59 @@ def gtid_in_domain(position: str | None, domain: int = 0) -> Gtid | None:
     return None
 
 
+@dataclass(frozen=True)
+class GtidState:
+    """A node's history as the last seq_no per (domain, server_id): the shape of `@@gtid_binlog_state`.
+
+    With gtid_strict_mode, each server's transactions in a domain are numbered in order, so "has
+    everything of server S in domain D up to N" is one number per (D, S). `contains` is therefore
+    per-(domain, server) containment: the check orchestrator calls errant-GTID detection."""
+
+    seqs: Mapping[tuple[int, int], int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, *positions: str | None) -> GtidState:
+        """Merge GTID lists ('0-1-57,0-2-60', newlines allowed), keeping the highest seq_no per key."""
+        seqs: dict[tuple[int, int], int] = {}
+        for position in positions:
+            for part in (position or "").replace("\n", ",").split(","):
+                if part.strip():
+                    g = Gtid.parse(part)
+                    seqs[(g.domain, g.server_id)] = max(g.seq, seqs.get((g.domain, g.server_id), 0))
+        return cls(seqs)
+
+    def gtids(self) -> list[Gtid]:
+        return [Gtid(d, s, n) for (d, s), n in sorted(self.seqs.items())]
+
+    def has(self, gtid: Gtid) -> bool:
+        return self.seqs.get((gtid.domain, gtid.server_id), 0) >= gtid.seq
+
+    def contains(self, other: GtidState) -> bool:
+        return all(self.has(g) for g in other.gtids())
+
+    def beyond(self, other: GtidState) -> list[str]:
+        """My transactions `other` lacks, as ranges 'domain-server-first..last' (errant GTIDs)."""
+        out = []
+        for (d, s), n in sorted(self.seqs.items()):
+            theirs = other.seqs.get((d, s), 0)
+            if n > theirs:
+                out.append(f"{d}-{s}-{theirs + 1}" + (f"..{n}" if n > theirs + 1 else ""))
+        return out
+
+    def server_seq(self, server_id: int, domain: int = 0) -> int:
+        return self.seqs.get((domain, server_id), 0)
+
+    def tip(self, domain: int = 0) -> int:
+        """The highest seq_no in `domain` (0 when empty)."""
+        return max((n for (d, _), n in self.seqs.items() if d == domain), default=0)
+
+    def __bool__(self) -> bool:
+        return bool(self.seqs)
+
+    def __str__(self) -> str:
+        return ",".join(str(g) for g in self.gtids())
+
+
 def seq_of(position: str | None) -> int:
     """Domain 0's sequence number in a position list, 0 when there is none."""
     gtid = gtid_in_domain(position)
@@ -85,6 +143,7 @@ class LocalDb:
     read_only: bool = True
     server_id: int = 0
     gtid_binlog_pos: str = ""
+    gtid_binlog_state: str = ""  # every (domain, server_id)'s last GTID in my binlog
     gtid_slave_pos: str = ""
     gtid_current_pos: str = ""
     semi_master_enabled: bool = False
@@ -99,6 +158,10 @@ class LocalDb:
     semi_master_timeout: int = 0
     semi_slave_enabled: bool = False
     slave: SlaveStatus | None = None
+    watchdog_installed: bool = False  # watchdog.py's event is there and enabled
+    # Unreachable only: proof that mysqld is not running (nothing listens on the socket and its pid is
+    # gone), as opposed to a slow or stalled server that may still commit.
+    gone: bool = False
 
     @property
     def replication_configured(self) -> bool:
@@ -110,6 +173,17 @@ class LocalDb:
         """How far this node's history goes in domain 0: applied, or received (relay log) if further."""
         received = seq_of(self.slave.gtid_io_pos) if self.slave else 0
         return max(seq_of(self.gtid_current_pos), received)
+
+    @property
+    def gtid_state(self) -> GtidState:
+        """Everything this node has, or has received and will apply: binlog state, slave and IO positions."""
+        io_pos = self.slave.gtid_io_pos if self.slave else ""
+        return GtidState.parse(self.gtid_binlog_state, self.gtid_binlog_pos, self.gtid_current_pos, io_pos)
+
+    @property
+    def binlog_state(self) -> GtidState:
+        """What is in my own binlog: the transactions that can be errant (received ones are the source's)."""
+        return GtidState.parse(self.gtid_binlog_state, self.gtid_binlog_pos)
 
     @property
     def applied_all_received(self) -> bool:
@@ -151,6 +225,14 @@ class MemberRecord:
     replicating_from: str = ""
     applied_all_received: bool = True
     updated: str = ""
+    gtid_state: str = ""  # GtidState as text ("" from an older agent: `gtid` stands in)
+
+    @property
+    def state(self) -> GtidState:
+        try:
+            return GtidState.parse(self.gtid_state or self.gtid)
+        except ValueError:  # a garbled key: no history we can count on
+            return GtidState()
 
 
 @dataclass(frozen=True)
@@ -167,6 +249,7 @@ class OptimeRecord:
     gtid_seq: int = 0
     at: str = ""
     mod_revision: int = 0
+    server_id: int = 0  # the leader's server_id: its term's transactions carry it (0: unknown)
 
     def same_promise(self, other: OptimeRecord | None) -> bool:
         """Equal but for when it was written."""
@@ -183,6 +266,7 @@ class SwitchoverRequest:
     to: str | None
     requested_at: str = ""
     mod_revision: int = 0
+    lease: int = 0  # `webinfra switchover` attaches it to a lease: a request nobody acts on expires
 
 
 @dataclass(frozen=True)
@@ -218,6 +302,7 @@ class AgentState:
     cloning: bool = False
     clone_failed_at: float | None = None
     known_leader: str | None = None  # the last leader seen in the DCS (kept while it is unreachable)
+    db_failures: int = 0  # consecutive cycles in which local MariaDB did not answer
 
 
 @dataclass(frozen=True)
@@ -233,6 +318,9 @@ class Settings:
     semi_sync_fallback: float = 1.0
     switchover_timeout: float = 5.0
     reclone_backoff: float = 10.0
+    # A leader releases its lease for a dead MariaDB only after this many failed cycles in a row AND proof
+    # that mysqld is gone; a slow server keeps the lease (and is fenced if it answers at all).
+    release_after_failures: int = 3
     members: Mapping[str, str] = field(default_factory=dict)  # host -> address
 
 
