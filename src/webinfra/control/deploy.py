@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -113,6 +114,7 @@ def deploy(
                 copied = releases.ship(base, version, dest)
             except CodeBaseError as exc:
                 raise UsageError(str(exc)) from None
+            os.utime(dest)  # a release's time is when it was last deployed: `rollback` goes to the one before
             new[name] = AppRelease(version, dest)
             progress(name, "release", f"{version} {'shipped' if copied else 'already there'}")
         events.record(layout, "deploy_started", "", f"version {version} to {', '.join(todo)} (from {base})")
@@ -134,6 +136,73 @@ def deploy(
         events.record(layout, "deploy_done", "", f"version {version} on {', '.join(todo)} in {seconds:.1f}s")
     unchanged = tuple(h for h in current if h not in todo)
     return DeployResult(version, tuple(todo), unchanged, seconds)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A code base kept on the app hosts (services/releases.py), or the installed one (`installed`)."""
+
+    version: str
+    hosts: tuple[str, ...]  # app hosts that keep it
+    running_on: tuple[str, ...]
+    deployed_at: float | None  # when it was last deployed (the release directory's time); None: installed
+    installed: bool = False
+
+
+def list_releases(cluster: Cluster) -> list[Release]:
+    """Every release kept on the app hosts, most recently deployed first, then the installed code base."""
+    current = current_releases(cluster)
+    kept: dict[str, list[tuple[str, float]]] = {}
+    for host in current:
+        root = releases.release_dir(cluster.layout.host(host), "x").parent
+        for path in root.iterdir() if root.is_dir() else ():
+            if path.is_dir() and not path.name.startswith("."):
+                kept.setdefault(path.name, []).append((host, path.stat().st_mtime))
+    out = [
+        Release(
+            version,
+            tuple(h for h, _ in found),
+            tuple(h for h, r in current.items() if r.version == version and r.app_dir is not None),
+            max(t for _, t in found),
+        )
+        for version, found in kept.items()
+    ]
+    out.sort(key=lambda r: r.deployed_at or 0.0, reverse=True)
+    installed_on = tuple(h for h, r in current.items() if r.app_dir is None)
+    out.append(Release(cluster.topology.app.version, tuple(current), installed_on, None, installed=True))
+    return out
+
+
+def rollback_target(cluster: Cluster, version: str | None) -> Release:
+    """The release to go back to: `version`, or the one deployed before the one running now."""
+    found = list_releases(cluster)
+    if version is not None:
+        for release in found:
+            if release.version == version:
+                return release
+        kept = ", ".join(r.version for r in found)
+        raise UsageError(f"no release {version!r} is kept (releases: {kept}; `webinfra deploy --list`)")
+    running = {r.version for r in current_releases(cluster).values()}
+    earlier = [r for r in found if r.version not in running]
+    if not earlier:
+        raise UsageError("no earlier release is kept to roll back to (`webinfra deploy --list`)")
+    return earlier[0]
+
+
+def rollback(
+    cluster: Cluster,
+    version: str | None = None,
+    *,
+    health_timeout: float = HEALTH_TIMEOUT,
+    progress: Progress = _quiet,
+) -> DeployResult:
+    """Go back to a kept release: a rolling deploy of it (same drain, health and smoke checks, same rollback
+    when a host fails). The installed code base is deployed as a release labelled `[app] version`."""
+    target = rollback_target(cluster, version)
+    if target.installed:
+        return deploy(cluster, None, target.version, health_timeout=health_timeout, progress=progress)
+    source = releases.release_dir(cluster.layout.host(target.hosts[0]), target.version) / "webinfra" / "site"
+    return deploy(cluster, source, target.version, health_timeout=health_timeout, progress=progress)
 
 
 def _roll_back(

@@ -1,0 +1,299 @@
+"""`webinfra bench` and `webinfra chaos`: measurements and fault drills on clusters of their own.
+
+`bench` has one default run and alternative modes (`--tls`, `--monitoring`, `--mixes`, `--failover`). A mode
+is a flag plus an entry in `_simple_mode`/`_progress_mode`, each returning (report, Markdown): add a mode by
+adding its option and its branch there; `--json` and `--markdown` then work for it unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+
+from webinfra.cli.common import console, err_console, handle_errors, state_dir_option
+from webinfra.control.cluster import Cluster, UsageError, require_root
+
+
+def report_json(mode: str, command: str, report: Any) -> str:
+    body = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else report
+    return json.dumps({"mode": mode, "command": command, "report": body}, indent=2, default=str)
+
+
+def _progress_mode(mode: str, duration: int, connections: int, rounds: int, runs: int, keep: bool) -> tuple[Any, str]:
+    """Modes with a progress bar (they take minutes): mixes, failover."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from webinfra.control import bench_ha
+
+    progress = Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+    )
+    total = bench_ha.mixes_steps(rounds) if mode == "mixes" else bench_ha.failover_steps(runs)
+    task = progress.add_task(f"bench --{mode}", total=total)
+
+    def say(line: str) -> None:
+        progress.update(task, description=escape(line[:90]))
+        progress.console.print(f"  {escape(line)}", soft_wrap=True)
+
+    def tick() -> None:
+        progress.advance(task)
+
+    with progress:
+        if mode == "mixes":
+            report: Any = bench_ha.run_mixes(
+                duration=duration, connections=connections, rounds=rounds, keep=keep, say=say, tick=tick
+            )
+            command = f"webinfra bench --mixes --duration {duration} --connections {connections} --rounds {rounds}"
+            return report, bench_ha.mixes_markdown(report, command)
+        report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick)
+        return report, bench_ha.failover_markdown(report, f"webinfra bench --failover --runs {runs}")
+
+
+def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: bool) -> tuple[Any, str]:
+    """The default run, and the --tls and --monitoring comparisons."""
+    from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
+
+    flags = f"--duration {duration} --connections {connections} --rounds {rounds}"
+    params = {"duration": duration, "connections": connections, "rounds": rounds, "keep": keep}
+
+    def say(line: str) -> None:
+        err_console.print(line, soft_wrap=True)
+
+    if mode == "monitoring":
+        from webinfra.control.bench_monitoring import monitoring_markdown, run_monitoring_bench
+
+        report: Any = run_monitoring_bench(**params, say=say)
+        return report, monitoring_markdown(report, f"webinfra bench --monitoring {flags}")
+    if mode == "tls":
+        report = run_tls_bench(**params, say=say)
+        return report, tls_markdown(report, f"webinfra bench --tls {flags}")
+    report = run_bench(**params, say=say)
+    return report, markdown(report, f"webinfra bench {flags}")
+
+
+@click.command()
+@click.option("--duration", default=5, show_default=True, help="Seconds per wrk run.")
+@click.option("--connections", default=16, show_default=True, help="Concurrent connections per wrk run.")
+@click.option("--rounds", default=3, show_default=True, help="Interleaved rounds; figures are medians.")
+@click.option("--keep", is_flag=True, help="Leave the bench cluster running afterwards.")
+@click.option(
+    "--tls",
+    "tls_mode",
+    is_flag=True,
+    help="Instead: HTTP vs HTTPS (re-encrypted to nginx, and not) through the LB, three clusters side by side.",
+)
+@click.option(
+    "--monitoring",
+    "monitoring_mode",
+    is_flag=True,
+    help="Instead: site throughput with the collectors and Prometheus running vs stopped (seed + mon-01).",
+)
+@click.option(
+    "--mixes",
+    "mixes_mode",
+    is_flag=True,
+    help="Instead: read-only, 90/10 and 50/50 mixes via the VIP vs one app server direct, HTTPS vs HTTP, and "
+    "replication lag under write load (two hardened clusters side by side).",
+)
+@click.option(
+    "--failover",
+    "failover_mode",
+    is_flag=True,
+    help="Instead: VIP takeover, DB failover, acknowledged writes lost, failed requests during an app-server "
+    "crash (hardened cluster; --runs each, medians).",
+)
+@click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
+@click.option(
+    "--markdown",
+    "md_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the results as Markdown to this file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print {mode, command, report} as JSON (see docs/CLI.md).")
+@handle_errors
+def bench(
+    duration: int,
+    connections: int,
+    rounds: int,
+    keep: bool,
+    tls_mode: bool,
+    monitoring_mode: bool,
+    mixes_mode: bool,
+    failover_mode: bool,
+    runs: int,
+    md_out: str | None,
+    as_json: bool,
+) -> None:
+    """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
+    modes = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}
+    chosen = [name for name, on in modes.items() if on]
+    if len(chosen) > 1:
+        raise UsageError(f"choose one of --{', --'.join(chosen)}")
+    mode = chosen[0] if chosen else "seed"
+    require_root()
+    if mode in ("mixes", "failover"):
+        report, text = _progress_mode(mode, duration, connections, rounds, runs, keep)
+    else:
+        report, text = _simple_mode(mode, duration, connections, rounds, keep)
+    if as_json:
+        click.echo(report_json(mode, text.splitlines()[0].removeprefix("Command: ").strip("`"), report))
+    else:
+        click.echo(text)
+    if md_out:
+        Path(md_out).write_text(text)
+
+
+def _require_plots() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError("PNG timelines need matplotlib: pip install 'webinfra[plots]'") from None
+
+
+@click.command()
+@click.argument("scenario", metavar="SCENARIO")
+@click.option(
+    "-f",
+    "--file",
+    "topology_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Topology to bring up for the run (default: examples/hardened.toml), under its own name and subnet.",
+)
+@click.option("-c", "--cluster", "cluster_name", default=None, help="Run on this running cluster instead.")
+@state_dir_option
+@click.option("--duration", default=20.0, show_default=True, help="Seconds: D/4 before the fault, D/2 held, D/4 after.")
+@click.option(
+    "--short", is_flag=True, help="The CI form: 1.5 s before, 1.5 s held (longer until recovered), 1.5 s after."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--png", "png_path", type=click.Path(dir_okay=False), default=None, help="Write the timeline PNG here.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="all: the report directory (default chaos-report/); compare: the docs directory (default docs/).",
+)
+@click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
+@handle_errors
+def chaos(
+    scenario: str,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+    duration: float,
+    short: bool,
+    as_json: bool,
+    png_path: str | None,
+    out_dir: str | None,
+    keep: bool,
+) -> None:
+    """Break one thing under load and report what the site saw (see docs/RESILIENCE.md).
+
+    SCENARIO is one of: app-crash, app-partition, lb-crash, lb-host-down, primary-crash, primary-partition,
+    replica-down, replica-slow, etcd-member-down, full-restart; or `all` (every one: report.md + PNGs), or
+    `compare` (all of them on examples/seed.toml and examples/hardened.toml: docs/RESILIENCE.md).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from webinfra.control.chaos import report, suite
+    from webinfra.control.chaos.run import Timing, example_file, run_all
+    from webinfra.control.chaos.scenarios import NAMES
+
+    if scenario not in (*NAMES, "all", "compare"):
+        raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare)")
+    if scenario == "compare" and (topology_file or cluster_name):
+        raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
+    if png_path and scenario in ("all", "compare"):
+        raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
+    if duration < 4:
+        raise UsageError(f"--duration {duration:g}: at least 4 seconds")
+    if png_path or scenario in ("all", "compare"):
+        _require_plots()
+    require_root()
+    timing = Timing.short() if short else Timing.for_duration(duration)
+    names = list(NAMES) if scenario in ("all", "compare") else [scenario]
+    flags = "--short" if short else f"--duration {duration:g}"
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
+    task = progress.add_task("starting", total=len(names) * (2 if scenario == "compare" else 1))
+
+    def say(line: str) -> None:
+        progress.update(task, description=escape(line[:100]))
+
+    def done(result: report.ChaosResult) -> None:
+        progress.advance(task)
+        progress.console.print(f"  {escape(' | '.join(report.row(result)[:7]))}", soft_wrap=True)
+
+    with progress:
+        if scenario == "compare":
+            docs = Path(out_dir or "docs")
+            out, seed, hardened = suite.compare(
+                docs,
+                timing=timing,
+                root=state_dir,
+                command=f"webinfra chaos compare {flags} --out {docs}/",
+                say=say,
+                done=done,
+            )
+            results = seed + hardened
+        else:
+            png_dir = Path(out_dir or "chaos-report") if scenario == "all" else None
+            if png_path:
+                import tempfile
+
+                png_dir = Path(tempfile.mkdtemp(prefix="webinfra-chaos-"))
+            if cluster_name:
+                cluster = Cluster.existing(cluster_name, state_dir)
+                design = cluster.topology.name
+                results = run_all(cluster, names, timing=timing, design=design, png_dir=png_dir, say=say, done=done)
+            else:
+                path = Path(topology_file) if topology_file else example_file("hardened.toml")
+                design = path.stem
+                results = suite.run_design(
+                    path.read_text(),
+                    design,
+                    names=names,
+                    timing=timing,
+                    png_dir=png_dir,
+                    root=state_dir,
+                    keep=keep,
+                    say=say,
+                    done=done,
+                )
+            if png_path and results and results[0].png:
+                import shutil
+
+                Path(png_path).parent.mkdir(parents=True, exist_ok=True)
+                results[0].png = str(shutil.move(results[0].png, png_path))
+    if scenario == "compare":
+        console.print(f"wrote {out} and {len(list((docs / 'resilience').glob('*.png')))} PNGs under {docs}/resilience/")
+    elif scenario == "all":
+        assert png_dir is not None
+        source = f" -f {topology_file}" if topology_file else f" -c {cluster_name}" if cluster_name else ""
+        where = suite.write_report(results, timing, f"webinfra chaos all{source} {flags} --out {png_dir}", png_dir)
+        console.print(f"wrote {where}")
+    if as_json:
+        click.echo(report.to_json(results[0] if len(results) == 1 else results))
+    else:
+        out_console = console if console.is_terminal else Console(highlight=False, width=240)
+        out_console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
+    bad = [r for r in results if r.applicable and (r.error or r.acked_writes_lost or r.split_brain_windows)]
+    if bad:
+        sys.exit(1)
