@@ -209,9 +209,26 @@ class Topology(_Frozen):
         return self._by_name[name]
 
     def with_role(self, role: Role) -> tuple[HostSpec, ...]:
-        return tuple(h for h in self.hosts if h.has(role))
+        return self._by_role.get(role, ())
 
-    @property
+    # The views below are computed once per topology (it is immutable): rendering asks them for every
+    # host, and a plan of thousands of hosts must stay linear.
+    @cached_property
+    def _by_role(self) -> dict[Role, tuple[HostSpec, ...]]:
+        out: dict[Role, list[HostSpec]] = {}
+        for host in self.hosts:
+            for role in dict.fromkeys(host.roles):
+                out.setdefault(role, []).append(host)
+        return {role: tuple(hosts) for role, hosts in out.items()}
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((type(self), *(getattr(self, name) for name in type(self).model_fields)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
     def ha(self) -> bool:
         """High availability: DB agents with a leader lease in etcd, and DB routing on app hosts."""
         return any(h.has(Role.ETCD) for h in self.hosts)
@@ -271,13 +288,13 @@ class Topology(_Frozen):
                 raise ipaddress.AddressValueError(f"no address left for {name}") from None
             raise
 
-    @property
+    @cached_property
     def db_primary(self) -> HostSpec | None:
-        return next((h for h in self.hosts if h.has(Role.DB) and h.db_role == "primary"), None)
+        return next((h for h in self.with_role(Role.DB) if h.db_role == "primary"), None)
 
-    @property
+    @cached_property
     def db_replicas(self) -> tuple[HostSpec, ...]:
-        return tuple(h for h in self.hosts if h.has(Role.DB) and h.db_role == "replica")
+        return tuple(h for h in self.with_role(Role.DB) if h.db_role == "replica")
 
     @property
     def entry_host(self) -> HostSpec:
