@@ -189,7 +189,8 @@ def confirm(question: str, yes: bool) -> None:
     if yes:
         return
     if not interactive():
-        raise UsageError(f"{question.rstrip('?')}: not a terminal, so not confirmed; pass --yes to go ahead")
+        what = question.removesuffix(" Go on?").rstrip(".?")
+        raise UsageError(f"{what}: not a terminal, so not confirmed; pass --yes to go ahead")
     if not click.confirm(question, default=False, err=True):
         raise UsageError("not confirmed; nothing changed")
 
