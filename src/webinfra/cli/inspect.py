@@ -61,6 +61,7 @@ def logs(
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     since_time = logmod.parse_since(since) if since else None
     files = logmod.log_files(cluster, [host] if host else [], [*([service] if service else []), *service_filter])
+    stream = logmod.follow(files) if follow else None  # from the ends now: no line between tail and follow lost
     shown = [(f, logmod.read_tail(f, lines, since_time)) for f in files]
     if as_json and not follow:
         print_json([{"host": f.host, "service": f.service, "file": str(f.path), "lines": text} for f, text in shown])
@@ -70,8 +71,8 @@ def logs(
             console.rule(f"{f.host} {f.path.name}")
             if text:
                 click.echo("\n".join(text))
-    if follow:
-        for f, line in logmod.follow(files):
+    if stream is not None:
+        for f, line in stream:
             if as_json:
                 click.echo(json.dumps({"host": f.host, "service": f.service, "file": str(f.path), "line": line}))
             else:

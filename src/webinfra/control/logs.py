@@ -125,9 +125,15 @@ def read_tail(log: LogFile, lines: int, since: datetime | None = None) -> list[s
 
 
 def follow(logs: list[LogFile], poll: float = 0.2, stop_after: float | None = None) -> Iterator[tuple[LogFile, str]]:
-    """Yield (file, line) as lines are appended to any of `logs`, from their current ends (like `tail -F`: a
-    file truncated or replaced is read again from its start)."""
+    """Yield (file, line) as lines are appended to any of `logs`, from their ends at the time of the call (like
+    `tail -F`: a file truncated or replaced is read again from its start)."""
     offsets = {log.path: (log.path.stat().st_size if log.path.exists() else 0) for log in logs}
+    return _follow(logs, offsets, poll, stop_after)
+
+
+def _follow(
+    logs: list[LogFile], offsets: dict[Path, int], poll: float, stop_after: float | None
+) -> Iterator[tuple[LogFile, str]]:
     buffers = {log.path: "" for log in logs}
     started = time.monotonic()
     while stop_after is None or time.monotonic() - started < stop_after:
