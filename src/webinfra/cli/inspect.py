@@ -34,7 +34,9 @@ from webinfra.control.cluster import UsageError, require_root
     shell_complete=complete_service,
     help="Only this service (repeatable); with no HOST, on every host that runs it.",
 )
-@click.option("-n", "--lines", default=50, show_default=True, help="Lines from the end of each log (0: all).")
+@click.option(
+    "-n", "--lines", type=int, default=None, help="Lines from the end of each log (default 50; all with --since)."
+)
 @click.option("--since", default=None, help="Only lines written since: 30s, 10m, 2h, 1d, or an ISO 8601 time.")
 @click.option("-F", "--follow", is_flag=True, help="Keep printing lines as they are written (Ctrl-C stops).")
 @json_option
@@ -44,7 +46,7 @@ def logs(
     host: str | None,
     service: str | None,
     service_filter: tuple[str, ...],
-    lines: int,
+    lines: int | None,
     since: str | None,
     follow: bool,
     as_json: bool,
@@ -62,21 +64,28 @@ def logs(
     since_time = logmod.parse_since(since) if since else None
     files = logmod.log_files(cluster, [host] if host else [], [*([service] if service else []), *service_filter])
     stream = logmod.follow(files) if follow else None  # from the ends now: no line between tail and follow lost
-    shown = [(f, logmod.read_tail(f, lines, since_time)) for f in files]
+    count = lines if lines is not None else (None if since_time else 50)
+    shown = [(f, logmod.read_tail(f, count, since_time)) for f in files]
     if as_json and not follow:
         print_json([{"host": f.host, "service": f.service, "file": str(f.path), "lines": text} for f, text in shown])
         return
-    if not as_json:
-        for f, text in shown:
+
+    def line_out(f: logmod.LogFile, line: str) -> None:
+        if as_json:  # one object per line: a stream a script reads as it comes
+            click.echo(json.dumps({"host": f.host, "service": f.service, "file": str(f.path), "line": line}))
+        else:
+            click.echo(f"{f.host} {f.path.name}: {line}")
+
+    for f, text in shown:
+        if as_json:
+            for line in text:
+                line_out(f, line)
+        else:
             console.rule(f"{f.host} {f.path.name}")
             if text:
                 click.echo("\n".join(text))
-    if stream is not None:
-        for f, line in stream:
-            if as_json:
-                click.echo(json.dumps({"host": f.host, "service": f.service, "file": str(f.path), "line": line}))
-            else:
-                click.echo(f"{f.host} {f.path.name}: {line}")
+    for f, line in stream or ():
+        line_out(f, line)
 
 
 @click.command(name="events")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import shutil
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -108,13 +109,18 @@ def deploy(
     layout = cluster.layout
     with operation_lock(cluster, "deploy"):
         new: dict[str, AppRelease] = {}
+        # A release's time is when it was last deployed (`rollback` goes to the one before); a failed deploy
+        # puts it back, or removes the release it shipped, so it is never a rollback target.
+        undo_ship: dict[Path, float | None] = {}
         for name in todo:
             dest = releases.release_dir(layout.host(name), version)
+            before = dest.stat().st_mtime if dest.is_dir() else None
             try:
                 copied = releases.ship(base, version, dest)
             except CodeBaseError as exc:
                 raise UsageError(str(exc)) from None
-            os.utime(dest)  # a release's time is when it was last deployed: `rollback` goes to the one before
+            undo_ship[dest] = None if copied else before
+            os.utime(dest)
             new[name] = AppRelease(version, dest)
             progress(name, "release", f"{version} {'shipped' if copied else 'already there'}")
         events.record(layout, "deploy_started", "", f"version {version} to {', '.join(todo)} (from {base})")
@@ -125,6 +131,7 @@ def deploy(
             except (HostUnhealthy, supervisor.ServiceError, CommandError) as exc:
                 events.record(layout, "deploy_failed", name, f"version {version}: {exc}")
                 _roll_back(cluster, [name, *reversed(done)], current, health_timeout, progress)
+                _unship(undo_ship)
                 raise ClusterError(
                     f"deploy of {version} failed on {name}: {exc}; rolled back to {current[name].version}"
                 ) from None
@@ -169,7 +176,8 @@ def list_releases(cluster: Cluster) -> list[Release]:
     ]
     out.sort(key=lambda r: r.deployed_at or 0.0, reverse=True)
     installed_on = tuple(h for h, r in current.items() if r.app_dir is None)
-    out.append(Release(cluster.topology.app.version, tuple(current), installed_on, None, installed=True))
+    if installed_on or cluster.topology.app.version not in kept:  # else a kept release has its label
+        out.append(Release(cluster.topology.app.version, tuple(current), installed_on, None, installed=True))
     return out
 
 
@@ -203,6 +211,15 @@ def rollback(
         return deploy(cluster, None, target.version, health_timeout=health_timeout, progress=progress)
     source = releases.release_dir(cluster.layout.host(target.hosts[0]), target.version) / "webinfra" / "site"
     return deploy(cluster, source, target.version, health_timeout=health_timeout, progress=progress)
+
+
+def _unship(shipped: dict[Path, float | None]) -> None:
+    """After a failed deploy rolled back: remove the releases it copied, give reused ones their time back."""
+    for dest, mtime in shipped.items():
+        if mtime is None:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            os.utime(dest, (mtime, mtime))
 
 
 def _roll_back(

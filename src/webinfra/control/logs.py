@@ -116,12 +116,15 @@ def lines_since(lines: list[str], since: datetime, file_time: datetime) -> list[
     return out
 
 
-def read_tail(log: LogFile, lines: int, since: datetime | None = None) -> list[str]:
+def read_tail(log: LogFile, lines: int | None, since: datetime | None = None) -> list[str]:
+    """The last `lines` lines (all when None) of the file, of those written since `since` if given."""
     text = log.path.read_text(errors="replace").splitlines()
     if since is not None:
         mtime = datetime.fromtimestamp(log.path.stat().st_mtime, UTC)
         text = lines_since(text, since, mtime)
-    return text[-lines:] if lines > 0 else text
+    if lines is None:
+        return text
+    return text[len(text) - lines :] if 0 < lines < len(text) else (text if lines > 0 else [])
 
 
 def follow(logs: list[LogFile], poll: float = 0.2, stop_after: float | None = None) -> Iterator[tuple[LogFile, str]]:
