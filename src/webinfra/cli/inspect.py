@@ -13,6 +13,7 @@ from webinfra.cli.common import (
     cluster_option,
     complete_service,
     console,
+    err_console,
     handle_errors,
     host_argument,
     json_option,
@@ -84,8 +85,10 @@ def logs(
             console.rule(f"{f.host} {f.path.name}")
             if text:
                 click.echo("\n".join(text))
-    for f, line in stream or ():
-        line_out(f, line)
+    if stream is not None:
+        err_console.print(f"following {len(files)} log files (Ctrl-C stops)")
+        for f, line in stream:
+            line_out(f, line)
 
 
 @click.command(name="events")
