@@ -480,3 +480,23 @@ def test_default_topology_unaffected_by_the_cached_views() -> None:
     assert [h.name for h in topo.with_role("lb")] == ["lb-01", "lb-02"]  # type: ignore[arg-type]
     assert topo.db_primary is not None and topo.db_primary.name == "web-01"
     assert hash(topo) == hash(load_topology(None)) and topo == load_topology(None)
+
+
+def test_a_failed_deploy_removes_the_release_it_shipped_and_restores_a_reused_ones_time(tmp_path: Path) -> None:
+    shipped, reused = tmp_path / "new", tmp_path / "old"
+    shipped.mkdir()
+    reused.mkdir()
+    os.utime(reused, (1_000_000, 1_000_000))
+    deploy_mod._unship({shipped: None, reused: 2_000_000.0})
+    assert not shipped.exists()
+    assert reused.stat().st_mtime == 2_000_000.0
+
+
+def test_the_installed_label_is_not_listed_twice(tmp_path: Path) -> None:
+    state = stored_cluster(tmp_path)
+    cluster = fake_releases(state, ["1", "v2"])
+    for host in ("web-01", "web-02"):
+        releases.record(
+            cluster.layout, host, releases.AppRelease("v2", releases.release_dir(cluster.layout.host(host), "v2"))
+        )
+    assert [(r.version, r.installed) for r in deploy_mod.list_releases(cluster)] == [("v2", False), ("1", False)]
