@@ -130,7 +130,9 @@ def deploy(
                 cycle(cluster, name, new[name], health_timeout=health_timeout, progress=progress)
             except (HostUnhealthy, supervisor.ServiceError, CommandError) as exc:
                 events.record(layout, "deploy_failed", name, f"version {version}: {exc}")
-                _roll_back(cluster, [name, *reversed(done)], current, health_timeout, progress)
+                # The release going back ran before: it gets the default time to be healthy even when the new
+                # one was given less (a short --health-timeout must not fail the way back on a busy machine).
+                _roll_back(cluster, [name, *reversed(done)], current, max(health_timeout, HEALTH_TIMEOUT), progress)
                 _unship(undo_ship)
                 raise ClusterError(
                     f"deploy of {version} failed on {name}: {exc}; rolled back to {current[name].version}"
