@@ -305,6 +305,12 @@ def hard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_hardened_add_server_deploy_and_remove_under_load(hard: Cluster, tmp_path: Path) -> None:
     assert hard.topology.tls.enabled and hard.topology.backend_tls and hard.topology.firewall and hard.topology.ha
+    # `plan` of the file it runs: nothing to do (every config of the hardened design, as `up` wrote it).
+    design = tmp_path / "thard.toml"
+    design.write_text(hardened("thard", 71))
+    planned = cli(hard, "plan", "-f", str(design), check=False)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert cli(hard, "plan", check=False).returncode == 0  # -c thard: its own stored topology
     proc, result = under_load(hard, "scale", "add-server", "web-03")
     assert "added server web-03 (198.18.71.14)" in proc.stdout
     assert_no_failures(result)

@@ -280,3 +280,11 @@ def test_every_program_of_the_default_plan_has_a_package() -> None:
     assert {"haproxy", "nginx", "mariadbd", "etcd", "keepalived", "prometheus", "nft", "ip"} <= set(needed)
     unknown = [p for p in needed if p not in preflight.PACKAGE_OF and not p.startswith("/")]
     assert not unknown
+
+
+def test_plan_of_a_cluster_uses_its_stored_topology(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    running(SEED, state)
+    result = CliRunner().invoke(cli, ["plan", "-c", "seed", "--state-dir", str(state)])
+    assert result.exit_code == 0, result.output
+    assert "No changes: cluster seed" in result.output

@@ -90,17 +90,29 @@ def down(purge: bool, yes: bool, topology_file: str | None, cluster_name: str | 
 
 @click.command()
 @file_option(FILE_HELP)
+@click.option(
+    "-c",
+    "--cluster",
+    "cluster_name",
+    default=None,
+    help="Instead of a file: the topology this cluster last applied (what an upgrade of webinfra would change).",
+)
 @state_dir_option
 @click.option("--full", is_flag=True, help="Print every file `up` would write and the start order, not a diff.")
 @json_option
 @handle_errors
-def plan(topology_file: str | None, state_dir: Path | None, full: bool, as_json: bool) -> None:
+def plan(
+    topology_file: str | None, cluster_name: str | None, state_dir: Path | None, full: bool, as_json: bool
+) -> None:
     """Show what `up` would change on the running cluster: files (diffs), services, hosts.
 
     Exit 0: no changes; 3: changes pending; 2: bad input."""
     if full and as_json:
         raise UsageError("--full prints the rendered files; it does not go with --json")
-    cluster = Cluster.from_file(default_topology_file(topology_file), state_dir)
+    if cluster_name and not topology_file:
+        cluster = Cluster.existing(cluster_name, state_dir)
+    else:
+        cluster = Cluster.from_file(default_topology_file(topology_file), state_dir)
     if full:
         views.print_full_plan(cluster)
         return
