@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from webinfra.cli.common import console, err_console, handle_errors, state_dir_option
-from webinfra.control.cluster import Cluster, UsageError, require_root
+from webinfra.control.cluster import UsageError, require_root
 
 
 def report_json(mode: str, command: str, report: Any) -> str:
@@ -205,8 +205,9 @@ def chaos(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from webinfra.control.chaos import report, suite
-    from webinfra.control.chaos.run import Timing, example_file, run_all
+    from webinfra.control.chaos import report
+    from webinfra.control.chaos.command import ChaosRequest, failed, run_chaos
+    from webinfra.control.chaos.run import Timing
     from webinfra.control.chaos.scenarios import NAMES
 
     if scenario not in (*NAMES, "all", "compare"):
@@ -220,19 +221,26 @@ def chaos(
     if png_path or scenario in ("all", "compare"):
         _require_plots()
     require_root()
-    timing = Timing.short() if short else Timing.for_duration(duration)
-    names = list(NAMES) if scenario in ("all", "compare") else [scenario]
-    flags = "--short" if short else f"--duration {duration:g}"
-    progress = Progress(
+    req = ChaosRequest(
+        scenario,
+        Timing.short() if short else Timing.for_duration(duration),
+        "--short" if short else f"--duration {duration:g}",
+        topology_file,
+        cluster_name,
+        state_dir,
+        png_path,
+        out_dir,
+        keep,
+    )
+    columns = (
         SpinnerColumn(),
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
     )
-    task = progress.add_task("starting", total=len(names) * (2 if scenario == "compare" else 1))
+    progress = Progress(*columns, console=err_console, transient=True)
+    task = progress.add_task("starting", total=req.steps)
 
     def say(line: str) -> None:
         progress.update(task, description=escape(line[:100]))
@@ -242,58 +250,13 @@ def chaos(
         progress.console.print(f"  {escape(' | '.join(report.row(result)[:7]))}", soft_wrap=True)
 
     with progress:
-        if scenario == "compare":
-            docs = Path(out_dir or "docs")
-            out, seed, hardened = suite.compare(
-                docs,
-                timing=timing,
-                root=state_dir,
-                command=f"webinfra chaos compare {flags} --out {docs}/",
-                say=say,
-                done=done,
-            )
-            results = seed + hardened
-        else:
-            png_dir = Path(out_dir or "chaos-report") if scenario == "all" else None
-            if png_path:
-                import tempfile
-
-                png_dir = Path(tempfile.mkdtemp(prefix="webinfra-chaos-"))
-            if cluster_name:
-                cluster = Cluster.existing(cluster_name, state_dir)
-                design = cluster.topology.name
-                results = run_all(cluster, names, timing=timing, design=design, png_dir=png_dir, say=say, done=done)
-            else:
-                path = Path(topology_file) if topology_file else example_file("hardened.toml")
-                design = path.stem
-                results = suite.run_design(
-                    path.read_text(),
-                    design,
-                    names=names,
-                    timing=timing,
-                    png_dir=png_dir,
-                    root=state_dir,
-                    keep=keep,
-                    say=say,
-                    done=done,
-                )
-            if png_path and results and results[0].png:
-                import shutil
-
-                Path(png_path).parent.mkdir(parents=True, exist_ok=True)
-                results[0].png = str(shutil.move(results[0].png, png_path))
-    if scenario == "compare":
-        console.print(f"wrote {out} and {len(list((docs / 'resilience').glob('*.png')))} PNGs under {docs}/resilience/")
-    elif scenario == "all":
-        assert png_dir is not None
-        source = f" -f {topology_file}" if topology_file else f" -c {cluster_name}" if cluster_name else ""
-        where = suite.write_report(results, timing, f"webinfra chaos all{source} {flags} --out {png_dir}", png_dir)
-        console.print(f"wrote {where}")
+        results, wrote = run_chaos(req, say, done)
+    if wrote:
+        console.print(wrote)
     if as_json:
         click.echo(report.to_json(results[0] if len(results) == 1 else results))
     else:
         out_console = console if console.is_terminal else Console(highlight=False, width=240)
         out_console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
-    bad = [r for r in results if r.applicable and (r.error or r.acked_writes_lost or r.split_brain_windows)]
-    if bad:
+    if failed(results):
         sys.exit(1)
