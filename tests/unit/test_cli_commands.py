@@ -159,6 +159,7 @@ def snap(**changes: Any) -> dict[str, Any]:
 
 
 def test_health_of_a_snapshot() -> None:
+    up_one = [{"name": "web-01", "state": "up"}]
     assert health(snap()) == {"state": "healthy", "problems": []}
     one_down = {
         "runtime_api": True,
@@ -166,6 +167,8 @@ def test_health_of_a_snapshot() -> None:
     }
     assert health(snap(lb=one_down)) == {"state": "degraded", "problems": ["backend web-02 is down"]}
     assert health(snap(faults={"web-02": "crashed"}))["state"] == "degraded"
+    drained = {"runtime_api": True, "backends": [*up_one, {"name": "web-02", "state": "drain"}]}
+    assert health(snap(lb=drained))["state"] == "healthy"  # weight 0 or a deploy: the operator's choice
     broken = {"primary": "web-01", "replicas": [{"name": "web-02", "io_running": "No", "sql_running": "Yes"}]}
     assert health(snap(db=broken))["problems"] == ["replication on web-02 is broken (not running)"]
     no_lb = {"runtime_api": False, "backends": [{"name": "web-01", "state": "unknown"}]}

@@ -195,12 +195,13 @@ def _vip_holder(cluster: Cluster) -> str | None:
 # ---- health: what `status` exits with (docs/CLI.md) ----
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+DELIBERATE = ("up", "drain", "maint")  # backend states that are not a problem
 
 
 def health(snap: dict[str, Any]) -> dict[str, Any]:
     """From a snapshot: `down` when the site cannot serve (no load balancer answering, no backend up, no
     primary database); `degraded` when it serves with something missing (a host or service down, a backend
-    out of rotation, replication broken, a fault injected); else `healthy`. Pure, so it is unit-tested."""
+    down, replication broken, a fault injected); else `healthy`. Pure, so it is unit-tested."""
     down: list[str] = []
     degraded: list[str] = []
     lb = snap["lb"]
@@ -219,7 +220,8 @@ def health(snap: dict[str, Any]) -> dict[str, Any]:
             f"{s['name']} on {host['name']} is {s['state']}" for s in host["services"] if s["state"] != "running"
         ]
     if lb["runtime_api"]:
-        degraded += [f"backend {b['name']} is {b['state']}" for b in backends if b["state"] != "up"]
+        # A backend drained or in maintenance is an operator's choice (weight 0, a deploy cycling it): not a fault.
+        degraded += [f"backend {b['name']} is {b['state']}" for b in backends if b["state"] not in DELIBERATE]
     for node in snap["db"]["replicas"]:
         threads = (node.get("io_running"), node.get("sql_running"))
         if node.get("error") or any(t not in (None, "Yes") for t in threads):
