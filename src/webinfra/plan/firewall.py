@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from typing import Literal
 
 from webinfra.model import HostSpec, Role, Topology
@@ -45,8 +45,8 @@ def lb_checks_agents(topo: Topology) -> bool:
     return topo.ha and topo.lb.route_writes_to == "primary"
 
 
-@cache
-def flows(topo: Topology) -> list[Flow]:
+@lru_cache(maxsize=4)  # a few topologies at a time: a long-running process builds plans again and again
+def flows(topo: Topology) -> tuple[Flow, ...]:
     """Every inbound flow of the topology, host by host (computed once per topology: each host's ruleset
     picks its own, and plans are built host by host)."""
     out: list[Flow] = []
@@ -88,10 +88,10 @@ def flows(topo: Topology) -> list[Flow]:
     # Monitoring (a host with the 'monitoring' role): it scrapes every exporter; the management side
     # reaches Prometheus. plan/monitoring.py knows its targets.
     out += monitoring.flows(topo)
-    return out
+    return tuple(out)  # cached: immutable
 
 
-@cache
+@lru_cache(maxsize=4)  # a few topologies at a time: a long-running process builds plans again and again
 def _flows_by_dest(topo: Topology) -> dict[str, list[Flow]]:
     out: dict[str, list[Flow]] = {}
     for flow in flows(topo):
