@@ -503,3 +503,16 @@ def test_the_installed_label_is_not_listed_twice(tmp_path: Path) -> None:
             cluster.layout, host, releases.AppRelease("v2", releases.release_dir(cluster.layout.host(host), "v2"))
         )
     assert [(r.version, r.installed) for r in deploy_mod.list_releases(cluster)] == [("v2", False), ("1", False)]
+
+
+def test_scale_edits_the_local_topology_file_that_named_the_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state = stored_cluster(tmp_path)
+    edited: list[object] = []
+    monkeypatch.setattr("webinfra.control.scale.add_server", lambda *a, **k: edited.append(k["topology_file"]))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "webinfra.toml").write_text(SEED)
+    assert run("scale", "add-server", "web-03", "--state-dir", str(state)).exit_code == 0
+    assert run("scale", "add-server", "web-03", "-c", "seed", "--state-dir", str(state)).exit_code == 0
+    assert edited == ["webinfra.toml", None]  # with -c: the stored topology only

@@ -73,13 +73,17 @@ def default_topology_file(given: str | None) -> str | None:
     return LOCAL_TOPOLOGY if Path(LOCAL_TOPOLOGY).is_file() else None
 
 
+def cluster_file(topology_file: str | None, cluster_name: str | None) -> str | None:
+    """The topology file that names the cluster: -f FILE, else ./webinfra.toml unless -c NAME was given."""
+    if topology_file or cluster_name is not None:
+        return topology_file
+    return default_topology_file(None)
+
+
 def open_cluster(topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> Cluster:
     """-f FILE, else -c NAME (or $WEBINFRA_CLUSTER), else ./webinfra.toml, else the only cluster there is."""
-    if topology_file:
-        return Cluster.from_file(topology_file, state_dir)
-    if cluster_name is None and Path(LOCAL_TOPOLOGY).is_file():
-        return Cluster.from_file(LOCAL_TOPOLOGY, state_dir)
-    return Cluster.existing(cluster_name, state_dir)
+    path = cluster_file(topology_file, cluster_name)
+    return Cluster.from_file(path, state_dir) if path else Cluster.existing(cluster_name, state_dir)
 
 
 def _quiet_cluster(ctx: click.Context) -> Cluster | None:

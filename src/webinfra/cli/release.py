@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from webinfra.cli.common import (
+    cluster_file,
     cluster_option,
     complete_host,
     console,
@@ -139,8 +140,8 @@ def scale_add_server(
     """Add an app server (web + app) and put it into every load balancer without a reload."""
     from webinfra.control.scale import add_server
 
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
-    address = add_server(cluster, name, weight, topology_file=topology_file, progress=progress_printer(as_json))
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    address = add_server(cluster, name, weight, topology_file=edited, progress=progress_printer(as_json))
     _scaled(as_json, cluster, "added", "server", name, {"address": address})
 
 
@@ -155,8 +156,8 @@ def scale_remove_server(
     """Drain an app server out of rotation, then stop and remove it."""
     from webinfra.control.scale import remove_server
 
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
-    remove_server(cluster, name, topology_file=topology_file, progress=progress_printer(as_json))
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    remove_server(cluster, name, topology_file=edited, progress=progress_printer(as_json))
     _scaled(as_json, cluster, "removed", "server", name, {})
 
 
@@ -178,8 +179,8 @@ def scale_add_replica(
     replicating from the primary."""
     from webinfra.control.scale import add_replica
 
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
-    gtid = add_replica(cluster, name, source, topology_file=topology_file, progress=progress_printer(as_json))
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    gtid = add_replica(cluster, name, source, topology_file=edited, progress=progress_printer(as_json))
     _scaled(as_json, cluster, "added", "replica", name, {"cloned_at": gtid or None})
 
 
@@ -194,6 +195,6 @@ def scale_remove_replica(
     """Take a DB replica out of the apps' routing, then stop and remove it."""
     from webinfra.control.scale import remove_replica
 
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
-    remove_replica(cluster, name, topology_file=topology_file, progress=progress_printer(as_json))
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    remove_replica(cluster, name, topology_file=edited, progress=progress_printer(as_json))
     _scaled(as_json, cluster, "removed", "replica", name, {})
