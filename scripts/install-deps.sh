@@ -2,7 +2,8 @@
 # Install what webinfra needs on Debian 12, without starting the distribution's own copies of the daemons
 # (webinfra runs its own instances inside emulated hosts and must not disturb the machine's services).
 #   scripts/install-deps.sh          runtime packages
-#   scripts/install-deps.sh --test   runtime + what the test suite needs
+#   scripts/install-deps.sh --test   runtime + what the test suite needs (includes the lab's packages)
+#   scripts/install-deps.sh --lab    runtime + what `webinfra lab` needs (Debian 12 machines in containers)
 set -euo pipefail
 
 RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup keepalived etcd-server etcd-client nftables iproute2 iputils-ping procps python3 python3-venv python3-pip wrk curl ca-certificates)
@@ -14,6 +15,10 @@ TEST=()
 [ "${1:-}" = "--test" ] && TEST=(util-linux nmap sslscan)
 # The dashboard's test drives Debian's Chromium (through the playwright Python package; no browser download).
 [ "${1:-}" = "--test" ] && TEST+=(chromium)
+# The lab (`webinfra lab`, and its tests): mmdebstrap builds the Debian 12 root file system, systemd-nspawn
+# boots it, apt-cacher-ng on the bridge's gateway is the machines' only way to packages, ssh-keygen/ssh reach them.
+LAB=(mmdebstrap systemd-container apt-cacher-ng openssh-client)
+case "${1:-}" in --test|--lab) TEST+=("${LAB[@]}") ;; esac
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "error: run as root (it installs Debian packages and creates network namespaces)" >&2
@@ -54,6 +59,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
         systemctl disable "$pkg" >/dev/null 2>&1 || true ;;
       mariadb-server) systemctl disable mariadb >/dev/null 2>&1 || true ;;
       etcd-server) systemctl disable etcd >/dev/null 2>&1 || true ;;
+      apt-cacher-ng) systemctl disable apt-cacher-ng >/dev/null 2>&1 || true ;;
     esac
   done
 fi

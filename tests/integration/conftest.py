@@ -8,6 +8,7 @@ Each cluster has its own name and subnet (198.18.N.0/24), so they never collide.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from clusterkit import bring_up, seed_topology, take_down
 
 from webinfra.control.cluster import Cluster
+from webinfra.plan.layout import state_root
+from webinfra.testbed.lab import IMAGES_ENV
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +39,10 @@ def make_cluster(tmp_path: Path) -> Iterator[Callable[[str], Cluster]]:
     yield make
     for cluster in made:
         take_down(cluster)
+
+
+@pytest.fixture(scope="session")
+def lab_images() -> Path:
+    """Where lab tests cache the Debian image: built once per test run (in the session's state directory,
+    removed at the end), or kept across runs in $WEBINFRA_LAB_IMAGES if set."""
+    return Path(os.environ.get(IMAGES_ENV) or state_root() / "_lab" / "images")

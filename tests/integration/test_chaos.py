@@ -32,6 +32,8 @@ PNGS = ARTIFACTS / "chaos"
 # scenario -> (recovery bound in s, minimum availability during the fault in %). Generous: the goals are
 # measured by `webinfra chaos compare`, these only catch a design that stops coping (a noisy CI machine
 # must not fail them). replica-slow throttles the whole replica host (no sch_netem here), app server too.
+# full-restart promises recovery and no lost write, not availability: the site is down by design while
+# everything is (its share of the short run depends only on how fast this machine restarts daemons).
 BOUNDS = {
     "app-crash": (10.0, 90.0),
     "app-partition": (15.0, 50.0),
@@ -70,7 +72,8 @@ def _check_hardened(r: ChaosResult) -> None:
     assert r.split_brain_polls > 0
     assert r.recovery_seconds is not None and r.recovery_seconds <= bound, r.recovery_seconds
     assert r.availability_during is not None and r.availability_during >= min_during, r.availability_during
-    assert r.availability is not None and r.availability >= 50.0
+    if r.scenario != "full-restart":
+        assert r.availability is not None and r.availability >= 50.0
 
 
 def test_app_crash_through_the_cli(hardened: Cluster, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import httpx
@@ -149,7 +150,9 @@ def test_read_your_writes_with_a_lagging_replica(shared_cluster: Cluster) -> Non
         ("GET", "/api/entries/999999999", {}, 404),
         ("GET", "/api/entries/abc", {}, 404),
         ("GET", "/api/entries?limit=-5", {}, 400),
-        ("DELETE", "/api/entries/999999999", {}, 404),
+        ("DELETE", "/api/entries/999999999", {}, 401),
+        ("DELETE", "/api/entries/999999999", {"headers": {"authorization": "Bearer not-the-token"}}, 403),
+        ("POST", "/api/entries", {"json": {"text": "x"}, "headers": {"idempotency-key": "has space"}}, 400),
         ("GET", "/no/such/page", {}, 404),
     ],
 )
@@ -160,6 +163,32 @@ def test_bad_input_is_a_4xx_never_a_5xx(
         resp = client.request(method, path, **kwargs)
     assert resp.status_code == expected, resp.text[:200]
     assert resp.headers["content-type"].startswith("application/json")
+
+
+def test_delete_needs_the_author_or_the_admin(shared_cluster: Cluster) -> None:
+    admin = shared_cluster.layout.secret("site-admin").read_text().strip()
+    with site(shared_cluster) as author, site(shared_cluster) as stranger:
+        mine = author.post("/api/entries", json={"text": "mine to delete"}).json()["id"]
+        theirs = author.post("/api/entries", json={"text": "the admin deletes it"}).json()["id"]
+        assert stranger.delete(f"/api/entries/{mine}").status_code == 401
+        # The author cookie of one entry does not open another (and the jar only sends it for its own entry).
+        own_cookie = author.cookies.get(f"wi_own_{mine}")
+        assert own_cookie
+        forged = {"cookie": f"wi_own_{theirs}={own_cookie}"}
+        assert stranger.delete(f"/api/entries/{theirs}", headers=forged).status_code == 403
+        assert author.delete(f"/api/entries/{mine}").status_code == 204
+        bearer = {"authorization": f"Bearer {admin}"}
+        assert stranger.delete(f"/api/entries/{theirs}", headers=bearer).status_code == 204
+        assert author.get(f"/api/entries/{theirs}").status_code == 404
+
+
+def test_a_forged_read_your_writes_cookie_is_ignored(shared_cluster: Cluster) -> None:
+    # Unsigned: it would otherwise hold a replica connection until the wait times out, on every read.
+    with direct(shared_cluster, "web-02", cookies={"wi_gtid": "0-1-999999999"}) as client:
+        started = time.monotonic()
+        reads = [client.get("/api/entries?limit=1") for _ in range(10)]
+    assert {r.status_code for r in reads} == {200} and {r.headers["x-db"] for r in reads} == {"web-02"}
+    assert time.monotonic() - started < 5.0  # 10 waits of ryw_wait_seconds would be more
 
 
 def test_malformed_http_is_4xx(shared_cluster: Cluster) -> None:

@@ -29,6 +29,7 @@ from starlette.applications import Starlette
 
 from webinfra.site import SiteConfig, schema_sql
 from webinfra.site.app import create_app
+from webinfra.site.auth import Signer
 
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 MARIADBD = shutil.which("mariadbd", path=_SEARCH_PATH)
@@ -220,6 +221,35 @@ class Cluster:
         )
 
 
+#: The admin token of every test config (``Authorization: Bearer ...``).
+ADMIN_TOKEN = "admin-" + secrets.token_urlsafe(18)
+ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
+SIGNING_KEY = secrets.token_urlsafe(24)
+
+
+def gtid_cookie(gtid: str) -> str:
+    """A ``Cookie`` header carrying ``gtid`` the way the site signs it."""
+    return f"wi_gtid={Signer(SIGNING_KEY.encode()).gtid_cookie(gtid)}"
+
+
+def set_cookies(response: httpx.Response) -> dict[str, str]:
+    """Cookie name -> the whole Set-Cookie line, for every cookie the response sets."""
+    return {line.split("=", 1)[0]: line for line in response.headers.get_list("set-cookie")}
+
+
+def secret_files(directory: Path) -> dict[str, str]:
+    """The signing key and admin token files next to the password file, as the plan names them in site.json."""
+    files = {
+        "signing_key_file": directory / "site-signing.password",
+        "admin_token_file": directory / "site-admin.password",
+    }
+    for path, value in zip(files.values(), (SIGNING_KEY, ADMIN_TOKEN), strict=True):
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(value + "\n")
+    return {key: str(path) for key, path in files.items()}
+
+
 def site_config(password_file: Path, *, writer: dict[str, Any], readers: list[dict[str, Any]], **db: Any) -> SiteConfig:
     """A test SiteConfig; ``db`` overrides the DB settings."""
     return SiteConfig.model_validate(
@@ -227,6 +257,7 @@ def site_config(password_file: Path, *, writer: dict[str, Any], readers: list[di
             "host": "web-test",
             "site_name": "www.foobar.test",
             "version": "7",
+            **secret_files(password_file.parent),
             "db": {
                 "database": "site",
                 "user": "site",

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from site_testlib import AppClient, free_port, site_config
+from site_testlib import ADMIN, AppClient, free_port, site_config
 from starlette.applications import Starlette
 
 from webinfra.site.app import create_app
@@ -180,7 +180,7 @@ async def test_no_database_is_503(serve: AppClient, password_file: Path) -> None
             await client.get("/api/entries/1", headers={"cookie": "wi_gtid=0-1-5"}),
             await client.post("/api/entries", json={"text": "hello"}),
             await client.post("/entries", data={"text": "hello"}),
-            await client.delete("/api/entries/1"),
+            await client.delete("/api/entries/1", headers=ADMIN),
         ):
             assert_error(response, 503)
             assert response.headers["retry-after"] == "1"

@@ -6,7 +6,7 @@ import time
 
 import anyio
 import pytest
-from site_testlib import AppClient, Cluster, free_port
+from site_testlib import AppClient, Cluster, free_port, gtid_cookie
 
 pytestmark = pytest.mark.anyio
 
@@ -23,7 +23,7 @@ async def test_read_your_writes_with_a_lagging_replica(serve: AppClient, mariadb
             client.cookies.clear()
 
             # With the cookie: the replica waits 0.5 s, times out, the writer answers.
-            with_cookie = await client.get(f"/api/entries/{entry['id']}", headers={"cookie": f"wi_gtid={gtid}"})
+            with_cookie = await client.get(f"/api/entries/{entry['id']}", headers={"cookie": gtid_cookie(gtid)})
             assert with_cookie.status_code == 200 and with_cookie.headers["x-db"] == primary.name
             assert with_cookie.json()["text"] == "lagging"
             stats = app.state.stats
@@ -44,7 +44,7 @@ async def test_read_your_writes_with_a_lagging_replica(serve: AppClient, mariadb
         # Writer down too: a stale answer from the lagging replica beats a 503.
         ghost_writer = {"name": "db-ghost-w", "host": "127.0.0.1", "port": free_port()}
         async with serve(mariadb_cluster.config(writer=ghost_writer, ryw_wait_seconds=0.2)) as (client, app):
-            stale = await client.get(f"/api/entries/{entry['id']}", headers={"cookie": f"wi_gtid={gtid}"})
+            stale = await client.get(f"/api/entries/{entry['id']}", headers={"cookie": gtid_cookie(gtid)})
             assert stale.headers["x-db"] == replica.name and stale.status_code in (200, 404)
             assert (app.state.stats.ryw_fallbacks, app.state.stats.reads) == (1, 1)
     finally:

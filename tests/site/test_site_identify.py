@@ -17,7 +17,7 @@ import httpx
 import pytest
 from asyncmy.connection import Connection
 from asyncmy.errors import OperationalError
-from site_testlib import AppClient, Cluster, MariaDB, TCPProxy
+from site_testlib import ADMIN, AppClient, Cluster, MariaDB, TCPProxy, gtid_cookie
 
 from webinfra.site.db import (
     BrokenSession,
@@ -108,7 +108,7 @@ def role(name: str, db: MariaDB) -> dict[str, Any]:
 
 
 def cookie(gtid: str) -> dict[str, str]:
-    return {"cookie": f"wi_gtid={gtid}"}
+    return {"cookie": gtid_cookie(gtid)}
 
 
 async def create(client: httpx.AsyncClient, text: str) -> httpx.Response:
@@ -151,7 +151,7 @@ async def test_x_db_names_the_identified_server(serve: AppClient, mariadb_cluste
         assert got.status_code == 200 and got.headers["x-db"] == replica.name
         page = await client.get("/", headers=cookie(entry["gtid"]))
         assert page.headers["x-db"] == replica.name and f"db {replica.name}</footer>" in page.text
-        deleted = await client.delete(f"/api/entries/{entry['id']}")
+        deleted = await client.delete(f"/api/entries/{entry['id']}", headers=ADMIN)
         assert deleted.status_code == 204 and deleted.headers["x-db"] == primary.name
 
         stats = app.state.stats

@@ -9,7 +9,7 @@ import anyio
 import asyncmy
 import httpx
 import pytest
-from site_testlib import AppClient, Cluster
+from site_testlib import ADMIN, AppClient, Cluster, gtid_cookie, set_cookies
 
 pytestmark = pytest.mark.anyio
 
@@ -17,7 +17,7 @@ GTID_RE = re.compile(r"^\d+-\d+-\d+$")
 
 
 def cookie(gtid: str) -> dict[str, str]:
-    return {"cookie": f"wi_gtid={gtid}"}
+    return {"cookie": gtid_cookie(gtid)}
 
 
 async def create(client: httpx.AsyncClient, text: str) -> httpx.Response:
@@ -39,7 +39,10 @@ async def test_create_read_list_delete(serve: AppClient, mariadb_cluster: Cluste
         assert before - timedelta(seconds=1) <= datetime.fromisoformat(body["created_at"]) <= datetime.now(UTC)
         assert GTID_RE.match(body["gtid"])
         assert response.headers["location"] == f"/api/entries/{body['id']}"
-        assert response.headers["set-cookie"] == f"wi_gtid={body['gtid']}; Path=/; HttpOnly; SameSite=Lax"
+        cookies = set_cookies(response)
+        assert cookies["wi_gtid"] == f"{gtid_cookie(body['gtid'])}; Path=/; HttpOnly; SameSite=Lax"
+        author = cookies[f"wi_own_{body['id']}"]
+        assert author.endswith(f"; Path=/api/entries/{body['id']}; Max-Age=7776000; HttpOnly; SameSite=Strict")
         assert response.headers["x-db"] == primary
         assert response.headers["x-served-by"] == "web-test" and response.headers["x-app-version"] == "7"
 
@@ -57,19 +60,27 @@ async def test_create_read_list_delete(serve: AppClient, mariadb_cluster: Cluste
         ids = [e["id"] for e in default]
         assert ids == sorted(ids, reverse=True)
 
-        deleted = await client.delete(f"/api/entries/{body['id']}")
+        # Deleting needs the author's cookie (or the admin token): none is 401, someone else's is 403.
+        path, own = f"/api/entries/{body['id']}", {"cookie": author.split(";")[0]}
+        refused = await client.delete(path)
+        assert refused.status_code == 401 and refused.headers["www-authenticate"] == "Bearer"
+        assert (await client.delete(path, headers={"cookie": f"wi_own_{body['id']}=x"})).status_code == 403
+        assert (await client.delete(path, headers={"authorization": "Bearer nope"})).status_code == 403
+        assert (await client.get(path)).status_code == 200  # still there
+        deleted = await client.delete(path, headers=own)
         assert deleted.status_code == 204 and deleted.headers["x-db"] == primary
-        gtid = deleted.headers["set-cookie"].split(";")[0].removeprefix("wi_gtid=")
+        gtid = set_cookies(deleted)["wi_gtid"].split(";")[0].removeprefix("wi_gtid=").rsplit(".", 1)[0]
         assert GTID_RE.match(gtid) and gtid != second["gtid"]
         client.cookies.clear()
-        gone = await client.get(f"/api/entries/{body['id']}", headers=cookie(gtid))
+        gone = await client.get(path, headers=cookie(gtid))
         assert gone.status_code == 404 and gone.headers["x-db"] == replica and "error" in gone.json()
-        again = await client.delete(f"/api/entries/{body['id']}")
+        again = await client.delete(path, headers=ADMIN)
         assert again.status_code == 404 and "set-cookie" not in again.headers and "x-db" in again.headers
 
         stats = app.state.stats.as_dict()
-        assert stats["writes"] == 4 and stats["reads"] == 4
+        assert stats["writes"] == 4 and stats["reads"] == 5
         assert stats["ryw_waits"] == 4 and stats["ryw_fallbacks"] == 0 and stats["reader_fallbacks"] == 0
+        assert stats["ryw_clamps"] == 0
 
 
 async def test_unknown_ids_are_404_from_the_db(serve: AppClient, mariadb_cluster: Cluster) -> None:
@@ -78,7 +89,7 @@ async def test_unknown_ids_are_404_from_the_db(serve: AppClient, mariadb_cluster
             response = await client.get(path)
             assert response.status_code == 404 and response.json() == {"error": "entry not found"}
             assert response.headers["x-db"] == mariadb_cluster.replica.name
-            assert (await client.delete(path)).status_code == 404
+            assert (await client.delete(path, headers=ADMIN)).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -107,8 +118,8 @@ async def test_html_page_and_form(serve: AppClient, mariadb_cluster: Cluster) ->
         response = await client.post("/entries", data={"text": evil})
         assert response.status_code == 303 and response.headers["location"] == "/"
         assert response.headers["x-db"] == mariadb_cluster.primary.name
-        set_cookie = response.headers["set-cookie"]
-        assert re.fullmatch(r"wi_gtid=\d+-\d+-\d+; Path=/; HttpOnly; SameSite=Lax", set_cookie)
+        set_cookie = set_cookies(response)["wi_gtid"]
+        assert re.fullmatch(r"wi_gtid=\d+-\d+-\d+\.[\w-]{43}; Path=/; HttpOnly; SameSite=Lax", set_cookie)
         client.cookies.clear()
 
         page = await client.get("/", headers={"cookie": set_cookie.split(";")[0]})

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from site_testlib import AppClient, Cluster, free_port, poll
+from site_testlib import AppClient, Cluster, free_port, gtid_cookie, poll
 from test_site_app_nodb import dead_config
 
 from webinfra.site import CONFIG_ENV
@@ -84,7 +84,7 @@ async def test_read_your_writes_waits_and_pool_are_exported(serve: AppClient, ma
         assert created.status_code == 201
         gtid = created.json()["gtid"]
         client.cookies.clear()
-        got = await client.get(created.headers["location"], headers={"cookie": f"wi_gtid={gtid}"})
+        got = await client.get(created.headers["location"], headers={"cookie": gtid_cookie(gtid)})
         assert got.status_code == 200
         after = await scrape(client)
     assert value(after, "site_ryw_waits_total") - value(before, "site_ryw_waits_total") == 1

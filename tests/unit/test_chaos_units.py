@@ -14,6 +14,7 @@ from webinfra.control.chaos.report import (
     markdown_table,
     outage_end,
     percentile_ms,
+    row,
     served_again,
     summarize,
     to_json,
@@ -92,6 +93,14 @@ def _run(fail_from: float, fail_to: float, end: float = 10.0, step: float = 0.1)
         t = round(i * step, 3)
         out.append(_s(t, "GET" if i % 2 == 0 else "POST", not (fail_from <= t < fail_to)))
     return out
+
+
+def test_keyed_writes_are_counted_on_their_own() -> None:
+    samples = [*_run(3.0, 4.0), Sample(5.0, "POST", 201, 0.01, keyed=True), Sample(5.1, "POST", 502, 0.01, keyed=True)]
+    result = summarize(ChaosResult("x", "d", "c"), samples, Marks(fault_at=3.0, undone_at=7.0, end=10.0))
+    assert (result.keyed_writes, result.keyed_writes_failed, result.writes_failed) == (2, 1, 6)
+    assert "6 w, 1 of 2 keyed w)" in row(result)[3]
+    assert "keyed" not in row(summarize(ChaosResult("x", "d", "c"), _run(3.0, 4.0), Marks(3.0, 7.0, 10.0)))[3]
 
 
 def test_outage_that_heals_itself() -> None:
@@ -215,3 +224,13 @@ def test_chaos_all_writes_report_and_json(tmp_path: Path) -> None:
     assert "# Chaos report: seed" in text and "![](seed-app-crash.png)" in text and "not applicable" in text
     data = json.loads((tmp_path / "report.json").read_text())
     assert [d["scenario"] for d in data] == ["app-crash", "etcd-member-down"]
+
+
+def test_scratch_cluster_name_and_subnet() -> None:
+    from webinfra.control.chaos.suite import ALL_CLUSTER, scratch_cluster
+    from webinfra.control.cluster import UsageError
+
+    assert scratch_cluster(None, None) == ALL_CLUSTER
+    assert scratch_cluster("tsite1", "198.18.12.0/24") == ("tsite1", "198.18.12.0/24")
+    with pytest.raises(UsageError, match="--subnet"):
+        scratch_cluster("tsite1", "198.18.300.0/24")

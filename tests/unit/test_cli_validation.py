@@ -142,3 +142,17 @@ def test_plan_bad_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "hosts[2].weight = 999" in error_line(result)
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["chaos", "app-crash", "--subnet", "198.18.300.0/24"], "error: --subnet '198.18.300.0/24': "),
+        (["chaos", "compare", "--name", "tsite1"], "error: --name/--subnet name the cluster chaos brings up"),
+        (["chaos", "app-crash", "-c", "x", "--subnet", "198.18.12.0/24"], "error: --name/--subnet"),
+    ],
+)
+def test_chaos_scratch_cluster_options(runner: CliRunner, no_up: None, args: list[str], expected: str) -> None:
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 2, result.output
+    assert error_line(result).startswith(expected)

@@ -194,7 +194,7 @@ def test_dynamic_server_args_are_what_a_reload_would_give() -> None:
     cfg = render_haproxy(topo, Layout(Path("/state/t")), "lb-01")
     args = dynamic_server_args(cfg, "site", "web-02").split()
     assert args[0] == "198.18.0.12:80"
-    for word in ("inter", "500ms", "fall", "rise", "observe", "layer7", "weight", "check"):
+    for word in ("inter", "500ms", "fall", "rise", "observe", "layer4", "weight", "check"):
         assert word in args
     assert args.index("inter") < args.index("weight")  # its own settings come last and win
     assert _configured_names(cfg, "site_writes") == {"web-01"}

@@ -21,6 +21,7 @@ from webinfra.plan.build import build_plan, render_haproxy, server_id_of
 from webinfra.plan.layout import SOCKET_ROOT_ENV, STATE_ROOT_ENV, Layout
 from webinfra.plan.spec import ClusterPlan, HostPlan
 from webinfra.services import pki
+from webinfra.site import SiteConfig
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -170,6 +171,12 @@ def test_site_json_writer_is_the_primary_and_readers_prefer_the_local_replica(re
         for reader in db["readers"]:
             assert reader["host"] == str(topo.address_of(reader["name"]))
         assert Path(db["password_file"]).is_relative_to(rendered.root)
+        # Cookie signing key and admin token: cluster secrets, the same files for every app server.
+        secrets = Path(db["password_file"]).parent
+        assert config["signing_key_file"] == str(secrets / "site-signing.password")
+        assert config["admin_token_file"] == str(secrets / "site-admin.password")
+        assert next(f for f in hp.files if f.path.name == "site.json").mode == 0o600
+        SiteConfig.model_validate(config)
         app = hp.service("app")
         assert dict(app.env)["WEBINFRA_SITE_CONFIG"] == str(hp.dirs.etc / "site.json")
 

@@ -181,9 +181,15 @@ def _require_plots() -> None:
     "out_dir",
     type=click.Path(file_okay=False),
     default=None,
-    help="all: the report directory (default chaos-report/); compare: the docs directory (default docs/).",
+    help="all: the report directory (default chaos-report/); compare, nemesis: the docs directory (RESILIENCE.md).",
 )
 @click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
+@click.option("--seed", default=1, show_default=True, help="nemesis: the seed of its fault schedule (replayable).")
+@click.option("--steps", type=click.IntRange(1, 10_000), default=None, help="nemesis: steps (default: duration/25).")
+@click.option("--name", "scratch_name", default=None, help="Name of the cluster it brings up (default: chaos).")
+@click.option(
+    "--subnet", "scratch_subnet", default=None, help="Subnet of the cluster it brings up (default: 198.18.66.0/24)."
+)
 @handle_errors
 def chaos(
     scenario: str,
@@ -196,24 +202,54 @@ def chaos(
     png_path: str | None,
     out_dir: str | None,
     keep: bool,
+    seed: int,
+    steps: int | None,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
 ) -> None:
     """Break one thing under load and report what the site saw (see docs/RESILIENCE.md).
 
     SCENARIO is one of: app-crash, app-partition, lb-crash, lb-host-down, primary-crash, primary-partition,
     replica-down, replica-slow, etcd-member-down, full-restart; or `all` (every one: report.md + PNGs), or
-    `compare` (all of them on examples/seed.toml and examples/hardened.toml: docs/RESILIENCE.md).
+    `compare` (all of them on examples/seed.toml and examples/hardened.toml: docs/RESILIENCE.md), or
+    `nemesis` (writers the whole time, a seeded schedule of single and overlapping faults for --duration
+    seconds, then a check of the data: lost, duplicated or divergent writes, two writable nodes).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from webinfra.control.chaos import report
+    from webinfra.control.chaos import report, suite
     from webinfra.control.chaos.command import ChaosRequest, failed, run_chaos
     from webinfra.control.chaos.run import Timing
     from webinfra.control.chaos.scenarios import NAMES
 
-    if scenario not in (*NAMES, "all", "compare"):
-        raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare)")
+    if scenario not in (*NAMES, "all", "compare", "nemesis"):
+        raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare, nemesis)")
+    if (scratch_name or scratch_subnet) and (scenario in ("compare", "nemesis") or cluster_name):
+        raise UsageError("--name/--subnet name the cluster chaos brings up: not with compare, nemesis or -c")
+    if scenario == "nemesis":
+        from webinfra.cli import nemesis
+
+        if png_path or out_dir:  # its timeline PNG
+            _require_plots()
+        require_root()
+        nemesis.run_command(
+            topology_file=topology_file,
+            cluster_name=cluster_name,
+            state_dir=state_dir,
+            duration=duration,
+            seed=seed,
+            steps=steps,
+            as_json=as_json,
+            png_path=png_path,
+            out_dir=out_dir,
+            keep=keep,
+            console=console,
+            err_console=err_console,
+        )
+        return
     if scenario == "compare" and (topology_file or cluster_name):
         raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
+    scratch = suite.scratch_cluster(scratch_name, scratch_subnet)
     if png_path and scenario in ("all", "compare"):
         raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
     if duration < 4:
@@ -231,6 +267,7 @@ def chaos(
         png_path,
         out_dir,
         keep,
+        scratch,
     )
     columns = (
         SpinnerColumn(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from webinfra.cli import bench, inspect, lifecycle, monitoring, operate, release
+from webinfra.cli.lab import lab_group
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -46,6 +47,7 @@ for command in (
     release.deploy,
     release.rollback,
     release.scale,
+    lab_group,
 ):
     cli.add_command(command)
 

@@ -125,11 +125,12 @@ def start(
 @click.option("--service", default=None, help="Only this service (default: the whole host).")
 @click.option(
     "--mode",
-    type=click.Choice(["crash", "stop", "partition", "slow"]),
+    type=click.Choice(["crash", "stop", "partition", "slow", "freeze"]),
     default="crash",
     show_default=True,
     help="crash = SIGKILL (a whole host: link down too); stop = clean stop; partition = traffic dropped; "
-    "slow = 200 ms delay on what the host sends (tc netem; a CPU quota where the kernel has no netem).",
+    "slow = 200 ms delay on what the host sends (tc netem; a CPU quota where the kernel has no netem); "
+    "freeze = SIGSTOP one --service (recover resumes it).",
 )
 @json_option
 @cluster_option

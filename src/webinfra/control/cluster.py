@@ -20,7 +20,7 @@ from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
-from webinfra.plan.build import build_plan
+from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
@@ -135,7 +135,7 @@ class Cluster:
             host.ensure_hostd()
         for hp in self.plan.hosts:
             self._stop_unplanned(hp, progress)
-        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET):
+        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET, SITE_SIGNING_SECRET, SITE_ADMIN_SECRET):
             ensure_secret(self.layout, secret)
         self._ensure_pki(progress)
         for hp in self.plan.hosts:  # every host's firewall is in place before any service listens
@@ -165,6 +165,7 @@ class Cluster:
             if leader is None:
                 raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
             progress(leader, "agent", "leader (writable primary)")
+            mariadb.ensure_schema(self.hosts[leader], self.plan.host(leader), self.topology)
 
     def _ensure_pki(self, progress: Progress) -> None:
         """Certificates for the topology's names (reused while still good). A running service whose

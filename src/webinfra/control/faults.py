@@ -5,6 +5,8 @@
     partition  the host's traffic dropped by nftables rules inside its namespace (processes keep running)
     slow       the host made slow: 200 ms of delay on everything it sends (`tc qdisc ... netem delay` on its
                eth0); on a kernel without netem, its processes throttled to 10 % of one CPU (cgroup cpu quota)
+    freeze     one service stopped in its tracks (SIGSTOP to its process group): alive, holding its sockets
+               and its state, doing nothing — a stall, a GC pause, a VM freeze. `recover` sends SIGCONT.
 
 `recover` undoes whatever was injected on a host and starts its services again. Faults in force are
 recorded in <cluster>/faults.json (shown by `status`) and every injection/recovery is an event.
@@ -21,13 +23,14 @@ from typing import TYPE_CHECKING, Literal
 
 from webinfra.control import events
 from webinfra.hosts import network as netmod
-from webinfra.hosts.process import read_pidfile
+from webinfra.hosts.process import read_pidfile, signal_group
 from webinfra.services import supervisor
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
 
-Mode = Literal["crash", "stop", "partition", "slow"]
+Mode = Literal["crash", "stop", "partition", "slow", "freeze"]
+MODES: tuple[str, ...] = ("crash", "stop", "partition", "slow", "freeze")
 FAULT_TABLE = "webinfra_fault"
 
 PARTITION_RULES = f"""
@@ -82,6 +85,13 @@ def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "
         cluster.hosts[host].run(["nft", "-f", "-"], input=f"delete table inet {FAULT_TABLE}\n", check=False)
         cluster.hosts[host].run(["nft", "-f", "-"], input=PARTITION_RULES)
         what = "partitioned (all traffic on eth0 dropped)"
+    elif mode == "freeze":
+        if service is None:
+            raise UsageError("--mode freeze stops one service's processes; give --service")
+        proc = read_pidfile(hp.service(service).pidfile)
+        if proc is None or not signal_group(proc, signal.SIGSTOP):
+            raise UsageError(f"{host} {service} is not running: nothing to freeze")
+        what = f"{service} frozen (SIGSTOP)"
     elif mode == "stop":
         cluster.stop(host, service)
         what = f"{service or 'all services'} stopped"
@@ -114,6 +124,10 @@ def recover(cluster: Cluster, host: str) -> str:
     netmod.set_link(link.veth, up=True)
     cluster.hosts[host].run(["nft", "-f", "-"], input=f"delete table inet {FAULT_TABLE}\n", check=False)
     _undo_slow(cluster, host)
+    for svc in cluster.host_plan(host).services:  # a frozen service resumes (harmless for a running one)
+        proc = read_pidfile(svc.pidfile)
+        if proc is not None:
+            signal_group(proc, signal.SIGCONT)
     cluster.start(host)
     _remember(cluster, host, None)
     events.record(cluster.layout, "fault_recovered", host, "link up, no fault rules, services started")

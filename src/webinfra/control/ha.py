@@ -141,9 +141,10 @@ def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> t
     dbs = [h.name for h in cluster.topology.with_role(Role.DB)]
     if target is not None and target not in dbs:
         raise UsageError(f"--to {target!r}: not a DB host (DB hosts: {', '.join(dbs)})")
-    old = current_primary(cluster)
+    # A /primary check can miss one beat on a loaded machine (or right after a recovery): give it a moment.
+    old = wait_for_leader(cluster, timeout=10.0)
     if old is None:
-        raise ClusterError("no single writable primary right now; not asking for a switchover")
+        raise ClusterError("no single writable primary for 10 s; not asking for a switchover")
     if target == old:
         raise UsageError(f"--to {target!r}: it is already the primary")
     started = time.monotonic()

@@ -29,6 +29,7 @@ class Sample:
     served_by: str = ""
     entry_id: int | None = None
     error: str = ""
+    keyed: bool = False  # a POST sent with an Idempotency-Key (exactly-once: HAProxy may retry it)
 
     @property
     def ok(self) -> bool:
@@ -88,10 +89,12 @@ async def run_load_async(
     rate: float | None = None,  # open loop: this many requests/s in all, each worker on its own staggered
     # schedule (a worker whose request hangs skips its slot), so request counts measure time: give enough
     # concurrency (rate x timeout) that an outage of hanging requests does not thin the schedule
+    keyed_ratio: float = 0.0,  # share of the POSTs sent with an Idempotency-Key (unique per request)
 ) -> LoadResult:
     """Send GETs (and POSTs with probability `write_ratio`) to `url` until `duration` or `max_requests`."""
     result = result if result is not None else LoadResult()
     rng = random.Random(seed)
+    run_id = f"{random.getrandbits(48):012x}"  # keys never repeat across runs on one cluster
     counter = itertools.count()
     t0 = time.monotonic()
     deadline = t0 + duration
@@ -112,10 +115,12 @@ async def run_load_async(
             if n >= max_requests:
                 return
             is_write = rng.random() < write_ratio
+            keyed = is_write and keyed_ratio > 0 and rng.random() < keyed_ratio
             start = time.monotonic()
             try:
                 if is_write:
-                    resp = await client.post("/api/entries", json={"text": f"load {n}"})
+                    key = {"Idempotency-Key": f"load-{run_id}-{n}"} if keyed else {}
+                    resp = await client.post("/api/entries", json={"text": f"load {run_id} {n}"}, headers=key)
                 else:
                     resp = await client.get(read_path)
                 entry_id = None
@@ -128,6 +133,7 @@ async def run_load_async(
                     time.monotonic() - start,
                     resp.headers.get("x-served-by", ""),
                     entry_id,
+                    keyed=keyed,
                 )
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 sample = Sample(
@@ -136,6 +142,7 @@ async def run_load_async(
                     0,
                     time.monotonic() - start,
                     error=exc.__class__.__name__,
+                    keyed=keyed,
                 )
             result.samples.append(sample)
 

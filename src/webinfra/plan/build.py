@@ -20,6 +20,14 @@ from webinfra.plan.spec import AppRelease, ClusterPlan, FileSpec, HostPlan, Prob
 
 SITE_CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
 HAPROXY_THREADS = 1  # one thread measured fastest for this workload on 2 cores shared by every host
+# HAProxy towards the web servers (docs/RESILIENCE.md has the measurements): connections on a LAN are set up
+# in well under a millisecond, reads and writes answer in tens of them. Past these bounds a request that is
+# safe to replay (reads, POSTs carrying an Idempotency-Key) goes to another server; a few failed connections
+# in a row mark a server down.
+LB_CONNECT_TIMEOUT_MS = 500
+LB_READ_TIMEOUT_MS = 1000
+LB_KEYED_WRITE_TIMEOUT_MS = 1500
+LB_ERROR_LIMIT = 3
 # Mozilla "intermediate" (TLS 1.2 ciphers: forward secrecy and AEAD only; TLS 1.3 suites), for HAProxy,
 # nginx and MariaDB alike.
 TLS12_CIPHERS = (
@@ -138,7 +146,8 @@ def _host_plan(
     if spec.has(Role.APP):
         site_json = dirs.etc / "site.json"
         release = releases.get(name, AppRelease(topo.app.version))
-        files.append(FileSpec(site_json, render_site_config(topo, layout, name, release.version)))
+        # 0600: it names the cluster's secret files (the files themselves are 0600 in a 0700 directory).
+        files.append(FileSpec(site_json, render_site_config(topo, layout, name, release.version), mode=0o600))
         # A deployed release: uvicorn imports `webinfra.site` from the release directory first.
         app_dir = ("--app-dir", str(release.app_dir)) if release.app_dir is not None else ()
         services.append(
@@ -313,6 +322,10 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         site_name=topo.site.name,
         check_interval_ms=topo.lb.check_interval_ms,
         fast_interval_ms=max(100, topo.lb.check_interval_ms // 4),
+        connect_timeout_ms=LB_CONNECT_TIMEOUT_MS,
+        read_timeout_ms=LB_READ_TIMEOUT_MS,
+        keyed_write_timeout_ms=LB_KEYED_WRITE_TIMEOUT_MS,
+        error_limit=LB_ERROR_LIMIT,
         fall=topo.lb.check_fall,
         rise=topo.lb.check_rise,
         servers=servers,
@@ -336,6 +349,12 @@ def _lb_tls(topo: Topology, layout: Layout) -> dict[str, object] | None:
     }
 
 
+#: Cluster secrets every app server shares: the key signing the site's cookies (read-your-writes GTID, entry
+#: author) and the admin token that may delete any entry (`Authorization: Bearer ...`). Generated once.
+SITE_SIGNING_SECRET = "site-signing"
+SITE_ADMIN_SECRET = "site-admin"
+
+
 def render_site_config(topo: Topology, layout: Layout, app_host: str, version: str | None = None) -> str:
     primary = topo.db_primary
     assert primary is not None  # guaranteed by check_topology
@@ -355,6 +374,8 @@ def render_site_config(topo: Topology, layout: Layout, app_host: str, version: s
         "host": app_host,
         "site_name": topo.site.name,
         "version": version or topo.app.version,
+        "signing_key_file": str(layout.secret(SITE_SIGNING_SECRET)),
+        "admin_token_file": str(layout.secret(SITE_ADMIN_SECRET)),
         "db": {
             "database": topo.db.database,
             "user": "site",

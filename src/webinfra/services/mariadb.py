@@ -150,6 +150,12 @@ GRANT REPLICATION SLAVE ON *.* TO {quote(REPL_USER)}@{quote(who)};
     admin_sql(host, plan, sql)
 
 
+def ensure_schema(host: Host, plan: HostPlan, topo: Topology) -> None:
+    """The site's schema on the primary `host` (replicated from there). Every statement is CREATE ... IF NOT
+    EXISTS, so this only adds what a newer version of the schema has (the HA bootstrap runs once)."""
+    admin_sql(host, plan, f"USE `{topo.db.database}`;\n{schema_sql()}")
+
+
 EXPORTER_USER = "exporter"
 # What mysqld_exporter's collectors read (status, variables, replication state), and no data.
 EXPORTER_PRIVILEGES = "PROCESS, REPLICATION CLIENT, REPLICA MONITOR"

@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from webinfra.site.auth import AdminToken, Signer
 from webinfra.site.config import SiteConfig, load_config
 from webinfra.site.db import Database, DBUnavailable
 from webinfra.site.entries import EntryStore
@@ -68,7 +69,7 @@ def identity_headers(host: str, version: str) -> dict[str, str]:
 def _handlers(config: SiteConfig) -> dict[object, object]:
     async def input_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, InputError)
-        return error_response(exc.status, exc.message)
+        return error_response(exc.status, exc.message, exc.headers)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -100,7 +101,7 @@ def _handlers(config: SiteConfig) -> dict[object, object]:
 def create_app(config: SiteConfig | None = None) -> Starlette:
     """Build the app from ``config`` or, by default, from ``$WEBINFRA_SITE_CONFIG``.
 
-    Fails fast on a bad config or an unreadable password file; it opens no
+    Fails fast on a bad config or an unreadable password or secret file; it opens no
     database connection (pools are created on first use).
     """
     if config is None:
@@ -129,6 +130,8 @@ def create_app(config: SiteConfig | None = None) -> Starlette:
     app.state.stats = db.stats
     app.state.metrics = metrics
     app.state.store = EntryStore(db, config.host)
+    app.state.signer = Signer.from_config(config)
+    app.state.admin = AdminToken.from_config(config)
     # autoescape on: entry text is user input rendered into HTML.
     app.state.templates = Environment(
         loader=PackageLoader("webinfra.site", "templates"), autoescape=True, undefined=StrictUndefined

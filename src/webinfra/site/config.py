@@ -13,7 +13,7 @@ import ssl
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
 
@@ -26,6 +26,19 @@ Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _absolute_path(value: Path | None, field: str) -> Path | None:
+    # The app server may run with any working directory; a relative path would silently depend on it.
+    if value is not None and not value.is_absolute():
+        raise ValueError(f"{field} must be an absolute path")
+    return value
+
+
+def read_secret_file(path: Path) -> str:
+    """The secret on the first line of ``path`` (a cluster secret file, mode 0600)."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return lines[0].strip() if lines else ""
 
 
 class DBEndpoint(_Strict):
@@ -73,10 +86,7 @@ class DBConfig(_Strict):
     @field_validator("password_file")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
-        # The app server may run with any working directory; a relative path would
-        # silently depend on it.
-        if not value.is_absolute():
-            raise ValueError("password_file must be an absolute path")
+        _absolute_path(value, "password_file")
         return value
 
     @model_validator(mode="after")
@@ -111,6 +121,17 @@ class SiteConfig(_Strict):
     # A superset of what the topology allows; header-safe either way.
     version: Annotated[str, Field(pattern=r"^[A-Za-z0-9._+-]{1,64}$")]
     db: DBConfig
+    # Cluster secrets, the same on every app server: the key that signs the site's cookies (read-your-writes
+    # GTID, entry author), and the admin token that may delete any entry. Without a signing key each process
+    # makes up its own (cookies then only hold on the server that set them); without an admin token only
+    # authors can delete.
+    signing_key_file: Path | None = None
+    admin_token_file: Path | None = None
+
+    @field_validator("signing_key_file", "admin_token_file")
+    @classmethod
+    def _secret_paths_absolute(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _absolute_path(value, str(info.field_name))
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> SiteConfig:

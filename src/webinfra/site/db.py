@@ -7,7 +7,9 @@
   healthy endpoint is left; the broken connection is discarded, never pooled.
 * Read-your-writes: a read carrying the GTID of the client's last write waits
   (``MASTER_GTID_WAIT``) until a replica has applied it, or else is answered by
-  the writer, which has it by definition.
+  the writer, which has it by definition.  The GTID is first clamped to what the
+  primary has written (:mod:`webinfra.site.ryw`), so no read waits for a GTID
+  that does not exist.
 * Every call reports which endpoint served it (the app's ``X-DB`` header), and
   :class:`DBStats` counts what happened for metrics.
 * With ``identify_servers`` (HA mode, where the endpoints are a local DB proxy's
@@ -40,6 +42,7 @@ from asyncmy.cursors import Cursor
 from asyncmy.errors import InterfaceError, InternalError, MySQLError, OperationalError
 
 from webinfra.site.config import NAME_PATTERN, DBConfig, DBEndpoint
+from webinfra.site.ryw import PrimaryPosition
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +57,12 @@ _CLIENT_ERRNO_MIN = 2000
 ER_OPTION_PREVENTS_STATEMENT = 1290
 #: Asked once per new connection when ``identify_servers`` is on.
 IDENTIFY_SQL = "SELECT @@report_host, @@read_only"
+#: A write transaction left open by an app server that died or was cut off mid-way is rolled back by the
+#: server after this long, releasing its locks - above all its Idempotency-Key, whose retries would
+#: otherwise wait for it (MariaDB keeps an idle session for wait_timeout, 8 hours by default).
+IDLE_TRANSACTION_SECONDS = 10
+#: Run by every new connection.
+SESSION_SETUP_SQL = f"SET SESSION idle_transaction_timeout = {IDLE_TRANSACTION_SECONDS}"
 _NAME_RE = re.compile(NAME_PATTERN)
 
 
@@ -82,6 +91,7 @@ class DBStats:
     reader_fallbacks: int = 0  # an endpoint failed mid-read and the next one was tried
     unavailable: int = 0  # calls that found no usable endpoint (HTTP 503)
     read_only_refusals: int = 0  # write attempts a read-only server refused (error 1290)
+    ryw_clamps: int = 0  # read-your-writes GTIDs lowered (or dropped) to what the primary has
 
     def as_dict(self) -> dict[str, int]:
         """Snapshot of the counters."""
@@ -190,6 +200,7 @@ class Database:
         # pool drops connections on its own, and a plain id() could be reused.
         self._identities: weakref.WeakKeyDictionary[Connection, ServerIdentity] = weakref.WeakKeyDictionary()
         self.stats = DBStats()
+        self.primary_position = PrimaryPosition(self._primary_gtid_position)
 
     # -- public API -------------------------------------------------------------
 
@@ -197,9 +208,16 @@ class Database:
         """Run a read-only ``query`` on the best endpoint available.
 
         ``gtid`` is the client's last write (already validated); a replica serves
-        the read only once it has applied that GTID.
+        the read only once it has applied that GTID, or as much of it as the
+        primary has.
         """
         writer = self._cfg.writer
+        if gtid is not None and self._cfg.readers:
+            bounded = await self.primary_position.bound(gtid)
+            if bounded != gtid:
+                self.stats.ryw_clamps += 1
+                log.info("read-your-writes GTID %s beyond the primary's position: waiting for %s", gtid, bounded)
+            gtid = bounded
         queue = self._read_order()
         tried: set[str] = set()
         retried: set[str] = set()
@@ -313,6 +331,7 @@ class Database:
                     raise DBUnavailable(f"writer {endpoint.name} unavailable: {exc}") from exc
             self._suspect_until.pop(endpoint.name, None)
             self.stats.writes += 1
+            self.primary_position.saw(gtid)
             return Served(value, endpoint.name, gtid, server)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -371,6 +390,17 @@ class Database:
                 elif not await self._caught_up(cur, wait_for):
                     return None
             return Served(await query(cur), endpoint.name, server=identity.name if identity else None)
+
+    async def _primary_gtid_position(self) -> str | None:
+        """``@@gtid_binlog_pos`` of the server behind the writer endpoint (raises if it cannot be read)."""
+        async with (
+            asyncio.timeout(self._cfg.connect_timeout_seconds + 1.0),
+            self._session(self._cfg.writer) as conn,
+            conn.cursor() as cur,
+        ):
+            await cur.execute("SELECT @@gtid_binlog_pos")
+            row = await cur.fetchone()
+        return str(row[0]) if row and row[0] else None
 
     def _server_name(self, conn: Connection) -> str | None:
         identity = self._identities.get(conn)
@@ -435,6 +465,7 @@ class Database:
                 autocommit=True,  # reads must not hold a snapshot across pooled uses
                 connect_timeout=self._cfg.connect_timeout_seconds,
                 ssl=self._ssl,
+                init_command=SESSION_SETUP_SQL,
             )
             # Another task may have raced us here while create_pool yielded.
             existing = self._pools.setdefault(endpoint.name, pool)

@@ -9,6 +9,7 @@ own name when ``identify_servers`` is on, else the endpoint's configured name.
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from jinja2 import Environment
@@ -16,24 +17,34 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from webinfra.site.auth import (
+    AUTHOR_COOKIE_MAX_AGE,
+    GTID_COOKIE,
+    Signer,
+    author_cookie_name,
+    authorize_delete,
+)
 from webinfra.site.config import SiteConfig
 from webinfra.site.db import Served
-from webinfra.site.entries import EntryStore
+from webinfra.site.entries import Created, EntryStore
 from webinfra.site.validation import (
+    IDEMPOTENCY_KEY_HEADER,
     MAX_BODY_BYTES,
     MAX_TEXT_CHARS,
     InputError,
     check_content_length,
     media_type,
     parse_entry_id,
-    parse_form_text,
+    parse_form_entry,
     parse_gtid,
+    parse_idempotency_key,
     parse_json_text,
     parse_limit,
 )
 
-GTID_COOKIE = "wi_gtid"
 PAGE_ENTRIES = 50
+#: On the answer to a POST whose Idempotency-Key was already stored: this is the first request's result.
+REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -68,21 +79,27 @@ def _store(request: Request) -> EntryStore:
     return store
 
 
+def _signer(request: Request) -> Signer:
+    signer: Signer = request.app.state.signer
+    return signer
+
+
 def _client_gtid(request: Request) -> str | None:
-    # A malformed cookie is ignored: it could only have made the read wait.
-    return parse_gtid(request.cookies.get(GTID_COOKIE))
+    # A malformed, unsigned or forged cookie is ignored: it could only have made the read wait.
+    return _signer(request).gtid_from_cookie(request.cookies.get(GTID_COOKIE))
 
 
 def _db_headers(served: Served[Any]) -> dict[str, str]:
     return {"X-DB": served.db_host}
 
 
-def _remember_write(response: Response, served: Served[Any]) -> None:
-    """Give the client the GTID of its write, so its next reads can wait for it."""
+def _remember_write(request: Request, response: Response, served: Served[Any]) -> None:
+    """Give the client the (signed) GTID of its write, so its next reads can wait for it."""
     gtid = parse_gtid(served.gtid)
     if gtid is not None:
-        # Set by hand for the exact attribute spelling; a GTID is cookie-safe.
-        response.headers.append("set-cookie", f"{GTID_COOKIE}={gtid}; Path=/; HttpOnly; SameSite=Lax")
+        # Set by hand for the exact attribute spelling; a GTID and its MAC are cookie-safe.
+        cookie = _signer(request).gtid_cookie(gtid)
+        response.headers.append("set-cookie", f"{GTID_COOKIE}={cookie}; Path=/; HttpOnly; SameSite=Lax")
 
 
 async def index(request: Request) -> Response:
@@ -91,6 +108,7 @@ async def index(request: Request) -> Response:
     config: SiteConfig = request.app.state.config
     templates: Environment = request.app.state.templates
     html = templates.get_template("index.html").render(
+        idempotency_key=secrets.token_urlsafe(16),
         site_name=config.site_name,
         host=config.host,
         version=config.version,
@@ -101,13 +119,36 @@ async def index(request: Request) -> Response:
     return HTMLResponse(html, headers=_db_headers(served))
 
 
+def _remember_author(request: Request, response: Response, entry_id: int) -> None:
+    """The author's cookie for a new entry: sent back only with requests for that entry, it allows deleting it."""
+    token = _signer(request).author_token(entry_id)
+    response.headers.append(
+        "set-cookie",
+        f"{author_cookie_name(entry_id)}={token}; Path=/api/entries/{entry_id}; Max-Age={AUTHOR_COOKIE_MAX_AGE}; "
+        "HttpOnly; SameSite=Strict",
+    )
+
+
+def _header_key(request: Request) -> str | None:
+    return parse_idempotency_key(request.headers.getlist(IDEMPOTENCY_KEY_HEADER))
+
+
+def _created_headers(served: Served[Created]) -> dict[str, str]:
+    return {**_db_headers(served), **({REPLAYED_HEADER: "true"} if served.value.replayed else {})}
+
+
 async def post_form(request: Request) -> Response:
-    """The HTML form's target: store the entry, then back to the board (POST/redirect/GET)."""
+    """The HTML form's target: store the entry, then back to the board (POST/redirect/GET).
+
+    The form carries a fresh idempotency key per page view, so a double submit stores the entry once.
+    """
     _require_media_type(request, "application/x-www-form-urlencoded")
-    text = parse_form_text(await read_body(request))
-    served = await _store(request).create(text)
-    response = RedirectResponse("/", status_code=303, headers=_db_headers(served))
-    _remember_write(response, served)
+    header_key = _header_key(request)
+    text, form_key = parse_form_entry(await read_body(request))
+    served = await _store(request).create(text, header_key or form_key)
+    response = RedirectResponse("/", status_code=303, headers=_created_headers(served))
+    _remember_write(request, response, served)
+    _remember_author(request, response, served.value.entry.id)
     return response
 
 
@@ -128,27 +169,39 @@ async def get_entry(request: Request) -> Response:
 
 
 async def create_entry(request: Request) -> Response:
-    """``POST /api/entries`` with ``{"text": ...}``."""
+    """``POST /api/entries`` with ``{"text": ...}``, exactly once per ``Idempotency-Key`` if one is given.
+
+    A retry with a stored key answers 201 with the first result (same id) and ``Idempotent-Replayed: true``.
+    """
     _require_media_type(request, "application/json")
+    key = _header_key(request)
     text = parse_json_text(await read_body(request))
-    served = await _store(request).create(text)
-    entry = served.value
-    headers = {**_db_headers(served), "Location": f"/api/entries/{entry.id}"}
+    served = await _store(request).create(text, key)
+    entry = served.value.entry
+    headers = {**_created_headers(served), "Location": f"/api/entries/{entry.id}"}
     response = JSONResponse({**entry.to_json(), "gtid": served.gtid}, status_code=201, headers=headers)
-    _remember_write(response, served)
+    _remember_write(request, response, served)
+    _remember_author(request, response, entry.id)
     return response
 
 
 async def delete_entry(request: Request) -> Response:
-    """``DELETE /api/entries/{id}``."""
+    """``DELETE /api/entries/{id}``: for the entry's author (cookie) or the admin (bearer token)."""
     entry_id = parse_entry_id(request.path_params["entry_id"])
+    authorize_delete(
+        entry_id,
+        signer=_signer(request),
+        admin=request.app.state.admin,
+        authorization=request.headers.get("authorization"),
+        author_cookie=request.cookies.get(author_cookie_name(entry_id)),
+    )
     served = await _store(request).delete(entry_id)
     if not served.value:
         # Nothing was written, so @@last_gtid is some older write of that pooled
         # session: no cookie.
         return error_response(404, "entry not found", _db_headers(served))
     response = Response(status_code=204, headers=_db_headers(served))
-    _remember_write(response, served)
+    _remember_write(request, response, served)
     return response
 
 

@@ -34,12 +34,34 @@ _LENGTH_RE = re.compile(r"[0-9]+")
 
 
 class InputError(Exception):
-    """A client mistake; ``status`` is the 4xx code to answer with."""
+    """A client mistake; ``status`` is the 4xx code to answer with (plus any ``headers`` it needs)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
+
+
+# Idempotency-Key: what a client may use (a UUID, a ULID, "client:counter" ...), never anything that needs
+# quoting in a header, a log line or SQL.
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_FIELD = "idempotency_key"  # the same, as a hidden field of the HTML form
+MAX_IDEMPOTENCY_KEY = 128
+_IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def parse_idempotency_key(values: list[str]) -> str | None:
+    """The request's idempotency key (given at most once, 1-128 of ``[A-Za-z0-9_.:-]``), or ``None``."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InputError(400, f"{IDEMPOTENCY_KEY_HEADER} must be given once")
+    if not _IDEMPOTENCY_KEY_RE.fullmatch(values[0]):
+        raise InputError(
+            400, f"{IDEMPOTENCY_KEY_HEADER} must be 1-{MAX_IDEMPOTENCY_KEY} characters of A-Z a-z 0-9 _ . : -"
+        )
+    return values[0]
 
 
 def parse_gtid(value: str | None) -> str | None:
@@ -97,6 +119,11 @@ def parse_json_text(body: bytes) -> str:
 
 def parse_form_text(body: bytes) -> str:
     """Extract and validate ``text`` from an ``application/x-www-form-urlencoded`` body."""
+    return parse_form_entry(body)[0]
+
+
+def parse_form_entry(body: bytes) -> tuple[str, str | None]:
+    """``text`` and the optional ``idempotency_key`` field of the HTML form's body."""
     try:
         # errors="strict": percent-escapes that are not UTF-8 are bad input, not
         # something to silently turn into U+FFFD.  The field cap bounds the work.
@@ -106,7 +133,7 @@ def parse_form_text(body: bytes) -> str:
     values = fields.get("text")
     if values is not None and len(values) != 1:
         raise InputError(422, "'text' must be given once")
-    return validate_text(values[0] if values else None)
+    return validate_text(values[0] if values else None), parse_idempotency_key(fields.get(IDEMPOTENCY_KEY_FIELD, []))
 
 
 def parse_entry_id(raw: str) -> int:

@@ -30,6 +30,7 @@ class ChaosRequest:
     png_path: str | None = None
     out_dir: str | None = None
     keep: bool = False
+    scratch: tuple[str, str] = suite.ALL_CLUSTER  # name and subnet of the cluster brought up (--name, --subnet)
 
     @property
     def names(self) -> list[str]:
@@ -66,6 +67,7 @@ def run_chaos(req: ChaosRequest, say: Say, done: Done) -> tuple[list[report.Chao
         results = suite.run_design(
             path.read_text(),
             path.stem,
+            cluster=req.scratch,
             names=req.names,
             timing=req.timing,
             png_dir=png_dir,

@@ -51,6 +51,8 @@ class ChaosResult:
     reads_failed: int = 0
     writes_ok: int = 0
     writes_failed: int = 0
+    keyed_writes: int = 0  # POSTs sent with an Idempotency-Key (a share of the writes)
+    keyed_writes_failed: int = 0  # of those, how many got no 201 (HAProxy may retry them; counted in writes too)
     availability: float | None = None  # percent
     availability_during: float | None = None
     recovery_seconds: float | None = None
@@ -127,6 +129,8 @@ def summarize(result: ChaosResult, samples: Sequence[Sample], marks: Marks) -> C
     result.reads_failed = sum(1 for s in failed if s.method == "GET")
     result.writes_failed = sum(1 for s in failed if s.method == "POST")
     result.writes_ok = sum(1 for s in ok if s.method == "POST")
+    result.keyed_writes = sum(1 for s in samples if s.keyed)
+    result.keyed_writes_failed = sum(1 for s in failed if s.keyed)
     result.availability = _pct(len(ok), len(samples))
     during = [s for s in samples if marks.fault_at <= s.started < marks.undone_at]
     result.availability_during = _pct(sum(1 for s in during if s.ok), len(during))
@@ -178,7 +182,8 @@ def row(r: ChaosResult) -> list[str]:
         r.scenario,
         r.target,
         str(r.requests_ok),
-        f"{r.requests_failed} ({r.reads_failed} r / {r.writes_failed} w)",
+        f"{r.requests_failed} ({r.reads_failed} r / {r.writes_failed} w"
+        + (f", {r.keyed_writes_failed} of {r.keyed_writes} keyed w)" if r.keyed_writes else ")"),
         _num(r.availability, 1, " %"),
         _num(r.availability_during, 1, " %"),
         recovery_text(r),

@@ -50,6 +50,7 @@ class Timing:
     healthy_timeout: float = 180.0  # undoing the fault must make the cluster healthy within this
     rate: float = 25.0  # requests/s of the load, in all, on a fixed schedule (open loop)
     write_ratio: float = 0.3
+    keyed_ratio: float = 0.5  # share of the writes sent with an Idempotency-Key (reported on their own)
     request_timeout: float = 2.0
 
     @property
@@ -215,6 +216,7 @@ def run_scenario(
             duration=bound,
             concurrency=timing.concurrency,
             write_ratio=timing.write_ratio,
+            keyed_ratio=timing.keyed_ratio,
             rate=timing.rate,
             timeout=timing.request_timeout,
             verify=verify,

@@ -4,25 +4,32 @@ one, examples/hardened.toml, one after the other: docs/RESILIENCE.md + docs/resi
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from webinfra.control.chaos import report
+from webinfra.control.chaos.nemesis_report import SECTION_START
 from webinfra.control.chaos.report import ChaosResult
 from webinfra.control.chaos.run import Say, Timing, bring_up, example_file, run_all
 from webinfra.control.chaos.scenarios import NAMES, SCENARIOS
-from webinfra.control.cluster import Cluster
+from webinfra.control.cluster import Cluster, UsageError
+
+T = TypeVar("T")
 
 ALL_CLUSTER = ("chaos", "198.18.66.0/24")
 DEFAULT_TIMING = Timing()
 COMPARE_CLUSTERS = {"seed": ("chseed", "198.18.67.0/24"), "hardened": ("chhard", "198.18.68.0/24")}
+NEMESIS_CLUSTER = ("nemesis", "198.18.69.0/24")
 
 DEFINITIONS = """\
 - **Load**: a paced read/write load through the site's address (the VIP of an LB pair), {rate:g} requests/s
-  over {conc} connections, {wr:.0%} writes (`POST /api/entries`), the rest reads (`GET /api/entries?limit=10`),
+  over {conc} connections, {wr:.0%} writes (`POST /api/entries`; {kr:.0%} of them carry an `Idempotency-Key`, which
+  lets HAProxy retry them on another server), the rest reads (`GET /api/entries?limit=10`),
   {timeout:g} s timeout per request. Every request is recorded; every acknowledged write (201) is kept.
 - **Phases**: {before:g} s of load, then the fault; it stays in force at least {hold:g} s and until the site
   has recovered (at most {deadline:g} s); then it is undone (`webinfra recover`), the run waits until the
@@ -44,11 +51,22 @@ DEFINITIONS = """\
 """
 
 
+def scratch_cluster(name: str | None, subnet: str | None) -> tuple[str, str]:
+    """The name and subnet of the cluster `chaos` brings up (`--name`, `--subnet`; default ALL_CLUSTER)."""
+    # A bad name is refused by the topology's own check when the cluster is brought up.
+    try:
+        net = ipaddress.IPv4Network(subnet or ALL_CLUSTER[1])
+    except ValueError as exc:
+        raise UsageError(f"--subnet {subnet!r}: {exc}") from None
+    return name or ALL_CLUSTER[0], str(net)
+
+
 def definitions(timing: Timing) -> str:
     return DEFINITIONS.format(
         rate=timing.rate,
         conc=timing.concurrency,
         wr=timing.write_ratio,
+        kr=timing.keyed_ratio,
         timeout=timing.request_timeout,
         before=timing.before,
         hold=timing.hold,
@@ -57,15 +75,16 @@ def definitions(timing: Timing) -> str:
     )
 
 
-def _on_cluster(
+def on_cluster(
     text: str,
     name: str,
     subnet: str,
     root: Path | None,
     keep: bool,
     say: Say,
-    body: Callable[[Cluster], list[ChaosResult]],
-) -> list[ChaosResult]:
+    body: Callable[[Cluster], T],
+) -> T:
+    """Bring up `text` as cluster `name` on `subnet`, run `body` on it, take it down (unless `keep`)."""
     cluster = bring_up(text, name, subnet, root, say)
     try:
         return body(cluster)
@@ -90,7 +109,7 @@ def run_design(
 ) -> list[ChaosResult]:
     """Bring up `text` as its own cluster, run `names` on it, take it down."""
     name, subnet = cluster
-    return _on_cluster(
+    return on_cluster(
         text,
         name,
         subnet,
@@ -230,7 +249,12 @@ def compare_markdown(
     for s in SCENARIOS:
         a, b = by["seed"].get(s.name), by["hardened"].get(s.name)
         lines.append(f"| {s.name} | {_img(a.png if a else None, docs)} | {_img(b.png if b else None, docs)} |")
-    return "\n".join(lines) + "\n"
+    page = "\n".join(lines) + "\n"
+    # The nemesis section is written by `webinfra chaos nemesis --out docs/`: keep it across regenerations.
+    old = docs / "RESILIENCE.md"
+    if old.exists() and SECTION_START in (text := old.read_text()):
+        page += "\n" + text[text.index(SECTION_START) :]
+    return page
 
 
 def compare(
