@@ -312,13 +312,13 @@ def test_hardened_add_server_deploy_and_remove_under_load(hard: Cluster, tmp_pat
     assert planned.returncode == 0, planned.stdout + planned.stderr
     assert cli(hard, "plan", check=False).returncode == 0  # -c thard: its own stored topology
     proc, result = under_load(hard, "scale", "add-server", "web-03")
-    assert "added server web-03 (198.18.71.14)" in proc.stdout
+    assert "added server web-03 (198.18.71.15)" in proc.stdout
     assert_no_failures(result)
     assert result.served_by_counts().get("web-03", 0) > 0
     now = fresh(hard)
     rules = (now.layout.host("web-01").etc / "firewall.nft").read_text()
-    assert "198.18.71.14" in rules  # web-03's app may reach web-01's MariaDB and agent now
-    assert "198.18.71.14" in now.hosts["web-01"].run(["nft", "list", "table", "inet", "webinfra"]).stdout
+    assert "198.18.71.15" in rules  # web-03's app may reach web-01's MariaDB and agent now
+    assert "198.18.71.15" in now.hosts["web-01"].run(["nft", "list", "table", "inet", "webinfra"]).stdout
 
     code = copy_site(tmp_path / "site-v3", "v3")
     version = releases.content_hash(code)
@@ -330,8 +330,8 @@ def test_hardened_add_server_deploy_and_remove_under_load(hard: Cluster, tmp_pat
     proc, result = under_load(now, "scale", "remove-server", "web-03")
     assert_no_failures(result)
     after = fresh(hard)
-    assert "198.18.71.14" not in after.hosts["web-01"].run(["nft", "list", "table", "inet", "webinfra"]).stdout
-    assert [h.name for h in after.topology.hosts] == ["lb-01", "lb-02", "web-01", "web-02"]
+    assert "198.18.71.15" not in after.hosts["web-01"].run(["nft", "list", "table", "inet", "webinfra"]).stdout
+    assert [h.name for h in after.topology.hosts] == ["lb-01", "lb-02", "web-01", "web-02", "etcd-01"]
     with httpx.Client(base_url=after.topology.site_url, verify=trust(after), timeout=10) as client:
         assert client.get("/api/entries?limit=1").headers["x-app-version"] == version
     assert json.loads(releases.deploy_file(after.layout).read_text())["hosts"].keys() == {"web-01", "web-02"}

@@ -3,6 +3,8 @@
 One cluster, `tsec` (198.18.31.0/24), with the secure defaults ([tls] and `firewall` left out): an LB pair
 with a VIP, two web+app servers, and the databases on their own hosts, so every flow crosses the network.
 Clients: nmap and sslscan (Debian), openssl-backed Python ssl/httpx, the mariadb client, all bounded.
+A second cluster, `tsecha` (198.18.32.0/24), is examples/hardened.toml: its firewall, and etcd's TLS (clients
+and peers) and auth (anonymous, wrong users and plain HTTP refused; the agents' user held to its prefix).
 """
 
 from __future__ import annotations
@@ -18,19 +20,25 @@ import socket
 import ssl
 import subprocess
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pytest
 from clusterkit import backend_states, bring_up, cli, site, take_down, trust, wait_for
 
+from webinfra.control import etcd_access, scale
+from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
 from webinfra.control.cluster import Cluster
 from webinfra.hosts.process import read_pidfile
+from webinfra.model import Role
 from webinfra.plan import firewall as fwplan
+from webinfra.plan.ha import dcs_prefix
 from webinfra.services import mariadb, pki
 
 ROOT = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 SUBNET = "198.18.31"
 TOPOLOGY = f"""
 name = "tsec"
@@ -374,47 +382,212 @@ def test_second_up_changes_nothing(cluster: Cluster) -> None:
     assert ("db-01", "firewall", "unchanged") in actions
 
 
-# ---- the hardened example (needs the HA agent) ----
+# ---- the hardened example (needs the HA agent): firewall, and etcd's TLS and auth ----
 
-
-@needs
-@pytest.mark.skipif(
+needs_agent = pytest.mark.skipif(
     importlib.util.find_spec("webinfra.control.agent") is None
     or importlib.util.find_spec("webinfra.control.agent.__main__") is None,
     reason="the HA agent (webinfra.control.agent) is not there yet",
 )
-def test_hardened_example_firewall(tmp_path: Path) -> None:
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """examples/hardened.toml as `tsecha` on 198.18.32.0/24: lb-01 .10, lb-02 .11 (lb + etcd), web-01 .12,
+    web-02 .13 (web, app, db + agent), etcd-01 .14 (etcd only)."""
     text = (ROOT / "examples" / "hardened.toml").read_text().replace("198.18.0.", "198.18.32.")
     text = re.sub(r'^name = "webinfra"$', 'name = "tsecha"', text, count=1, flags=re.M)
-    c = bring_up(text, tmp_path / "state")
+    c = bring_up(text, tmp_path_factory.mktemp("state-secha"))
     try:
         wait_for(lambda: _answers(c), 20, "the site answering at the VIP")
-        topo = c.topology
-        targets = [str(topo.vip), *(str(topo.address_of(h.name)) for h in topo.hosts)]
-        found = nmap("-p", "1-10000", "--min-rate", "10000", *targets)
-        assert {t: found.get(t, set()) for t in targets} == {
-            t: ({80, 443} if t in (targets[0], targets[1], targets[2]) else set()) for t in targets
-        }
-        web01 = c.hosts["web-01"].netns
-        a = {h: str(topo.address_of(h)) for h in ("lb-02", "web-02")}
-        assert nmap("-p", "2379,2380", a["lb-02"], netns=web01).get(a["lb-02"]) == {2379, 2380}
-        assert nmap("-p", "3306,8008", a["web-02"], netns=web01).get(a["web-02"]) == {3306, 8008}
-        lb01 = c.hosts["lb-01"].netns
-        from_lb = nmap("-p", "2379,2380,3306,8008", a["lb-02"], a["web-02"], netns=lb01)
-        assert from_lb.get(a["lb-02"], set()) == set() and from_lb.get(a["web-02"], set()) == set()
-        with site(c) as client:
-            assert client.post("/api/entries", json={"text": "hardened"}).status_code == 201
-        assert httpx.get(f"http://{topo.vip}/", timeout=5, verify=trust(c)).status_code == 301
-        # A switchover through the firewall: the demoted primary replicates from the new one over verified TLS.
-        assert "primary: web-01 -> web-02" in cli(c, "switchover").stdout
-
-        def replicating_over_tls() -> bool:
-            row = mariadb.query_row(c.hosts["web-01"], c.plan.host("web-01"), "SHOW SLAVE STATUS")
-            return row.get("Slave_IO_Running") == "Yes" and row.get("Master_SSL_Verify_Server_Cert") == "Yes"
-
-        wait_for(replicating_over_tls, 20, "web-01 replicating from web-02 over TLS")
-        with site(c) as client:
-            resp = client.post("/api/entries", json={"text": "after switchover"})
-            assert resp.status_code == 201 and resp.headers["x-db"] == "web-02"
+        yield c
     finally:
         take_down(c)
+
+
+def _in(cluster: Cluster, host: str, fn: Callable[[], T]) -> T:
+    """Run `fn` inside `host` (its addresses, its firewall's view of the network)."""
+    return cluster.hosts[host].call(fn)
+
+
+def _etcd(cluster: Cluster, member: str, creds: EtcdCredentials | None, scheme: str = "https") -> EtcdClient:
+    url = f"{scheme}://{addr(cluster, member)}:{cluster.topology.etcd.client_port}"
+    return EtcdClient([url], timeout=3, ca_file=cluster.layout.ca_cert, credentials=creds)
+
+
+def _refusal(fn: Callable[[], object]) -> BaseException | None:
+    try:
+        fn()
+    except (DcsError, DcsUnreachable) as exc:
+        return exc
+    return None
+
+
+@needs
+@needs_agent
+def test_hardened_example_firewall(hardened: Cluster) -> None:
+    c = hardened
+    topo = c.topology
+    targets = [str(topo.vip), *(str(topo.address_of(h.name)) for h in topo.hosts)]
+    found = nmap("-p", "1-10000", "--min-rate", "10000", *targets)
+    assert {t: found.get(t, set()) for t in targets} == {
+        t: ({80, 443} if t in (targets[0], targets[1], targets[2]) else set()) for t in targets
+    }
+    a = {h: addr(c, h) for h in ("lb-02", "web-02", "etcd-01")}
+    web01 = c.hosts["web-01"].netns  # an agent's host: etcd's client port only (2380 is for members)
+    from_web = nmap("-p", "2379,2380,2381,3306,8008", a["lb-02"], a["etcd-01"], a["web-02"], netns=web01)
+    assert from_web == {a["lb-02"]: {2379}, a["etcd-01"]: {2379}, a["web-02"]: {3306, 8008}}
+    lb01 = c.hosts["lb-01"].netns  # an etcd member: the other members' peer port, nothing else
+    from_lb = nmap("-p", "2379,2380,2381,3306,8008", a["lb-02"], a["web-02"], netns=lb01)
+    assert from_lb.get(a["lb-02"], set()) == {2380} and from_lb.get(a["web-02"], set()) == set()
+    with site(c) as client:
+        assert client.post("/api/entries", json={"text": "hardened"}).status_code == 201
+    assert httpx.get(f"http://{topo.vip}/", timeout=5, verify=trust(c)).status_code == 301
+    # A switchover (its request goes to etcd as the agents' user) through the firewall: the demoted primary
+    # replicates from the new one over verified TLS.
+    assert "primary: web-01 -> web-02" in cli(c, "switchover").stdout
+
+    def replicating_over_tls() -> bool:
+        row = mariadb.query_row(c.hosts["web-01"], c.plan.host("web-01"), "SHOW SLAVE STATUS")
+        return row.get("Slave_IO_Running") == "Yes" and row.get("Master_SSL_Verify_Server_Cert") == "Yes"
+
+    wait_for(replicating_over_tls, 20, "web-01 replicating from web-02 over TLS")
+    with site(c) as client:
+        resp = client.post("/api/entries", json={"text": "after switchover"})
+        assert resp.status_code == 201 and resp.headers["x-db"] == "web-02"
+
+
+@needs_agent
+def test_etcd_refuses_plain_http_anonymous_and_wrong_users(hardened: Cluster) -> None:
+    c = hardened
+    agent = etcd_access.credentials(c, "agent")
+    assert agent is not None
+    key = dcs_prefix(c.topology) + "leader"
+    # From an agent's host, which the firewall lets in: only the right user over TLS gets an answer.
+    assert _in(c, "web-01", lambda: _etcd(c, "lb-02", agent).get(key)) is not None
+    plain = _in(c, "web-01", lambda: _refusal(lambda: _etcd(c, "lb-02", agent, "http").get(key)))
+    assert isinstance(plain, DcsUnreachable), plain
+    anonymous = _in(c, "web-01", lambda: _refusal(lambda: _etcd(c, "lb-02", None).get(key)))
+    assert isinstance(anonymous, DcsError) and "user name is empty" in str(anonymous), anonymous
+    for user, password in (("agent", "wrong"), ("root", agent.password), ("nobody", agent.password)):
+        creds = EtcdCredentials(user, password)
+        refused = _in(c, "web-01", lambda creds=creds: _refusal(lambda: _etcd(c, "etcd-01", creds).get(key)))
+        assert isinstance(refused, DcsAuthError), (user, refused)
+
+
+@needs_agent
+def test_the_agent_user_cannot_write_outside_its_prefix(hardened: Cluster) -> None:
+    c = hardened
+    agent = etcd_access.credentials(c, "agent")
+    prefix = dcs_prefix(c.topology)
+    client = _etcd(c, "etcd-01", agent)
+
+    def attempts() -> list[BaseException | None]:
+        client.put(prefix + "test-security", "mine")  # its own prefix: fine
+        client.delete(prefix + "test-security")
+        return [
+            _refusal(lambda: client.put("/webinfra/other/leader", "x")),
+            _refusal(lambda: client.put("/outside", "x")),
+            _refusal(lambda: client.get_prefix("/webinfra/")),  # every cluster's keys
+            _refusal(lambda: client.call("/v3/auth/user/add", {"name": "evil", "password": "x"})),
+            _refusal(lambda: client.call("/v3/auth/disable", {})),
+        ]
+
+    for refused in _in(c, "web-01", attempts):
+        assert isinstance(refused, DcsError) and refused.code == 7, refused  # PermissionDenied
+
+
+@needs_agent
+def test_etcd_peers_speak_tls_and_need_a_certificate_from_the_ca(hardened: Cluster) -> None:
+    c = hardened
+    layout = c.layout
+    peer = f"{addr(c, 'lb-02')}:{c.topology.etcd.peer_port}"
+    ca = ssl.create_default_context(cafile=layout.ca_cert)
+    member = ssl.create_default_context(cafile=layout.ca_cert)
+    member.load_cert_chain(layout.host_cert("lb-01"), layout.host_key("lb-01"))
+
+    def get(url: str, verify: ssl.SSLContext | bool) -> int | str:
+        try:
+            return httpx.get(url, verify=verify, timeout=3).status_code
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+
+    answers = _in(
+        c,
+        "lb-01",
+        lambda: {
+            "plain": get(f"http://{peer}/members", False),
+            "no client certificate": get(f"https://{peer}/members", ca),
+            "member certificate": get(f"https://{peer}/members", member),
+        },
+    )
+    assert answers["member certificate"] == 200, answers
+    assert answers["plain"] != 200 and answers["no client certificate"] != 200, answers
+    # Every member advertises https peer and client URLs (so raft traffic between them is TLS).
+    members = _in(
+        c, "web-01", lambda: _etcd(c, "lb-01", etcd_access.credentials(c, "agent")).call("/v3/cluster/member/list", {})
+    )["members"]
+    assert len(members) == 3
+    for m in members:
+        assert all(u.startswith("https://") for u in m["peerURLs"] + m["clientURLs"]), m
+
+
+@needs_agent
+def test_etcd_metrics_stay_on_a_plain_http_port(hardened: Cluster) -> None:
+    c = hardened
+    port = c.topology.etcd.metrics_port
+    for member in ("lb-01", "lb-02", "etcd-01"):
+        url = f"http://{addr(c, member)}:{port}/metrics"
+        resp = _in(c, member, lambda url=url: httpx.get(url, timeout=3))
+        assert resp.status_code == 200 and "etcd_server_has_leader 1" in resp.text, member
+
+
+@needs_agent
+def test_etcd_auth_survives_a_restart_of_every_member_and_a_second_up(hardened: Cluster) -> None:
+    c = hardened
+    members = [h.name for h in c.topology.with_role(Role.ETCD)]
+    for member in members:
+        cli(c, "stop", member, "etcd")
+    for member in members:
+        cli(c, "start", member, "etcd")
+
+    def writes() -> bool:
+        try:
+            with site(c) as client:
+                return client.post("/api/entries", json={"text": "after etcd restart"}).status_code == 201
+        except httpx.HTTPError:
+            return False
+
+    # The agents' tokens died with the members: they log in again by themselves.
+    wait_for(writes, 60, "a write through the site after every etcd member restarted")
+    assert etcd_access.ensure_auth(c) == []
+    actions: list[tuple[str, str, str]] = []
+    c.up(lambda host, what, action: actions.append((host, what, action)))
+    assert not [a for a in actions if a[1] == "auth"], actions
+    assert not [a for a in actions if a[1] in ("etcd", "agent") and a[2] != "unchanged" and a[0] in members]
+    secrets = c.layout.secrets
+    for name in ("etcd-root", "etcd-agent"):
+        assert (secrets / f"{name}.password").stat().st_mode & 0o777 == 0o600
+
+
+@needs_agent
+def test_a_replica_added_by_scale_logs_in_to_etcd(hardened: Cluster, tmp_path: Path) -> None:
+    c = hardened
+    topo_file = tmp_path / "hardened.toml"
+    topo_file.write_text(c.layout.topology_file.read_text())
+    scale.add_replica(c, "db-03", topology_file=topo_file)
+    now = Cluster.existing(c.topology.name, c.layout.cluster_dir.parent)
+    member_key = dcs_prefix(now.topology) + "members/db-03"
+    agent = etcd_access.credentials(now, "agent")
+
+    def registered() -> bool:  # its agent logged in as `agent` and wrote its member key
+        try:
+            return _in(now, "web-01", lambda: _etcd(now, "etcd-01", agent).get(member_key)) is not None
+        except (DcsError, DcsUnreachable):
+            return False
+
+    wait_for(registered, 30, "db-03's agent registered in etcd")
+    # The new DB host may reach etcd's client port (the members' firewalls were re-derived), nothing more.
+    found = nmap("-p", "2379,2380,2381", addr(now, "etcd-01"), netns=now.hosts["db-03"].netns)
+    assert found.get(addr(now, "etcd-01"), set()) == {2379}
+    scale.remove_replica(now, "db-03", topology_file=topo_file)

@@ -268,9 +268,9 @@ def test_up_names_the_debian_package_of_a_missing_program(tmp_path: Path, monkey
     result = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path / "state")])
     assert result.exit_code == 2, result.output
     (line,) = result.output.splitlines()
-    assert line == (
-        "error: not installed: haproxy, etcd (Debian: apt-get install etcd-server haproxy; or scripts/install-deps.sh)"
-    )
+    programs, hint = line.removeprefix("error: not installed: ").split(" (", 1)
+    assert set(programs.split(", ")) == {"haproxy", "etcd"}  # in the order the plan first uses them
+    assert hint == "Debian: apt-get install etcd-server haproxy; or scripts/install-deps.sh)"
     assert not (tmp_path / "state").exists()
 
 

@@ -147,9 +147,9 @@ def test_plan_bad_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["chaos", "app-crash", "--subnet", "198.18.300.0/24"], "error: --subnet '198.18.300.0/24': "),
-        (["chaos", "compare", "--name", "tsite1"], "error: --name/--subnet name the cluster chaos brings up"),
-        (["chaos", "app-crash", "-c", "x", "--subnet", "198.18.12.0/24"], "error: --name/--subnet"),
+        (["chaos", "app-crash", "--scratch-subnet", "198.18.300.0/24"], "error: --scratch-subnet '198.18.300.0/24'"),
+        (["chaos", "compare", "--scratch-name", "tsite1"], "error: --scratch-name/--scratch-subnet: not with"),
+        (["chaos", "app-crash", "-c", "x", "--scratch-subnet", "198.18.12.0/24"], "error: --scratch-name/"),
     ],
 )
 def test_chaos_scratch_cluster_options(runner: CliRunner, no_up: None, args: list[str], expected: str) -> None:

@@ -52,9 +52,10 @@ def test_add_host_writes_the_next_free_address_when_file_order_would_clash() -> 
 
 
 def test_add_host_skips_the_vip() -> None:
-    text = (EXAMPLES / "hardened.toml").read_text().replace('vip = "198.18.0.100"', 'vip = "198.18.0.14"')
+    # Hosts take .10-.14 (etcd-01 last); the VIP sits on the next free address.
+    text = (EXAMPLES / "hardened.toml").read_text().replace('vip = "198.18.0.100"', 'vip = "198.18.0.15"')
     _, topo = add_host(text, "web-03", ["web", "app"])
-    assert str(topo.address_of("web-03")) == "198.18.0.15"
+    assert str(topo.address_of("web-03")) == "198.18.0.16"
 
 
 def test_remove_host_pins_later_addresses_and_takes_its_comment_block() -> None:

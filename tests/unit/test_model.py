@@ -85,22 +85,27 @@ def test_default_topology_is_the_hardened_design() -> None:
     assert topo.name == "webinfra"
     assert topo.site.name == "www.foobar.com"
     assert [(h.name, [r.value for r in h.roles], h.db_role) for h in topo.hosts] == [
-        ("lb-01", ["lb"], None),
+        ("lb-01", ["lb", "etcd"], None),
         ("lb-02", ["lb", "etcd"], None),
-        ("web-01", ["web", "app", "db", "etcd"], "primary"),
-        ("web-02", ["web", "app", "db", "etcd"], "replica"),
-        ("mon-01", ["monitoring"], None),  # Prometheus; every host then runs its exporters
+        ("web-01", ["web", "app", "db"], "primary"),
+        ("web-02", ["web", "app", "db"], "replica"),
+        # Prometheus (every host then runs its exporters), and the third etcd member: off the DB hosts.
+        ("mon-01", ["monitoring", "etcd"], None),
     ]
     assert topo.ha and topo.lb_pair and topo.tls.enabled and topo.firewall
     assert topo.lb.route_writes_to == "any"
     assert topo.site_url == "https://198.18.0.100/"
 
 
-def test_hardened_example_is_the_default_without_monitoring() -> None:
+def test_hardened_example_is_the_default_with_an_etcd_host_instead_of_monitoring() -> None:
     default = load_topology(None)
     hardened = load_topology(EXAMPLES / "hardened.toml")
-    assert [h for h in default.hosts if h.name != "mon-01"] == list(hardened.hosts)
+    assert [h for h in default.hosts if h.name != "mon-01"] == [h for h in hardened.hosts if h.name != "etcd-01"]
+    assert [r.value for r in hardened.host("etcd-01").roles] == ["etcd"]
     assert hardened.site_url == default.site_url
+    # Neither puts an etcd member on a DB host (a partitioned primary must not cost etcd its leader).
+    for topo in (default, hardened):
+        assert not [h.name for h in topo.with_role(Role.ETCD) if h.has(Role.DB)]
 
 
 def test_seed_example() -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -74,19 +75,22 @@ def test_flows_of_split_tiers_follow_who_talks_to_whom() -> None:
 
 
 def test_flows_of_the_hardened_design() -> None:
-    # lb-01 .10, lb-02 .11 (+etcd), web-01 .12 and web-02 .13 (web, app, db, etcd); writes to the primary, so
-    # the LBs' write check asks the agents.
+    # lb-01 .10 and lb-02 .11 (lb, etcd), web-01 .12 and web-02 .13 (web, app, db), etcd-01 .14 (etcd only);
+    # writes to the primary, so the LBs' write check asks the agents.
     got = rules(HARDENED_PRIMARY)
     lbs = ("198.18.0.10", "198.18.0.11")
+    agents = ("198.18.0.12", "198.18.0.13")
     assert got["lb-01"] == {
         ("clients -> haproxy", None, "tcp", (80, 443)),
         ("vrrp from the lb peer", lbs[1:], "vrrp", ()),
+        ("agents -> etcd", agents, "tcp", (2379,)),
+        ("etcd peers", ("198.18.0.11", "198.18.0.14"), "tcp", (2380,)),
     }
     assert got["lb-02"] == {
         ("clients -> haproxy", None, "tcp", (80, 443)),
         ("vrrp from the lb peer", lbs[:1], "vrrp", ()),
-        ("agents -> etcd", ("198.18.0.12", "198.18.0.13"), "tcp", (2379,)),
-        ("etcd peers", ("198.18.0.12", "198.18.0.13"), "tcp", (2380,)),
+        ("agents -> etcd", agents, "tcp", (2379,)),
+        ("etcd peers", ("198.18.0.10", "198.18.0.14"), "tcp", (2380,)),
     }
     assert got["web-01"] == {
         ("lb -> nginx", lbs, "tcp", (443,)),
@@ -95,9 +99,19 @@ def test_flows_of_the_hardened_design() -> None:
         ("dbproxy checks -> agent", ("198.18.0.13",), "tcp", (8008,)),
         ("lb write check -> agent", lbs, "tcp", (8008,)),
         ("agent <-> agent", ("198.18.0.13",), "tcp", (8008,)),
-        ("agents -> etcd", ("198.18.0.13",), "tcp", (2379,)),
-        ("etcd peers", ("198.18.0.11", "198.18.0.13"), "tcp", (2380,)),
     }
+    # No monitoring host: etcd's plain-HTTP metrics port (2381) takes nobody from outside.
+    assert got["etcd-01"] == {
+        ("agents -> etcd", agents, "tcp", (2379,)),
+        ("etcd peers", lbs, "tcp", (2380,)),
+    }
+
+
+def test_prometheus_reaches_etcd_metrics_on_the_default_topology() -> None:
+    default = (resources.files("webinfra.model") / "default.toml").read_text()
+    got = rules(default)  # etcd on lb-01 .10, lb-02 .11 and mon-01 .14
+    for member in ("lb-01", "lb-02"):  # (mon-01 reaches its own member over loopback)
+        assert ("prometheus -> etcd metrics", ("198.18.0.14",), "tcp", (2381,)) in got[member]
 
 
 def test_monitoring_scrapes_pass_and_nothing_else_reaches_the_monitoring_host() -> None:
@@ -166,7 +180,8 @@ def test_every_ruleset_passes_nft_check(name: str) -> None:
 def test_pki_names_modes_and_reuse(tmp_path: Path) -> None:
     topo = load_topology(EXAMPLES / "hardened.toml")
     layout = Layout(tmp_path / "c")
-    assert sorted(pki.ensure_pki(topo, layout)) == ["ca", "site", "web-01", "web-02"]
+    # web and DB hosts (nginx, MariaDB) and etcd members each get their own certificate and key.
+    assert sorted(pki.ensure_pki(topo, layout)) == ["ca", "etcd-01", "lb-01", "lb-02", "site", "web-01", "web-02"]
     assert pki.ensure_pki(topo, layout) == []  # reused
     assert layout.pki.stat().st_mode & 0o777 == 0o700
     for key in [*layout.pki.glob("*.key"), layout.site_pem]:

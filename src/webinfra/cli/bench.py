@@ -21,13 +21,42 @@ from webinfra.cli.common import console, err_console, handle_errors, state_dir_o
 from webinfra.control.cluster import UsageError, require_root
 
 
+def _scratch_cluster(name: str | None, subnet: str | None, default: tuple[str, str]) -> tuple[str, str]:
+    """The (name, subnet) of a scratch cluster a bench or chaos run brings up: the defaults unless given."""
+    import ipaddress
+    import re
+
+    chosen = (name or default[0], subnet or default[1])
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", chosen[0]):
+        raise UsageError(f"--scratch-name {chosen[0]!r}: 1-8 lowercase letters and digits, a letter first")
+    try:
+        ipaddress.IPv4Network(chosen[1])
+    except ValueError:
+        raise UsageError(f"--scratch-subnet {chosen[1]!r}: not an IPv4 network like 198.18.33.0/24") from None
+    return chosen
+
+
+scratch_options = [
+    click.option("--scratch-name", default=None, help="Name of the cluster the run brings up (default: its own)."),
+    click.option("--scratch-subnet", default=None, help="Subnet of the cluster the run brings up (default: its own)."),
+]
+
+
+def with_scratch_options(fn):  # type: ignore[no-untyped-def]
+    for option in reversed(scratch_options):
+        fn = option(fn)
+    return fn
+
+
 def report_json(mode: str, command: str, report: Any) -> str:
     body = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else report
     return json.dumps({"mode": mode, "command": command, "report": body}, indent=2, default=str)
 
 
-def _progress_mode(mode: str, duration: int, connections: int, rounds: int, runs: int, keep: bool) -> tuple[Any, str]:
-    """Modes with a progress bar (they take minutes): mixes, failover."""
+def _progress_mode(
+    mode: str, duration: int, connections: int, rounds: int, runs: int, keep: bool, cluster_at: tuple[str, str]
+) -> tuple[Any, str]:
+    """Modes with a progress bar (they take minutes): mixes, failover (on the scratch cluster `cluster_at`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from webinfra.control import bench_ha
@@ -52,7 +81,7 @@ def _progress_mode(mode: str, duration: int, connections: int, rounds: int, runs
             )
             command = f"webinfra bench --mixes --duration {duration} --connections {connections} --rounds {rounds}"
             return report, bench_ha.mixes_markdown(report, command)
-        report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick)
+        report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick, cluster_at=cluster_at)
         return report, bench_ha.failover_markdown(report, f"webinfra bench --failover --runs {runs}")
 
 
@@ -110,6 +139,7 @@ def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: 
     "crash (hardened cluster; --runs each, medians).",
 )
 @click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
+@with_scratch_options
 @click.option(
     "--markdown",
     "md_out",
@@ -129,18 +159,25 @@ def bench(
     mixes_mode: bool,
     failover_mode: bool,
     runs: int,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
     md_out: str | None,
     as_json: bool,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
+    from webinfra.control.bench_ha import FAILOVER_CLUSTER
+
     modes = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}
     chosen = [name for name, on in modes.items() if on]
     if len(chosen) > 1:
         raise UsageError(f"choose one of --{', --'.join(chosen)}")
     mode = chosen[0] if chosen else "seed"
+    if (scratch_name or scratch_subnet) and mode != "failover":
+        raise UsageError("--scratch-name/--scratch-subnet: only with --failover (one cluster)")
+    at = _scratch_cluster(scratch_name, scratch_subnet, FAILOVER_CLUSTER)
     require_root()
     if mode in ("mixes", "failover"):
-        report, text = _progress_mode(mode, duration, connections, rounds, runs, keep)
+        report, text = _progress_mode(mode, duration, connections, rounds, runs, keep, at)
     else:
         report, text = _simple_mode(mode, duration, connections, rounds, keep)
     if as_json:
@@ -186,10 +223,7 @@ def _require_plots() -> None:
 @click.option("--keep", is_flag=True, help="Leave the cluster it brought up running afterwards.")
 @click.option("--seed", default=1, show_default=True, help="nemesis: the seed of its fault schedule (replayable).")
 @click.option("--steps", type=click.IntRange(1, 10_000), default=None, help="nemesis: steps (default: duration/25).")
-@click.option("--name", "scratch_name", default=None, help="Name of the cluster it brings up (default: chaos).")
-@click.option(
-    "--subnet", "scratch_subnet", default=None, help="Subnet of the cluster it brings up (default: 198.18.66.0/24)."
-)
+@with_scratch_options
 @handle_errors
 def chaos(
     scenario: str,
@@ -225,7 +259,8 @@ def chaos(
     if scenario not in (*NAMES, "all", "compare", "nemesis"):
         raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare, nemesis)")
     if (scratch_name or scratch_subnet) and (scenario in ("compare", "nemesis") or cluster_name):
-        raise UsageError("--name/--subnet name the cluster chaos brings up: not with compare, nemesis or -c")
+        raise UsageError("--scratch-name/--scratch-subnet: not with compare, nemesis or -c (no cluster brought up)")
+    scratch = _scratch_cluster(scratch_name, scratch_subnet, suite.ALL_CLUSTER)
     if scenario == "nemesis":
         from webinfra.cli import nemesis
 
@@ -249,7 +284,6 @@ def chaos(
         return
     if scenario == "compare" and (topology_file or cluster_name):
         raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
-    scratch = suite.scratch_cluster(scratch_name, scratch_subnet)
     if png_path and scenario in ("all", "compare"):
         raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
     if duration < 4:

@@ -366,10 +366,12 @@ def run_failover(
     root: Path | None = None,
     say: Say = _quiet,
     tick: Tick = _noop,
+    cluster_at: tuple[str, str] = FAILOVER_CLUSTER,
 ) -> FailoverReport:
+    """`cluster_at`: (name, subnet) of the scratch cluster it brings up."""
     report = FailoverReport()
     state = root or Path(tempfile.mkdtemp(prefix="webinfra-bench-failover-"))
-    name, subnet = FAILOVER_CLUSTER
+    name, subnet = cluster_at
     cluster = bring_up(example_file("hardened.toml").read_text(), name, subnet, state, say)
     tick()
     verify = verify_for(cluster)

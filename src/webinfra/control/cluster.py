@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.control import events, ha
+from webinfra.control import etcd_access, events, ha
 from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
-from webinfra.plan.ha import AGENT_TOKEN_SECRET
+from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
 from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
@@ -135,7 +135,8 @@ class Cluster:
             host.ensure_hostd()
         for hp in self.plan.hosts:
             self._stop_unplanned(hp, progress)
-        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET, SITE_SIGNING_SECRET, SITE_ADMIN_SECRET):
+        site_secrets = (SITE_SIGNING_SECRET, SITE_ADMIN_SECRET)
+        for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET, *site_secrets, ETCD_ROOT_SECRET, ETCD_AGENT_SECRET):
             ensure_secret(self.layout, secret)
         self._ensure_pki(progress)
         for hp in self.plan.hosts:  # every host's firewall is in place before any service listens
@@ -153,6 +154,12 @@ class Cluster:
             if not ha.wait_etcd_quorum(self):
                 raise ClusterError("etcd did not reach quorum within 30s (see the hosts' log/etcd.log)")
             progress("etcd", "quorum", "healthy")
+            try:
+                changes = etcd_access.ensure_auth(self)
+            except etcd_access.EtcdAuthError as exc:
+                raise ClusterError(str(exc)) from None
+            for change in changes:
+                progress("etcd", "auth", change)
         elif service == "mariadb" and self.topology.ha:
             ha.bootstrapped_marker(self).touch()
         elif service == "keepalived":
@@ -180,6 +187,8 @@ class Cluster:
                     "haproxy": {"ca", pki.SITE},
                     "nginx": {"ca", hp.name},
                     "mariadb": {"ca", hp.name},
+                    "etcd": {"ca", hp.name},
+                    "agent": {"ca"},
                     "app": {"ca"},
                 }.get(svc.name, set())
                 if uses & changed and supervisor.stop(self.hosts[hp.name], hp, svc):

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from webinfra.control import etcd_access
 from webinfra.model import Role
 from webinfra.services.probe import wait_until
 
@@ -33,8 +34,7 @@ def _get(cluster: Cluster, host: str, port: int, path: str, timeout: float = 0.5
 
 
 def etcd_healthy(cluster: Cluster, host: str) -> bool:
-    resp = _get(cluster, host, cluster.topology.etcd.client_port, "/health")
-    return resp is not None and resp.status_code == 200 and json.loads(resp.text).get("health") == "true"
+    return etcd_access.healthy(cluster, host)
 
 
 def wait_etcd_quorum(cluster: Cluster, timeout: float = 30.0) -> bool:
@@ -107,28 +107,6 @@ def bootstrapped_marker(cluster: Cluster) -> Any:
     return cluster.layout.cluster_dir / "db-bootstrapped"
 
 
-def _etcd_put(cluster: Cluster, key: str, value: str) -> bool:
-    """Put a key through the etcd JSON gateway of any reachable member."""
-    import base64
-
-    payload = {"key": base64.b64encode(key.encode()).decode(), "value": base64.b64encode(value.encode()).decode()}
-    for spec in cluster.topology.with_role(Role.ETCD):
-        url = f"http://{cluster.topology.address_of(spec.name)}:{cluster.topology.etcd.client_port}/v3/kv/put"
-
-        def put(url: str = url) -> bool:
-            try:
-                return httpx.post(url, json=payload, timeout=2.0).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        try:
-            if cluster.hosts[spec.name].call(put):
-                return True
-        except Exception:
-            continue
-    return False
-
-
 def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> tuple[str, str, float]:
     """Ask the leader's agent to hand over (to `target` or the most advanced replica); wait for the new
     primary. Returns (old, new, seconds)."""
@@ -149,7 +127,7 @@ def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> t
         raise UsageError(f"--to {target!r}: it is already the primary")
     started = time.monotonic()
     request = json.dumps({"to": target, "requested_at": time.time()})
-    if not _etcd_put(cluster, dcs_prefix(cluster.topology) + "switchover", request):
+    if not etcd_access.put(cluster, dcs_prefix(cluster.topology) + "switchover", request):
         raise ClusterError("could not reach etcd to ask for the switchover")
     events.record(cluster.layout, "switchover_requested", old, f"to {target or 'most advanced replica'}")
     deadline = started + timeout

@@ -78,7 +78,8 @@ class LbSpec(_Frozen):
     check_rise: Int = Field(default=2, ge=1, le=10)
     # LB pair: the site's virtual IP, held by keepalived (VRRP, unicast) on the active LB.
     vip: IPv4Address | None = None  # default: the subnet's .100 (or its last usable address)
-    vrrp_advert_ms: Int = Field(default=300, ge=100, le=10_000)
+    # The backup LB takes the VIP after 3 missed adverts + its skew (~0.7 s at 200 ms).
+    vrrp_advert_ms: Int = Field(default=200, ge=100, le=10_000)
     virtual_router_id: Int = Field(default=51, ge=1, le=255)
 
 
@@ -99,6 +100,10 @@ class DbSpec(_Frozen):
     database: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "site"
     ryw_wait_seconds: Float = Field(default=0.5, ge=0.0, le=30.0)
     # High availability (on when some hosts have the 'etcd' role): leader lease, agents, DB routing.
+    # A partitioned primary's lease expires ~TTL after its last renewal (the replica cannot promote before);
+    # the leader fences itself min(1 s, TTL/3) before that. 3 s, not 2: under load fencing SQL took up to
+    # 0.9 s and a promotion away from a cut-off source 1.4 s, which a 2 s lease's 0.67 s margin and 1.33 s
+    # window do not hold (docs/HA.md has the measured budget).
     lease_ttl_seconds: Int = Field(default=3, ge=2, le=60)
     loop_interval_ms: Int = Field(default=500, ge=100, le=10_000)
     replica_max_lag_seconds: Float = Field(default=5.0, gt=0, le=3600)
@@ -113,8 +118,11 @@ class DbSpec(_Frozen):
 
 
 class EtcdSpec(_Frozen):
+    # With [tls] enabled, client and peer ports speak TLS only (certificates from the local CA) and etcd
+    # auth is on (docs/SECURITY.md); the metrics port is plain HTTP (/metrics, /health) for Prometheus.
     client_port: Int = Field(default=2379, ge=1, le=65535)
     peer_port: Int = Field(default=2380, ge=1, le=65535)
+    metrics_port: Int = Field(default=2381, ge=1, le=65535)
     heartbeat_ms: Int = Field(default=50, ge=10, le=5000)
     election_timeout_ms: Int = Field(default=500, ge=50, le=50_000)
 
@@ -350,7 +358,11 @@ def listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int]]:
         if topo.ha:
             out.append(("agent", topo.db.agent_port))
     if host.has(Role.ETCD):
-        out += [("etcd-client", topo.etcd.client_port), ("etcd-peer", topo.etcd.peer_port)]
+        out += [
+            ("etcd-client", topo.etcd.client_port),
+            ("etcd-peer", topo.etcd.peer_port),
+            ("etcd-metrics", topo.etcd.metrics_port),
+        ]
     out += _monitoring_listeners(topo, host)
     return out
 

@@ -131,7 +131,7 @@ def _host_plan(
         )
 
     if spec.has(Role.ETCD):
-        services.append(ha.etcd_service(topo, name, dirs))
+        services.append(ha.etcd_service(topo, layout, name, dirs))
 
     if spec.has(Role.DB) and topo.ha:
         agent_file, agent_svc = ha.agent_files_and_service(topo, layout, name, dirs, python)

@@ -47,7 +47,8 @@ class CertRequest:
 
 def wanted_certs(topo: Topology) -> list[CertRequest]:
     """The site's certificate (unless the user brings one) and one per host that serves TLS behind the LB:
-    nginx on web hosts (when the LB -> nginx hop is encrypted) and MariaDB on DB hosts."""
+    nginx on web hosts (when the LB -> nginx hop is encrypted), MariaDB on DB hosts, etcd members (client
+    and peer TLS; the same certificate is their client certificate towards the other members)."""
     if not topo.tls.enabled:
         return []
     out: list[CertRequest] = []
@@ -56,7 +57,7 @@ def wanted_certs(topo: Topology) -> list[CertRequest]:
         ips = ([str(topo.vip)] if topo.vip is not None else []) + [str(topo.address_of(h.name)) for h in lbs]
         out.append(CertRequest(SITE, topo.site.name, (topo.site.name, *(h.name for h in lbs)), tuple(ips)))
     for host in topo.hosts:
-        if (host.has(Role.WEB) and topo.backend_tls) or host.has(Role.DB):
+        if (host.has(Role.WEB) and topo.backend_tls) or host.has(Role.DB) or host.has(Role.ETCD):
             out.append(CertRequest(host.name, host.name, (host.name,), (str(topo.address_of(host.name)),)))
     return out
 

@@ -43,6 +43,11 @@ class AgentConfig(_Strict):
     listen_address: str = "0.0.0.0"
     listen_port: int = Field(default=8008, ge=1, le=65535)
     etcd_endpoints: list[str] = Field(min_length=1)
+    # etcd security: the CA its https endpoints' certificates chain to, and this agent's etcd user (a role
+    # with read/write on `prefix` only) with its password in a 0600 secret file. None: plain, anonymous.
+    etcd_ca_file: Path | None = None
+    etcd_user: str | None = None
+    etcd_password_file: Path | None = None
     prefix: str
     # etcd refuses TTLs below ~1.5 x its election timeout (2 s with its defaults) and rounds them up.
     lease_ttl: int = Field(default=2, ge=1, le=600)
@@ -74,6 +79,8 @@ class AgentConfig(_Strict):
             raise ValueError(f"address {self.address!r} differs from members[{self.host!r}] {self.members[self.host]}")
         if not self.prefix.endswith("/"):
             raise ValueError(f"prefix {self.prefix!r} must end with '/'")
+        if (self.etcd_user is None) != (self.etcd_password_file is None):
+            raise ValueError("etcd_user and etcd_password_file go together")
         return self
 
     def repl_tls_clause(self) -> str:

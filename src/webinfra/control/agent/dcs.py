@@ -9,19 +9,41 @@ An endpoint counts as unreachable when it does not answer, answers 5xx, or answe
 that means "no quorum right now" (Unavailable, DeadlineExceeded, ...). Without quorum etcd does not
 answer reads or writes at all (linearizable requests wait for a leader), so our timeout turns a
 minority partition into `DcsUnreachable`, which is what the agent must see there.
+
+Security (webinfra's hardened topology): the endpoints are https, verified against `ca_file` (the
+cluster's local CA), and etcd auth is on. With `credentials`, the client gets a token from
+/v3/auth/authenticate on first use and sends it in the Authorization header of every call; when etcd
+says the token is invalid (it expired, or the member restarted and forgot it) the client authenticates
+again and retries that call once. A refused password is a `DcsAuthError` (an answer, not an outage).
 """
 
 from __future__ import annotations
 
 import base64
+import ssl
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
+if TYPE_CHECKING:
+    from webinfra.control.agent.config import AgentConfig
+
 # gRPC status codes that etcd gives as an *answer* (the cluster works; the request was wrong or moot).
-_ANSWER_CODES = {3: "InvalidArgument", 5: "NotFound", 6: "AlreadyExists", 9: "FailedPrecondition", 11: "OutOfRange"}
+_ANSWER_CODES = {
+    3: "InvalidArgument",
+    5: "NotFound",
+    6: "AlreadyExists",
+    7: "PermissionDenied",
+    9: "FailedPrecondition",
+    11: "OutOfRange",
+}
+# What etcd says about a token it does not (or no longer) know, and a request without one on a cluster with
+# auth on: authenticate again, then retry once.
+_UNAUTHENTICATED = 16
+_NO_TOKEN_MESSAGE = "user name is empty"
 
 
 class DcsUnreachable(Exception):
@@ -36,6 +58,22 @@ class DcsError(Exception):
         self.code = code
 
 
+class DcsAuthError(DcsError):
+    """etcd refused our user name or password (or we sent none to a cluster with auth on)."""
+
+
+@dataclass(frozen=True)
+class EtcdCredentials:
+    """An etcd user. `from_file` reads the password from a 0600 secret file."""
+
+    user: str
+    password: str = field(repr=False)  # never printed
+
+    @classmethod
+    def from_file(cls, user: str, password_file: Path) -> EtcdCredentials:
+        return cls(user, password_file.read_text().strip())
+
+
 @dataclass(frozen=True)
 class KeyValue:
     key: str
@@ -43,6 +81,18 @@ class KeyValue:
     create_revision: int
     mod_revision: int
     lease: int
+
+
+class _EndpointDown(Exception):
+    """This endpoint did not answer usefully (no answer, 5xx, no quorum); try the next one."""
+
+    def __init__(self, message: str, *, deadline: bool = False) -> None:
+        super().__init__(message)
+        self.deadline = deadline
+
+
+def _token_refused(exc: DcsError) -> bool:
+    return exc.code == _UNAUTHENTICATED or (exc.code == 3 and _NO_TOKEN_MESSAGE in str(exc))
 
 
 def _b64(text: str | bytes) -> str:
@@ -58,14 +108,24 @@ def prefix_end(prefix: str) -> str:
 class EtcdClient:
     """Sync etcd client; one instance per thread (the agent's loop owns it)."""
 
-    def __init__(self, endpoints: list[str], *, timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float = 0.5,
+        ca_file: Path | str | None = None,
+        credentials: EtcdCredentials | None = None,
+    ) -> None:
         if not endpoints:
             raise ValueError("no etcd endpoints")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout = timeout
+        self.credentials = credentials
+        self._token: str | None = None
         self._preferred = 0
         self._deadline: float | None = None
-        self._http = httpx.Client(timeout=timeout)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_file)) if ca_file else True
+        self._http = httpx.Client(timeout=timeout, verify=verify)
 
     def close(self) -> None:
         self._http.close()
@@ -86,28 +146,65 @@ class EtcdClient:
         errors: list[str] = []
         for i in range(n):
             index = (self._preferred + i) % n
-            timeout = self.timeout
-            if self._deadline is not None:
-                timeout = min(timeout, self._deadline - time.monotonic())
-                if timeout <= 0.005:
-                    errors.append("deadline reached")
-                    break
-            url = self.endpoints[index] + path
             try:
-                resp = self._http.post(url, json=body, timeout=timeout)
-                data: dict[str, Any] = resp.json()
-            except (httpx.HTTPError, ValueError) as exc:
-                errors.append(f"{url}: {type(exc).__name__}")
+                data = self._call_endpoint(self.endpoints[index], path, body)
+            except _EndpointDown as exc:
+                errors.append(str(exc))
+                if exc.deadline:
+                    break
                 continue
-            code = int(data.get("code", 0) or 0) if isinstance(data, dict) else 0
-            if resp.status_code == 200 and "error" not in data:
+            except DcsError:
                 self._preferred = index
-                return data
-            if code in _ANSWER_CODES:
-                self._preferred = index
-                raise DcsError(code, str(data.get("message") or data.get("error")))
-            errors.append(f"{url}: HTTP {resp.status_code} {data.get('message', '')}".strip())
+                raise
+            self._preferred = index
+            return data
         raise DcsUnreachable("; ".join(errors) or "no endpoint")
+
+    def _call_endpoint(self, endpoint: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One endpoint: authenticate first when we have no token; when etcd no longer knows our token,
+        authenticate again and retry once."""
+        if self.credentials is not None and self._token is None:
+            self._token = self._authenticate(endpoint)
+        try:
+            return self._post(endpoint, path, body)
+        except DcsError as exc:
+            if self.credentials is None or not _token_refused(exc):
+                raise
+        self._token = None
+        self._token = self._authenticate(endpoint)
+        return self._post(endpoint, path, body)
+
+    def _authenticate(self, endpoint: str) -> str:
+        assert self.credentials is not None
+        creds = {"name": self.credentials.user, "password": self.credentials.password}
+        try:
+            token = self._post(endpoint, "/v3/auth/authenticate", creds, authorize=False).get("token")
+        except DcsError as exc:
+            raise DcsAuthError(exc.code, f"user {self.credentials.user!r} refused: {exc}") from None
+        if not token:
+            raise DcsAuthError(9, "authentication is not enabled on this cluster (no token)")
+        return str(token)
+
+    def _post(self, endpoint: str, path: str, body: dict[str, Any], *, authorize: bool = True) -> dict[str, Any]:
+        timeout = self.timeout
+        if self._deadline is not None:
+            timeout = min(timeout, self._deadline - time.monotonic())
+            if timeout <= 0.005:
+                raise _EndpointDown("deadline reached", deadline=True)
+        url = endpoint + path
+        headers = {"Authorization": self._token} if authorize and self._token else None
+        try:
+            resp = self._http.post(url, json=body, timeout=timeout, headers=headers)
+            data: dict[str, Any] = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise _EndpointDown(f"{url}: {type(exc).__name__}") from None
+        code = int(data.get("code", 0) or 0) if isinstance(data, dict) else 0
+        if resp.status_code == 200 and "error" not in data:
+            return data
+        message = str(data.get("message") or data.get("error") or "")
+        if code in _ANSWER_CODES or code == _UNAUTHENTICATED:
+            raise DcsError(code, message)
+        raise _EndpointDown(f"{url}: HTTP {resp.status_code} {message}".strip())
 
     # -- leases ------------------------------------------------------------------------------------------
 
@@ -189,6 +286,19 @@ class EtcdClient:
             )
             for kv in data.get("kvs", [])
         ]
+
+
+def etcd_client_for(config: AgentConfig) -> EtcdClient:
+    """The agent's client: its endpoints, CA and etcd user as agent.json names them."""
+    credentials = None
+    if config.etcd_user is not None and config.etcd_password_file is not None:
+        credentials = EtcdCredentials.from_file(config.etcd_user, config.etcd_password_file)
+    return EtcdClient(
+        config.etcd_endpoints,
+        timeout=min(0.5, config.loop_interval),
+        ca_file=config.etcd_ca_file,
+        credentials=credentials,
+    )
 
 
 # -- the agent's keys under the cluster prefix -------------------------------------------------------------

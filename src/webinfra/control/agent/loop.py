@@ -27,7 +27,7 @@ from webinfra.control.agent.actions import Actor
 from webinfra.control.agent.api import Published
 from webinfra.control.agent.clone import reclone
 from webinfra.control.agent.config import AgentConfig
-from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
+from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
 from webinfra.control.agent.decide import Action, Decision, decide
 from webinfra.control.agent.events import EventLog, utc_now
 from webinfra.control.agent.mysql import DbError, LocalMariaDB
@@ -91,7 +91,7 @@ class Agent:
         self.config = config
         self.settings = settings_of(config)
         self.keys = Keys(config.prefix)
-        self.dcs = dcs or EtcdClient(config.etcd_endpoints, timeout=min(0.5, config.loop_interval))
+        self.dcs = dcs or etcd_client_for(config)
         self.db = db or LocalMariaDB(config.mariadb.socket)
         self.events = EventLog(config.events_file, config.host)
         self.actor = Actor(config, self.dcs, self.db, self.events, self._start_clone)
@@ -144,6 +144,8 @@ class Agent:
         except (DbError, DcsUnreachable, DcsError, OSError) as exc:
             log.error("%s failed: %s (%s)", decision.action.value, exc, decision.reason)
             self.state = state
+        if decision.action is Action.ACQUIRE and self.state.holds_lease:
+            self.state = self._renew_fresh_lease(self.state)
         if decision.action in _CHANGES_MARIADB:
             # Publish what MariaDB is now (e.g. writable after a promotion), not what it was: /primary
             # would otherwise lag a whole loop_interval behind the promotion.
@@ -184,6 +186,25 @@ class Agent:
             return state, None
         finally:
             self.dcs.set_deadline(None)
+
+    def _renew_fresh_lease(self, state: AgentState) -> AgentState:
+        """Renew the lease just granted, right after the promotion. Promoting away from a cut-off source
+        takes over a second (STOP SLAVE waits for its kill connection to the old primary), which can use
+        up most of the fencing window of a short lease: renewing now keeps the new leader from fencing
+        itself on its next cycle. Bounded by the fencing time, like every leader's DCS call."""
+        fence_at = self.fence_at()
+        if fence_at is None or time.monotonic() >= fence_at:
+            return state
+        self.dcs.set_deadline(fence_at)
+        try:
+            sent = time.monotonic()
+            if self.dcs.keepalive(state.lease_id) > 0:
+                return replace(state, last_renewal_sent=sent)
+        except (DcsUnreachable, DcsError) as exc:
+            log.debug("could not renew the new lease at once: %s", exc)
+        finally:
+            self.dcs.set_deadline(None)
+        return state
 
     def _keep_member_lease(self) -> None:
         if self._member_lease and self.dcs.keepalive(self._member_lease) > 0:
@@ -258,11 +279,16 @@ class Agent:
         interval = self.config.loop_interval
         while not self._stop.is_set():
             started = time.monotonic()
+            decision = None
             try:
-                self.cycle()
+                decision = self.cycle()
             except Exception:  # a bug in one cycle must not end the agent (and its fencing)
                 log.exception("HA cycle failed")
             wake = started + interval
+            if decision is not None and decision.action is Action.ACQUIRE and self.state.holds_lease:
+                # Just promoted: the next cycle settles semi-sync (no replica may be left to acknowledge
+                # writes, which wait until then) and publishes /primary without a loop interval's delay.
+                wake = time.monotonic()
             if self._failover_likely():
                 wake = started + min(interval, EXPIRY_POLL)
             fence_at = self.fence_at()

@@ -4,7 +4,6 @@ one, examples/hardened.toml, one after the other: docs/RESILIENCE.md + docs/resi
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import shutil
 import time
@@ -17,7 +16,7 @@ from webinfra.control.chaos.nemesis_report import SECTION_START
 from webinfra.control.chaos.report import ChaosResult
 from webinfra.control.chaos.run import Say, Timing, bring_up, example_file, run_all
 from webinfra.control.chaos.scenarios import NAMES, SCENARIOS
-from webinfra.control.cluster import Cluster, UsageError
+from webinfra.control.cluster import Cluster
 
 T = TypeVar("T")
 
@@ -49,16 +48,6 @@ DEFINITIONS = """\
 - **2 primaries**: windows in which more than one MariaDB accepted writes (`read_only = 0`), polled every
   0.2 s on every DB node over its local socket. Must be 0.
 """
-
-
-def scratch_cluster(name: str | None, subnet: str | None) -> tuple[str, str]:
-    """The name and subnet of the cluster `chaos` brings up (`--name`, `--subnet`; default ALL_CLUSTER)."""
-    # A bad name is refused by the topology's own check when the cluster is brought up.
-    try:
-        net = ipaddress.IPv4Network(subnet or ALL_CLUSTER[1])
-    except ValueError as exc:
-        raise UsageError(f"--subnet {subnet!r}: {exc}") from None
-    return name or ALL_CLUSTER[0], str(net)
 
 
 def definitions(timing: Timing) -> str:
