@@ -30,7 +30,9 @@ class ChaosRequest:
     png_path: str | None = None
     out_dir: str | None = None
     keep: bool = False
-    scratch: tuple[str, str] = suite.ALL_CLUSTER  # name and subnet of the cluster brought up (--scratch-name, --scratch-subnet)
+    scratch: tuple[str, str] = (
+        suite.ALL_CLUSTER
+    )  # name and subnet of the cluster brought up (--scratch-name, --scratch-subnet)
 
     @property
     def names(self) -> list[str]:
