@@ -7,8 +7,9 @@
 set -euo pipefail
 
 RUNTIME=(haproxy nginx mariadb-server mariadb-client mariadb-backup keepalived etcd-server etcd-client nftables iproute2 iputils-ping procps python3 python3-venv python3-pip wrk curl ca-certificates)
-# Monitoring: Prometheus (with promtool) on the monitoring host, the exporters on every host.
-RUNTIME+=(prometheus prometheus-node-exporter prometheus-mysqld-exporter)
+# Monitoring: Prometheus (with promtool) and Alertmanager (with amtool) on the monitoring host, the exporters
+# on every host (nginx's reads its stub_status page).
+RUNTIME+=(prometheus prometheus-alertmanager prometheus-node-exporter prometheus-mysqld-exporter prometheus-nginx-exporter)
 # The suite also drops privileges (setpriv, util-linux) and reads sockets (ss, iproute2): already above;
 # the security tests scan ports (nmap) and TLS (sslscan) from the client side.
 TEST=()
@@ -55,7 +56,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
   for pkg in "${missing[@]}"; do
     case "$pkg" in
-      haproxy|nginx|keepalived|prometheus|prometheus-node-exporter|prometheus-mysqld-exporter)
+      haproxy|nginx|keepalived|prometheus|prometheus-alertmanager|prometheus-node-exporter|prometheus-mysqld-exporter|prometheus-nginx-exporter)
         systemctl disable "$pkg" >/dev/null 2>&1 || true ;;
       mariadb-server) systemctl disable mariadb >/dev/null 2>&1 || true ;;
       etcd-server) systemctl disable etcd >/dev/null 2>&1 || true ;;

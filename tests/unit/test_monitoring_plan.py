@@ -66,6 +66,8 @@ def test_exporter_ports_take_part_in_the_port_clash_check() -> None:
     assert ports["lb-01"]["haproxy-metrics"] == 8405 and ports["lb-01"]["node-exporter"] == 9100
     assert ports["web-01"]["mysqld-exporter"] == 9104
     assert ports["mon-01"]["prometheus"] == 9090 and ports["mon-01"]["monitor"] == 9107
+    assert ports["mon-01"]["alertmanager"] == 9093
+    assert ports["web-01"]["nginx-exporter"] == 9113 and ports["web-01"]["nginx-status"] == 8081
     with pytest.raises(TopologyError, match="would listen on port 8000"):
         parse_topology(PLAIN + "[monitoring]\nnode_exporter_port = 8000\n" + GOOD + MON, "t.toml")
 
@@ -86,8 +88,15 @@ def test_exporters_run_where_their_daemon_does() -> None:
     topo = parse_topology(PLAIN + GOOD + MON)
     plan = build_plan(topo, Layout(Path("/state/webinfra")), python="/usr/bin/python3")
     assert services(plan, "lb-01") == ["haproxy", "node-exporter"]
-    assert services(plan, "web-01") == ["mariadb", "app", "nginx", "node-exporter", "mysqld-exporter"]
-    assert services(plan, "mon-01") == ["node-exporter", "prometheus", "monitor"]
+    assert services(plan, "web-01") == [
+        "mariadb",
+        "app",
+        "nginx",
+        "node-exporter",
+        "mysqld-exporter",
+        "nginx-exporter",
+    ]
+    assert services(plan, "mon-01") == ["node-exporter", "alertmanager", "prometheus", "monitor"]
     order = [(h.name, s.name) for h, s in plan.start_order()]
     # An exporter starts after the daemon it reads; Prometheus and the watcher last.
     assert order.index(("web-01", "mysqld-exporter")) > order.index(("web-02", "mariadb"))
@@ -118,6 +127,9 @@ def test_prometheus_scrapes_every_exporter_by_address() -> None:
     config = yaml.safe_load(monitoring.render_prometheus_config(topo, "mon-01", "/x/rules.yml"))
     assert config["global"]["scrape_interval"] == "2s"
     assert config["rule_files"] == ["/x/rules.yml"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"] == [
+        {"targets": [f"{topo.address_of('mon-01')}:9093"]}
+    ]
     scraped = {
         (job["job_name"], sc["labels"]["host"], sc["targets"][0])
         for job in config["scrape_configs"]
@@ -128,7 +140,9 @@ def test_prometheus_scrapes_every_exporter_by_address() -> None:
     expected |= {("haproxy", "lb-01", f"{a['lb-01']}:8405")}
     expected |= {("site", h, f"{a[h]}:8000") for h in ("web-01", "web-02")}
     expected |= {("mysqld", h, f"{a[h]}:9104") for h in ("web-01", "web-02")}
+    expected |= {("nginx", h, f"{a[h]}:9113") for h in ("web-01", "web-02")}
     expected |= {("prometheus", "mon-01", f"{a['mon-01']}:9090"), ("webinfra", "mon-01", f"{a['mon-01']}:9107")}
+    expected |= {("alertmanager", "mon-01", f"{a['mon-01']}:9093")}
     assert scraped == expected
 
 
@@ -168,6 +182,8 @@ tests:
     input_series:
       - series: 'up{{job="site",host="web-02",instance="198.18.0.12:8000"}}'
         values: '1 1 0 0 0 0 0 0'
+      - series: 'up{{job="node",host="web-02",instance="198.18.0.12:9100"}}'
+        values: '1 1 1 1 1 1 1 1'
       - series: 'haproxy_server_status{{job="haproxy",host="lb-01",proxy="site",server="web-02",state="DOWN"}}'
         values: '0 0 1 1 1 1 1 1'
       - series: 'mysql_slave_status_slave_sql_running{{job="mysqld",host="web-02",master_host="198.18.0.11"}}'
@@ -186,12 +202,18 @@ tests:
           - exp_labels: {{severity: critical, job: site, host: web-02, instance: "198.18.0.12:8000"}}
             exp_annotations:
               summary: "site on web-02 (198.18.0.12:8000) does not answer scrapes"
+              runbook_url: "docs/RUNBOOK.md#instancedown"
+      - eval_time: 12s
+        alertname: HostDown
+        exp_alerts: []
       - eval_time: 12s
         alertname: BackendDown
         exp_alerts:
-          - exp_labels: {{severity: critical, job: haproxy, host: lb-01, proxy: site, server: web-02, state: DOWN}}
+          - exp_labels:
+              {{severity: critical, job: haproxy, host: web-02, lb: lb-01, proxy: site, server: web-02, state: DOWN}}
             exp_annotations:
               summary: "backend web-02 is down (health checks of lb-01)"
+              runbook_url: "docs/RUNBOOK.md#backenddown"
       - eval_time: 12s
         alertname: ReplicationBroken
         exp_alerts: []
@@ -201,12 +223,14 @@ tests:
           - exp_labels: {{severity: warning, job: mysqld, host: web-02, master_host: "198.18.0.11"}}
             exp_annotations:
               summary: "web-02 is 9s behind its primary"
+              runbook_url: "docs/RUNBOOK.md#replicationlag"
       - eval_time: 10s
         alertname: FailoverHappened
         exp_alerts:
           - exp_labels: {{severity: warning, job: webinfra, host: mon-01}}
             exp_annotations:
               summary: "the primary database changed in the last 5 minutes (see `webinfra events`)"
+              runbook_url: "docs/RUNBOOK.md#failoverhappened"
 """
 
 
@@ -265,7 +289,7 @@ def test_flows_let_the_monitoring_host_reach_each_exporter() -> None:
     mon = str(topo.address_of("mon-01"))
     flows = {f.dest: f for f in monitoring.flows(topo)}
     assert flows["lb-01"].sources == (mon,) and set(flows["lb-01"].ports) == {9100, 8405}
-    assert set(flows["web-01"].ports) == {9100, 8000, 9104}
-    assert flows["mon-01"].sources == (str(topo.gateway),) and flows["mon-01"].ports == (9090,)
+    assert set(flows["web-01"].ports) == {9100, 8000, 9104, 9113}
+    assert flows["mon-01"].sources == (str(topo.gateway),) and flows["mon-01"].ports == (9090, 9093)
     assert all(f.dest != "mon-01" or f.sources == (str(topo.gateway),) for f in monitoring.flows(topo))
     assert Role.MONITORING.value == "monitoring"

@@ -111,7 +111,8 @@ def test_prometheus_reaches_etcd_metrics_on_the_default_topology() -> None:
     default = (resources.files("webinfra.model") / "default.toml").read_text()
     got = rules(default)  # etcd on lb-01 .10, lb-02 .11 and mon-01 .14
     for member in ("lb-01", "lb-02"):  # (mon-01 reaches its own member over loopback)
-        assert ("prometheus -> etcd metrics", ("198.18.0.14",), "tcp", (2381,)) in got[member]
+        scrapes = [r for r in got[member] if r[0].startswith("monitoring -> ") and r[1] == ("198.18.0.14",)]
+        assert len(scrapes) == 1 and 2381 in scrapes[0][3] and "etcd" in scrapes[0][0]
 
 
 def test_monitoring_scrapes_pass_and_nothing_else_reaches_the_monitoring_host() -> None:
@@ -120,7 +121,7 @@ def test_monitoring_scrapes_pass_and_nothing_else_reaches_the_monitoring_host() 
     assert ("monitoring -> node, mysqld", mon, "tcp", (9100, 9104)) in got["db-01"]
     assert ("monitoring -> node, site", mon, "tcp", (9100, 8000)) in got["app-01"]
     assert ("monitoring -> node, haproxy", mon, "tcp", (9100, 8405)) in got["lb-01"]
-    assert got["mon-01"] == {("management -> prometheus", ("198.18.2.1",), "tcp", (9090,))}
+    assert got["mon-01"] == {("management -> prometheus, alertmanager", ("198.18.2.1",), "tcp", (9090, 9093))}
 
 
 def test_no_flow_reaches_a_port_nothing_listens_on_and_dbproxy_stays_local() -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import click
 
-from webinfra.cli import bench, inspect, lifecycle, monitoring, operate, release
+from webinfra.cli import bench, common, inspect, lifecycle, monitoring, operate, release
+from webinfra.cli.alerting import silence_group
 from webinfra.cli.lab import lab_group
 
 
@@ -50,6 +51,9 @@ for command in (
     lab_group,
 ):
     cli.add_command(command)
+cli.add_command(
+    silence_group(common.cluster_option, common.handle_errors, common.open_cluster, common.console), name="silence"
+)
 
 
 def main() -> None:

@@ -13,38 +13,44 @@ from webinfra.control.cluster import require_root
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print Prometheus's alerts as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print Prometheus's alerts as JSON (with Alertmanager's status of each)."
+)
 @click.option("--pending", is_flag=True, help="Also show alerts whose condition holds but not for long enough yet.")
 @cluster_option
 @handle_errors
 def alerts(
     as_json: bool, pending: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
 ) -> None:
-    """Show the alerts firing now (Prometheus on the monitoring host; see docs/MONITORING.md)."""
+    """Show the alerts firing now and the silences (Prometheus and Alertmanager on the monitoring host; see
+    docs/MONITORING.md)."""
     from rich.table import Table
 
+    from webinfra.cli.alerting import alert_state, annotate, print_silences
     from webinfra.control.prom import alerts as active_alerts
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     shown = [a for a in active_alerts(cluster) if pending or a.get("state") == "firing"]
+    annotate(cluster, shown)
     if as_json:
         click.echo(json.dumps(shown, indent=2))
         return
     if not shown:
         console.print("no alerts firing" + ("" if pending else " (--pending: also those about to fire)"))
-        return
-    table = Table("Alert", "State", "Host", "Since", "Summary")
-    for a in shown:
-        labels = a.get("labels", {})
-        table.add_row(
-            labels.get("alertname", ""),
-            "[red]firing[/]" if a.get("state") == "firing" else "[yellow]pending[/]",
-            labels.get("host", ""),
-            str(a.get("activeAt", ""))[11:19],
-            escape(a.get("annotations", {}).get("summary", "")),
-        )
-    console.print(table)
+    else:
+        table = Table("Alert", "State", "Host", "Since", "Summary")
+        for a in shown:
+            labels = a.get("labels", {})
+            table.add_row(
+                labels.get("alertname", ""),
+                alert_state(a),
+                labels.get("host", ""),
+                str(a.get("activeAt", ""))[11:19],
+                escape(a.get("annotations", {}).get("summary", "")),
+            )
+        console.print(table)
+    print_silences(console, cluster)
 
 
 @click.command()

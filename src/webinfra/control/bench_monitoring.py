@@ -28,7 +28,7 @@ from webinfra.plan.layout import Layout
 
 CLUSTER = "benchmon"
 SUBNET = "198.18.58.0/24"
-COLLECTORS = ("node-exporter", "mysqld-exporter", "prometheus", "monitor")
+COLLECTORS = ("node-exporter", "mysqld-exporter", "nginx-exporter", "alertmanager", "prometheus", "monitor")
 ON, OFF = "monitoring on", "monitoring off"
 
 

@@ -22,6 +22,8 @@ PACKAGE_OF = {
     "prometheus": "prometheus",
     "prometheus-node-exporter": "prometheus-node-exporter",
     "prometheus-mysqld-exporter": "prometheus-mysqld-exporter",
+    "prometheus-nginx-exporter": "prometheus-nginx-exporter",
+    "prometheus-alertmanager": "prometheus-alertmanager",
     "nft": "nftables",
     "ip": "iproute2",
 }

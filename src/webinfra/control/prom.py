@@ -1,5 +1,5 @@
-"""Reading Prometheus (on the monitoring host) over its HTTP API: instant queries, alerts, targets, and the
-`monitoring` part of `webinfra status --json`.
+"""Reading Prometheus (on the monitoring host) over its HTTP API: instant and range queries, alerts, targets,
+and the `monitoring` part of `webinfra status --json`.
 
 Requests run inside the monitoring host (`Host.call`), like a probe: they reach Prometheus over the host's
 own address whatever firewall the cluster has, and need no route from the machine to the cluster.
@@ -8,16 +8,21 @@ own address whatever firewall the cluster has, and need no route from the machin
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
 from webinfra.control.cluster import ClusterError
 from webinfra.hosts.process import running_pid
+from webinfra.plan.alertmanager import url as alertmanager_url
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
+
+
+T = TypeVar("T")
 
 
 class PrometheusError(ClusterError):
@@ -31,11 +36,23 @@ def prometheus_url(cluster: Cluster) -> str | None:
     return f"http://{cluster.topology.address_of(host.name)}:{cluster.topology.monitoring.prometheus_port}/"
 
 
+def on_monitoring_host(cluster: Cluster, fetch: Callable[[], T]) -> T:
+    """Run `fetch` (an HTTP call) inside the monitoring host; a PrometheusError it raises passes through."""
+    host = cluster.topology.monitoring_host
+    if host is None:
+        raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
+    try:
+        return cluster.hosts[host.name].call(fetch)
+    except PrometheusError:
+        raise
+    except Exception as exc:  # the host's namespace is gone
+        raise PrometheusError(f"cannot reach {host.name}: {exc}") from None
+
+
 def api(cluster: Cluster, path: str, params: dict[str, str] | None = None, timeout: float = 2.0) -> Any:
     """GET /api/v1/<path> from inside the monitoring host; returns `data`, or raises PrometheusError."""
     url = prometheus_url(cluster)
-    host = cluster.topology.monitoring_host
-    if url is None or host is None:
+    if url is None:
         raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
 
     def fetch() -> Any:
@@ -51,12 +68,7 @@ def api(cluster: Cluster, path: str, params: dict[str, str] | None = None, timeo
             raise PrometheusError(f"Prometheus: {body.get('error') or response.status_code}")
         return body["data"]
 
-    try:
-        return cluster.hosts[host.name].call(fetch)
-    except PrometheusError:
-        raise
-    except Exception as exc:  # the host's namespace is gone
-        raise PrometheusError(f"cannot reach {host.name}: {exc}") from None
+    return on_monitoring_host(cluster, fetch)
 
 
 def query(cluster: Cluster, promql: str) -> list[tuple[dict[str, str], float]]:
@@ -67,6 +79,19 @@ def query(cluster: Cluster, promql: str) -> list[tuple[dict[str, str], float]]:
         value = float(item["value"][1])
         if value == value:  # not NaN
             out.append((item["metric"], value))
+    return out
+
+
+def query_range(
+    cluster: Cluster, promql: str, start: float, end: float, step: float
+) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    """A range query's matrix as (labels, [(unix time, value)]) pairs (NaN points dropped)."""
+    params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+    data = api(cluster, "query_range", params, timeout=5.0)
+    out = []
+    for item in data.get("result", []):
+        points = [(float(t), float(v)) for t, v in item.get("values", []) if float(v) == float(v)]
+        out.append((item["metric"], points))
     return out
 
 
@@ -107,4 +132,8 @@ def dashboard_url(cluster: Cluster) -> str | None:
 
 def monitoring_status(cluster: Cluster) -> dict[str, str | None]:
     """`monitoring` of the status snapshot (docs/STATUS.md)."""
-    return {"prometheus_url": prometheus_url(cluster), "dashboard_url": dashboard_url(cluster)}
+    return {
+        "prometheus_url": prometheus_url(cluster),
+        "alertmanager_url": alertmanager_url(cluster.topology),
+        "dashboard_url": dashboard_url(cluster),
+    }

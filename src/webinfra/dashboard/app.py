@@ -4,6 +4,7 @@ of live frames (control/live.py) over Server-Sent Events, plus three actions.
     GET  /                the page (with ?token=...: sets the session cookie, then redirects to /)
     GET  /api/stream      text/event-stream, one frame a second
     GET  /api/frame       one frame (JSON)
+    GET  /api/history     ?minutes=5|15|60: time series from Prometheus and event markers (history.py)
     POST /api/weight      {"server", "weight"}       -> Cluster.set_weight
     POST /api/fail        {"host", "mode"}           -> faults.fail (stop, crash, partition...)
     POST /api/recover     {"host"}                   -> faults.recover
@@ -166,6 +167,18 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
 
+    async def history_(request: Request) -> Response:
+        from webinfra.dashboard.history import RANGES_MINUTES, history
+
+        if not authorized(request):
+            return refused()
+        minutes = request.query_params.get("minutes", "15")
+        if minutes not in {str(m) for m in RANGES_MINUTES}:
+            return JSONResponse({"error": f"minutes must be one of {RANGES_MINUTES}"}, status_code=400)
+        if cluster.topology.monitoring_host is None:
+            return JSONResponse({"error": "no monitoring host in this topology: no history"}, status_code=404)
+        return JSONResponse(await run_in_threadpool(history, cluster, int(minutes)))
+
     async def act(request: Request, fn: Any) -> Response:
         if not authorized(request):
             return refused()
@@ -229,6 +242,7 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
             Route("/", index),
             Route("/api/frame", frame),
             Route("/api/stream", stream),
+            Route("/api/history", history_),
             Route("/api/weight", weight, methods=["POST"]),
             Route("/api/fail", fail, methods=["POST"]),
             Route("/api/recover", recover, methods=["POST"]),

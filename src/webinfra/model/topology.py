@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 from enum import StrEnum
 from functools import cached_property
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from webinfra.model.errors import NO_VALUE
@@ -142,6 +153,40 @@ class TlsSpec(_Frozen):
         return self.cert_file is not None
 
 
+def _webhook_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+        raise PydanticCustomError("webhook_url", "must be an http:// or https:// URL with a host")
+    return value
+
+
+def _email_address(value: str) -> str:
+    if not re.fullmatch(r"[^@\s<>,;]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+", value):
+        raise PydanticCustomError("email", "must be an e-mail address (name@domain)")
+    return value
+
+
+WebhookUrl = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_webhook_url)]
+EmailAddress = Annotated[str, StringConstraints(max_length=254), AfterValidator(_email_address)]
+SmartHost = Annotated[
+    str, StringConstraints(max_length=260, pattern=r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?:[0-9]{1,5}$")
+]
+
+
+class AlertsSpec(_Frozen):
+    """Where Alertmanager (on the monitoring host) sends the alerts Prometheus fires (plan/alertmanager.py).
+    Nothing set: Alertmanager still groups, inhibits and holds silences; `webinfra alerts` shows them."""
+
+    webhook_urls: tuple[WebhookUrl, ...] = Field(default=(), max_length=16)
+    email_to: tuple[EmailAddress, ...] = Field(default=(), max_length=16)
+    email_from: EmailAddress | None = None
+    smarthost: SmartHost | None = None  # the SMTP relay, "host:port"
+    # Grouping: the first notification of a new group waits this long for its siblings to join it.
+    group_wait_seconds: Int = Field(default=10, ge=0, le=600)
+    group_interval_seconds: Int = Field(default=60, ge=1, le=3600)  # between two notifications of a group
+    repeat_interval_minutes: Int = Field(default=240, ge=1, le=10_080)  # a still-firing alert again
+
+
 class MonitoringSpec(_Frozen):
     """Metrics and alerts, on when one host has the 'monitoring' role: exporters on every host, Prometheus
     and the event watcher on the monitoring host (plan/monitoring.py, docs/MONITORING.md)."""
@@ -154,12 +199,20 @@ class MonitoringSpec(_Frozen):
     dbproxy_metrics_port: Int = Field(default=8406, ge=1, le=65535)  # app hosts with HA: the dbproxy's exporter
     monitor_port: Int = Field(default=9107, ge=1, le=65535)  # the event watcher's metrics (monitoring host)
     dashboard_port: Int = Field(default=8088, ge=1, le=65535)  # `webinfra dashboard`, on the management side
+    alertmanager_port: Int = Field(default=9093, ge=1, le=65535)  # monitoring host
+    nginx_exporter_port: Int = Field(default=9113, ge=1, le=65535)  # web hosts
+    nginx_status_port: Int = Field(default=8081, ge=1, le=65535)  # web hosts, on 127.0.0.1: nginx's stub_status
+    # Each alert's `runbook_url` annotation is this plus "#<alert name in lower case>". The default is the
+    # runbook's path in the repository; point it at wherever you publish docs/RUNBOOK.md.
+    runbook_url: Annotated[str, StringConstraints(max_length=512, pattern=r"^\S+$")] = "docs/RUNBOOK.md"
+    alerts: AlertsSpec = AlertsSpec()
     # Alert bounds.
     down_after_seconds: Int = Field(default=5, ge=0, le=3600)  # a target or backend down this long fires
     max_replication_lag_seconds: Float = Field(default=5.0, gt=0, le=86_400)
     max_error_ratio: Float = Field(default=0.05, gt=0, le=1.0)  # share of 5xx answers over 1 minute
     max_p99_seconds: Float = Field(default=0.5, gt=0, le=600)  # the site's p99 latency over 1 minute
     cert_expiry_days: Int = Field(default=14, ge=1, le=3650)
+    min_disk_free_ratio: Float = Field(default=0.1, gt=0, lt=1.0)  # DiskFilling below this share free, for 5 min
 
 
 class HostSpec(_Frozen):
@@ -380,8 +433,14 @@ def _monitoring_listeners(topo: Topology, host: HostSpec) -> list[tuple[str, int
         out.append(("dbproxy-metrics", mon.dbproxy_metrics_port))
     if host.has(Role.DB):
         out.append(("mysqld-exporter", mon.mysqld_exporter_port))
+    if host.has(Role.WEB):
+        out += [("nginx-exporter", mon.nginx_exporter_port), ("nginx-status", mon.nginx_status_port)]
     if host.has(Role.MONITORING):
-        out += [("prometheus", mon.prometheus_port), ("monitor", mon.monitor_port)]
+        out += [
+            ("prometheus", mon.prometheus_port),
+            ("monitor", mon.monitor_port),
+            ("alertmanager", mon.alertmanager_port),
+        ]
     return out
 
 
@@ -512,6 +571,7 @@ def check_topology(topo: Topology) -> list[Problem]:
                 )
             )
     problems += _check_tls(topo)
+    problems += _check_alerts(topo)
     if topo.lb.route_writes_to == "primary" and len(primaries) == 1 and not primaries[0].has(Role.WEB) and not topo.ha:
         problems.append(
             (
@@ -551,4 +611,25 @@ def _check_tls(topo: Topology) -> list[Problem]:
         problems.append((field, None, "cert_file and key_file go together: give both or neither"))
     if tls.ca_file is not None and tls.cert_file is None:
         problems.append(("tls.ca_file", tls.ca_file, "names the CA of your own certificate: give cert_file too"))
+    return problems
+
+
+def _check_alerts(topo: Topology) -> list[Problem]:
+    """E-mail needs a sender and a relay; routes need Alertmanager, which runs on the monitoring host."""
+    alerts = topo.monitoring.alerts
+    problems: list[Problem] = []
+    if alerts.email_to:
+        if alerts.email_from is None:
+            problems.append(("monitoring.alerts.email_from", NO_VALUE, "email_to needs a sender address (email_from)"))
+        if alerts.smarthost is None:
+            problems.append(("monitoring.alerts.smarthost", NO_VALUE, 'email_to needs an SMTP relay ("host:port")'))
+    routed = alerts.webhook_urls or alerts.email_to
+    if routed and topo.monitoring_host is None:
+        problems.append(
+            (
+                "monitoring.alerts",
+                list(alerts.webhook_urls or alerts.email_to),
+                "alert routes need a host with the 'monitoring' role (Alertmanager runs there)",
+            )
+        )
     return problems

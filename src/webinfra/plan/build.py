@@ -14,7 +14,7 @@ from functools import cache
 import jinja2
 
 from webinfra.model import Role, Topology
-from webinfra.plan import firewall, ha, monitoring
+from webinfra.plan import exporters, firewall, ha, monitoring
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import AppRelease, ClusterPlan, FileSpec, HostPlan, Probe, ServiceSpec
 
@@ -204,6 +204,7 @@ def _host_plan(
                     apps=apps,
                     max_body_kib=topo.web.max_body_kib,
                     tls=_host_tls(topo, layout, name) if topo.backend_tls else None,
+                    status=exporters.nginx_status(topo),
                 ),
             )
         )

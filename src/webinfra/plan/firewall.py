@@ -85,8 +85,7 @@ def flows(topo: Topology) -> tuple[Flow, ...]:
         if host.has(Role.ETCD):
             add("agents -> etcd", _addrs(topo, dbs, name), topo.etcd.client_port)
             add("etcd peers", _addrs(topo, etcds, name), topo.etcd.peer_port)
-            monitors = topo.with_role(Role.MONITORING)
-            add("prometheus -> etcd metrics", _addrs(topo, monitors, name), topo.etcd.metrics_port)
+            # etcd's /metrics port is opened to Prometheus with the other scrape targets (monitoring.flows).
     # Monitoring (a host with the 'monitoring' role): it scrapes every exporter; the management side
     # reaches Prometheus. plan/monitoring.py knows its targets.
     out += monitoring.flows(topo)

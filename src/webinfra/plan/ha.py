@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from webinfra.model import Role, Topology
+from webinfra.plan import exporters
 from webinfra.plan.layout import HostDirs, Layout
 from webinfra.plan.monitoring import dbproxy_metrics
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
@@ -246,11 +247,13 @@ def keepalived_files_and_service(
     assert vip is not None
     cfg = dirs.etc / "keepalived.conf"
     check = dirs.etc / "check-haproxy.sh"
+    notify = exporters.keepalived_notify_file(topo, name, dirs)
     text = render(
         "keepalived.conf.j2",
         host=name,
         cluster=topo.name,
         check_script=check,
+        notify_script=notify.path if notify else None,
         vrid=topo.lb.virtual_router_id,
         priority=150 - 50 * index,
         advert_int=f"{topo.lb.vrrp_advert_ms / 1000:g}",
@@ -280,8 +283,8 @@ def keepalived_files_and_service(
         probe=Probe("tcp", str(topo.address_of(name)), topo.lb.port),  # HAProxy answers; VRRP has no port
         pidfile=run / "keepalived.svc.pid",
         log=dirs.log / "keepalived.log",
-        configs=(cfg, check),
+        configs=(cfg, check, *((notify.path,) if notify else ())),
         reload_signal="HUP",
     )
     check_file = FileSpec(check, CHECK_HAPROXY.format(pidfile=dirs.run / "haproxy.pid"), 0o755)
-    return [FileSpec(cfg, text), check_file], service
+    return [FileSpec(cfg, text), check_file, *((notify,) if notify else ())], service

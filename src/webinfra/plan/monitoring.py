@@ -1,13 +1,18 @@
 """Plan pieces of monitoring, present when one host has the 'monitoring' role. Pure, like the rest of plan/.
 
-    node-exporter    every host      Debian's prometheus-node-exporter, on the host's address
+    node-exporter    every host      Debian's prometheus-node-exporter, on the host's address (plan/exporters.py;
+                                     on an LB pair it also exports keepalived's VRRP state)
     mysqld-exporter  db hosts        prometheus-mysqld-exporter over the local socket, as the least-privilege
                                      user `exporter` (services/monitoring.py writes its client file and account)
+    nginx-exporter   web hosts       prometheus-nginx-exporter, reading nginx's stub_status on 127.0.0.1
     HAProxy metrics  lb hosts        HAProxy's own exporter: a `frontend metrics` in haproxy.cfg (and in the
                      (app hosts, HA) dbproxy's config), on the host's address only
     site /metrics    app hosts       the app's own metrics (site/metrics.py), scraped on the app port
     agent /metrics   db hosts, HA    the DB agents' role, lease and lag
-    prometheus       monitoring      scrapes all of the above by address, evaluates `alert_rules`
+    etcd /metrics    etcd hosts      etcd's own metrics (leader, proposals), on `etcd_metrics_port`
+    prometheus       monitoring      scrapes all of the above by address, evaluates the alert rules
+                                     (plan/alert_rules.py) and sends what fires to Alertmanager
+    alertmanager     monitoring      groups, inhibits, silences and routes the alerts (plan/alertmanager.py)
     monitor          monitoring      webinfra's watcher (control/monitor.py): records the events it sees
                                      (backend down/up, VIP moved, primary changed) and exports a few gauges
 
@@ -23,31 +28,16 @@ from typing import Any
 import yaml
 
 from webinfra.model import Role, Topology
+from webinfra.plan import alertmanager
+from webinfra.plan.alert_rules import alert_rules, render_alert_rules
+from webinfra.plan.exporters import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF, exporter_services
 from webinfra.plan.layout import HostDirs, Layout
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
 
-# node_exporter collectors that work inside a network namespace and say something useful about a host.
-# The defaults include collectors that read hardware or host-wide state (hwmon, thermal, rapl, mdadm...):
-# in an emulated host they either fail or describe the whole machine, so only these are enabled.
-NODE_COLLECTORS = (
-    "cpu",
-    "meminfo",
-    "loadavg",
-    "netdev",
-    "filesystem",
-    "stat",
-    "time",
-    "uname",
-    "vmstat",
-    "sockstat",
-    "netstat",
-    "pressure",
-    "filefd",
-)
-FILESYSTEM_EXCLUDE = "^/(dev|proc|run|sys|var/lib/docker/.+)($|/)"
+# Re-exported: callers and tests read the rules and the exporters' names through this module.
+__all__ = ["EXPORTER_SECRET", "MYSQLD_EXPORTER_CNF", "alert_rules", "render_alert_rules"]
+
 RETENTION = "2d"
-MYSQLD_EXPORTER_CNF = "mysqld-exporter.cnf"
-EXPORTER_SECRET = "db-exporter"
 # The HAProxy exporter's frontend: scraped by Prometheus, and nothing else.
 HAPROXY_METRICS_FRONTEND = "metrics"
 
@@ -85,9 +75,18 @@ def targets(topo: Topology) -> list[Target]:
     add("site", Role.APP, topo.app.port)
     add("mysqld", Role.DB, mon.mysqld_exporter_port)
     add("agent", Role.DB, topo.db.agent_port, when=topo.ha)
+    add("nginx", Role.WEB, mon.nginx_exporter_port)
+    add("etcd", Role.ETCD, etcd_metrics_port(topo))
     add("prometheus", Role.MONITORING, mon.prometheus_port)
     add("webinfra", Role.MONITORING, mon.monitor_port)
+    add("alertmanager", Role.MONITORING, mon.alertmanager_port)
     return out
+
+
+def etcd_metrics_port(topo: Topology) -> int:
+    """Where Prometheus reads etcd's /metrics: a plain-HTTP listener of their own (`--listen-metrics-urls`,
+    plan/ha.py), since the client port needs TLS and a login (the scrape target and the firewall flow follow)."""
+    return topo.etcd.metrics_port
 
 
 def haproxy_metrics(topo: Topology, host: str, port: int | None = None) -> dict[str, Any] | None:
@@ -111,60 +110,18 @@ def dbproxy_metrics(topo: Topology, host: str) -> dict[str, Any] | None:
 def files_and_services(
     topo: Topology, layout: Layout, name: str, dirs: HostDirs, python: str = sys.executable
 ) -> tuple[list[FileSpec], list[ServiceSpec]]:
-    """What monitoring adds to host `name`: its exporters, and Prometheus and the watcher on the monitoring host."""
+    """What monitoring adds to host `name`: its exporters; Prometheus, Alertmanager and the watcher on the
+    monitoring host."""
     if topo.monitoring_host is None:
         return [], []
-    spec = topo.host(name)
     files: list[FileSpec] = []
-    services = [node_exporter_service(topo, name, dirs)]
-    if spec.has(Role.DB):
-        services.append(mysqld_exporter_service(topo, name, dirs))
-    if spec.has(Role.MONITORING):
+    services = exporter_services(topo, name, dirs)
+    if topo.host(name).has(Role.MONITORING):
         prom_files, prom = prometheus_files_and_service(topo, layout, name, dirs)
-        files += prom_files
-        services += [prom, monitor_service(topo, layout, name, dirs, python)]
+        am_files, am = alertmanager.files_and_service(topo, name, dirs)
+        files += prom_files + am_files
+        services += [am, prom, monitor_service(topo, layout, name, dirs, python)]
     return files, services
-
-
-def node_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
-    address, port = _addr(topo, name), topo.monitoring.node_exporter_port
-    return ServiceSpec(
-        name="node-exporter",
-        argv=(
-            "prometheus-node-exporter",
-            f"--web.listen-address={address}:{port}",
-            "--log.level=warn",
-            "--collector.disable-defaults",
-            *(f"--collector.{c}" for c in NODE_COLLECTORS),
-            f"--collector.filesystem.mount-points-exclude={FILESYSTEM_EXCLUDE}",
-        ),
-        probe=Probe("tcp", address, port),
-        pidfile=dirs.run / "node-exporter.svc.pid",
-        log=dirs.log / "node-exporter.log",
-    )
-
-
-def mysqld_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
-    """The client file it reads holds a password, so it is not part of the plan: the service's start hook
-    (services/monitoring.py) writes it (0600) and makes sure the `exporter` account exists."""
-    address, port = _addr(topo, name), topo.monitoring.mysqld_exporter_port
-    return ServiceSpec(
-        name="mysqld-exporter",
-        argv=(
-            "prometheus-mysqld-exporter",
-            f"--web.listen-address={address}:{port}",
-            f"--config.my-cnf={dirs.etc / MYSQLD_EXPORTER_CNF}",
-            "--log.level=warn",
-            # Kept: global status and variables, replication status. Off: what needs more privileges or a
-            # plugin MariaDB does not load here.
-            "--no-collect.info_schema.innodb_cmp",
-            "--no-collect.info_schema.innodb_cmpmem",
-            "--no-collect.info_schema.query_response_time",
-        ),
-        probe=Probe("tcp", address, port),
-        pidfile=dirs.run / "mysqld-exporter.svc.pid",
-        log=dirs.log / "mysqld-exporter.log",
-    )
 
 
 def prometheus_files_and_service(
@@ -242,6 +199,7 @@ def render_prometheus_config(topo: Topology, host: str, rules_file: Any) -> str:
             "evaluation_interval": _duration(interval),
             "external_labels": {"cluster": topo.name},
         },
+        "alerting": alertmanager.prometheus_alerting(topo),
         "rule_files": [str(rules_file)],
         "scrape_configs": [
             {
@@ -253,113 +211,6 @@ def render_prometheus_config(topo: Topology, host: str, rules_file: Any) -> str:
         ],
     }
     return _yaml(f"# Rendered by webinfra for {host} ({topo.name}). Do not edit: `webinfra up` rewrites it.\n", config)
-
-
-def _rule(name: str, expr: str, for_s: float, severity: str, summary: str) -> dict[str, Any]:
-    rule: dict[str, Any] = {"alert": name, "expr": expr}
-    if for_s > 0:
-        rule["for"] = f"{for_s:g}s"
-    rule["labels"] = {"severity": severity}
-    rule["annotations"] = {"summary": summary}
-    return rule
-
-
-def alert_rules(topo: Topology) -> list[dict[str, Any]]:
-    """The alert rules, with the bounds of `[monitoring]` (docs/MONITORING.md explains each)."""
-    mon = topo.monitoring
-    down = mon.down_after_seconds
-    site_lb = 'job="haproxy",proxy="site"'
-    rules = [
-        _rule(
-            "InstanceDown",
-            "up == 0",
-            down,
-            "critical",
-            "{{ $labels.job }} on {{ $labels.host }} ({{ $labels.instance }}) does not answer scrapes",
-        ),
-        _rule(
-            "BackendDown",
-            f'haproxy_server_status{{{site_lb},state="DOWN"}} == 1',
-            down,
-            "critical",
-            "backend {{ $labels.server }} is down (health checks of {{ $labels.host }})",
-        ),
-        _rule(
-            "SiteDown",
-            f"sum by (host) (haproxy_backend_active_servers{{{site_lb}}})"
-            f" + sum by (host) (haproxy_backend_backup_servers{{{site_lb}}}) == 0",
-            down,
-            "critical",
-            "no backend of {{ $labels.host }} is up: the site answers 503",
-        ),
-        _rule("MysqlDown", "mysql_up == 0", down, "critical", "MariaDB on {{ $labels.host }} does not answer"),
-        _rule(
-            "ReplicationBroken",
-            "mysql_slave_status_slave_io_running == 0 or mysql_slave_status_slave_sql_running == 0",
-            down,
-            "critical",
-            "replication on {{ $labels.host }} is stopped (from {{ $labels.master_host }})",
-        ),
-        _rule(
-            "ReplicationLag",
-            f"mysql_slave_status_seconds_behind_master > {mon.max_replication_lag_seconds:g}",
-            down,
-            "warning",
-            "{{ $labels.host }} is {{ $value }}s behind its primary",
-        ),
-        _rule(
-            "FailoverHappened",
-            "increase(webinfra_primary_changes_total[5m]) > 0",
-            0,
-            "warning",
-            "the primary database changed in the last 5 minutes (see `webinfra events`)",
-        ),
-        _rule(
-            "HighErrorRate",
-            f'sum by (host) (rate(haproxy_frontend_http_responses_total{{{site_lb},code="5xx"}}[1m]))'
-            f" / sum by (host) (rate(haproxy_frontend_http_requests_total{{{site_lb}}}[1m]))"
-            f" > {mon.max_error_ratio:g}",
-            10,
-            "warning",
-            "{{ $value | humanizePercentage }} of the site's answers through {{ $labels.host }} are 5xx",
-        ),
-        _rule(
-            "HighLatencyP99",
-            "histogram_quantile(0.99, sum by (host, le) "
-            '(rate(site_request_duration_seconds_bucket{route!="/healthz"}[1m])))'
-            f" > {mon.max_p99_seconds:g}",
-            10,
-            "warning",
-            "p99 latency of the app on {{ $labels.host }} is {{ $value | humanizeDuration }}",
-        ),
-    ]
-    if topo.lb_pair:
-        rules.append(
-            _rule(
-                "VipMoved",
-                "increase(webinfra_vip_moves_total[5m]) > 0",
-                0,
-                "warning",
-                "the site's virtual IP moved to another load balancer in the last 5 minutes",
-            )
-        )
-    if topo.tls.enabled:
-        # Only with TLS: the watcher exports the certificates' expiry (webinfra_cert_not_after_seconds).
-        rules.append(
-            _rule(
-                "CertificateExpiringSoon",
-                f"webinfra_cert_not_after_seconds - time() < {mon.cert_expiry_days * 86400}",
-                0,
-                "warning",
-                "certificate {{ $labels.cert }} expires in {{ $value | humanizeDuration }}",
-            )
-        )
-    return rules
-
-
-def render_alert_rules(topo: Topology) -> str:
-    header = f"# Rendered by webinfra ({topo.name}). Do not edit: `webinfra up` rewrites it.\n"
-    return _yaml(header, {"groups": [{"name": "webinfra", "rules": alert_rules(topo)}]})
 
 
 # ---- firewall ----
@@ -385,8 +236,15 @@ def flows(topo: Topology) -> list[Any]:
         )
         for dest, scrapes in by_dest.items()
     ]
+    mon = topo.monitoring
     out.append(
-        Flow("management -> prometheus", mhost.name, (str(topo.gateway),), "tcp", (topo.monitoring.prometheus_port,))
+        Flow(
+            "management -> prometheus, alertmanager",
+            mhost.name,
+            (str(topo.gateway),),
+            "tcp",
+            (mon.prometheus_port, mon.alertmanager_port),
+        )
     )
     return out
 

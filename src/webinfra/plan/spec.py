@@ -85,6 +85,8 @@ SERVICE_ORDER = (
     "haproxy",
     "keepalived",
     "node-exporter",
+    "nginx-exporter",
+    "alertmanager",
     "prometheus",
     "monitor",
 )

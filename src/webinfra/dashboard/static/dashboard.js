@@ -144,6 +144,9 @@ function drawSummary(frame) {
   const prometheus = (snap.monitoring || {}).prometheus_url;
   $("prometheus").textContent = prometheus ? "Prometheus" : "";
   if (prometheus) $("prometheus").href = prometheus;
+  const alertmanager = (snap.monitoring || {}).alertmanager_url;
+  $("alertmanager").textContent = alertmanager ? "Alertmanager" : "";
+  if (alertmanager) $("alertmanager").href = alertmanager;
 }
 
 function drawLists(frame) {
@@ -170,6 +173,7 @@ function draw(frame) {
   drawSummary(frame);
   drawHosts(frame);
   drawLists(frame);
+  drawTopology($("topology"), frame.status);
   document.body.dataset.frames = String(Number(document.body.dataset.frames || 0) + 1);
 }
 
@@ -180,4 +184,33 @@ function connect() {
   source.onerror = () => { $("live").textContent = "reconnecting…"; $("live").className = "live off"; };
 }
 
+// History: range queries through /api/history, redrawn every few seconds and when the range changes.
+const HISTORY_EVERY_MS = 5000;
+let historyMinutes = 15;
+
+async function loadHistory() {
+  try {
+    const response = await fetch(`/api/history?minutes=${historyMinutes}`, { credentials: "same-origin" });
+    const data = await response.json();
+    if (!response.ok) {
+      $("history").replaceChildren(el("p", { class: "dim", text: data.error || `history: ${response.status}` }));
+      return;
+    }
+    drawHistory($("history"), data);
+    document.body.dataset.historyLoads = String(Number(document.body.dataset.historyLoads || 0) + 1);
+  } catch (err) {
+    $("history").replaceChildren(el("p", { class: "state-down", text: `history: ${err}` }));
+  }
+}
+
+for (const button of document.querySelectorAll("#ranges button")) {
+  button.addEventListener("click", () => {
+    historyMinutes = Number(button.dataset.minutes);
+    for (const b of document.querySelectorAll("#ranges button")) b.classList.toggle("on", b === button);
+    loadHistory();
+  });
+}
+
 connect();
+loadHistory();
+setInterval(loadHistory, HISTORY_EVERY_MS);
