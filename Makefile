@@ -16,10 +16,12 @@ deps:
 test-deps:
 	scripts/install-deps.sh --test
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from constraints.txt (reproducible installs); the test extra includes the plots extra
+# (matplotlib, for the chaos PNGs).
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e '.[test]'
+	$(VENV)/bin/pip install -q -e '.[test]' -c constraints.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -30,8 +32,9 @@ up: deps venv
 down: venv
 	$(WEBINFRA) down
 
+# `make purge` is the confirmation: no question asked.
 purge: venv
-	$(WEBINFRA) down --purge
+	$(WEBINFRA) down --purge --yes
 
 test: test-deps venv
 	$(VENV)/bin/pytest

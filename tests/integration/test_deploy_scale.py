@@ -194,6 +194,36 @@ def test_failing_deploy_is_rolled_back_with_zero_failures(cluster: Cluster, tmp_
     assert releases.deploy_file(cluster.layout).read_text() == record
 
 
+def test_rollback_under_load_zero_failures(cluster: Cluster) -> None:
+    """`rollback` goes back to the release before (here the installed code base), then forward again to the
+    kept v2, each time a rolling deploy under load; the failed release above is not kept."""
+    v2 = code_versions(cluster)["web-01"]
+    assert v2 is not None
+    listing = json.loads(cli(cluster, "deploy", "--list", "--json").stdout)
+    assert [(r["version"], r["running_on"], r["installed"]) for r in listing["releases"]] == [
+        (v2, ["web-01", "web-02"], False),
+        ("1", [], True),
+    ]
+    proc, result = under_load(cluster, "rollback", "--json")
+    assert json.loads(proc.stdout) == {
+        "cluster": "tdeploy",
+        "version": "1",
+        "switched": ["web-01", "web-02"],
+        "unchanged": [],
+        "seconds": json.loads(proc.stdout)["seconds"],
+    }
+    assert_no_failures(result)
+    assert code_versions(cluster) == {"web-01": "1", "web-02": "1"}
+    proc, result = under_load(cluster, "rollback")
+    assert f"deployed {v2} to web-01, web-02" in proc.stdout
+    assert_no_failures(result)
+    assert code_versions(cluster) == {"web-01": v2, "web-02": v2}
+    kinds = event_kinds(cluster)
+    assert kinds.count("deploy_done") >= 3 and kinds[-1] == "deploy_done"
+    bad = cli(cluster, "rollback", "nope", check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: no release 'nope' is kept (releases: ")
+
+
 def test_add_server_under_load(cluster: Cluster, topo_file: Path) -> None:
     version = code_versions(cluster)["web-01"]
     proc, result = under_load(cluster, "scale", "add-server", "web-03", "--weight", "2", "-f", str(topo_file))
@@ -275,6 +305,12 @@ def hard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_hardened_add_server_deploy_and_remove_under_load(hard: Cluster, tmp_path: Path) -> None:
     assert hard.topology.tls.enabled and hard.topology.backend_tls and hard.topology.firewall and hard.topology.ha
+    # `plan` of the file it runs: nothing to do (every config of the hardened design, as `up` wrote it).
+    design = tmp_path / "thard.toml"
+    design.write_text(hardened("thard", 71))
+    planned = cli(hard, "plan", "-f", str(design), check=False)
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert cli(hard, "plan", check=False).returncode == 0  # -c thard: its own stored topology
     proc, result = under_load(hard, "scale", "add-server", "web-03")
     assert "added server web-03 (198.18.71.15)" in proc.stdout
     assert_no_failures(result)

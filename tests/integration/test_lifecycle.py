@@ -39,7 +39,16 @@ def test_data_survives_down_and_up_and_purge_deletes_it(make_cluster: Callable[[
         assert client.post("/api/entries", json={"text": "after restart"}).status_code == 201
 
     proc = subprocess.run(
-        [str(WEBINFRA), "down", "--purge", "--state-dir", str(cluster.layout.cluster_dir.parent), "-c", "tlife"],
+        [
+            str(WEBINFRA),
+            "down",
+            "--purge",
+            "--yes",
+            "--state-dir",
+            str(cluster.layout.cluster_dir.parent),
+            "-c",
+            "tlife",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

@@ -244,17 +244,17 @@ BAD_TOPOLOGIES = [
     _case(
         "two-primaries",
         LB + PRIMARY + host("web-02", "web", "app", "db", db_role='"primary"'),
-        "hosts = ['web-01', 'web-02']: exactly one 'db' host must have db_role = \"primary\"",
+        "hosts = ['web-01', 'web-02']: 2 'db' hosts have db_role = \"primary\": exactly one may",
     ),
     _case(
         "no-primary",
         LB + host("web-01", "web", "app", "db", db_role='"replica"') + REPLICA,
-        "hosts = []: exactly one 'db' host must have db_role = \"primary\"",
+        "hosts: no 'db' host has db_role = \"primary\" (db hosts: web-01, web-02): make one the primary",
     ),
     _case(
         "no-database-at-all",
         LB + host("web-01", "web", "app"),
-        "hosts = []: exactly one 'db' host must have db_role = \"primary\"",
+        "hosts: no host has the 'db' role: add one with db_role = \"primary\"",
     ),
     _case("no-lb", PRIMARY + REPLICA, "hosts = []: one host (single LB) or two (an LB pair) must have 'lb'"),
     _case(

@@ -58,15 +58,13 @@ class Cluster:
         # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back.
         self.plan: ClusterPlan = build_plan(self.topology, self.layout, releases=releases.deployed(self.layout))
         topo = self.topology
-        try:
-            self.network = netmod.ClusterNetwork.build(
-                topo.name,
-                topo.network.subnet,
-                topo.gateway,
-                [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
-            )
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        self.network = netmod.ClusterNetwork.build(
+            topo.name,
+            topo.network.subnet,
+            topo.gateway,
+            [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
+            previous=netmod.ClusterNetwork.load(self.layout.network_file),
+        )
         self.hosts: dict[str, NetnsHost] = {
             link.host: NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host))
             for link in self.network.links

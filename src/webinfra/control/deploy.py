@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
+import shutil
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -107,12 +109,18 @@ def deploy(
     layout = cluster.layout
     with operation_lock(cluster, "deploy"):
         new: dict[str, AppRelease] = {}
+        # A release's time is when it was last deployed (`rollback` goes to the one before); a failed deploy
+        # puts it back, or removes the release it shipped, so it is never a rollback target.
+        undo_ship: dict[Path, float | None] = {}
         for name in todo:
             dest = releases.release_dir(layout.host(name), version)
+            before = dest.stat().st_mtime if dest.is_dir() else None
             try:
                 copied = releases.ship(base, version, dest)
             except CodeBaseError as exc:
                 raise UsageError(str(exc)) from None
+            undo_ship[dest] = None if copied else before
+            os.utime(dest)
             new[name] = AppRelease(version, dest)
             progress(name, "release", f"{version} {'shipped' if copied else 'already there'}")
         events.record(layout, "deploy_started", "", f"version {version} to {', '.join(todo)} (from {base})")
@@ -122,7 +130,10 @@ def deploy(
                 cycle(cluster, name, new[name], health_timeout=health_timeout, progress=progress)
             except (HostUnhealthy, supervisor.ServiceError, CommandError) as exc:
                 events.record(layout, "deploy_failed", name, f"version {version}: {exc}")
-                _roll_back(cluster, [name, *reversed(done)], current, health_timeout, progress)
+                # The release going back ran before: it gets the default time to be healthy even when the new
+                # one was given less (a short --health-timeout must not fail the way back on a busy machine).
+                _roll_back(cluster, [name, *reversed(done)], current, max(health_timeout, HEALTH_TIMEOUT), progress)
+                _unship(undo_ship)
                 raise ClusterError(
                     f"deploy of {version} failed on {name}: {exc}; rolled back to {current[name].version}"
                 ) from None
@@ -134,6 +145,83 @@ def deploy(
         events.record(layout, "deploy_done", "", f"version {version} on {', '.join(todo)} in {seconds:.1f}s")
     unchanged = tuple(h for h in current if h not in todo)
     return DeployResult(version, tuple(todo), unchanged, seconds)
+
+
+@dataclass(frozen=True)
+class Release:
+    """A code base kept on the app hosts (services/releases.py), or the installed one (`installed`)."""
+
+    version: str
+    hosts: tuple[str, ...]  # app hosts that keep it
+    running_on: tuple[str, ...]
+    deployed_at: float | None  # when it was last deployed (the release directory's time); None: installed
+    installed: bool = False
+
+
+def list_releases(cluster: Cluster) -> list[Release]:
+    """Every release kept on the app hosts, most recently deployed first, then the installed code base."""
+    current = current_releases(cluster)
+    kept: dict[str, list[tuple[str, float]]] = {}
+    for host in current:
+        root = releases.release_dir(cluster.layout.host(host), "x").parent
+        for path in root.iterdir() if root.is_dir() else ():
+            if path.is_dir() and not path.name.startswith("."):
+                kept.setdefault(path.name, []).append((host, path.stat().st_mtime))
+    out = [
+        Release(
+            version,
+            tuple(h for h, _ in found),
+            tuple(h for h, r in current.items() if r.version == version and r.app_dir is not None),
+            max(t for _, t in found),
+        )
+        for version, found in kept.items()
+    ]
+    out.sort(key=lambda r: r.deployed_at or 0.0, reverse=True)
+    installed_on = tuple(h for h, r in current.items() if r.app_dir is None)
+    if installed_on or cluster.topology.app.version not in kept:  # else a kept release has its label
+        out.append(Release(cluster.topology.app.version, tuple(current), installed_on, None, installed=True))
+    return out
+
+
+def rollback_target(cluster: Cluster, version: str | None) -> Release:
+    """The release to go back to: `version`, or the one deployed before the one running now."""
+    found = list_releases(cluster)
+    if version is not None:
+        for release in found:
+            if release.version == version:
+                return release
+        kept = ", ".join(r.version for r in found)
+        raise UsageError(f"no release {version!r} is kept (releases: {kept}; `webinfra deploy --list`)")
+    running = {r.version for r in current_releases(cluster).values()}
+    earlier = [r for r in found if r.version not in running]
+    if not earlier:
+        raise UsageError("no earlier release is kept to roll back to (`webinfra deploy --list`)")
+    return earlier[0]
+
+
+def rollback(
+    cluster: Cluster,
+    version: str | None = None,
+    *,
+    health_timeout: float = HEALTH_TIMEOUT,
+    progress: Progress = _quiet,
+) -> DeployResult:
+    """Go back to a kept release: a rolling deploy of it (same drain, health and smoke checks, same rollback
+    when a host fails). The installed code base is deployed as a release labelled `[app] version`."""
+    target = rollback_target(cluster, version)
+    if target.installed:
+        return deploy(cluster, None, target.version, health_timeout=health_timeout, progress=progress)
+    source = releases.release_dir(cluster.layout.host(target.hosts[0]), target.version) / "webinfra" / "site"
+    return deploy(cluster, source, target.version, health_timeout=health_timeout, progress=progress)
+
+
+def _unship(shipped: dict[Path, float | None]) -> None:
+    """After a failed deploy rolled back: remove the releases it copied, give reused ones their time back."""
+    for dest, mtime in shipped.items():
+        if mtime is None:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            os.utime(dest, (mtime, mtime))
 
 
 def _roll_back(

@@ -44,7 +44,7 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
                 "code_version": _code_version(cluster, hp.name) if "app" in hp.roles else None,
             }
         )
-    return {
+    snap = {
         "schema_version": SCHEMA_VERSION,
         "cluster": topo.name,
         "site_name": topo.site.name,
@@ -55,6 +55,8 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
         "db": _db(cluster),
         "monitoring": monitoring_status(cluster),
     }
+    snap["health"] = health(snap)
+    return snap
 
 
 def _code_version(cluster: Cluster, host: str) -> str | None:
@@ -188,3 +190,42 @@ def _lease(agent: dict[str, Any] | None, name: str) -> dict[str, Any] | None:
 
 def _vip_holder(cluster: Cluster) -> str | None:
     return ",".join(ha.vip_holders(cluster)) or None
+
+
+# ---- health: what `status` exits with (docs/CLI.md) ----
+
+HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+DELIBERATE = ("up", "drain", "maint")  # backend states that are not a problem
+
+
+def health(snap: dict[str, Any]) -> dict[str, Any]:
+    """From a snapshot: `down` when the site cannot serve (no load balancer answering, no backend up, no
+    primary database); `degraded` when it serves with something missing (a host or service down, a backend
+    down, replication broken, a fault injected); else `healthy`. Pure, so it is unit-tested."""
+    down: list[str] = []
+    degraded: list[str] = []
+    lb = snap["lb"]
+    backends = lb["backends"]
+    if not lb["runtime_api"]:
+        down.append("no load balancer's runtime API answers")
+    elif not any(b["state"] == "up" for b in backends):
+        down.append("no load-balancer backend is up")
+    if snap["db"]["primary"] is None:
+        down.append("no primary database")
+    for host in snap["hosts"]:
+        if not host["up"]:
+            degraded.append(f"host {host['name']} is down")
+            continue
+        degraded += [
+            f"{s['name']} on {host['name']} is {s['state']}" for s in host["services"] if s["state"] != "running"
+        ]
+    if lb["runtime_api"]:
+        # A backend drained or in maintenance is an operator's choice (weight 0, a deploy cycling it): not a fault.
+        degraded += [f"backend {b['name']} is {b['state']}" for b in backends if b["state"] not in DELIBERATE]
+    for node in snap["db"]["replicas"]:
+        threads = (node.get("io_running"), node.get("sql_running"))
+        if node.get("error") or any(t not in (None, "Yes") for t in threads):
+            degraded.append(f"replication on {node['name']} is broken ({node.get('error') or 'not running'})")
+    degraded += [f"fault on {host}: {what}" for host, what in (snap.get("faults") or {}).items()]
+    state = DOWN if down else DEGRADED if degraded else HEALTHY
+    return {"state": state, "problems": down + degraded}

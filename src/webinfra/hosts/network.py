@@ -4,14 +4,17 @@ side and holds the gateway address), and per host a network namespace joined to 
 Names are derived from the cluster name so that `down` removes exactly what `up` created:
     bridge    wib-<cluster>                        (<= 15 chars: cluster names are at most 8)
     namespace wi-<cluster>-<host>
-    veth      wv<cluster><4 hex of host name>      (the peer inside the namespace is called eth0)
+    veth      wh<cluster><host number, 5 digits>   (the peer inside the namespace is called eth0)
+The host number is the host's offset in the subnet (its address minus the network address; < 65536 since a
+subnet is at least /16), so two hosts of a cluster can never get the same veth: their addresses differ.
+Clusters brought up before this scheme used `wv<cluster><4 hex of a hash of the host name>`, which could
+clash (w99 and w201); their recorded veths keep their names (`ClusterNetwork.build`).
 No default route is set inside the namespaces and no NAT is added: the cluster subnet never leaves the machine.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import json
 import os
@@ -32,8 +35,16 @@ def netns_name(cluster: str, host: str) -> str:
     return f"wi-{cluster}-{host}"
 
 
-def veth_name(cluster: str, host: str) -> str:
-    return f"wv{cluster}{hashlib.sha1(host.encode()).hexdigest()[:4]}"
+def veth_name(cluster: str, host_number: int) -> str:
+    return f"{VETH_PREFIX}{cluster}{host_number:05d}"
+
+
+VETH_PREFIX = "wh"
+LEGACY_VETH_PREFIX = "wv"  # 4 hex of sha1(host name): still removed by `sweep_cluster`
+
+
+def host_number(subnet: ipaddress.IPv4Network, address: str) -> int:
+    return int(ipaddress.IPv4Address(address)) - int(subnet.network_address)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -94,13 +105,20 @@ def sweep_cluster(cluster: str) -> list[str]:
     out = _ip("-o", "link", "show", check=False).stdout
     for line in out.splitlines():
         dev = line.split(":")[1].strip().split("@")[0]
-        if dev.startswith(f"wv{cluster}") and len(dev) == len(f"wv{cluster}") + 4:
+        if _is_veth_of(dev, cluster):
             _ip("link", "del", dev, check=False)
             removed.append(dev)
     if link_exists(bridge_name(cluster)):
         _ip("link", "del", bridge_name(cluster), check=False)
         removed.append(bridge_name(cluster))
     return removed
+
+
+def _is_veth_of(dev: str, cluster: str) -> bool:
+    new, legacy = f"{VETH_PREFIX}{cluster}", f"{LEGACY_VETH_PREFIX}{cluster}"
+    if dev.startswith(new) and len(dev) == len(new) + 5:
+        return dev[len(new) :].isdigit()
+    return dev.startswith(legacy) and len(dev) == len(legacy) + 4
 
 
 @dataclass(frozen=True)
@@ -129,12 +147,20 @@ class ClusterNetwork:
         subnet: ipaddress.IPv4Network,
         gateway: ipaddress.IPv4Address,
         hosts: Sequence[tuple[str, str]],
+        previous: ClusterNetwork | None = None,
     ) -> ClusterNetwork:
-        links = tuple(HostLink(h, netns_name(cluster, h), veth_name(cluster, h), a) for h, a in hosts)
-        veths = [link.veth for link in links]
-        if len(set(veths)) != len(veths):
-            clash = sorted(link.host for link in links if veths.count(link.veth) > 1)
-            raise ValueError(f"hosts {clash} map to the same interface name; rename one of them")
+        """`previous`: what `up` created before (network.json); hosts recorded there with a legacy veth name
+        keep it (the interface exists under that name)."""
+        # Only legacy names are kept: they can never equal a new one (other prefix), nor each other (they ran).
+        kept = {
+            link.host: link.veth
+            for link in (previous.links if previous else ())
+            if _is_veth_of(link.veth, cluster) and link.veth.startswith(LEGACY_VETH_PREFIX)
+        }
+        links = tuple(
+            HostLink(h, netns_name(cluster, h), kept.get(h) or veth_name(cluster, host_number(subnet, a)), a)
+            for h, a in hosts
+        )
         return cls(cluster, subnet, gateway, links)
 
     # ---- creation (idempotent) ----
@@ -193,11 +219,13 @@ class ClusterNetwork:
     def load(cls, path: Path) -> ClusterNetwork | None:
         try:
             data = json.loads(path.read_text())
+            return cls(
+                data["cluster"],
+                ipaddress.IPv4Network(data["subnet"]),
+                ipaddress.IPv4Address(data["gateway"]),
+                tuple(HostLink(**link) for link in data["links"]),
+            )
         except FileNotFoundError:
             return None
-        return cls(
-            data["cluster"],
-            ipaddress.IPv4Network(data["subnet"]),
-            ipaddress.IPv4Address(data["gateway"]),
-            tuple(HostLink(**link) for link in data["links"]),
-        )
+        except (ValueError, KeyError, TypeError):  # not written by `save`: nothing known was created
+            return None

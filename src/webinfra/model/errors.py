@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 
@@ -13,7 +14,27 @@ class TopologyError(ValueError):
         self.field = field
         self.value = value
         self.message = message
+        # The other problems of the same file (`webinfra validate` prints them all; other commands the first).
+        self.more: tuple[TopologyError, ...] = ()
         super().__init__(str(self))
+
+    @classmethod
+    def of_all(cls, errors: list[TopologyError]) -> TopologyError:
+        first = errors[0]
+        first.more = tuple(errors[1:])
+        return first
+
+    @property
+    def all_errors(self) -> tuple[TopologyError, ...]:
+        return (self, *self.more)
+
+    def to_json(self) -> dict[str, Any]:
+        value = None if self.value is _NO_VALUE else self.value
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            value = repr(value)
+        return {"file": self.source, "field": self.field, "value": value, "message": self.message}
 
     def __str__(self) -> str:
         where = f"{self.source}: {self.field}" if self.field else self.source

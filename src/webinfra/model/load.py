@@ -44,27 +44,49 @@ def _lookup(data: Any, loc: tuple[int | str, ...]) -> Any:
     return data
 
 
-def parse_topology(text: str, source: str = "<string>") -> Topology:
-    """Parse and validate TOML text. `source` names the file in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise TopologyError(source, "", NO_VALUE, f"invalid TOML: {exc}") from None
-    try:
-        topo = Topology.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+# Bounds that keep validation quick and a mistaken file (a generated list gone wrong) from hanging a command:
+# far above what one machine can emulate, far below what would take long to check.
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_HOSTS = 4096
+
+
+def _pydantic_errors(exc: ValidationError, data: Any, source: str) -> list[TopologyError]:
+    errors = []
+    found = [
+        (tuple(p for p in e["loc"] if not (isinstance(p, str) and p.startswith("function-"))), e) for e in exc.errors()
+    ]
+    for loc, err in found:
+        # pydantic also counts a list whose items failed as too short: that is not a problem of its own.
+        if err["type"] == "too_short" and any(other[: len(loc)] == loc and len(other) > len(loc) for other, _ in found):
+            continue
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] == "missing":
             message = "required field is missing"
-        raise TopologyError(source, _field_path(loc) or "(top level)", _lookup(data, loc), message) from None
+        errors.append(TopologyError(source, _field_path(loc) or "(top level)", _lookup(data, loc), message))
+    return errors
+
+
+def parse_topology(text: str, source: str = "<string>") -> Topology:
+    """Parse and validate TOML text. `source` names the file in error messages. The `TopologyError` raised
+    names the first problem and carries the others (`.all_errors`)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise TopologyError(source, "", NO_VALUE, f"{len(text)} bytes: a topology file is at most {MAX_FILE_BYTES}")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TopologyError(source, "", NO_VALUE, f"invalid TOML: {exc}") from None
+    hosts = data.get("hosts")
+    if isinstance(hosts, list) and len(hosts) > MAX_HOSTS:
+        raise TopologyError(source, "hosts", NO_VALUE, f"{len(hosts)} hosts: at most {MAX_HOSTS}")
+    try:
+        topo = Topology.model_validate(data)
+    except ValidationError as exc:
+        raise TopologyError.of_all(_pydantic_errors(exc, data, source)) from None
     problems = check_topology(topo)
     if problems:
-        field, value, message = problems[0]
-        raise TopologyError(source, field, value, message)
+        raise TopologyError.of_all([TopologyError(source, field, value, message) for field, value, message in problems])
     return topo
 
 
@@ -74,6 +96,9 @@ def load_topology(path: str | Path | None) -> Topology:
         return parse_topology(_default_text(), DEFAULT_TOPOLOGY_NAME)
     p = Path(path)
     try:
+        size = p.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise TopologyError(str(p), "", NO_VALUE, f"{size} bytes: a topology file is at most {MAX_FILE_BYTES}")
         text = p.read_text()
     except FileNotFoundError:
         raise TopologyError(str(p), "", NO_VALUE, "file not found") from None

@@ -7,9 +7,11 @@ problems so the loader can name the offending field.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from enum import StrEnum
+from functools import cached_property
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -265,15 +267,29 @@ class Topology(_Frozen):
 
     # ---- derived views (pure) ----
     def host(self, name: str) -> HostSpec:
-        for host in self.hosts:
-            if host.name == name:
-                return host
-        raise KeyError(name)
+        return self._by_name[name]
 
     def with_role(self, role: Role) -> tuple[HostSpec, ...]:
-        return tuple(h for h in self.hosts if h.has(role))
+        return self._by_role.get(role, ())
 
-    @property
+    # The views below are computed once per topology (it is immutable): rendering asks them for every
+    # host, and a plan of thousands of hosts must stay linear.
+    @cached_property
+    def _by_role(self) -> dict[Role, tuple[HostSpec, ...]]:
+        out: dict[Role, list[HostSpec]] = {}
+        for host in self.hosts:
+            for role in dict.fromkeys(host.roles):
+                out.setdefault(role, []).append(host)
+        return {role: tuple(hosts) for role, hosts in out.items()}
+
+    @cached_property
+    def _hash(self) -> int:
+        return hash((type(self), *(getattr(self, name) for name in type(self).model_fields)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @cached_property
     def ha(self) -> bool:
         """High availability: DB agents with a leader lease in etcd, and DB routing on app hosts."""
         return any(h.has(Role.ETCD) for h in self.hosts)
@@ -303,22 +319,43 @@ class Topology(_Frozen):
     def gateway(self) -> ipaddress.IPv4Address:
         return self.network.subnet.network_address + GATEWAY_OFFSET
 
-    def address_of(self, name: str) -> ipaddress.IPv4Address:
+    @cached_property
+    def _addresses(self) -> dict[str, ipaddress.IPv4Address]:
+        """Every host's address, computed once: hosts without `address` are numbered in file order."""
+        out: dict[str, ipaddress.IPv4Address] = {}
         offset = FIRST_HOST_OFFSET
         for host in self.hosts:
-            if host.name == name:
-                return host.address if host.address is not None else self.network.subnet.network_address + offset
-            if host.address is None:
-                offset += 1
-        raise KeyError(name)
+            if host.address is not None:
+                out.setdefault(host.name, host.address)
+                continue
+            # Numbered past 255.255.255.255 (a subnet at the top of the space): check_topology reports it.
+            with contextlib.suppress(ipaddress.AddressValueError):
+                out.setdefault(host.name, self.network.subnet.network_address + offset)
+            offset += 1
+        return out
 
-    @property
+    @cached_property
+    def _by_name(self) -> dict[str, HostSpec]:
+        out: dict[str, HostSpec] = {}
+        for host in self.hosts:
+            out.setdefault(host.name, host)
+        return out
+
+    def address_of(self, name: str) -> ipaddress.IPv4Address:
+        try:
+            return self._addresses[name]
+        except KeyError:
+            if name in self._by_name:
+                raise ipaddress.AddressValueError(f"no address left for {name}") from None
+            raise
+
+    @cached_property
     def db_primary(self) -> HostSpec | None:
-        return next((h for h in self.hosts if h.has(Role.DB) and h.db_role == "primary"), None)
+        return next((h for h in self.with_role(Role.DB) if h.db_role == "primary"), None)
 
-    @property
+    @cached_property
     def db_replicas(self) -> tuple[HostSpec, ...]:
-        return tuple(h for h in self.hosts if h.has(Role.DB) and h.db_role == "replica")
+        return tuple(h for h in self.with_role(Role.DB) if h.db_role == "replica")
 
     @property
     def entry_host(self) -> HostSpec:
@@ -502,10 +539,11 @@ def check_topology(topo: Topology) -> list[Problem]:
         problems.append(("hosts", [h.name for h in webs], "every 'web' host has weight 0: no host would get traffic"))
     if not apps:
         problems.append(("hosts", [], "at least one host must have the 'app' role"))
-    if len(primaries) != 1:
-        problems.append(("hosts", [h.name for h in primaries], "exactly one 'db' host must have db_role = \"primary\""))
+    problems += _check_primary(topo, primaries)
+    app_only_exists = any(not h.has(Role.WEB) for h in apps)  # computed once: checks stay linear in hosts
+    web_only_exists = any(not w.has(Role.APP) for w in webs)
     for i, host in enumerate(topo.hosts):
-        if host.has(Role.WEB) and not topo.app_upstreams_of(host.name):
+        if host.has(Role.WEB) and not host.has(Role.APP) and not app_only_exists:
             problems.append(
                 (
                     f"hosts[{i}].roles",
@@ -513,7 +551,7 @@ def check_topology(topo: Topology) -> list[Problem]:
                     "a 'web' host without 'app' needs app-only hosts to proxy to",
                 )
             )
-        if host.has(Role.APP) and not host.has(Role.WEB) and not any(not w.has(Role.APP) for w in webs):
+        if host.has(Role.APP) and not host.has(Role.WEB) and not web_only_exists:
             problems.append(
                 (
                     f"hosts[{i}].roles",
@@ -543,6 +581,20 @@ def check_topology(topo: Topology) -> list[Problem]:
             )
         )
     return problems
+
+
+def _check_primary(topo: Topology, primaries: list[HostSpec]) -> list[Problem]:
+    """Exactly one db host is the (initial) primary; the message says which way it is wrong."""
+    if len(primaries) == 1:
+        return []
+    if len(primaries) > 1:
+        names = [h.name for h in primaries]
+        return [("hosts", names, f"{len(names)} 'db' hosts have db_role = \"primary\": exactly one may")]
+    dbs = topo.with_role(Role.DB)
+    if not dbs:
+        return [("hosts", NO_VALUE, "no host has the 'db' role: add one with db_role = \"primary\"")]
+    names = ", ".join(h.name for h in dbs)
+    return [("hosts", NO_VALUE, f"no 'db' host has db_role = \"primary\" (db hosts: {names}): make one the primary")]
 
 
 def _check_tls(topo: Topology) -> list[Problem]:

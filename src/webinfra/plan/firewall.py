@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from webinfra.model import HostSpec, Role, Topology
@@ -36,8 +37,7 @@ class Flow:
 
 def _addrs(topo: Topology, hosts: Iterable[HostSpec], exclude: str) -> tuple[str, ...]:
     """Addresses of `hosts`, without `exclude` (a host reaches itself over loopback), in file order."""
-    names = {h.name for h in hosts if h.name != exclude}
-    return tuple(str(topo.address_of(h.name)) for h in topo.hosts if h.name in names)
+    return tuple(str(topo.address_of(h.name)) for h in hosts if h.name != exclude)
 
 
 def lb_checks_agents(topo: Topology) -> bool:
@@ -45,11 +45,14 @@ def lb_checks_agents(topo: Topology) -> bool:
     return topo.ha and topo.lb.route_writes_to == "primary"
 
 
-def flows(topo: Topology) -> list[Flow]:
-    """Every inbound flow of the topology, host by host."""
+@lru_cache(maxsize=4)  # a few topologies at a time: a long-running process builds plans again and again
+def flows(topo: Topology) -> tuple[Flow, ...]:
+    """Every inbound flow of the topology, host by host (computed once per topology: each host's ruleset
+    picks its own, and plans are built host by host)."""
     out: list[Flow] = []
     lbs, webs, apps = topo.with_role(Role.LB), topo.with_role(Role.WEB), topo.with_role(Role.APP)
     dbs, etcds = topo.with_role(Role.DB), topo.with_role(Role.ETCD)
+    web_only = [w for w in webs if not w.has(Role.APP)]
     for host in topo.hosts:
         name = host.name
 
@@ -67,7 +70,9 @@ def flows(topo: Topology) -> list[Flow]:
         if host.has(Role.WEB):
             add("lb -> nginx", _addrs(topo, lbs, name), topo.web.port)
         if host.has(Role.APP):
-            proxies = [w for w in webs if name in {a.name for a in topo.app_upstreams_of(w.name)}]
+            # The nginx in front of an app: its own host's, or (an app-only host) every web host without an app
+            # (Topology.app_upstreams_of, inverted without a loop over the web hosts per app host).
+            proxies = [host] if host.has(Role.WEB) else web_only
             add("nginx -> app", _addrs(topo, proxies, name), topo.app.port)
         if host.has(Role.DB):
             add("app -> mariadb", _addrs(topo, apps, name), topo.db.port)
@@ -84,6 +89,14 @@ def flows(topo: Topology) -> list[Flow]:
     # Monitoring (a host with the 'monitoring' role): it scrapes every exporter; the management side
     # reaches Prometheus. plan/monitoring.py knows its targets.
     out += monitoring.flows(topo)
+    return tuple(out)  # cached: immutable
+
+
+@lru_cache(maxsize=4)  # a few topologies at a time: a long-running process builds plans again and again
+def _flows_by_dest(topo: Topology) -> dict[str, list[Flow]]:
+    out: dict[str, list[Flow]] = {}
+    for flow in flows(topo):
+        out.setdefault(flow.dest, []).append(flow)
     return out
 
 
@@ -105,7 +118,7 @@ def ruleset(topo: Topology, host: str) -> str:
         "ct state established,related accept",
         "ct state invalid drop",
         f'ip saddr {subnet} icmp type echo-request accept comment "ping from the subnet"',
-        *(rule(f) for f in flows(topo) if f.dest == host),
+        *(rule(f) for f in _flows_by_dest(topo).get(host, ())),
     ]
     body = "\n".join(f"        {r}" for r in rules)
     return f"""# Rendered by webinfra for {host} ({topo.name}). Do not edit: `webinfra up` rewrites it.

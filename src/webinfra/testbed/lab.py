@@ -136,7 +136,11 @@ class Lab:
     @property
     def network(self) -> ClusterNetwork:
         return ClusterNetwork.build(
-            self.name, ipaddress.IPv4Network(self.subnet), ipaddress.IPv4Address(self.gateway), self.machines
+            self.name,
+            ipaddress.IPv4Network(self.subnet),
+            ipaddress.IPv4Address(self.gateway),
+            self.machines,
+            previous=ClusterNetwork.load(self.directory / "network.json"),  # a lab up before keeps its veth names
         )
 
     @property

@@ -1,0 +1,200 @@
+"""`webinfra deploy`, `rollback` and `scale`: changing the code and the size of a running cluster."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from webinfra.cli.common import (
+    cluster_file,
+    cluster_option,
+    complete_host,
+    console,
+    handle_errors,
+    json_option,
+    open_cluster,
+    print_json,
+    progress_printer,
+)
+from webinfra.cli.views import print_rows
+from webinfra.control.cluster import Cluster, UsageError
+
+HEALTH_HELP = "Seconds a new app may take to answer /healthz with the new version before it is rolled back."
+
+
+def _deploy_json(cluster: Cluster, result: object) -> dict[str, object]:
+    return {"cluster": cluster.topology.name, **dataclasses.asdict(result)}  # type: ignore[call-overload]
+
+
+def _print_deployed(result: object) -> None:
+    switched, version, seconds = result.switched, result.version, result.seconds  # type: ignore[attr-defined]
+    if not switched:
+        console.print(f"version {version} already runs on every app server; nothing to do")
+    else:
+        console.print(f"[bold green]deployed[/] {version} to {', '.join(switched)} in {seconds:.1f}s")
+
+
+def _print_releases(cluster: Cluster, as_json: bool) -> None:
+    from webinfra.control.deploy import list_releases
+
+    found = list_releases(cluster)
+    if as_json:
+        print_json({"cluster": cluster.topology.name, "releases": [dataclasses.asdict(r) for r in found]})
+        return
+    rows = []
+    for r in found:
+        when = datetime.fromtimestamp(r.deployed_at, UTC).strftime("%Y-%m-%d %H:%M:%S") if r.deployed_at else ""
+        rows.append([r.version + (" (installed)" if r.installed else ""), when, ", ".join(r.running_on) or "-"])
+    print_rows(f"releases of {cluster.topology.name}", ["Version", "Deployed (UTC)", "Running on"], rows)
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(path_type=Path))
+@click.option("--version", "version", default=None, help="Version label (default: a short hash of PATH's content).")
+@click.option("--health-timeout", default=30.0, show_default=True, help=HEALTH_HELP)
+@click.option("--list", "list_only", is_flag=True, help="Show the releases kept on the app hosts, and where each runs.")
+@json_option
+@cluster_option
+@handle_errors
+def deploy(
+    path: Path | None,
+    version: str | None,
+    health_timeout: float,
+    list_only: bool,
+    as_json: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Ship a code base to the app servers one at a time, with no failed request (default PATH: the
+    built-in site package). A server whose new version fails its health check is rolled back."""
+    from webinfra.control.deploy import deploy as rolling_deploy
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    if list_only:
+        if path or version:
+            raise UsageError("--list shows the releases; it takes no PATH or --version")
+        _print_releases(cluster, as_json)
+        return
+    result = rolling_deploy(cluster, path, version, health_timeout=health_timeout, progress=progress_printer(as_json))
+    print_json(_deploy_json(cluster, result)) if as_json else _print_deployed(result)
+
+
+@click.command()
+@click.argument("version", required=False)
+@click.option("--health-timeout", default=30.0, show_default=True, help=HEALTH_HELP)
+@json_option
+@cluster_option
+@handle_errors
+def rollback(
+    version: str | None,
+    health_timeout: float,
+    as_json: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Go back to a kept release (default: the one deployed before the one running), one app server at a
+    time with the same drain and health checks as deploy. `webinfra deploy --list` shows the releases."""
+    from webinfra.control.deploy import rollback as roll_back
+
+    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    result = roll_back(cluster, version, health_timeout=health_timeout, progress=progress_printer(as_json))
+    print_json(_deploy_json(cluster, result)) if as_json else _print_deployed(result)
+
+
+@click.group()
+def scale() -> None:
+    """Add or remove app servers and DB replicas live; the topology file is updated."""
+
+
+def _scaled(as_json: bool, cluster: Cluster, action: str, kind: str, name: str, detail: dict[str, object]) -> None:
+    if as_json:
+        print_json({"cluster": cluster.topology.name, "action": action, "kind": kind, "name": name, **detail})
+        return
+    extra = ""
+    if "address" in detail:
+        extra = f" ({detail['address']})"
+    elif "cloned_at" in detail:
+        extra = f" (cloned at {detail['cloned_at'] or 'an empty position'})"
+    console.print(f"[bold green]{action}[/] {kind} {name}{extra}")
+
+
+@scale.command(name="add-server")
+@click.argument("name")
+@click.option("--weight", type=int, default=None, help="Load-balancer weight (default 1).")
+@json_option
+@cluster_option
+@handle_errors
+def scale_add_server(
+    name: str,
+    weight: int | None,
+    as_json: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Add an app server (web + app) and put it into every load balancer without a reload."""
+    from webinfra.control.scale import add_server
+
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    address = add_server(cluster, name, weight, topology_file=edited, progress=progress_printer(as_json))
+    _scaled(as_json, cluster, "added", "server", name, {"address": address})
+
+
+@scale.command(name="remove-server")
+@click.argument("name", shell_complete=complete_host)
+@json_option
+@cluster_option
+@handle_errors
+def scale_remove_server(
+    name: str, as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Drain an app server out of rotation, then stop and remove it."""
+    from webinfra.control.scale import remove_server
+
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    remove_server(cluster, name, topology_file=edited, progress=progress_printer(as_json))
+    _scaled(as_json, cluster, "removed", "server", name, {})
+
+
+@scale.command(name="add-replica")
+@click.argument("name")
+@click.option("--from", "source", default=None, shell_complete=complete_host, help="Clone from this DB host.")
+@json_option
+@cluster_option
+@handle_errors
+def scale_add_replica(
+    name: str,
+    source: str | None,
+    as_json: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """Add a DB replica: cloned with mariabackup from a running node (default: the primary), then
+    replicating from the primary."""
+    from webinfra.control.scale import add_replica
+
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    gtid = add_replica(cluster, name, source, topology_file=edited, progress=progress_printer(as_json))
+    _scaled(as_json, cluster, "added", "replica", name, {"cloned_at": gtid or None})
+
+
+@scale.command(name="remove-replica")
+@click.argument("name", shell_complete=complete_host)
+@json_option
+@cluster_option
+@handle_errors
+def scale_remove_replica(
+    name: str, as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
+) -> None:
+    """Take a DB replica out of the apps' routing, then stop and remove it."""
+    from webinfra.control.scale import remove_replica
+
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    remove_replica(cluster, name, topology_file=edited, progress=progress_printer(as_json))
+    _scaled(as_json, cluster, "removed", "replica", name, {})
