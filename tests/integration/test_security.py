@@ -361,8 +361,8 @@ def test_secrets_and_keys_are_private_and_never_printed(cluster: Cluster) -> Non
         assert path.stat().st_mode & 0o777 == 0o600, path
     secrets = [p.read_text().strip() for p in layout.secrets.glob("*.password")]
     outputs = [
-        cli(cluster, "status", "--json").stdout,
-        cli(cluster, "status").stdout,
+        cli(cluster, "status", "--json", check=False).stdout,
+        cli(cluster, "status", check=False).stdout,
         *(p.read_text(errors="replace") for p in layout.cluster_dir.glob("hosts/*/log/*") if p.is_file()),
         *(p.read_text(errors="replace") for p in layout.cluster_dir.glob("hosts/*/etc/*") if p.is_file()),
     ]
