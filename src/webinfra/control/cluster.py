@@ -20,6 +20,7 @@ from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
+from webinfra.parallel import map_ordered, serialized
 from webinfra.plan.build import build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
@@ -121,6 +122,7 @@ class Cluster:
                 f"network.subnet = {self.topology.network.subnet} overlaps addresses already on this machine "
                 f"({'; '.join(clashes)}): choose another subnet"
             )
+        progress = serialized(progress)  # steps of one phase report from several threads
         self.layout.cluster_dir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_hosts(progress)
         self.network.ensure()
@@ -131,23 +133,25 @@ class Cluster:
             f"{self.network.bridge} {self.topology.gateway}/{self.topology.network.subnet.prefixlen}",
         )
         self.layout.topology_file.write_text(self.source_text or _default_text())
-        for name, host in self.hosts.items():
-            for d in self.layout.host(name).all():
-                d.mkdir(parents=True, exist_ok=True)
-            host.ensure_hostd()
-        for hp in self.plan.hosts:
-            self._stop_unplanned(hp, progress)
+        map_ordered(lambda hp: self._prepare_host(hp, progress), self.plan.hosts)
         for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET):
             ensure_secret(self.layout, secret)
         self._ensure_pki(progress)
-        for hp in self.plan.hosts:  # every host's firewall is in place before any service listens
-            self._apply_firewall(hp, progress)
-        order = self.plan.start_order()
-        for i, (hp, svc) in enumerate(order):
-            self._start(hp, svc, progress)
-            last_of_kind = i + 1 == len(order) or order[i + 1][1].name != svc.name
-            if last_of_kind:
-                self._after_phase(svc.name, progress)
+        # Every host's firewall is in place before any service listens.
+        map_ordered(lambda hp: self._apply_firewall(hp, progress), self.plan.hosts)
+        # Phases in order (a cluster-wide wait after some); within a phase, the steps of a wave start
+        # side by side: they are one service on different hosts and do not depend on each other.
+        for service, waves in self.plan.start_phases():
+            for wave in waves:
+                map_ordered(lambda step: self._start(step[0], step[1], progress), wave)
+            self._after_phase(service, progress)
+
+    def _prepare_host(self, hp: HostPlan, progress: Progress) -> None:
+        """The host's directories and init process; services its role no longer has stopped."""
+        for d in self.layout.host(hp.name).all():
+            d.mkdir(parents=True, exist_ok=True)
+        self.hosts[hp.name].ensure_hostd()
+        self._stop_unplanned(hp, progress)
 
     def _after_phase(self, service: str, progress: Progress) -> None:
         """Cluster-wide waits between start phases of the hardened topology."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.hosts.base import CommandError
+from webinfra.parallel import map_ordered
 
 
 def bridge_name(cluster: str) -> str:
@@ -162,8 +163,11 @@ class ClusterNetwork:
 
     def ensure(self) -> None:
         self.ensure_bridge()
-        for link in self.links:
-            self.ensure_host(link)
+        namespaces = existing_namespaces()
+        for link in self.links:  # one at a time: the first `ip netns add` of a machine sets up /run/netns
+            if link.netns not in namespaces:
+                _ip("netns", "add", link.netns)
+        map_ordered(self.ensure_host, self.links)  # the rest of each host's link is its own
 
     # ---- removal ----
     def remove_host(self, link: HostLink) -> None:

@@ -2,9 +2,10 @@
 
 Nothing is hand-listed: `flows()` derives every inbound flow from the roles and relations of the
 topology (who proxies to whom, who reads which database, who holds the VIP, who is in etcd), with the
-same ports `listeners()` gives, and `ruleset()` turns the flows that end at one host into its input
+same ports `listeners()` gives, and `rulesets()` turns the flows that end at each host into its input
 chain: policy drop; loopback, replies and ping from the subnet accepted; then one commented accept per
-flow. Everything webinfra itself does on a host (readiness probes, status, admin SQL, the HAProxy
+flow. The flows are derived once per topology, so a whole cluster's rulesets cost about its number of
+rules. Everything webinfra itself does on a host (readiness probes, status, admin SQL, the HAProxy
 runtime API) runs inside that host over loopback or unix sockets, so no management port is opened.
 
 The file loads atomically and idempotently (`table` + `delete table` + the new table, in one
@@ -13,7 +14,7 @@ transaction), and never touches the fault-injection table (`inet webinfra_fault`
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,10 +35,18 @@ class Flow:
     ports: tuple[int, ...] = ()
 
 
-def _addrs(topo: Topology, hosts: Iterable[HostSpec], exclude: str) -> tuple[str, ...]:
-    """Addresses of `hosts`, without `exclude` (a host reaches itself over loopback), in file order."""
-    names = {h.name for h in hosts if h.name != exclude}
-    return tuple(str(topo.address_of(h.name)) for h in topo.hosts if h.name in names)
+def _addrs(address: Mapping[str, str], hosts: Iterable[HostSpec], exclude: str) -> tuple[str, ...]:
+    """Addresses of `hosts` (given in file order), without `exclude` (a host reaches itself over loopback)."""
+    return tuple(address[h.name] for h in hosts if h.name != exclude)
+
+
+def _proxies_of(topo: Topology) -> dict[str, list[HostSpec]]:
+    """For each app host, the web hosts whose nginx proxies to it (in file order), worked out once."""
+    proxies: dict[str, list[HostSpec]] = {}
+    for web in topo.with_role(Role.WEB):
+        for app in topo.app_upstreams_of(web.name):
+            proxies.setdefault(app.name, []).append(web)
+    return proxies
 
 
 def lb_checks_agents(topo: Topology) -> bool:
@@ -48,8 +57,12 @@ def lb_checks_agents(topo: Topology) -> bool:
 def flows(topo: Topology) -> list[Flow]:
     """Every inbound flow of the topology, host by host."""
     out: list[Flow] = []
-    lbs, webs, apps = topo.with_role(Role.LB), topo.with_role(Role.WEB), topo.with_role(Role.APP)
+    lbs, apps = topo.with_role(Role.LB), topo.with_role(Role.APP)
     dbs, etcds = topo.with_role(Role.DB), topo.with_role(Role.ETCD)
+    # Looked up once: per host and per peer, `address_of` and `app_upstreams_of` (each a scan of the
+    # hosts) made a 200-host plan take minutes.
+    address = {h.name: str(topo.address_of(h.name)) for h in topo.hosts}
+    proxies = _proxies_of(topo)
     for host in topo.hosts:
         name = host.name
 
@@ -63,23 +76,22 @@ def flows(topo: Topology) -> list[Flow]:
             ports = (topo.lb.port, topo.lb.https_port) if topo.tls.enabled else (topo.lb.port,)
             add("clients -> haproxy", None, *ports)
             if topo.lb_pair:
-                add("vrrp from the lb peer", _addrs(topo, lbs, name), proto="vrrp")
+                add("vrrp from the lb peer", _addrs(address, lbs, name), proto="vrrp")
         if host.has(Role.WEB):
-            add("lb -> nginx", _addrs(topo, lbs, name), topo.web.port)
+            add("lb -> nginx", _addrs(address, lbs, name), topo.web.port)
         if host.has(Role.APP):
-            proxies = [w for w in webs if name in {a.name for a in topo.app_upstreams_of(w.name)}]
-            add("nginx -> app", _addrs(topo, proxies, name), topo.app.port)
+            add("nginx -> app", _addrs(address, proxies.get(name, []), name), topo.app.port)
         if host.has(Role.DB):
-            add("app -> mariadb", _addrs(topo, apps, name), topo.db.port)
-            add("replication (db <-> db)", _addrs(topo, dbs, name), topo.db.port)
+            add("app -> mariadb", _addrs(address, apps, name), topo.db.port)
+            add("replication (db <-> db)", _addrs(address, dbs, name), topo.db.port)
             if topo.ha:
-                add("dbproxy checks -> agent", _addrs(topo, apps, name), topo.db.agent_port)
+                add("dbproxy checks -> agent", _addrs(address, apps, name), topo.db.agent_port)
                 if lb_checks_agents(topo) and host.has(Role.WEB):
-                    add("lb write check -> agent", _addrs(topo, lbs, name), topo.db.agent_port)
-                add("agent <-> agent", _addrs(topo, dbs, name), topo.db.agent_port)
+                    add("lb write check -> agent", _addrs(address, lbs, name), topo.db.agent_port)
+                add("agent <-> agent", _addrs(address, dbs, name), topo.db.agent_port)
         if host.has(Role.ETCD):
-            add("agents -> etcd", _addrs(topo, dbs, name), topo.etcd.client_port)
-            add("etcd peers", _addrs(topo, etcds, name), topo.etcd.peer_port)
+            add("agents -> etcd", _addrs(address, dbs, name), topo.etcd.client_port)
+            add("etcd peers", _addrs(address, etcds, name), topo.etcd.peer_port)
     # Monitoring (a host with the 'monitoring' role): it scrapes every exporter; the management side
     # reaches Prometheus. plan/monitoring.py knows its targets.
     out += monitoring.flows(topo)
@@ -98,13 +110,25 @@ def rule(flow: Flow) -> str:
 
 def ruleset(topo: Topology, host: str) -> str:
     """The nftables file for `host`: load with `nft -f` inside the host's namespace (check with `nft -c -f`)."""
+    return _render(topo, host, [f for f in flows(topo) if f.dest == host])
+
+
+def rulesets(topo: Topology) -> dict[str, str]:
+    """Every host's nftables file, from one derivation of the flows (what a whole plan uses)."""
+    by_dest: dict[str, list[Flow]] = {h.name: [] for h in topo.hosts}
+    for flow in flows(topo):
+        by_dest[flow.dest].append(flow)
+    return {host: _render(topo, host, host_flows) for host, host_flows in by_dest.items()}
+
+
+def _render(topo: Topology, host: str, host_flows: list[Flow]) -> str:
     subnet = topo.network.subnet
     rules = [
         'iif "lo" accept comment "loopback: webinfra probes and admin run inside the host"',
         "ct state established,related accept",
         "ct state invalid drop",
         f'ip saddr {subnet} icmp type echo-request accept comment "ping from the subnet"',
-        *(rule(f) for f in flows(topo) if f.dest == host),
+        *(rule(f) for f in host_flows),
     ]
     body = "\n".join(f"        {r}" for r in rules)
     return f"""# Rendered by webinfra for {host} ({topo.name}). Do not edit: `webinfra up` rewrites it.

@@ -60,6 +60,9 @@ def init_datadir(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
             "mariadb-install-db",
             "--no-defaults",
             f"--datadir={ddir}",
+            # The host's own: bootstrap servers sharing /tmp (hosts initialised side by side) delete each
+            # other's temporary tables.
+            f"--tmpdir={plan.dirs.tmp}",
             "--user=root",
             "--auth-root-authentication-method=socket",
             "--skip-test-db",
@@ -72,10 +75,16 @@ def init_datadir(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
 supervisor.register_hooks("mariadb", supervisor.Hooks(before_start=init_datadir))
 
 
+def _local_client(plan: HostPlan) -> list[str]:
+    """The `mariadb` client as root over the host's own socket. Without TLS: on a unix socket it protects
+    nothing, and its handshake was most of each admin query's time (~0.2 of ~0.27 s, every `status`)."""
+    return ["mariadb", f"--socket={socket_path(plan)}", "--user=root", "--connect-timeout=5", "--skip-ssl"]
+
+
 def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeout: float = 30.0) -> str:
     """Run SQL as root over the local socket. mode: "raw" (values only, tab-separated), "tsv" (with a header
     line, as `mariadb -e` prints into a pipe) or "table" (boxes, as `mariadb -e` prints on a terminal)."""
-    argv = ["mariadb", f"--socket={socket_path(plan)}", "--user=root", "--connect-timeout=5"]
+    argv = _local_client(plan)
     argv += {"raw": ["--batch", "--skip-column-names"], "tsv": ["--batch"], "table": ["--table"]}[mode]
     return host.run(argv, input=sql, timeout=timeout).stdout
 
@@ -83,14 +92,7 @@ def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeou
 def query_row(host: Host, plan: HostPlan, sql: str) -> dict[str, str]:
     """First row of a query as {column: value} (values as text, NULL as '')."""
     out = host.run(
-        [
-            "mariadb",
-            f"--socket={socket_path(plan)}",
-            "--user=root",
-            "--connect-timeout=5",
-            "--batch",
-            "--vertical",
-        ],
+        [*_local_client(plan), "--batch", "--vertical"],
         input=sql,
         timeout=15,
     ).stdout

@@ -1,0 +1,322 @@
+"""`webinfra bench --scale`: how the cost of `up`, `status`, memory and Prometheus grows with the host count.
+
+For each size it brings up a generated topology (the hardened default's shape: 2 LBs on a VIP, 3 DB nodes
+with etcd and the HA agents, one monitoring host, and as many app servers as the size leaves; HTTPS and
+the firewall on) from cold on its own scratch cluster and subnet, one size after another, and measures:
+
+    cold up        `Cluster.up()` from nothing
+    second up      `Cluster.up()` again, unchanged (every service must report `unchanged`)
+    status         `webinfra status --json` as a user runs it (a new process; median of a few runs)
+    memory         RSS of each host's daemons (every tracked process and its children, hostd included)
+    Prometheus     active targets (and how many are up) and its ingest rate, from its own metrics
+
+then takes the cluster down (`--purge`) before the next size. `fit_growth` fits seconds = a + b * hosts by
+least squares, so "seconds per added host" is `b`.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from webinfra.control import prom
+from webinfra.control.cluster import Cluster, ClusterError, UsageError
+from webinfra.hosts import network as netmod
+from webinfra.hosts.process import read_pidfile
+from webinfra.model import parse_topology
+from webinfra.plan.layout import Layout
+
+SCALE_CLUSTER = "scale"
+DEFAULT_SUBNET_OCTET = 200  # 198.18.200.0/24: used by no test
+DEFAULT_SIZES = (7, 10, 20, 40)
+# lb-01, lb-02, db-01..03, mon-01: every size has them; the rest are app servers (at least one).
+FIXED_HOSTS = ("lb-01", "lb-02", "db-01", "db-02", "db-03", "mon-01")
+MIN_SIZE = len(FIXED_HOSTS) + 1
+MAX_SIZE = 200  # addresses .10 and up, below the VIP at .250
+STATUS_RUNS = 3
+
+
+def scale_topology_text(size: int, name: str = SCALE_CLUSTER, octet: int = DEFAULT_SUBNET_OCTET) -> str:
+    """A topology of `size` hosts in the hardened default's shape (TLS and firewall are the defaults)."""
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise UsageError(
+            f"--sizes: {size} hosts: must be {MIN_SIZE}..{MAX_SIZE} "
+            f"({len(FIXED_HOSTS)} fixed hosts: 2 LBs, 3 DB nodes, monitoring; plus at least one app server)"
+        )
+    lines = [
+        f'name = "{name}"',
+        "[network]",
+        f'subnet = "198.18.{octet}.0/24"',
+        "[lb]",
+        'route_writes_to = "any"',
+        f'vip = "198.18.{octet}.250"',
+        "",
+        '[[hosts]]\nname = "lb-01"\nroles = ["lb"]\n',
+        '[[hosts]]\nname = "lb-02"\nroles = ["lb"]\n',
+    ]
+    for i in range(1, 4):
+        db_role = "primary" if i == 1 else "replica"
+        lines.append(f'[[hosts]]\nname = "db-{i:02d}"\nroles = ["db", "etcd"]\ndb_role = "{db_role}"\n')
+    for i in range(1, size - len(FIXED_HOSTS) + 1):
+        lines.append(f'[[hosts]]\nname = "app-{i:02d}"\nroles = ["web", "app"]\n')
+    lines.append('[[hosts]]\nname = "mon-01"\nroles = ["monitoring"]\n')
+    return "\n".join(lines)
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """`--sizes 7,10,20`: distinct host counts, ascending; a bad one is a usage error."""
+    try:
+        sizes = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise UsageError(f"--sizes = {text!r}: expected host counts separated by commas, e.g. 7,10,20") from None
+    if not sizes:
+        raise UsageError("--sizes: give at least one host count")
+    for size in sizes:
+        scale_topology_text(size)  # validates the range
+    return tuple(sizes)
+
+
+def fit_growth(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """Least-squares line y = a + b x through the points; returns (b, a). One point: slope 0."""
+    if len(xs) != len(ys) or not xs:
+        raise ValueError("fit_growth needs as many x as y values, at least one")
+    mean_x, mean_y = statistics.fmean(xs), statistics.fmean(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if spread == 0:
+        return 0.0, mean_y
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    return slope, mean_y - slope * mean_x
+
+
+# ---- memory ----
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            out += [int(p) for p in task.read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
+def tree_rss_kib(pid: int) -> int:
+    """Resident memory of a process and all its descendants (KiB), 0 for a process that is gone."""
+    total, todo, seen = 0, [pid], set()
+    while todo:
+        current = todo.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            status = Path(f"/proc/{current}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        todo += _children(current)
+    return total
+
+
+def host_rss_mib(cluster: Cluster) -> dict[str, float]:
+    """Per host: RSS of its daemons (every tracked service, with children, and its hostd), MiB."""
+    out: dict[str, float] = {}
+    for hp in cluster.plan.hosts:
+        pidfiles = [svc.pidfile for svc in hp.services] + [cluster.hosts[hp.name].hostd_pidfile]
+        kib = 0
+        for pidfile in pidfiles:
+            proc = read_pidfile(pidfile)
+            if proc is not None:
+                kib += tree_rss_kib(proc.pid)
+        out[hp.name] = kib / 1024
+    return out
+
+
+# ---- one size ----
+
+
+@dataclass
+class ScaleRow:
+    hosts: int
+    app_servers: int
+    cold_up_seconds: float
+    second_up_seconds: float
+    second_up_changed: list[str]  # "host service action" lines other than `unchanged` (should be empty)
+    status_seconds: float
+    status_runs: list[float]
+    rss_mib_per_host: float  # mean over the hosts
+    rss_mib_by_host: dict[str, float]
+    prometheus_targets: int
+    prometheus_targets_up: int
+    ingest_samples_per_second: float | None
+
+
+@dataclass
+class ScaleReport:
+    rows: list[ScaleRow] = field(default_factory=list)
+
+    def growth(self, attr: str) -> float | None:
+        """Seconds (or the attribute's unit) per added host, least squares; None with fewer than 2 sizes."""
+        if len(self.rows) < 2:
+            return None
+        return fit_growth([r.hosts for r in self.rows], [getattr(r, attr) for r in self.rows])[0]
+
+    def as_dict(self) -> dict[str, object]:
+        attrs = ("cold_up_seconds", "second_up_seconds", "status_seconds", "rss_mib_per_host")
+        return {
+            "rows": [asdict(r) for r in self.rows],
+            "growth_per_host": {a: self.growth(a) for a in attrs},
+        }
+
+
+def _status_seconds(cluster: Cluster) -> float:
+    """Wall time of `webinfra status --json` in a new process, as a user runs it; the output must parse."""
+    argv = [
+        str(Path(sys.executable).parent / "webinfra"),
+        "status",
+        "--json",
+        "--state-dir",
+        str(cluster.layout.cluster_dir.parent),
+        "--cluster",
+        cluster.topology.name,
+    ]
+    started = time.monotonic()
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - started
+    if proc.returncode != 0:
+        raise ClusterError(f"webinfra status --json exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    json.loads(proc.stdout)
+    return elapsed
+
+
+def _prometheus_figures(cluster: Cluster, timeout: float = 60.0) -> tuple[int, int, float | None]:
+    """(active targets, targets up, samples appended per second), once every target was scraped up or
+    `timeout` passed; the rate is over the last 30 s of Prometheus's own counter."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = prom.targets(cluster)
+        up = sum(1 for t in found if t.get("health") == "up")
+        if (found and up == len(found)) or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    interval = cluster.topology.monitoring.scrape_interval_ms / 1000
+    time.sleep(max(0.0, 4 * interval))  # a few scrapes of every target since the last one came up
+    result = prom.query(cluster, "rate(prometheus_tsdb_head_samples_appended_total[30s])")
+    return len(found), up, (result[0][1] if result else None)
+
+
+def measure_size(
+    size: int, root: Path, octet: int, say: Callable[[str], None], keep: bool = False, name: str = SCALE_CLUSTER
+) -> ScaleRow:
+    text = scale_topology_text(size, name, octet)
+    topo = parse_topology(text, f"<bench --scale {size}>")
+    netmod.sweep_cluster(name)
+    cluster = Cluster(topo, Layout.for_cluster(name, root), text)
+    say(f"{size} hosts ({size - len(FIXED_HOSTS)} app servers): cold up...")
+    try:
+        started = time.monotonic()
+        cluster.up()
+        cold = time.monotonic() - started
+        changed: list[str] = []
+
+        def note(host: str, what: str, action: str) -> None:
+            if action not in ("unchanged", "healthy") and what not in ("bridge", "keepalived", "agent", "quorum"):
+                changed.append(f"{host} {what} {action}")
+
+        started = time.monotonic()
+        cluster.up(progress=note)
+        second = time.monotonic() - started
+        runs = [_status_seconds(cluster) for _ in range(STATUS_RUNS)]
+        targets, targets_up, ingest = _prometheus_figures(cluster)
+        rss = host_rss_mib(cluster)
+    finally:
+        if not keep:
+            cluster.down(purge=True)
+            netmod.sweep_cluster(name)
+    row = ScaleRow(
+        hosts=size,
+        app_servers=size - len(FIXED_HOSTS),
+        cold_up_seconds=round(cold, 2),
+        second_up_seconds=round(second, 2),
+        second_up_changed=changed,
+        status_seconds=round(statistics.median(runs), 2),
+        status_runs=[round(r, 2) for r in runs],
+        rss_mib_per_host=round(statistics.fmean(rss.values()), 1),
+        rss_mib_by_host={h: round(v, 1) for h, v in rss.items()},
+        prometheus_targets=targets,
+        prometheus_targets_up=targets_up,
+        ingest_samples_per_second=round(ingest, 1) if ingest is not None else None,
+    )
+    say(
+        f"  {size} hosts: cold up {row.cold_up_seconds:.1f}s, second up {row.second_up_seconds:.1f}s"
+        f" ({len(changed)} changed), status {row.status_seconds:.2f}s, {row.rss_mib_per_host:.0f} MiB/host,"
+        f" {targets_up}/{targets} targets up, {row.ingest_samples_per_second} samples/s"
+    )
+    return row
+
+
+def run_scale_bench(
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    *,
+    octet: int = DEFAULT_SUBNET_OCTET,
+    keep: bool = False,
+    state_root: Path | None = None,
+    say: Callable[[str], None] = print,
+    name: str = SCALE_CLUSTER,
+) -> ScaleReport:
+    """Each size in turn on one scratch cluster (198.18.<octet>.0/24), taken down before the next; with
+    `keep`, only the last size is left running."""
+    if not 1 <= octet <= 254 or octet == 0:
+        raise UsageError(f"--subnet-octet = {octet}: must be 1..254 (198.18.<octet>.0/24), not 0")
+    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-scale-"))
+    report = ScaleReport()
+    for i, size in enumerate(sizes):
+        report.rows.append(measure_size(size, root, octet, say, keep=keep and i == len(sizes) - 1, name=name))
+    return report
+
+
+# ---- output ----
+
+
+def markdown(report: ScaleReport, command: str) -> str:
+    lines = [
+        f"`{command}`",
+        "",
+        "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | RSS/host (MiB) "
+        "| Prometheus targets (up) | ingest (samples/s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in report.rows:
+        ingest = f"{r.ingest_samples_per_second:.0f}" if r.ingest_samples_per_second is not None else "n/a"
+        lines.append(
+            f"| {r.hosts} | {r.app_servers} | {r.cold_up_seconds:.1f} | {r.second_up_seconds:.1f} "
+            f"| {r.status_seconds:.2f} | {r.rss_mib_per_host:.0f} | {r.prometheus_targets} "
+            f"({r.prometheus_targets_up}) | {ingest} |"
+        )
+    growth = [
+        (label, report.growth(attr), unit)
+        for label, attr, unit in (
+            ("cold up", "cold_up_seconds", "s"),
+            ("second up", "second_up_seconds", "s"),
+            ("status --json", "status_seconds", "s"),
+            ("RSS per host", "rss_mib_per_host", "MiB"),
+        )
+    ]
+    if report.rows and len(report.rows) > 1:
+        lines += [
+            "",
+            "Growth per added host (least squares): "
+            + "; ".join(f"{label} {g:+.3f} {unit}" for label, g, unit in growth if g is not None)
+            + ".",
+        ]
+    changed = [f"{r.hosts} hosts: {', '.join(r.second_up_changed)}" for r in report.rows if r.second_up_changed]
+    if changed:
+        lines += ["", "Second `up` changed something (it should not): " + "; ".join(changed)]
+    return "\n".join(lines) + "\n"
