@@ -552,6 +552,15 @@ def dashboard(
 )
 @click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
 @click.option(
+    "--scale",
+    "scale_mode",
+    is_flag=True,
+    help="Instead: cold and second up, status, memory and Prometheus of generated clusters, one size after another.",
+)
+@click.option("--sizes", default="7,10,20,40", show_default=True, help="--scale: host counts.")
+@click.option("--subnet-octet", default=None, type=int, help="--scale: its scratch subnet 198.18.N.0/24 (default 200).")
+@click.option("--json", "as_json", is_flag=True, help="--scale: print the results as JSON.")
+@click.option(
     "--markdown",
     "md_out",
     type=click.Path(dir_okay=False),
@@ -569,12 +578,21 @@ def bench(
     mixes_mode: bool,
     failover_mode: bool,
     runs: int,
+    scale_mode: bool,
+    sizes: str,
+    subnet_octet: int | None,
+    as_json: bool,
     md_out: str | None,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
     from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
     require_root()
+    if scale_mode:
+        from webinfra.control.bench_scale import run_from_cli
+
+        click.echo(run_from_cli(sizes, subnet_octet, keep=keep, as_json=as_json, md_out=md_out))
+        return
     if mixes_mode or failover_mode:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

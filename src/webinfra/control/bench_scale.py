@@ -6,7 +6,8 @@ the firewall on) from cold on its own scratch cluster and subnet, one size after
 
     cold up        `Cluster.up()` from nothing
     second up      `Cluster.up()` again, unchanged (every service must report `unchanged`)
-    status         `webinfra status --json` as a user runs it (a new process; median of a few runs)
+    status         `webinfra status --json` as a user runs it (a new process; median of a few runs), next
+                   to `webinfra --help` (the CLI's start-up alone, interleaved) and `snapshot()` in process
     memory         RSS of each host's daemons (every tracked process and its children, hostd included)
     Prometheus     active targets (and how many are up) and its ingest rate, from its own metrics
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from webinfra.control import prom
 from webinfra.control.cluster import Cluster, ClusterError, UsageError
+from webinfra.control.status import snapshot
 from webinfra.hosts import network as netmod
 from webinfra.hosts.process import read_pidfile
 from webinfra.model import parse_topology
@@ -95,6 +97,15 @@ def fit_growth(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
     return slope, mean_y - slope * mean_x
 
 
+# What `up` reports when it changed something (cluster-wide notes such as "quorum healthy" or "holds the
+# VIP" are not changes, nor is "unchanged").
+CHANGE_WORDS = ("started", "reloaded", "restarted", "stopped", "killed", "loaded", "removed", "issued")
+
+
+def is_change(action: str) -> bool:
+    return action.split(" ", 1)[0] in CHANGE_WORDS
+
+
 # ---- memory ----
 
 
@@ -151,6 +162,8 @@ class ScaleRow:
     second_up_changed: list[str]  # "host service action" lines other than `unchanged` (should be empty)
     status_seconds: float
     status_runs: list[float]
+    status_in_process_seconds: float  # `snapshot()` alone, without the CLI's start-up
+    cli_startup_seconds: float  # `webinfra --help`, measured between the status runs
     rss_mib_per_host: float  # mean over the hosts
     rss_mib_by_host: dict[str, float]
     prometheus_targets: int
@@ -169,31 +182,45 @@ class ScaleReport:
         return fit_growth([r.hosts for r in self.rows], [getattr(r, attr) for r in self.rows])[0]
 
     def as_dict(self) -> dict[str, object]:
-        attrs = ("cold_up_seconds", "second_up_seconds", "status_seconds", "rss_mib_per_host")
+        attrs = (
+            "cold_up_seconds",
+            "second_up_seconds",
+            "status_seconds",
+            "status_in_process_seconds",
+            "rss_mib_per_host",
+        )
         return {
             "rows": [asdict(r) for r in self.rows],
             "growth_per_host": {a: self.growth(a) for a in attrs},
         }
 
 
-def _status_seconds(cluster: Cluster) -> float:
-    """Wall time of `webinfra status --json` in a new process, as a user runs it; the output must parse."""
-    argv = [
-        str(Path(sys.executable).parent / "webinfra"),
-        "status",
-        "--json",
-        "--state-dir",
-        str(cluster.layout.cluster_dir.parent),
-        "--cluster",
-        cluster.topology.name,
-    ]
+def _cli_seconds(*args: str) -> tuple[float, str]:
+    """Wall time and stdout of `webinfra ARGS` in a new process, as a user runs it."""
+    argv = [str(Path(sys.executable).parent / "webinfra"), *args]
     started = time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
     elapsed = time.monotonic() - started
     if proc.returncode != 0:
-        raise ClusterError(f"webinfra status --json exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
-    json.loads(proc.stdout)
-    return elapsed
+        raise ClusterError(f"webinfra {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
+    return elapsed, proc.stdout
+
+
+def _status_figures(cluster: Cluster) -> tuple[list[float], float, float]:
+    """(`status --json` runs, median CLI start-up, median in-process snapshot), interleaved so that load
+    from elsewhere on the machine hits each alike; the JSON must parse and name every host."""
+    where = ("--state-dir", str(cluster.layout.cluster_dir.parent), "--cluster", cluster.topology.name)
+    runs, startups, in_process = [], [], []
+    for _ in range(STATUS_RUNS):
+        startups.append(_cli_seconds("--help")[0])
+        elapsed, out = _cli_seconds("status", "--json", *where)
+        if len(json.loads(out)["hosts"]) != len(cluster.topology.hosts):
+            raise ClusterError("webinfra status --json did not list every host")
+        runs.append(elapsed)
+        started = time.monotonic()
+        snapshot(cluster)
+        in_process.append(time.monotonic() - started)
+    return runs, statistics.median(startups), statistics.median(in_process)
 
 
 def _prometheus_figures(cluster: Cluster, timeout: float = 60.0) -> tuple[int, int, float | None]:
@@ -227,13 +254,13 @@ def measure_size(
         changed: list[str] = []
 
         def note(host: str, what: str, action: str) -> None:
-            if action not in ("unchanged", "healthy") and what not in ("bridge", "keepalived", "agent", "quorum"):
+            if is_change(action):
                 changed.append(f"{host} {what} {action}")
 
         started = time.monotonic()
         cluster.up(progress=note)
         second = time.monotonic() - started
-        runs = [_status_seconds(cluster) for _ in range(STATUS_RUNS)]
+        runs, startup, in_process = _status_figures(cluster)
         targets, targets_up, ingest = _prometheus_figures(cluster)
         rss = host_rss_mib(cluster)
     finally:
@@ -248,6 +275,8 @@ def measure_size(
         second_up_changed=changed,
         status_seconds=round(statistics.median(runs), 2),
         status_runs=[round(r, 2) for r in runs],
+        status_in_process_seconds=round(in_process, 2),
+        cli_startup_seconds=round(startup, 2),
         rss_mib_per_host=round(statistics.fmean(rss.values()), 1),
         rss_mib_by_host={h: round(v, 1) for h, v in rss.items()},
         prometheus_targets=targets,
@@ -256,7 +285,8 @@ def measure_size(
     )
     say(
         f"  {size} hosts: cold up {row.cold_up_seconds:.1f}s, second up {row.second_up_seconds:.1f}s"
-        f" ({len(changed)} changed), status {row.status_seconds:.2f}s, {row.rss_mib_per_host:.0f} MiB/host,"
+        f" ({len(changed)} changed), status {row.status_seconds:.2f}s (in process {in_process:.2f}s, CLI start-up"
+        f" {startup:.2f}s), {row.rss_mib_per_host:.0f} MiB/host,"
         f" {targets_up}/{targets} targets up, {row.ingest_samples_per_second} samples/s"
     )
     return row
@@ -273,8 +303,8 @@ def run_scale_bench(
 ) -> ScaleReport:
     """Each size in turn on one scratch cluster (198.18.<octet>.0/24), taken down before the next; with
     `keep`, only the last size is left running."""
-    if not 1 <= octet <= 254 or octet == 0:
-        raise UsageError(f"--subnet-octet = {octet}: must be 1..254 (198.18.<octet>.0/24), not 0")
+    if not 1 <= octet <= 254:
+        raise UsageError(f"--subnet-octet = {octet}: must be 1..254 (198.18.<octet>.0/24; 0 is the default cluster's)")
     root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-scale-"))
     report = ScaleReport()
     for i, size in enumerate(sizes):
@@ -289,15 +319,16 @@ def markdown(report: ScaleReport, command: str) -> str:
     lines = [
         f"`{command}`",
         "",
-        "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | RSS/host (MiB) "
-        "| Prometheus targets (up) | ingest (samples/s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | of which CLI start-up (s) "
+        "| snapshot in process (s) | RSS/host (MiB) | Prometheus targets (up) | ingest (samples/s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
         ingest = f"{r.ingest_samples_per_second:.0f}" if r.ingest_samples_per_second is not None else "n/a"
         lines.append(
             f"| {r.hosts} | {r.app_servers} | {r.cold_up_seconds:.1f} | {r.second_up_seconds:.1f} "
-            f"| {r.status_seconds:.2f} | {r.rss_mib_per_host:.0f} | {r.prometheus_targets} "
+            f"| {r.status_seconds:.2f} | {r.cli_startup_seconds:.2f} | {r.status_in_process_seconds:.2f} "
+            f"| {r.rss_mib_per_host:.0f} | {r.prometheus_targets} "
             f"({r.prometheus_targets_up}) | {ingest} |"
         )
     growth = [
@@ -306,6 +337,7 @@ def markdown(report: ScaleReport, command: str) -> str:
             ("cold up", "cold_up_seconds", "s"),
             ("second up", "second_up_seconds", "s"),
             ("status --json", "status_seconds", "s"),
+            ("status in process", "status_in_process_seconds", "s"),
             ("RSS per host", "rss_mib_per_host", "MiB"),
         )
     ]
@@ -320,3 +352,21 @@ def markdown(report: ScaleReport, command: str) -> str:
     if changed:
         lines += ["", "Second `up` changed something (it should not): " + "; ".join(changed)]
     return "\n".join(lines) + "\n"
+
+
+def command_line(sizes: Sequence[int], octet: int) -> str:
+    return f"webinfra bench --scale --sizes {','.join(str(s) for s in sizes)} --subnet-octet {octet}"
+
+
+def run_from_cli(
+    sizes_text: str, octet: int | None, *, keep: bool = False, as_json: bool = False, md_out: str | None = None
+) -> str:
+    """`webinfra bench --scale`: validate, run, and return what to print (progress goes to stderr, so that
+    `--json` prints JSON only); `md_out` also gets the Markdown."""
+    sizes = parse_sizes(sizes_text)
+    octet = DEFAULT_SUBNET_OCTET if octet is None else octet
+    report = run_scale_bench(sizes, octet=octet, keep=keep, say=lambda line: print(line, file=sys.stderr, flush=True))
+    text = markdown(report, command_line(sizes, octet))
+    if md_out:
+        Path(md_out).write_text(text)
+    return json.dumps(report.as_dict(), indent=2) if as_json else text

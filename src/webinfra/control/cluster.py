@@ -24,7 +24,7 @@ from webinfra.parallel import map_ordered, serialized
 from webinfra.plan.build import build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET
 from webinfra.plan.layout import Layout, state_root
-from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
+from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
 from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
 from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
@@ -234,9 +234,16 @@ class Cluster:
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         require_root()
         recorded = netmod.ClusterNetwork.load(self.layout.network_file) or self.network
-        for hp, svc in reversed(self.plan.start_order()):
+        progress = serialized(progress)
+
+        def stop(step: Step) -> None:
+            hp, svc = step
             if supervisor.stop(self.hosts[hp.name], hp, svc):
                 progress(hp.name, svc.name, "stopped")
+
+        for _service, waves in reversed(self.plan.start_phases()):  # the start order, backwards
+            for wave in reversed(waves):
+                map_ordered(stop, wave)
         for link in recorded.links:
             self._stop_leftovers(link.host)
             NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
