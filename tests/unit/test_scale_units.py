@@ -24,12 +24,14 @@ from webinfra.control.bench_scale import (
     tree_rss_kib,
 )
 from webinfra.control.cluster import UsageError
+from webinfra.hosts.network import link_in_place
 from webinfra.model import Role, parse_topology
 from webinfra.parallel import map_ordered, serialized
 from webinfra.plan import firewall, monitoring
 from webinfra.plan.build import build_plan
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import PRIMARY_FIRST, SERVICE_ORDER
+from webinfra.services.mariadb import first_rows
 from webinfra.services.secrets import ensure_secret
 
 # ---- the pool ----
@@ -171,7 +173,9 @@ def test_fit_growth_is_least_squares() -> None:
 
 
 def _row(hosts: int, cold: float) -> ScaleRow:
-    return ScaleRow(hosts, hosts - 6, cold, 0.5, [], 0.4, [0.4], 0.1, 0.3, 100.0, {}, 4 * hosts, 4 * hosts, 1000.0)
+    return ScaleRow(
+        hosts, hosts - 6, cold, 0.5, [], 0.4, [0.4], 0.1, 0.3, 100.0, {}, 4 * hosts, 4 * hosts, 1000.0, 990.0
+    )
 
 
 def test_report_fits_growth_per_host_and_prints_a_table() -> None:
@@ -179,7 +183,7 @@ def test_report_fits_growth_per_host_and_prints_a_table() -> None:
     assert report.growth("cold_up_seconds") == pytest.approx(0.5)
     assert report.as_dict()["growth_per_host"]["second_up_seconds"] == pytest.approx(0.0)  # type: ignore[index]
     text = markdown(report, "webinfra bench --scale --sizes 7,10,20")
-    assert "| 20 | 14 | 16.5 | 0.5 | 0.40 | 0.30 | 0.10 | 100 | 80 (80) | 1000 |" in text
+    assert "| 20 | 14 | 16.5 | 0.5 | 0.40 | 0.30 | 0.10 | 100 | 80 (80) | 1000 | 990 |" in text
     assert "cold up +0.500 s" in text
     assert "changed something" not in text
     assert ScaleReport([_row(7, 1.0)]).growth("cold_up_seconds") is None
@@ -228,3 +232,43 @@ def test_rulesets_of_a_whole_cluster_equal_each_host_s_own(tmp_path: Path) -> No
     apps = [str(topo.address_of(h.name)) for h in topo.with_role(Role.APP)]
     db_rule = next(line for line in every["db-01"].splitlines() if '"app -> mariadb"' in line)
     assert all(db_rule.count(a + ",") + db_rule.count(a + " }") == 1 for a in apps)
+
+
+# ---- fewer commands per host on the unchanged path ----
+
+
+def test_first_rows_of_several_result_sets() -> None:
+    out = """*************************** 1. row ***************************
+  ro: 1
+gtid: 0-12-8
+*************************** 1. row ***************************
+                Slave_IO_State: Waiting for master to send event
+                   Master_Host: 198.18.81.12
+         Seconds_Behind_Master: NULL
+*************************** 2. row ***************************
+                   Master_Host: ignored
+"""
+    rows = first_rows(out)
+    assert rows == [
+        {"ro": "1", "gtid": "0-12-8"},
+        {
+            "Slave_IO_State": "Waiting for master to send event",
+            "Master_Host": "198.18.81.12",
+            "Seconds_Behind_Master": "",
+        },
+    ]
+    assert first_rows("") == []
+
+
+def test_link_in_place_needs_loopback_up_and_eth0_up_with_its_address() -> None:
+    good = (
+        "lo               UNKNOWN        127.0.0.1/8 \n"
+        "eth0@if253       UP             198.18.81.15/24 198.18.81.250/32 \n"
+    )
+    assert link_in_place(good, "198.18.81.15/24")
+    assert link_in_place(good, "198.18.81.250/32")
+    assert not link_in_place(good, "198.18.81.16/24")
+    assert not link_in_place(good.replace("UNKNOWN", "DOWN   "), "198.18.81.15/24")
+    assert not link_in_place(good.replace(" UP ", " DOWN "), "198.18.81.15/24")
+    assert not link_in_place("lo UNKNOWN 127.0.0.1/8\n", "198.18.81.15/24")
+    assert not link_in_place("", "198.18.81.15/24")

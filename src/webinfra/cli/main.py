@@ -559,6 +559,7 @@ def dashboard(
 )
 @click.option("--sizes", default="7,10,20,40", show_default=True, help="--scale: host counts.")
 @click.option("--subnet-octet", default=None, type=int, help="--scale: its scratch subnet 198.18.N.0/24 (default 200).")
+@click.option("--name", "scale_name", default="scale", show_default=True, help="--scale: its scratch cluster's name.")
 @click.option("--json", "as_json", is_flag=True, help="--scale: print the results as JSON.")
 @click.option(
     "--markdown",
@@ -581,6 +582,7 @@ def bench(
     scale_mode: bool,
     sizes: str,
     subnet_octet: int | None,
+    scale_name: str,
     as_json: bool,
     md_out: str | None,
 ) -> None:
@@ -591,7 +593,7 @@ def bench(
     if scale_mode:
         from webinfra.control.bench_scale import run_from_cli
 
-        click.echo(run_from_cli(sizes, subnet_octet, keep=keep, as_json=as_json, md_out=md_out))
+        click.echo(run_from_cli(sizes, subnet_octet, scale_name, keep=keep, as_json=as_json, md_out=md_out))
         return
     if mixes_mode or failover_mode:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

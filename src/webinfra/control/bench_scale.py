@@ -168,7 +168,8 @@ class ScaleRow:
     rss_mib_by_host: dict[str, float]
     prometheus_targets: int
     prometheus_targets_up: int
-    ingest_samples_per_second: float | None
+    ingest_samples_per_second: float | None  # measured: rate of Prometheus's appended-samples counter
+    scraped_samples_per_second: float | None  # the targets' samples per scrape round / scrape interval
 
 
 @dataclass
@@ -223,9 +224,14 @@ def _status_figures(cluster: Cluster) -> tuple[list[float], float, float]:
     return runs, statistics.median(startups), statistics.median(in_process)
 
 
-def _prometheus_figures(cluster: Cluster, timeout: float = 60.0) -> tuple[int, int, float | None]:
-    """(active targets, targets up, samples appended per second), once every target was scraped up or
-    `timeout` passed; the rate is over the last 30 s of Prometheus's own counter."""
+INGEST_WINDOW = 20  # seconds of Prometheus's own counter the ingest rate is taken over
+
+
+def _prometheus_figures(cluster: Cluster, timeout: float = 60.0) -> tuple[int, int, float | None, float | None]:
+    """(active targets, targets up, samples appended per second, samples per scrape round / interval),
+    once every target was scraped up (or `timeout` passed) and a whole window of steady scraping later:
+    the rate of prometheus_tsdb_head_samples_appended_total over that window, and what the targets'
+    last scrapes say the rate should be (sum of scrape_samples_scraped / scrape interval)."""
     deadline = time.monotonic() + timeout
     while True:
         found = prom.targets(cluster)
@@ -234,9 +240,15 @@ def _prometheus_figures(cluster: Cluster, timeout: float = 60.0) -> tuple[int, i
             break
         time.sleep(1.0)
     interval = cluster.topology.monitoring.scrape_interval_ms / 1000
-    time.sleep(max(0.0, 4 * interval))  # a few scrapes of every target since the last one came up
-    result = prom.query(cluster, "rate(prometheus_tsdb_head_samples_appended_total[30s])")
-    return len(found), up, (result[0][1] if result else None)
+    time.sleep(INGEST_WINDOW + 2 * interval)  # the window holds steady scraping only
+    appended = prom.query(cluster, f"rate(prometheus_tsdb_head_samples_appended_total[{INGEST_WINDOW}s])")
+    per_round = prom.query(cluster, "sum(scrape_samples_scraped)")
+    return (
+        len(found),
+        up,
+        appended[0][1] if appended else None,
+        per_round[0][1] / interval if per_round else None,
+    )
 
 
 def measure_size(
@@ -261,7 +273,7 @@ def measure_size(
         cluster.up(progress=note)
         second = time.monotonic() - started
         runs, startup, in_process = _status_figures(cluster)
-        targets, targets_up, ingest = _prometheus_figures(cluster)
+        targets, targets_up, ingest, expected_ingest = _prometheus_figures(cluster)
         rss = host_rss_mib(cluster)
     finally:
         if not keep:
@@ -282,6 +294,7 @@ def measure_size(
         prometheus_targets=targets,
         prometheus_targets_up=targets_up,
         ingest_samples_per_second=round(ingest, 1) if ingest is not None else None,
+        scraped_samples_per_second=round(expected_ingest, 1) if expected_ingest is not None else None,
     )
     say(
         f"  {size} hosts: cold up {row.cold_up_seconds:.1f}s, second up {row.second_up_seconds:.1f}s"
@@ -320,16 +333,18 @@ def markdown(report: ScaleReport, command: str) -> str:
         f"`{command}`",
         "",
         "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | of which CLI start-up (s) "
-        "| snapshot in process (s) | RSS/host (MiB) | Prometheus targets (up) | ingest (samples/s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| snapshot in process (s) | RSS/host (MiB) | Prometheus targets (up) | ingest (samples/s) "
+        "| scraped per round / interval (samples/s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
         ingest = f"{r.ingest_samples_per_second:.0f}" if r.ingest_samples_per_second is not None else "n/a"
+        scraped = f"{r.scraped_samples_per_second:.0f}" if r.scraped_samples_per_second is not None else "n/a"
         lines.append(
             f"| {r.hosts} | {r.app_servers} | {r.cold_up_seconds:.1f} | {r.second_up_seconds:.1f} "
             f"| {r.status_seconds:.2f} | {r.cli_startup_seconds:.2f} | {r.status_in_process_seconds:.2f} "
             f"| {r.rss_mib_per_host:.0f} | {r.prometheus_targets} "
-            f"({r.prometheus_targets_up}) | {ingest} |"
+            f"({r.prometheus_targets_up}) | {ingest} | {scraped} |"
         )
     growth = [
         (label, report.growth(attr), unit)
@@ -354,19 +369,31 @@ def markdown(report: ScaleReport, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def command_line(sizes: Sequence[int], octet: int) -> str:
-    return f"webinfra bench --scale --sizes {','.join(str(s) for s in sizes)} --subnet-octet {octet}"
+def command_line(sizes: Sequence[int], octet: int, name: str = SCALE_CLUSTER) -> str:
+    named = f" --name {name}" if name != SCALE_CLUSTER else ""
+    return f"webinfra bench --scale --sizes {','.join(str(s) for s in sizes)} --subnet-octet {octet}{named}"
 
 
 def run_from_cli(
-    sizes_text: str, octet: int | None, *, keep: bool = False, as_json: bool = False, md_out: str | None = None
+    sizes_text: str,
+    octet: int | None,
+    name: str = SCALE_CLUSTER,
+    *,
+    keep: bool = False,
+    as_json: bool = False,
+    md_out: str | None = None,
 ) -> str:
     """`webinfra bench --scale`: validate, run, and return what to print (progress goes to stderr, so that
     `--json` prints JSON only); `md_out` also gets the Markdown."""
     sizes = parse_sizes(sizes_text)
     octet = DEFAULT_SUBNET_OCTET if octet is None else octet
-    report = run_scale_bench(sizes, octet=octet, keep=keep, say=lambda line: print(line, file=sys.stderr, flush=True))
-    text = markdown(report, command_line(sizes, octet))
+    parse_topology(scale_topology_text(sizes[0], name, octet), "--name")  # a bad name: one line, exit 2
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    report = run_scale_bench(sizes, octet=octet, keep=keep, say=say, name=name)
+    text = markdown(report, command_line(sizes, octet, name))
     if md_out:
         Path(md_out).write_text(text)
     return json.dumps(report.as_dict(), indent=2) if as_json else text

@@ -91,20 +91,31 @@ def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeou
 
 def query_row(host: Host, plan: HostPlan, sql: str) -> dict[str, str]:
     """First row of a query as {column: value} (values as text, NULL as '')."""
-    out = host.run(
-        [*_local_client(plan), "--batch", "--vertical"],
-        input=sql,
-        timeout=15,
-    ).stdout
-    row: dict[str, str] = {}
-    for line in out.splitlines():
+    rows = query_first_rows(host, plan, sql)
+    return rows[0] if rows else {}
+
+
+def query_first_rows(host: Host, plan: HostPlan, sql: str) -> list[dict[str, str]]:
+    """The first row of each result set of `sql` (several statements, one client run). A statement with an
+    empty result prints nothing, so only the last statement may return no row."""
+    out = host.run([*_local_client(plan), "--batch", "--vertical"], input=sql, timeout=15).stdout
+    return first_rows(out)
+
+
+def first_rows(vertical: str) -> list[dict[str, str]]:
+    """Parse `mariadb --vertical` output: the first row of each result set (a set starts at "1. row")."""
+    rows: list[dict[str, str]] = []
+    keep = False
+    for line in vertical.splitlines():
         if line.startswith("*"):
-            if row:
-                break
+            keep = " 1. row " in line
+            if keep:
+                rows.append({})
             continue
-        key, _, value = line.partition(":")
-        row[key.strip()] = "" if value.strip() == "NULL" else value.strip()
-    return row
+        if keep:
+            key, _, value = line.partition(":")
+            rows[-1][key.strip()] = "" if value.strip() == "NULL" else value.strip()
+    return rows
 
 
 def _local_hygiene_sql() -> str:
@@ -232,10 +243,13 @@ class DbFacts:
 
 def facts(host: Host, plan: HostPlan) -> DbFacts:
     try:
-        g = query_row(host, plan, "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS gtid")
-        s = query_row(host, plan, "SHOW SLAVE STATUS")
+        # One client run for both (each run is a process and a connection): the SELECT always has a row.
+        rows = query_first_rows(
+            host, plan, "SELECT @@GLOBAL.read_only AS ro, @@GLOBAL.gtid_current_pos AS gtid;\nSHOW SLAVE STATUS;"
+        )
     except CommandError:
         return DbFacts(reachable=False)
+    g, s = rows[0] if rows else {}, rows[1] if len(rows) > 1 else {}
     lag = s.get("Seconds_Behind_Master", "")
     return DbFacts(
         reachable=True,
