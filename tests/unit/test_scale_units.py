@@ -16,12 +16,14 @@ from webinfra.control.bench_scale import (
     FIXED_HOSTS,
     ScaleReport,
     ScaleRow,
+    cpu_seconds,
     fit_growth,
     is_change,
     markdown,
     parse_sizes,
+    rss_kib,
     scale_topology_text,
-    tree_rss_kib,
+    tree_pids,
 )
 from webinfra.control.cluster import UsageError
 from webinfra.hosts.network import link_in_place
@@ -174,7 +176,7 @@ def test_fit_growth_is_least_squares() -> None:
 
 def _row(hosts: int, cold: float) -> ScaleRow:
     return ScaleRow(
-        hosts, hosts - 6, cold, 0.5, [], 0.4, [0.4], 0.1, 0.3, 100.0, {}, 4 * hosts, 4 * hosts, 1000.0, 990.0
+        hosts, hosts - 6, cold, 0.5, [], 0.4, [0.4], 0.1, 0.3, 100.0, 0.5, {}, 4 * hosts, 4 * hosts, 1000.0, 990.0
     )
 
 
@@ -183,7 +185,7 @@ def test_report_fits_growth_per_host_and_prints_a_table() -> None:
     assert report.growth("cold_up_seconds") == pytest.approx(0.5)
     assert report.as_dict()["growth_per_host"]["second_up_seconds"] == pytest.approx(0.0)  # type: ignore[index]
     text = markdown(report, "webinfra bench --scale --sizes 7,10,20")
-    assert "| 20 | 14 | 16.5 | 0.5 | 0.40 | 0.30 | 0.10 | 100 | 80 (80) | 1000 | 990 |" in text
+    assert "| 20 | 14 | 16.5 | 0.5 | 0.40 | 0.30 | 0.10 | 100 | 0.50 | 80 (80) | 1000 | 990 |" in text
     assert "cold up +0.500 s" in text
     assert "changed something" not in text
     assert ScaleReport([_row(7, 1.0)]).growth("cold_up_seconds") is None
@@ -196,15 +198,16 @@ def test_only_what_up_changed_counts_as_a_change() -> None:
         assert not is_change(action)
 
 
-def test_tree_rss_counts_children() -> None:
+def test_tree_of_a_process_holds_its_children_with_their_memory_and_cpu() -> None:
     child = subprocess.Popen(["sleep", "30"])
     try:
-        own = tree_rss_kib(os.getpid())
-        assert own > tree_rss_kib(child.pid) > 0
+        assert child.pid in tree_pids(os.getpid()) and tree_pids(child.pid) == [child.pid]
+        assert rss_kib(os.getpid()) > rss_kib(child.pid) > 0
+        assert cpu_seconds(os.getpid()) > 0
     finally:
         child.kill()
         child.wait()
-    assert tree_rss_kib(child.pid) == 0
+    assert tree_pids(child.pid) == [] and rss_kib(child.pid) == 0 and cpu_seconds(child.pid) == 0.0
 
 
 # ---- plan cost ----

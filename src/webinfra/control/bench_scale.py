@@ -18,6 +18,7 @@ least squares, so "seconds per added host" is `b`.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -106,7 +107,7 @@ def is_change(action: str) -> bool:
     return action.split(" ", 1)[0] in CHANGE_WORDS
 
 
-# ---- memory ----
+# ---- memory and CPU of the daemons ----
 
 
 def _children(pid: int) -> list[int]:
@@ -119,35 +120,51 @@ def _children(pid: int) -> list[int]:
     return out
 
 
-def tree_rss_kib(pid: int) -> int:
-    """Resident memory of a process and all its descendants (KiB), 0 for a process that is gone."""
-    total, todo, seen = 0, [pid], set()
+def tree_pids(pid: int) -> list[int]:
+    """A process and all its descendants (workers, a daemon's children); [] for a process that is gone."""
+    out, todo = [], [pid]
     while todo:
         current = todo.pop()
-        if current in seen:
+        if current in out or not Path(f"/proc/{current}").exists():
             continue
-        seen.add(current)
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+        out.append(current)
         todo += _children(current)
-    return total
+    return out
+
+
+def rss_kib(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
+
+
+def host_pids(cluster: Cluster) -> dict[str, list[int]]:
+    """Per host: the PIDs of its daemons (every tracked service with its children, and its hostd)."""
+    out: dict[str, list[int]] = {}
+    for hp in cluster.plan.hosts:
+        pidfiles = [svc.pidfile for svc in hp.services] + [cluster.hosts[hp.name].hostd_pidfile]
+        tracked = [read_pidfile(p) for p in pidfiles]
+        out[hp.name] = [pid for proc in tracked if proc is not None for pid in tree_pids(proc.pid)]
+    return out
 
 
 def host_rss_mib(cluster: Cluster) -> dict[str, float]:
-    """Per host: RSS of its daemons (every tracked service, with children, and its hostd), MiB."""
-    out: dict[str, float] = {}
-    for hp in cluster.plan.hosts:
-        pidfiles = [svc.pidfile for svc in hp.services] + [cluster.hosts[hp.name].hostd_pidfile]
-        kib = 0
-        for pidfile in pidfiles:
-            proc = read_pidfile(pidfile)
-            if proc is not None:
-                kib += tree_rss_kib(proc.pid)
-        out[hp.name] = kib / 1024
-    return out
+    return {host: sum(rss_kib(pid) for pid in pids) / 1024 for host, pids in host_pids(cluster).items()}
+
+
+def cluster_cpu_seconds(cluster: Cluster) -> float:
+    return sum(cpu_seconds(pid) for pids in host_pids(cluster).values() for pid in pids)
 
 
 # ---- one size ----
@@ -165,6 +182,7 @@ class ScaleRow:
     status_in_process_seconds: float  # `snapshot()` alone, without the CLI's start-up
     cli_startup_seconds: float  # `webinfra --help`, measured between the status runs
     rss_mib_per_host: float  # mean over the hosts
+    idle_cpu_cores: float  # CPU the cluster's daemons use with no traffic (checks, scrapes, agents), in cores
     rss_mib_by_host: dict[str, float]
     prometheus_targets: int
     prometheus_targets_up: int
@@ -189,6 +207,7 @@ class ScaleReport:
             "status_seconds",
             "status_in_process_seconds",
             "rss_mib_per_host",
+            "idle_cpu_cores",
         )
         return {
             "rows": [asdict(r) for r in self.rows],
@@ -273,7 +292,9 @@ def measure_size(
         cluster.up(progress=note)
         second = time.monotonic() - started
         runs, startup, in_process = _status_figures(cluster)
-        targets, targets_up, ingest, expected_ingest = _prometheus_figures(cluster)
+        cpu_before, cpu_started = cluster_cpu_seconds(cluster), time.monotonic()
+        targets, targets_up, ingest, expected_ingest = _prometheus_figures(cluster)  # waits a steady window
+        idle_cores = (cluster_cpu_seconds(cluster) - cpu_before) / (time.monotonic() - cpu_started)
         rss = host_rss_mib(cluster)
     finally:
         if not keep:
@@ -290,6 +311,7 @@ def measure_size(
         status_in_process_seconds=round(in_process, 2),
         cli_startup_seconds=round(startup, 2),
         rss_mib_per_host=round(statistics.fmean(rss.values()), 1),
+        idle_cpu_cores=round(idle_cores, 2),
         rss_mib_by_host={h: round(v, 1) for h, v in rss.items()},
         prometheus_targets=targets,
         prometheus_targets_up=targets_up,
@@ -299,7 +321,8 @@ def measure_size(
     say(
         f"  {size} hosts: cold up {row.cold_up_seconds:.1f}s, second up {row.second_up_seconds:.1f}s"
         f" ({len(changed)} changed), status {row.status_seconds:.2f}s (in process {in_process:.2f}s, CLI start-up"
-        f" {startup:.2f}s), {row.rss_mib_per_host:.0f} MiB/host,"
+        f" {startup:.2f}s), {row.rss_mib_per_host:.0f} MiB/host, idle CPU"
+        f" {row.idle_cpu_cores:.2f} cores,"
         f" {targets_up}/{targets} targets up, {row.ingest_samples_per_second} samples/s"
     )
     return row
@@ -333,9 +356,9 @@ def markdown(report: ScaleReport, command: str) -> str:
         f"`{command}`",
         "",
         "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | of which CLI start-up (s) "
-        "| snapshot in process (s) | RSS/host (MiB) | Prometheus targets (up) | ingest (samples/s) "
+        "| snapshot in process (s) | RSS/host (MiB) | idle CPU (cores) | Prometheus targets (up) | ingest (samples/s) "
         "| scraped per round / interval (samples/s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
         ingest = f"{r.ingest_samples_per_second:.0f}" if r.ingest_samples_per_second is not None else "n/a"
@@ -343,7 +366,7 @@ def markdown(report: ScaleReport, command: str) -> str:
         lines.append(
             f"| {r.hosts} | {r.app_servers} | {r.cold_up_seconds:.1f} | {r.second_up_seconds:.1f} "
             f"| {r.status_seconds:.2f} | {r.cli_startup_seconds:.2f} | {r.status_in_process_seconds:.2f} "
-            f"| {r.rss_mib_per_host:.0f} | {r.prometheus_targets} "
+            f"| {r.rss_mib_per_host:.0f} | {r.idle_cpu_cores:.2f} | {r.prometheus_targets} "
             f"({r.prometheus_targets_up}) | {ingest} | {scraped} |"
         )
     growth = [
@@ -354,6 +377,7 @@ def markdown(report: ScaleReport, command: str) -> str:
             ("status --json", "status_seconds", "s"),
             ("status in process", "status_in_process_seconds", "s"),
             ("RSS per host", "rss_mib_per_host", "MiB"),
+            ("idle CPU", "idle_cpu_cores", "cores"),
         )
     ]
     if report.rows and len(report.rows) > 1:
