@@ -176,7 +176,23 @@ def test_fit_growth_is_least_squares() -> None:
 
 def _row(hosts: int, cold: float) -> ScaleRow:
     return ScaleRow(
-        hosts, hosts - 6, cold, 0.5, [], 0.4, [0.4], 0.1, 0.3, 100.0, 0.5, {}, 4 * hosts, 4 * hosts, 1000.0, 990.0
+        hosts,
+        hosts - 6,
+        cold,
+        0.5,
+        [0.5],
+        [],
+        0.4,
+        [0.4],
+        0.1,
+        0.3,
+        100.0,
+        0.5,
+        {},
+        4 * hosts,
+        4 * hosts,
+        1000.0,
+        990.0,
     )
 
 
