@@ -165,8 +165,16 @@ def host_rss_mib(cluster: Cluster) -> dict[str, float]:
     return {host: sum(rss_kib(pid) for pid in pids) / 1024 for host, pids in host_pids(cluster).items()}
 
 
-def cluster_cpu_seconds(cluster: Cluster) -> float:
-    return sum(cpu_seconds(pid) for pids in host_pids(cluster).values() for pid in pids)
+def cpu_by_service(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds used so far per service name (summed over hosts; hostd included as "hostd")."""
+    out: dict[str, float] = {}
+    for hp in cluster.plan.hosts:
+        tracked = [(svc.name, svc.pidfile) for svc in hp.services] + [("hostd", cluster.hosts[hp.name].hostd_pidfile)]
+        for name, pidfile in tracked:
+            proc = read_pidfile(pidfile)
+            if proc is not None:
+                out[name] = out.get(name, 0.0) + sum(cpu_seconds(pid) for pid in tree_pids(proc.pid))
+    return out
 
 
 # ---- one size ----
@@ -186,6 +194,7 @@ class ScaleRow:
     cli_startup_seconds: float  # `webinfra --help`, measured between the status runs
     rss_mib_per_host: float  # mean over the hosts
     idle_cpu_cores: float  # CPU the cluster's daemons use with no traffic (checks, scrapes, agents), in cores
+    idle_cpu_cores_by_service: dict[str, float]  # the same, per service over all hosts, largest first
     rss_mib_by_host: dict[str, float]
     prometheus_targets: int
     prometheus_targets_up: int
@@ -298,9 +307,10 @@ def measure_size(
             second_runs.append(time.monotonic() - started)
         second = statistics.median(second_runs)
         runs, startup, in_process = _status_figures(cluster)
-        cpu_before, cpu_started = cluster_cpu_seconds(cluster), time.monotonic()
+        cpu_before, cpu_started = cpu_by_service(cluster), time.monotonic()
         targets, targets_up, ingest, expected_ingest = _prometheus_figures(cluster)  # waits a steady window
-        idle_cores = (cluster_cpu_seconds(cluster) - cpu_before) / (time.monotonic() - cpu_started)
+        cpu_after, window = cpu_by_service(cluster), time.monotonic() - cpu_started
+        idle_by_service = {name: (cpu_after[name] - cpu_before.get(name, 0.0)) / window for name in cpu_after}
         rss = host_rss_mib(cluster)
     finally:
         if not keep:
@@ -318,18 +328,22 @@ def measure_size(
         status_in_process_seconds=round(in_process, 2),
         cli_startup_seconds=round(startup, 2),
         rss_mib_per_host=round(statistics.fmean(rss.values()), 1),
-        idle_cpu_cores=round(idle_cores, 2),
+        idle_cpu_cores=round(sum(idle_by_service.values()), 2),
+        idle_cpu_cores_by_service={
+            name: round(cores, 3) for name, cores in sorted(idle_by_service.items(), key=lambda kv: -kv[1])
+        },
         rss_mib_by_host={h: round(v, 1) for h, v in rss.items()},
         prometheus_targets=targets,
         prometheus_targets_up=targets_up,
         ingest_samples_per_second=round(ingest, 1) if ingest is not None else None,
         scraped_samples_per_second=round(expected_ingest, 1) if expected_ingest is not None else None,
     )
+    busiest = ", ".join(f"{n} {c:.2f}" for n, c in list(row.idle_cpu_cores_by_service.items())[:3])
     say(
         f"  {size} hosts: cold up {row.cold_up_seconds:.1f}s, second up {row.second_up_seconds:.1f}s"
         f" ({len(changed)} changed), status {row.status_seconds:.2f}s (in process {in_process:.2f}s, CLI start-up"
         f" {startup:.2f}s), {row.rss_mib_per_host:.0f} MiB/host, idle CPU"
-        f" {row.idle_cpu_cores:.2f} cores,"
+        f" {row.idle_cpu_cores:.2f} cores ({busiest}),"
         f" {targets_up}/{targets} targets up, {row.ingest_samples_per_second} samples/s"
     )
     return row
