@@ -8,7 +8,7 @@ the firewall on) from cold on its own scratch cluster and subnet, one size after
     second up      `Cluster.up()` again, unchanged (nothing may report a change; median of 3 runs)
     status         `webinfra status --json` as a user runs it (a new process; median of 3 runs), next
                    to `webinfra --help` (the CLI's start-up alone, interleaved) and `snapshot()` in process
-    memory         RSS of each host's daemons (every tracked process and its children, hostd included)
+    memory         RSS of each host's daemons (every tracked service with its children, and hostd itself)
     idle CPU       what those daemons use with no traffic (health checks, scrapes, agents), in cores
     Prometheus     active targets (and how many are up) and its ingest rate, from its own metrics
 
@@ -151,14 +151,24 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
 
 
-def host_pids(cluster: Cluster) -> dict[str, list[int]]:
-    """Per host: the PIDs of its daemons (every tracked service with its children, and its hostd)."""
-    out: dict[str, list[int]] = {}
-    for hp in cluster.plan.hosts:
-        pidfiles = [svc.pidfile for svc in hp.services] + [cluster.hosts[hp.name].hostd_pidfile]
-        tracked = [read_pidfile(p) for p in pidfiles]
-        out[hp.name] = [pid for proc in tracked if proc is not None for pid in tree_pids(proc.pid)]
+def _daemons(cluster: Cluster, host: str) -> list[tuple[str, list[int]]]:
+    """(service, PIDs) of a host's daemons: each tracked service with its children, and hostd alone (every
+    daemon is hostd's child: its whole tree would count them twice)."""
+    hp = cluster.plan.host(host)
+    out = []
+    for svc in hp.services:
+        proc = read_pidfile(svc.pidfile)
+        if proc is not None:
+            out.append((svc.name, tree_pids(proc.pid)))
+    hostd = read_pidfile(cluster.hosts[host].hostd_pidfile)
+    if hostd is not None and Path(f"/proc/{hostd.pid}").exists():
+        out.append(("hostd", [hostd.pid]))
     return out
+
+
+def host_pids(cluster: Cluster) -> dict[str, list[int]]:
+    """Per host: the PIDs of its daemons."""
+    return {hp.name: [pid for _, pids in _daemons(cluster, hp.name) for pid in pids] for hp in cluster.plan.hosts}
 
 
 def host_rss_mib(cluster: Cluster) -> dict[str, float]:
@@ -169,11 +179,8 @@ def cpu_by_service(cluster: Cluster) -> dict[str, float]:
     """CPU seconds used so far per service name (summed over hosts; hostd included as "hostd")."""
     out: dict[str, float] = {}
     for hp in cluster.plan.hosts:
-        tracked = [(svc.name, svc.pidfile) for svc in hp.services] + [("hostd", cluster.hosts[hp.name].hostd_pidfile)]
-        for name, pidfile in tracked:
-            proc = read_pidfile(pidfile)
-            if proc is not None:
-                out[name] = out.get(name, 0.0) + sum(cpu_seconds(pid) for pid in tree_pids(proc.pid))
+        for name, pids in _daemons(cluster, hp.name):
+            out[name] = out.get(name, 0.0) + sum(cpu_seconds(pid) for pid in pids)
     return out
 
 
