@@ -166,3 +166,27 @@ def test_generated_cluster_status_is_complete_and_a_second_up_restarts_nothing(
     # Goals for 40 hosts: second up <= 10 s, status <= 2 s; 8 hosts on a loaded CI machine get room.
     assert second_up_seconds < 20, f"second up took {second_up_seconds:.1f}s"
     assert status_seconds < 15, f"status --json took {status_seconds:.1f}s"
+
+
+def test_bench_scale_measures_a_size_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`webinfra bench --scale` end to end on its smallest size: every figure present, nothing changed by
+    the second `up`, and its scratch cluster gone afterwards."""
+    proc = subprocess.run(
+        [str(WEBINFRA), "bench", "--scale", "--sizes", "7", "--subnet-octet", "81", "--name", "tscaleb", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (row,) = report["rows"]
+    assert row["hosts"] == 7 and row["second_up_changed"] == []
+    assert row["prometheus_targets"] == row["prometheus_targets_up"] == 19  # 7 + 2 * 1 + 10
+    assert row["ingest_samples_per_second"] > 0 and row["scraped_samples_per_second"] > 0
+    assert set(row["rss_mib_by_host"]) == {"lb-01", "lb-02", "db-01", "db-02", "db-03", "app-01", "mon-01"}
+    assert all(mib > 1 for mib in row["rss_mib_by_host"].values())
+    assert row["idle_cpu_cores"] > 0 and "agent" in row["idle_cpu_cores_by_service"]
+    assert 0 < row["status_in_process_seconds"] <= row["status_seconds"]
+    assert not [ns for ns in netmod.existing_namespaces() if ns.startswith("wi-tscaleb-")]
+    assert not netmod.link_exists(netmod.bridge_name("tscaleb"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -371,8 +372,14 @@ def run_scale_bench(
         raise UsageError(f"--subnet-octet = {octet}: must be 1..254 (198.18.<octet>.0/24; 0 is the default cluster's)")
     root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-scale-"))
     report = ScaleReport()
-    for i, size in enumerate(sizes):
-        report.rows.append(measure_size(size, root, octet, say, keep=keep and i == len(sizes) - 1, name=name))
+    try:
+        for i, size in enumerate(sizes):
+            report.rows.append(measure_size(size, root, octet, say, keep=keep and i == len(sizes) - 1, name=name))
+    finally:
+        if state_root is None and not keep:
+            shutil.rmtree(root, ignore_errors=True)  # the scratch state dir made above (purged clusters)
+    if keep:
+        say(f"kept: {name} ({sizes[-1]} hosts), state under {root}")
     return report
 
 
