@@ -1,17 +1,21 @@
 """Cluster lifecycle: data kept across down/up, --purge, nothing left behind, bad input refused, backup
-takeover, and the split-components topology."""
+takeover, the split-components topology, and a generated 8-host cluster whose second `up` changes nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
-from clusterkit import WEBINFRA, backend_states, leftovers, seed_topology, site, trust, wait_for
+from clusterkit import WEBINFRA, backend_states, cli, leftovers, seed_topology, site, trust, wait_for
 
+from webinfra.control.bench_scale import is_change, scale_topology_text
 from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
 from webinfra.hosts.process import read_pidfile
@@ -127,3 +131,82 @@ def test_split_components_topology_serves(make_cluster: Callable[[str], Cluster]
     assert {r.headers["x-db"] for r in reads} == {"db-02"}
     assert {r.headers["x-served-by"] for r in reads} == {"app-01", "app-02"}
     assert httpx.get(cluster.topology.site_url, timeout=5, verify=trust(cluster)).status_code == 200
+
+
+def test_generated_cluster_status_is_complete_and_a_second_up_restarts_nothing(
+    make_cluster: Callable[[str], Cluster],
+) -> None:
+    """8 hosts of the hardened shape (bench --scale's generator: 2 LBs, 3 DB nodes, 2 app servers, monitoring;
+    HTTPS and firewall on), brought up with each phase's services started side by side."""
+    cluster = make_cluster(scale_topology_text(8, "tscale", 80))
+    planned = {(hp.name, svc.name) for hp in cluster.plan.hosts for svc in hp.services}
+    pids = {(hp.name, svc.name): read_pidfile(svc.pidfile) for hp in cluster.plan.hosts for svc in hp.services}
+    assert all(pids.values())
+
+    def complete(status: dict[str, Any]) -> bool:
+        return all(b["state"] == "up" for b in status["lb"]["backends"]) and all(
+            s["state"] == "running" for h in status["hosts"] for s in h["services"]
+        )
+
+    wait_for(lambda: complete(json.loads(cli(cluster, "status", "--json").stdout)), 60, "every service running")
+    started = time.monotonic()
+    status = json.loads(cli(cluster, "status", "--json").stdout)
+    status_seconds = time.monotonic() - started
+    assert {(h["name"], s["name"]) for h in status["hosts"] for s in h["services"]} == planned
+    assert all(h["up"] for h in status["hosts"])
+    for host in status["hosts"]:
+        for svc in host["services"]:
+            assert svc["pid"] == pids[(host["name"], svc["name"])].pid  # type: ignore[union-attr]
+        assert (host["code_version"] is not None) == ("app" in host["roles"])
+    assert status["db"]["primary"] == "db-01" and {r["name"] for r in status["db"]["replicas"]} == {"db-02", "db-03"}
+    assert status["lb"]["vip_holder"] in ("lb-01", "lb-02") and status["lb"]["runtime_api"]
+    assert [b["name"] for b in status["lb"]["backends"]] == ["app-01", "app-02"]
+
+    actions: list[tuple[str, str, str]] = []
+    started = time.monotonic()
+    cluster.up(progress=lambda host, what, action: actions.append((host, what, action)))
+    second_up_seconds = time.monotonic() - started
+    reported = {(host, what) for host, what, action in actions if action == "unchanged"}
+    assert planned <= reported
+    assert {host for host, what in reported if what == "firewall"} == {hp.name for hp in cluster.plan.hosts}
+    assert [a for a in actions if is_change(a[2])] == []
+    after = {(hp.name, svc.name): read_pidfile(svc.pidfile) for hp in cluster.plan.hosts for svc in hp.services}
+    assert {k: p.pid for k, p in after.items() if p} == {k: p.pid for k, p in pids.items() if p}
+    # Goals for 40 hosts: second up <= 10 s, status <= 2 s; 8 hosts on a loaded CI machine get room.
+    assert second_up_seconds < 20, f"second up took {second_up_seconds:.1f}s"
+    assert status_seconds < 15, f"status --json took {status_seconds:.1f}s"
+
+
+def test_bench_scale_measures_a_size_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """`webinfra bench --scale` end to end on its smallest size: every figure present, nothing changed by
+    the second `up`, and its scratch cluster gone afterwards."""
+    proc = subprocess.run(
+        [
+            str(WEBINFRA),
+            "bench",
+            "--scale",
+            "--sizes",
+            "7",
+            "--subnet-octet",
+            "81",
+            "--scratch-name",
+            "tscaleb",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    (row,) = report["rows"]
+    assert row["hosts"] == 7 and row["second_up_changed"] == []
+    assert row["prometheus_targets"] == row["prometheus_targets_up"] == 19  # 7 + 2 * 1 + 10
+    assert row["ingest_samples_per_second"] > 0 and row["scraped_samples_per_second"] > 0
+    assert set(row["rss_mib_by_host"]) == {"lb-01", "lb-02", "db-01", "db-02", "db-03", "app-01", "mon-01"}
+    assert all(mib > 1 for mib in row["rss_mib_by_host"].values())
+    assert row["idle_cpu_cores"] > 0 and "agent" in row["idle_cpu_cores_by_service"]
+    assert 0 < row["status_in_process_seconds"] <= row["status_seconds"]
+    assert not [ns for ns in netmod.existing_namespaces() if ns.startswith("wi-tscaleb-")]
+    assert not netmod.link_exists(netmod.bridge_name("tscaleb"))

@@ -139,6 +139,14 @@ def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: 
     "crash (hardened cluster; --runs each, medians).",
 )
 @click.option("--runs", default=3, show_default=True, help="--failover: runs of each fault.")
+@click.option(
+    "--scale",
+    "scale_mode",
+    is_flag=True,
+    help="Instead: cold and second up, status, memory and Prometheus of generated clusters, one size after another.",
+)
+@click.option("--sizes", default="7,10,20,40", show_default=True, help="--scale: host counts.")
+@click.option("--subnet-octet", default=None, type=int, help="--scale: its scratch subnet 198.18.N.0/24 (default 200).")
 @with_scratch_options
 @click.option(
     "--markdown",
@@ -159,6 +167,9 @@ def bench(
     mixes_mode: bool,
     failover_mode: bool,
     runs: int,
+    scale_mode: bool,
+    sizes: str,
+    subnet_octet: int | None,
     scratch_name: str | None,
     scratch_subnet: str | None,
     md_out: str | None,
@@ -168,12 +179,22 @@ def bench(
     from webinfra.control.bench_ha import FAILOVER_CLUSTER
 
     modes = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}
+    modes["scale"] = scale_mode
     chosen = [name for name, on in modes.items() if on]
     if len(chosen) > 1:
         raise UsageError(f"choose one of --{', --'.join(chosen)}")
     mode = chosen[0] if chosen else "seed"
-    if (scratch_name or scratch_subnet) and mode != "failover":
-        raise UsageError("--scratch-name/--scratch-subnet: only with --failover (one cluster)")
+    if scratch_subnet and mode != "failover":
+        raise UsageError("--scratch-subnet: only with --failover (--scale takes --subnet-octet)")
+    if scratch_name and mode not in ("failover", "scale"):
+        raise UsageError("--scratch-name: only with --failover or --scale")
+    if mode == "scale":
+        from webinfra.control.bench_scale import SCALE_CLUSTER, run_from_cli
+
+        require_root()
+        name = scratch_name or SCALE_CLUSTER
+        click.echo(run_from_cli(sizes, subnet_octet, name, keep=keep, as_json=as_json, md_out=md_out))
+        return
     at = _scratch_cluster(scratch_name, scratch_subnet, FAILOVER_CLUSTER)
     require_root()
     if mode in ("mixes", "failover"):

@@ -20,10 +20,11 @@ from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
+from webinfra.parallel import map_ordered, serialized
 from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.layout import Layout, state_root
-from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec
+from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
 from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
 from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
@@ -119,6 +120,7 @@ class Cluster:
                 f"network.subnet = {self.topology.network.subnet} overlaps addresses already on this machine "
                 f"({'; '.join(clashes)}): choose another subnet"
             )
+        progress = serialized(progress)  # steps of one phase report from several threads
         self.layout.cluster_dir.mkdir(parents=True, exist_ok=True)
         self._remove_stale_hosts(progress)
         self.network.ensure()
@@ -129,24 +131,26 @@ class Cluster:
             f"{self.network.bridge} {self.topology.gateway}/{self.topology.network.subnet.prefixlen}",
         )
         self.layout.topology_file.write_text(self.source_text or _default_text())
-        for name, host in self.hosts.items():
-            for d in self.layout.host(name).all():
-                d.mkdir(parents=True, exist_ok=True)
-            host.ensure_hostd()
-        for hp in self.plan.hosts:
-            self._stop_unplanned(hp, progress)
+        map_ordered(lambda hp: self._prepare_host(hp, progress), self.plan.hosts)
         site_secrets = (SITE_SIGNING_SECRET, SITE_ADMIN_SECRET)
         for secret in ("db-site", "db-repl", AGENT_TOKEN_SECRET, *site_secrets, ETCD_ROOT_SECRET, ETCD_AGENT_SECRET):
             ensure_secret(self.layout, secret)
         self._ensure_pki(progress)
-        for hp in self.plan.hosts:  # every host's firewall is in place before any service listens
-            self._apply_firewall(hp, progress)
-        order = self.plan.start_order()
-        for i, (hp, svc) in enumerate(order):
-            self._start(hp, svc, progress)
-            last_of_kind = i + 1 == len(order) or order[i + 1][1].name != svc.name
-            if last_of_kind:
-                self._after_phase(svc.name, progress)
+        # Every host's firewall is in place before any service listens.
+        map_ordered(lambda hp: self._apply_firewall(hp, progress), self.plan.hosts)
+        # Phases in order (a cluster-wide wait after some); within a phase, the steps of a wave start
+        # side by side: they are one service on different hosts and do not depend on each other.
+        for service, waves in self.plan.start_phases():
+            for wave in waves:
+                map_ordered(lambda step: self._start(step[0], step[1], progress), wave)
+            self._after_phase(service, progress)
+
+    def _prepare_host(self, hp: HostPlan, progress: Progress) -> None:
+        """The host's directories and init process; services its role no longer has stopped."""
+        for d in self.layout.host(hp.name).all():
+            d.mkdir(parents=True, exist_ok=True)
+        self.hosts[hp.name].ensure_hostd()
+        self._stop_unplanned(hp, progress)
 
     def _after_phase(self, service: str, progress: Progress) -> None:
         """Cluster-wide waits between start phases of the hardened topology."""
@@ -238,9 +242,16 @@ class Cluster:
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         require_root()
         recorded = netmod.ClusterNetwork.load(self.layout.network_file) or self.network
-        for hp, svc in reversed(self.plan.start_order()):
+        progress = serialized(progress)
+
+        def stop(step: Step) -> None:
+            hp, svc = step
             if supervisor.stop(self.hosts[hp.name], hp, svc):
                 progress(hp.name, svc.name, "stopped")
+
+        for _service, waves in reversed(self.plan.start_phases()):  # the start order, backwards
+            for wave in reversed(waves):
+                map_ordered(stop, wave)
         for link in recorded.links:
             self._stop_leftovers(link.host)
             NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.hosts.base import CommandError
+from webinfra.parallel import map_ordered
 
 
 def bridge_name(cluster: str) -> str:
@@ -58,6 +59,17 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def existing_namespaces() -> set[str]:
     out = _ip("-o", "netns", "list", check=False).stdout
     return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def link_in_place(brief_addresses: str, cidr: str) -> bool:
+    """From `ip -br -4 addr show` inside a host: its loopback is up and eth0 is up with `cidr`."""
+    states = {}
+    for line in brief_addresses.splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            states[fields[0].split("@")[0]] = (fields[1], fields[2:])
+    lo, eth0 = states.get("lo"), states.get("eth0")
+    return lo is not None and lo[0] != "DOWN" and eth0 is not None and eth0[0] == "UP" and cidr in eth0[1]
 
 
 def link_exists(name: str) -> bool:
@@ -188,8 +200,23 @@ class ClusterNetwork:
 
     def ensure(self) -> None:
         self.ensure_bridge()
-        for link in self.links:
-            self.ensure_host(link)
+        namespaces = existing_namespaces()
+        for link in self.links:  # one at a time: the first `ip netns add` of a machine sets up /run/netns
+            if link.netns not in namespaces:
+                _ip("netns", "add", link.netns)
+        # A host whose link is already as wanted costs one `ip` call (the unchanged `up`), not seven.
+        enslaved = self._veths_up_on_bridge()
+        map_ordered(lambda link: None if self._in_place(link, enslaved) else self.ensure_host(link), self.links)
+
+    def _veths_up_on_bridge(self) -> set[str]:
+        out = _ip("-br", "link", "show", "master", self.bridge, check=False).stdout
+        return {line.split()[0].split("@")[0] for line in out.splitlines() if line.split()[1:2] == ["UP"]}
+
+    def _in_place(self, link: HostLink, veths_up: set[str]) -> bool:
+        if link.veth not in veths_up:
+            return False
+        brief = _ip("-n", link.netns, "-br", "-4", "addr", "show", check=False).stdout
+        return link_in_place(brief, f"{link.address}/{self.subnet.prefixlen}")
 
     # ---- removal ----
     def remove_host(self, link: HostLink) -> None:

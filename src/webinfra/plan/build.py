@@ -69,7 +69,10 @@ def build_plan(
     """`releases`: the code base each app host runs (deployed by `webinfra deploy`; a host without one runs
     the installed `webinfra.site`, labelled `[app] version`). `draining`: app hosts that every nginx
     in front of them marks `down` (a rolling deploy of app-only hosts)."""
-    hosts = tuple(_host_plan(topo, layout, h.name, python, releases or {}, draining) for h in topo.hosts)
+    rulesets = firewall.rulesets(topo) if topo.firewall else {}
+    hosts = tuple(
+        _host_plan(topo, layout, h.name, python, releases or {}, draining, rulesets.get(h.name)) for h in topo.hosts
+    )
     return ClusterPlan(topology=topo, layout=layout, hosts=hosts)
 
 
@@ -80,6 +83,7 @@ def _host_plan(
     python: str,
     releases: Mapping[str, AppRelease],
     draining: frozenset[str],
+    firewall_ruleset: str | None,
 ) -> HostPlan:
     spec = topo.host(name)
     dirs = layout.host(name)
@@ -94,9 +98,9 @@ def _host_plan(
         "tmp_dir": dirs.tmp,
     }
 
-    if topo.firewall:
+    if firewall_ruleset is not None:
         # Loaded by services/firewall.py before any service starts (not a service's config).
-        files.append(FileSpec(dirs.etc / "firewall.nft", firewall.ruleset(topo, name)))
+        files.append(FileSpec(dirs.etc / "firewall.nft", firewall_ruleset))
 
     if spec.has(Role.DB):
         cnf = dirs.etc / "my.cnf"

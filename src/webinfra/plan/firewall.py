@@ -100,6 +100,11 @@ def _flows_by_dest(topo: Topology) -> dict[str, list[Flow]]:
     return out
 
 
+def rulesets(topo: Topology) -> dict[str, str]:
+    """Every host's nftables file, from one derivation of the flows (what a whole plan uses)."""
+    return {h.name: ruleset(topo, h.name) for h in topo.hosts}
+
+
 def _set(items: tuple[str, ...] | tuple[int, ...]) -> str:
     return str(items[0]) if len(items) == 1 else "{ " + ", ".join(str(i) for i in items) + " }"
 

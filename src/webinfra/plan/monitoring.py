@@ -62,12 +62,13 @@ def targets(topo: Topology) -> list[Target]:
     if mhost is None:
         return []
     out: list[Target] = []
+    address = {h.name: _addr(topo, h.name) for h in topo.hosts}  # once: `address_of` scans the hosts
 
     def add(job: str, role: Role | None, port: int, *, when: bool = True) -> None:
         if not when:
             return
         for h in topo.hosts if role is None else topo.with_role(role):
-            out.append(Target(job, h.name, f"{_addr(topo, h.name)}:{port}"))
+            out.append(Target(job, h.name, f"{address[h.name]}:{port}"))
 
     add("node", None, mon.node_exporter_port)
     add("haproxy", Role.LB, mon.haproxy_metrics_port)

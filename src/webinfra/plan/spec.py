@@ -91,6 +91,12 @@ SERVICE_ORDER = (
     "monitor",
 )
 
+# Services whose instance on the primary database's host starts (and is ready) before the others: a replica
+# replicates from a running primary, and the primary's agent takes the leader lease first.
+PRIMARY_FIRST = ("mariadb", "agent")
+
+Step = tuple[HostPlan, ServiceSpec]  # one service on one host
+
 
 @dataclass(frozen=True)
 class ClusterPlan:
@@ -115,3 +121,20 @@ class ClusterPlan:
 
         pairs = [(h, s) for h in self.hosts for s in h.services]
         return sorted(pairs, key=rank)
+
+    def start_phases(self) -> list[tuple[str, list[list[Step]]]]:
+        """`start_order()` as phases, one per service name in SERVICE_ORDER, each a list of waves: the steps
+        of a wave (one service on different hosts) do not depend on each other and may start together; a
+        wave starts once the one before it is ready. One wave per phase, except PRIMARY_FIRST services: the
+        primary's instance alone, then the rest."""
+        primary = self.topology.db_primary.name if self.topology.db_primary else ""
+        phases: list[tuple[str, list[list[Step]]]] = []
+        for step in self.start_order():
+            svc = step[1]
+            if not phases or phases[-1][0] != svc.name:
+                phases.append((svc.name, [[]]))
+            waves = phases[-1][1]
+            if svc.name in PRIMARY_FIRST and waves[-1] and waves[-1][-1][0].name == primary:
+                waves.append([])  # the primary's wave is complete: the replicas come after it
+            waves[-1].append(step)
+        return phases
