@@ -113,3 +113,11 @@ def test_resilience_page_keeps_one_nemesis_section() -> None:
     again = splice(page + "\n## later\n", section.replace("--steps 1", "--steps 2"))
     assert again.count(SECTION_START) == 1 and again.count(SECTION_END) == 1
     assert "--steps 2" in again and "--steps 1" not in again and "## later" in again and "intro" in again
+
+
+def test_duration_means_steps_until_that_many_seconds() -> None:
+    from webinfra.control.chaos.nemesis_run import NemesisSettings
+
+    long = NemesisSettings.for_duration(1800, 7)
+    assert long.duration == 1800 and long.seed == 7 and long.steps >= 1000  # time bounds it, not the count
+    assert NemesisSettings(seed=1, steps=8).duration is None

@@ -36,7 +36,8 @@ Say = Callable[[str], None]
 @dataclass(frozen=True)
 class NemesisSettings:
     seed: int = 1
-    steps: int = 6
+    steps: int = 6  # at most this many steps...
+    duration: float | None = None  # ...or, when set, steps until this many seconds have passed
     overlap_share: float = 0.5
     hold: tuple[float, float] = (4.0, 8.0)
     healthy_timeout: float = 150.0
@@ -45,8 +46,8 @@ class NemesisSettings:
 
     @classmethod
     def for_duration(cls, duration: float, seed: int) -> NemesisSettings:
-        """About `duration` seconds of nemesis: a step takes ~25 s with its recovery on this kind of machine."""
-        return cls(seed=seed, steps=max(1, round(duration / 25)))
+        """Steps one after another until `duration` seconds have passed (the last one runs to its end)."""
+        return cls(seed=seed, steps=10_000, duration=duration)
 
 
 @dataclass
@@ -251,13 +252,16 @@ def run_nemesis(cluster: Cluster, settings: NemesisSettings, say: Say = lambda _
     if reason is not None:
         report.error = f"the cluster is not healthy to begin with: {reason}"
         return report
-    events.record(cluster.layout, "nemesis_started", "", f"run {run_id}, seed {settings.seed}, {len(plan)} steps")
+    length = f"{settings.duration:g} s" if settings.duration is not None else f"{len(plan)} steps"
+    events.record(cluster.layout, "nemesis_started", "", f"run {run_id}, seed {settings.seed}, {length}")
     nemesis = Nemesis(cluster, settings.seed, say)
     t0 = time.monotonic()
     with SplitBrainMonitor(cluster, interval=0.3) as monitor:
         writers = Writers(cluster.topology.site_url, run_id, settings=settings.writers, verify=verify_for(cluster))
         with writers:
             for step in plan:
+                if settings.duration is not None and time.monotonic() - t0 >= settings.duration:
+                    break
                 record = _run_step(nemesis, step, t0, settings, say)
                 report.steps.append(record)
                 if "not healthy" in record.error:
