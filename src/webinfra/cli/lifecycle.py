@@ -44,9 +44,10 @@ def up(topology_file: str | None, state_dir: Path | None, yes: bool) -> None:
     from webinfra.services.pki import check_tls_files
 
     topology_file = default_topology_file(topology_file)
-    cluster = Cluster.from_file(topology_file, state_dir)
-    check_tls_files(cluster.topology, topology_file or DEFAULT_TOPOLOGY_NAME)
+    # Bad input first (one line, exit 2, for anyone), then root, then the state on disk (root's to read).
+    check_tls_files(load_topology(topology_file), topology_file or DEFAULT_TOPOLOGY_NAME)
     require_root()
+    cluster = Cluster.from_file(topology_file, state_dir)
     missing = preflight.missing_programs(cluster.plan)
     if missing:
         raise UsageError(preflight.describe_missing(missing))
