@@ -19,6 +19,8 @@ from webinfra.control.bench_scale import is_change, scale_topology_text
 from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
 from webinfra.hosts.process import read_pidfile
+from webinfra.model.load import parse_topology
+from webinfra.plan import monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -202,7 +204,8 @@ def test_bench_scale_measures_a_size_and_leaves_nothing_behind(tmp_path: Path) -
     report = json.loads(proc.stdout)
     (row,) = report["rows"]
     assert row["hosts"] == 7 and row["second_up_changed"] == []
-    assert row["prometheus_targets"] == row["prometheus_targets_up"] == 19  # 7 + 2 * 1 + 10
+    expected_targets = len(monitoring.targets(parse_topology(scale_topology_text(7))))
+    assert row["prometheus_targets"] == row["prometheus_targets_up"] == expected_targets
     assert row["ingest_samples_per_second"] > 0 and row["scraped_samples_per_second"] > 0
     assert set(row["rss_mib_by_host"]) == {"lb-01", "lb-02", "db-01", "db-02", "db-03", "app-01", "mon-01"}
     assert all(mib > 1 for mib in row["rss_mib_by_host"].values())

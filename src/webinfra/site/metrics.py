@@ -98,7 +98,10 @@ class SiteMetrics:
         self.db = db
         self._seen = dict.fromkeys(DB_COUNTERS, 0)
         self._children: dict[tuple[str, str, str], Any] = {}
-        self._durations: dict[str, Any] = {}
+        # Every route's latency series exists from the start, at zero: a series born with its first requests
+        # already counted shows no increase to rate() (Prometheus's first sample of it is that count), so a
+        # burst between two scrapes right after a start would never show in latency.
+        self._durations: dict[str, Any] = {route: DURATION.labels(route) for route in self.templates.values()}
 
     def observe(self, scope: Scope, status: int, seconds: float) -> None:
         route = self.templates.get(scope.get("endpoint"), UNMATCHED)
