@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from agent_testlib import ETCD, EtcdServer
+from test_agent_failover import TwoNodes, running
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +31,10 @@ def etcd_server() -> Iterator[EtcdServer]:
 @pytest.fixture
 def prefix() -> str:
     return f"/webinfra-test/{uuid.uuid4().hex[:8]}/"
+
+
+@pytest.fixture
+def two_nodes(etcd_server: EtcdServer, prefix: str) -> Iterator[TwoNodes]:
+    """Node A (initial primary) and node B (replica) with their agents, on loopback; torn down after."""
+    with running(etcd_server, prefix) as cluster:
+        yield cluster

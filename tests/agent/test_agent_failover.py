@@ -145,12 +145,6 @@ def running(etcd: EtcdServer, prefix: str, **agent_overrides: Any) -> Iterator[T
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def two_nodes(etcd_server: EtcdServer, prefix: str) -> Iterator[TwoNodes]:
-    with running(etcd_server, prefix) as cluster:
-        yield cluster
-
-
 def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
     a, b = two_nodes.a, two_nodes.b
     took = two_nodes.wait_roles(a, b)

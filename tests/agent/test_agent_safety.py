@@ -22,7 +22,7 @@ from test_agent_decide import (
 )
 from test_agent_units import RENDERED
 
-from webinfra.control.agent.actions import Actor
+from webinfra.control.agent.actions import Actor, _optime_at
 from webinfra.control.agent.config import AgentConfig
 from webinfra.control.agent.decide import Action, Decision, decide
 from webinfra.control.agent.events import EventLog
@@ -223,3 +223,52 @@ def test_every_let_go_publishes_not_primary_first_and_fences_a_reachable_server(
     actor, rec = _actor(tmp_path)
     actor.step_down(LEADING, "agent stopping")
     assert rec.calls == ["unpublish", "fence", "revoke"], rec.calls
+
+
+def test_a_node_taking_the_lease_back_marks_its_own_binlog_tip_not_its_stale_slave_pos() -> None:
+    """Nemesis seed 7, step 19: web-02 led alone (async) up to 0-13-1614, was cut off, stepped down and took
+    the lease back at once. Its gtid_current_pos was its old gtid_slave_pos (0-12-1280), and the optime it
+    wrote said "acknowledged without a replica up to 0-12-1280": web-01 (0-12-1280,0-13-1569) then had
+    "everything" and promoted over 45 acknowledged writes. The mark is the binlog's tip."""
+    state = "0-12-1280,0-13-1614"
+    stepped_down = LocalDb(
+        reachable=True,
+        read_only=True,
+        server_id=13,
+        gtid_binlog_pos="0-13-1614",
+        gtid_binlog_state=state,
+        gtid_slave_pos="0-12-1280",
+        gtid_current_pos="0-12-1280",
+    )
+    before = OptimeRecord("web-02", False, "0-13-1600", 1600, server_id=13)
+    d = decide(snap("web-02", stepped_down, view(None, optime=before)))
+    assert d.action == Action.ACQUIRE, d
+    # What the actor records right after promoting (previous record not sync: stays not sync).
+    promoted = _optime_at("web-02", False, stepped_down)
+    assert (promoted.sync, promoted.gtid, promoted.server_id) == (False, "0-13-1614", 13)
+    # And what each LEAD cycle keeps there while acknowledging alone.
+    leading = replace(stepped_down, read_only=False, gtid_current_pos="0-13-1614")
+    d = decide(snap("web-02", leading, view("web-02", optime=before), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.LEAD and d.optime is not None and d.optime.gtid == "0-13-1614", d
+    # web-02 leads (its member record says primary) but its lease lapsed: web-01 must not promote.
+    behind = replica_db("web-02", seq=1569, gtid_binlog_state="0-12-1280,0-13-1569")
+    d = decide(snap("web-01", behind, view(None, member("web-02", 1614, role="primary", gtid=state), optime=promoted)))
+    assert d.action == Action.WAIT and "lacks it" in d.reason, d
+
+
+def test_a_hung_server_that_cannot_be_fenced_is_restarted_after_a_while() -> None:
+    """Same run: the promoted server accepted connections but never greeted them; the agent decided FENCE,
+    the fence failed, and it retried for 15 minutes without reading the DCS. Now: after
+    `restart_hung_after` of failed fencing the agent kills mysqld and starts it again (read-only)."""
+    hung = replace(DOWN, error="Lost connection to server at 'handshake: reading initial communication packet'")
+    failing = replace(LEADING, db_failures=5, fence_failing_since=NOW - 2.0)
+    d = decide(snap("web-01", hung, view("web-01"), failing))
+    assert d.action == Action.FENCE, d  # a short stall: keep trying to fence
+    d = decide(snap("web-01", hung, view("web-01"), replace(failing, fence_failing_since=NOW - 7.0)))
+    assert d.action == Action.RESTART_MARIADB and "not fenced for 7s" in d.reason, d
+    # Not the leader any more (its lease lapsed): a hung, possibly writable server is restarted all the same.
+    d = decide(snap("web-01", hung, view("web-02"), AgentState(fence_failing_since=NOW - 7.0, db_failures=9)))
+    assert d.action == Action.RESTART_MARIADB, d
+    # A server that is gone is not "hung": release / wait as before.
+    d = decide(snap("web-01", GONE, view("web-01"), replace(failing, fence_failing_since=NOW - 7.0)))
+    assert d.action == Action.RELEASE, d

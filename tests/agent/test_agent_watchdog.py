@@ -14,7 +14,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -69,12 +68,6 @@ class Writer:
             else:
                 self.failed += 1
                 time.sleep(0.05)
-
-
-@pytest.fixture
-def two_nodes(etcd_server: EtcdServer, prefix: str) -> Iterator[TwoNodes]:
-    with running(etcd_server, prefix) as cluster:
-        yield cluster
 
 
 def writable(node: Node) -> bool | None:

@@ -8,8 +8,13 @@ again from fresh facts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -90,8 +95,7 @@ class Actor:
             log.info("optime: NOT sync: writes acknowledged without a replica up to %s", at)
 
     def _async_at(self, db: LocalDb) -> OptimeRecord:
-        here = gtid_in_domain(db.gtid_current_pos)
-        return OptimeRecord(self.me, False, str(here) if here else "", here.seq if here else 0)
+        return _optime_at(self.me, False, db)
 
     def _semi_sync_back_on(self, s: Snapshot, d: Decision) -> None:
         """Just after switching semi-sync master back on: if writes were acknowledged without a replica,
@@ -150,7 +154,7 @@ class Actor:
                 log.warning("could not restart the IO thread: %s", again)
             raise
         self.dcs.put(self.keys.leader, leader_value(self.me, since, gtid), lease=lease)
-        self._promoted_optime(s, gtid)
+        self._promoted_optime(s)
         cluster = s.cluster
         if cluster is not None and cluster.initialized is None:
             self.dcs.create(self.keys.initialized, self.me)
@@ -161,15 +165,21 @@ class Actor:
         log.warning("promoted %s: %s", self.me, d.reason)
         return state
 
-    def _promoted_optime(self, s: Snapshot, gtid: str) -> None:
+    def _promoted_optime(self, s: Snapshot) -> None:
         """Semi-sync is on from the promotion. A previous leader's "not sync" record stays not sync, now
         at my promotion point (which covers its acknowledged writes: I had them to be allowed to promote),
         until a replica of mine reaches it."""
         previous = s.cluster.optime if s.cluster is not None else None
-        here = gtid_in_domain(gtid)
         sync = previous is None or previous.sync
+        # The mark is my binlog's tip now that the relay log is applied, never a GTID picked out of the
+        # promotion state `gtid` (its first domain-0 entry can be an older server's, far behind).
         try:
-            self._put_optime(OptimeRecord(self.me, sync, str(here) if here else "", here.seq if here else 0))
+            db = self.db.facts()
+        except DbError:
+            db = s.db
+        record = _optime_at(self.me, sync, db if db.reachable else s.db)
+        try:
+            self._put_optime(record)
         except (DcsUnreachable, DcsError) as exc:  # the next LEAD cycle writes it (decide.leader_optime)
             log.warning("could not write the optime after promoting: %s", exc)
 
@@ -247,6 +257,30 @@ class Actor:
         self.events.append("demoted", detail)
         log.warning("demoted %s: %s", self.me, detail)
         return released(s.me, lease_lost=False, fenced=False, semi_sync_fallback=False)
+
+    def _restart_mariadb(self, d: Decision, s: Snapshot) -> AgentState:
+        """SIGKILL the hung mysqld (it cannot commit anything after that), let go of a held lease (mysqld is
+        now proven gone), then start it through webinfra's supervisor: my.cnf starts it read-only."""
+        self.unpublish_primary()
+        pid = self.db.mysqld_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            deadline = clock.now() + 10
+            while self.db.mysqld_pid() == pid and clock.now() < deadline:
+                time.sleep(0.05)
+        state = s.me
+        if state.holds_lease and state.lease_id:
+            self._revoke_quietly(state.lease_id)
+            state = released(state, fenced=False, semi_sync_fallback=False)
+        self.events.append("mariadb_restarted", d.reason)
+        log.warning("restarting MariaDB (pid %s): %s", pid, d.reason)
+        argv = self.config.mariadb_control.start
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+            log.error("starting MariaDB again exited %d: %s", proc.returncode, tail)
+        return replace(state, fence_failing_since=None, fenced=False, db_failures=0)
 
     # -- switchover (leader side; the target's side is ACQUIRE) --------------------------------------------
 
@@ -354,3 +388,10 @@ class Actor:
             self.dcs.revoke(lease)
         except (DcsUnreachable, DcsError) as exc:
             log.info("could not revoke lease %d: %s", lease, exc)
+
+
+def _optime_at(me: str, sync: bool, db: LocalDb) -> OptimeRecord:
+    """An optime record at the last transaction in `db`'s binlog (gtid_current_pos only when the binlog is
+    empty): on a node that was a replica moments ago, gtid_current_pos is a stale gtid_slave_pos."""
+    here = gtid_in_domain(db.gtid_binlog_pos) or gtid_in_domain(db.gtid_current_pos)
+    return OptimeRecord(me, sync, str(here) if here else "", here.seq if here else 0, server_id=db.server_id)

@@ -81,6 +81,7 @@ class Action(StrEnum):
     SWITCHOVER_PREPARE = "switchover_prepare"  # leader: read-only, wait for the target to catch up
     SWITCHOVER_HANDOVER = "switchover_handover"  # leader: release the key so the target takes it
     SWITCHOVER_ABORT = "switchover_abort"  # leader: writable again, drop the request
+    RESTART_MARIADB = "restart_mariadb"  # kill a hung mysqld that could not be fenced, start it read-only
     WAIT = "wait"
 
 
@@ -112,6 +113,9 @@ def decide(s: Snapshot) -> Decision:
     """What this agent does this cycle, and why (one line)."""
     if s.me.cloning:
         return Decision(Action.CLONING, f"re-cloning from {s.me.known_leader}", s.me.known_leader)
+    hung = _hung_mariadb(s)
+    if hung is not None:
+        return hung
     if s.me.holds_lease:
         decision = _as_leader(s)
         if decision.action in _KEEPS_OPTIME and s.cluster is not None and s.me.renewed_this_cycle:
@@ -176,6 +180,22 @@ def _as_leader(s: Snapshot) -> Decision:
     if s.me.fenced:
         return Decision(Action.LEAD, "leader lease renewed again: writable")
     return Decision(Action.LEAD, "holding the leader lease")
+
+
+def _hung_mariadb(s: Snapshot) -> Decision | None:
+    """A server alive but answering nobody, that every fencing attempt failed to make read-only for
+    `restart_hung_after`: it may still commit what its open sessions send, and it serves nothing. Kill it
+    and start it again (read-only, from my.cnf), as Patroni restarts a stuck PostgreSQL; a held lease is
+    released first so a replica can take over meanwhile (nemesis seed 7: a promoted server hung before
+    its first answer, and the agent retried the fence for 15 minutes)."""
+    since = s.me.fence_failing_since
+    if s.db.reachable or s.db.gone or since is None or s.now - since < s.settings.restart_hung_after:
+        return None
+    return Decision(
+        Action.RESTART_MARIADB,
+        f"local MariaDB alive but not answering and not fenced for {s.now - since:.0f}s ({s.db.error}): "
+        "killing it and starting it read-only",
+    )
 
 
 def _leader_db_unreachable(s: Snapshot) -> Decision:
@@ -248,7 +268,10 @@ def leader_optime(s: Snapshot, *, going_async: bool = False) -> OptimeRecord | N
     """
     assert s.cluster is not None
     me, db, current = s.settings.host, s.db, s.cluster.optime
-    here = gtid_in_domain(db.gtid_current_pos)
+    # The last transaction in my binlog, not gtid_current_pos: on a node that just stepped down and takes
+    # the lease back, gtid_current_pos is its stale gtid_slave_pos (an older history), and a mark put there
+    # would let a replica lacking this node's async-acknowledged writes promote over them (nemesis, seed 7).
+    here = gtid_in_domain(db.gtid_binlog_pos) or gtid_in_domain(db.gtid_current_pos)
     gtid, seq, sid = (str(here), here.seq, db.server_id) if here is not None else ("", 0, db.server_id)
     if going_async or not acks_required(db):
         want = OptimeRecord(me, False, gtid, seq, server_id=sid)

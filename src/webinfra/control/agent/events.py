@@ -28,6 +28,7 @@ KINDS = frozenset(
         "semi_sync_fallback",
         "semi_sync_restored",
         "switchover",
+        "mariadb_restarted",
     }
 )
 

@@ -50,6 +50,7 @@ _CHANGES_MARIADB = frozenset(
         Action.SEMI_SYNC_RESTORE,
         Action.SWITCHOVER_PREPARE,
         Action.SWITCHOVER_ABORT,
+        Action.RESTART_MARIADB,
     }
 )
 
@@ -64,6 +65,7 @@ def settings_of(config: AgentConfig) -> Settings:
         when_no_replica_acks=config.when_no_replica_acks,
         semi_sync_fallback=config.semi_sync_fallback_ms / 1000,
         switchover_timeout=config.switchover_timeout,
+        restart_hung_after=3.0 * config.lease_ttl,
         members={name: m.address for name, m in config.members.items()},
     )
 
@@ -158,9 +160,13 @@ class Agent:
         self.db.fence_at = self.fence_at()  # what the watchdog may allow, with this cycle's renewal
         try:
             self.state = self.actor.act(decision, snapshot)
+            if decision.action is Action.FENCE or db.reachable:
+                self.state = replace(self.state, fence_failing_since=None)
         except (DbError, DcsUnreachable, DcsError, OSError) as exc:
             log.error("%s failed: %s (%s)", decision.action.value, exc, decision.reason)
             self.state = state
+            if decision.action is Action.FENCE and state.fence_failing_since is None:
+                self.state = replace(state, fence_failing_since=clock.now())
         if decision.action is Action.ACQUIRE and self.state.holds_lease:
             self.state = self._renew_fresh_lease(self.state)
         self.db.fence_at = self.fence_at()
@@ -183,12 +189,19 @@ class Agent:
     def _gather_dcs(self, state: AgentState) -> tuple[AgentState, ClusterView | None]:
         fence_at = self.fence_at()
         now = clock.now()
-        if fence_at is not None and not state.fenced and now >= fence_at:
+        failing = state.fence_failing_since is not None
+        if fence_at is not None and not state.fenced and now >= fence_at and not failing:
             return state, None  # fence first; the DCS gets its next chance after that
-        # Until fenced, no DCS call may run past the fencing time.
-        self.dcs.set_deadline(fence_at if fence_at is not None and not state.fenced else None)
+        # Until fenced, no DCS call may run past the fencing time. Once fencing has failed (a server alive
+        # but not answering), the lease is let lapse: no renewal, but the DCS is still read every cycle,
+        # so this agent learns that another node leads instead of retrying a hung server blindly.
+        self.dcs.set_deadline(fence_at if fence_at is not None and not state.fenced and not failing else None)
         try:
-            if state.holds_lease and state.lease_id:
+            if state.holds_lease and state.lease_id and failing:
+                if self.dcs.time_to_live(state.lease_id) <= 0:
+                    log.warning("leader lease %d is gone in etcd (not renewed: fencing failed)", state.lease_id)
+                    state = replace(state, holds_lease=False, lease_id=0, lease_lost=True, last_renewal_sent=None)
+            elif state.holds_lease and state.lease_id:
                 sent = clock.now()
                 if self.dcs.keepalive(state.lease_id) > 0:
                     state = replace(state, last_renewal_sent=sent, renewed_this_cycle=True)
@@ -318,7 +331,7 @@ class Agent:
                 # needs several in a row (decide.py), and the replica is waiting for them.
                 wake = started + min(interval, EXPIRY_POLL)
             fence_at = self.fence_at()
-            if fence_at is not None and not self.state.fenced:
+            if fence_at is not None and not self.state.fenced and self.state.fence_failing_since is None:
                 wake = min(wake, max(fence_at, clock.now() + 0.01))
             self._stop.wait(max(0.0, wake - clock.now()))
         self.state = self.actor.step_down(self.state, "agent stopping: read-only, lease released")

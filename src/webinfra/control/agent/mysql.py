@@ -196,6 +196,10 @@ class LocalMariaDB:
             probe.close()
         return not _pid_alive(self.pid_file)
 
+    def mysqld_pid(self) -> int | None:
+        """The live mariadbd named by its pid file (None: none, or no pid file configured)."""
+        return _live_mysqld_pid(self.pid_file)
+
     def publish_deadline(self) -> None:
         """Hand the current `fence_at` to the watchdog now (the leader, right after a renewal: the facts call
         of the next cycle would publish it a cycle late)."""
@@ -424,12 +428,16 @@ START SLAVE;
 def _pid_alive(pid_file: Path | None) -> bool:
     """The pid in `pid_file` is a live (not zombie) mariadbd/mysqld. No pid file configured: unknown, so
     only the socket check counts."""
+    return _live_mysqld_pid(pid_file) is not None
+
+
+def _live_mysqld_pid(pid_file: Path | None) -> int | None:
     if pid_file is None:
-        return False
+        return None
     try:
         pid = int(pid_file.read_text().strip())
         comm = Path(f"/proc/{pid}/comm").read_text().strip()
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, ValueError, IndexError):
-        return False
-    return comm in ("mariadbd", "mysqld") and state != "Z"
+        return None
+    return pid if comm in ("mariadbd", "mysqld") and state != "Z" else None

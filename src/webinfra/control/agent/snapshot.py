@@ -303,6 +303,9 @@ class AgentState:
     clone_failed_at: float | None = None
     known_leader: str | None = None  # the last leader seen in the DCS (kept while it is unreachable)
     db_failures: int = 0  # consecutive cycles in which local MariaDB did not answer
+    # Since when every attempt to fence (read-only) a server that is alive but not answering failed: the
+    # loop then stops renewing the lease and keeps reading the DCS at its normal pace (loop.py).
+    fence_failing_since: float | None = None
 
 
 @dataclass(frozen=True)
@@ -321,6 +324,9 @@ class Settings:
     # A leader releases its lease for a dead MariaDB only after this many failed cycles in a row AND proof
     # that mysqld is gone; a slow server keeps the lease (and is fenced if it answers at all).
     release_after_failures: int = 3
+    # A server alive but not answering, that no fencing attempt could make read-only for this long, is
+    # killed and started again (decide._hung_mariadb). Several lease TTLs: a short stall rides it out.
+    restart_hung_after: float = 6.0
     members: Mapping[str, str] = field(default_factory=dict)  # host -> address
 
 
