@@ -16,6 +16,7 @@ Receiving side (`reclone`, run in a worker thread while the HA loop keeps going)
    errant transactions (the GTID ranges decide.py found, e.g. 0-1-101..110) are exported from its
    binlogs with `mariadb-binlog --start-position/--stop-position/--do-server-ids` into
    `<that dir>.errant.sql`, and an `errant_transactions` event names the GTIDs, the file and the dir.
+   The exports are never pruned (they are small and the only record once the datadir is gone).
 """
 
 from __future__ import annotations
@@ -267,10 +268,10 @@ def export_errant(datadir: Path, errant: tuple[str, ...], out: Path) -> None:
 
 
 def prune_diverged(datadir: Path, keep: int) -> list[Path]:
-    """Delete all but the newest `keep` kept-aside datadirs (and their exports); returns those kept."""
+    """Delete all but the newest `keep` kept-aside datadirs; returns those kept. Their `.errant.sql`
+    exports stay: a nemesis run re-cloned one node three times and lost the first export with its dir."""
     copies = sorted(p for p in datadir.parent.glob(f"{datadir.name}.diverged-*") if p.is_dir())
     doomed, kept = (copies[:-keep], copies[-keep:]) if keep > 0 else (copies, [])
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
-        path.with_name(path.name + ".errant.sql").unlink(missing_ok=True)
     return kept

@@ -298,7 +298,8 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
             text=True,
         )
         assert setter.stdin is not None
-        setter.stdin.write("SET GLOBAL read_only = ON;")
+        # Bounded on the server too: a waiting SET must not outlive this call (it blocks others meanwhile).
+        setter.stdin.write(f"SET SESSION lock_wait_timeout = {max(1, round(timeout))}; SET GLOBAL read_only = ON;")
         setter.stdin.close()
         killed: list[str] = []
         try:
@@ -323,7 +324,7 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
         """KILL CONNECTION every session of a non-system account (the site's users)."""
         ids = self.run(
             "SELECT ID FROM information_schema.PROCESSLIST "
-            f"WHERE USER NOT IN ({watchdog.spared_users_sql(repl_user)}) AND ID <> CONNECTION_ID() "
+            f"WHERE {watchdog.killable_sql(repl_user)} AND ID <> CONNECTION_ID() "
             "AND COMMAND NOT IN ('Binlog Dump', 'Daemon');",
             timeout=timeout,
         ).split()

@@ -23,7 +23,11 @@ How:
   only after that: the fence always lands first.
 - Killing comes before read_only because SET GLOBAL read_only waits for commits in flight, and a commit
   waiting for a semi-sync acknowledgement that never comes waits forever; if it still blocks (a session
-  that committed in between), the next run, a second later, kills that one too.
+  that committed in between), the next run, a second later, kills that one too. Killed: the site's
+  sessions and ANY session waiting for an ack (a root write or the event's own DROP EVENT would hold the
+  SET up as well). The procedure sets `lock_wait_timeout = 1`: an event has no client to time it out,
+  and a SET stuck for the default year also blocks the scheduler, i.e. every later watchdog run
+  (reproduced on 10.11.19).
 - Everything is created with `sql_log_bin = 0` on each node by its own agent (never replicated; a
   re-cloned node gets the source's copy, which is the same). `event_scheduler = ON` is in my.cnf and
   set by the agent too.
@@ -49,9 +53,19 @@ def spared_users_sql(repl_user: str) -> str:
     return ", ".join(quote(u) for u in (*SYSTEM_USERS, repl_user))
 
 
+# A commit waiting for a semi-sync acknowledgement holds up SET GLOBAL read_only whoever runs it (an
+# event's own DROP EVENT, a root session): it is killed too (its client gets an error, never an ack).
+WAITING_FOR_ACK = "Waiting for semi-sync ACK from slave"
+
+
+def killable_sql(repl_user: str) -> str:
+    """The PROCESSLIST condition of the sessions a fence kills: the site's, and any waiting for an ack."""
+    return f"(USER NOT IN ({spared_users_sql(repl_user)}) OR STATE = {quote(WAITING_FOR_ACK)})"
+
+
 def install_sql(repl_user: str) -> str:
     """Idempotent: create (or replace) the lease row, the fence procedure and the event, binlog off."""
-    spared = spared_users_sql(repl_user)
+    killable = killable_sql(repl_user)
     kill_loop = """
   SET done = 0;
   OPEN sessions;
@@ -75,9 +89,12 @@ BEGIN
   DECLARE victim BIGINT;
   DECLARE sessions CURSOR FOR
     SELECT ID FROM information_schema.PROCESSLIST
-    WHERE USER NOT IN ({spared}) AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Daemon');
+    WHERE {killable} AND ID <> CONNECTION_ID() AND COMMAND NOT IN ('Binlog Dump', 'Daemon');
   DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1;
   DECLARE CONTINUE HANDLER FOR SQLEXCEPTION BEGIN END;
+  -- An event has no client to time it out: without this, a SET GLOBAL read_only stuck behind a commit
+  -- waits a year and blocks the scheduler (no further watchdog run). Give up after 1 s; the next run retries.
+  SET SESSION lock_wait_timeout = 1;
   {kill_loop}
   SET GLOBAL read_only = ON;
   {kill_loop}

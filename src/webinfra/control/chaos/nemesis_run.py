@@ -232,15 +232,27 @@ def _verdict(cluster: Cluster, report: NemesisReport, ops: list[check.WriteOp], 
     check.check_writable([n for _, n in monitor.timeline], len(monitor.writable_nodes()), verdict)
     primary = roles_of(cluster).primary
     if primary is None:
+        _count_writes(ops, verdict)
         report.error = "no single writable primary at the end"
         return
-    _caught_up(cluster, primary)
+    try:
+        _caught_up(cluster, primary)
+    except (ClusterError, CommandError):
+        _count_writes(ops, verdict)
+        raise
     check.check_writes(ops, _rows(cluster, primary, report.run_id), verdict)
     check.check_checksums(_checksums(cluster), verdict)
     since = report.run_id  # events of this run: those after its first nemesis event
     run_events = events.read(cluster.layout.events_file)
     marks = [i for i, e in enumerate(run_events) if e.get("kind") == "nemesis_started" and since in e.get("detail", "")]
     check.check_errant(run_events[marks[-1] if marks else 0 :], _file_exists(cluster), verdict)
+
+
+def _count_writes(ops: list[check.WriteOp], verdict: check.Verdict) -> None:
+    """What the writers alone know (sent, acknowledged, refused), for a run whose data cannot be checked."""
+    counted = check.check_writes(ops, {})
+    verdict.writes, verdict.acked, verdict.failed = counted.writes, counted.acked, counted.failed
+    verdict.acked_keyed, verdict.keyed_retried = counted.acked_keyed, counted.keyed_retried
 
 
 def run_nemesis(cluster: Cluster, settings: NemesisSettings, say: Say = lambda _: None) -> NemesisReport:
