@@ -10,8 +10,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import click
 from rich.console import Console
@@ -42,14 +43,18 @@ scratch_options = [
 ]
 
 
-def with_scratch_options(fn):  # type: ignore[no-untyped-def]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_scratch_options(fn: F) -> F:
     for option in reversed(scratch_options):
         fn = option(fn)
     return fn
 
 
 def report_json(mode: str, command: str, report: Any) -> str:
-    body = dataclasses.asdict(report) if dataclasses.is_dataclass(report) else report
+    # is_dataclass is also true of a dataclass itself; asdict takes instances only.
+    body = dataclasses.asdict(report) if dataclasses.is_dataclass(report) and not isinstance(report, type) else report
     return json.dumps({"mode": mode, "command": command, "report": body}, indent=2, default=str)
 
 
@@ -85,12 +90,21 @@ def _progress_mode(
         return report, bench_ha.failover_markdown(report, f"webinfra bench --failover --runs {runs}")
 
 
+class _RunParams(TypedDict):
+    """The arguments every simple mode's run function takes (checked against each signature)."""
+
+    duration: int
+    connections: int
+    rounds: int
+    keep: bool
+
+
 def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: bool) -> tuple[Any, str]:
     """The default run, and the --tls and --monitoring comparisons."""
     from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
     flags = f"--duration {duration} --connections {connections} --rounds {rounds}"
-    params = {"duration": duration, "connections": connections, "rounds": rounds, "keep": keep}
+    params: _RunParams = {"duration": duration, "connections": connections, "rounds": rounds, "keep": keep}
 
     def say(line: str) -> None:
         err_console.print(line, soft_wrap=True)

@@ -47,7 +47,7 @@ table inet {FAULT_TABLE} {{
 """
 
 
-def _faults_file(cluster: Cluster):  # type: ignore[no-untyped-def]
+def _faults_file(cluster: Cluster) -> Path:
     return cluster.layout.cluster_dir / "faults.json"
 
 

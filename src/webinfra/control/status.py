@@ -106,11 +106,11 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
         except haproxy.RuntimeApiError:
             continue
         lb, reachable = cluster.plan.host(spec.name), True
-        for stat in stats:
-            if stat.backend == "site":
-                by_name[stat.name] = stat
-            if stat.backend in haproxy.SITE_BACKENDS:
-                requests[stat.name] = requests.get(stat.name, 0) + stat.total_sessions
+        for row in stats:
+            if row.backend == "site":
+                by_name[row.name] = row
+            if row.backend in haproxy.SITE_BACKENDS:
+                requests[row.name] = requests.get(row.name, 0) + row.total_sessions
         break
     backends = []
     for web in topo.with_role(Role.WEB):

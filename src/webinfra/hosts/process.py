@@ -64,7 +64,7 @@ def alive(proc: TrackedProcess | None) -> bool:
 def running_pid(path: Path) -> int | None:
     """PID of the live process a pid file names, else None."""
     proc = read_pidfile(path)
-    return proc.pid if alive(proc) else None
+    return proc.pid if proc is not None and alive(proc) else None
 
 
 def signal_group(proc: TrackedProcess, sig: int) -> bool:

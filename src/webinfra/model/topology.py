@@ -593,8 +593,8 @@ def _check_primary(topo: Topology, primaries: list[HostSpec]) -> list[Problem]:
     dbs = topo.with_role(Role.DB)
     if not dbs:
         return [("hosts", NO_VALUE, "no host has the 'db' role: add one with db_role = \"primary\"")]
-    names = ", ".join(h.name for h in dbs)
-    return [("hosts", NO_VALUE, f"no 'db' host has db_role = \"primary\" (db hosts: {names}): make one the primary")]
+    db_names = ", ".join(h.name for h in dbs)
+    return [("hosts", NO_VALUE, f"no 'db' host has db_role = \"primary\" (db hosts: {db_names}): make one the primary")]
 
 
 def _check_tls(topo: Topology) -> list[Problem]:

@@ -303,12 +303,12 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         for w in webs
     ]
     primary = topo.db_primary
-    write_check = {"uri": "/healthz", "port": None}
+    write_check: dict[str, str | int | None] = {"uri": "/healthz", "port": None}
     if topo.ha:
         # The primary moves: every web host with a database may take writes, and the agent's /primary
         # check says which one does now (a demoted or dead primary's server gets none).
         route_writes = topo.lb.route_writes_to == "primary"
-        write_servers = [{**s, "weight": 1} for s in servers if topo.host(s["name"]).has(Role.DB)]
+        write_servers = [{**s, "weight": 1} for w, s in zip(webs, servers, strict=True) if w.has(Role.DB)]
         route_writes = route_writes and bool(write_servers)
         write_check = {"uri": "/primary", "port": topo.db.agent_port}
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from webinfra.model import Role, Topology
@@ -194,7 +195,13 @@ def _local_first(endpoints: list[str], address: str) -> list[str]:
     return sorted(endpoints, key=lambda url: f"//{address}:" not in url)
 
 
-def dbproxy_files_and_service(topo: Topology, name: str, dirs: HostDirs, render) -> tuple[FileSpec, ServiceSpec]:  # type: ignore[no-untyped-def]
+# build.render: a template's name and its values -> the rendered text (passed in: build imports this module).
+Render = Callable[..., str]
+
+
+def dbproxy_files_and_service(
+    topo: Topology, name: str, dirs: HostDirs, render: Render
+) -> tuple[FileSpec, ServiceSpec]:
     host = topo.host(name)
     local = host.has(Role.DB)
     servers = [
@@ -241,8 +248,8 @@ exec kill -0 "$pid"
 
 
 def keepalived_files_and_service(
-    topo: Topology, name: str, dirs: HostDirs, render
-) -> tuple[list[FileSpec], ServiceSpec]:  # type: ignore[no-untyped-def]
+    topo: Topology, name: str, dirs: HostDirs, render: Render
+) -> tuple[list[FileSpec], ServiceSpec]:
     lbs = topo.with_role(Role.LB)
     index = [h.name for h in lbs].index(name)
     vip = topo.vip

@@ -246,7 +246,7 @@ def ensure_image(images_dir: Path, spec: ImageSpec, say: Callable[[str], None]) 
 
 def remove_images(images_dir: Path) -> list[str]:
     """Delete every cached image (and its build log)."""
-    removed = []
+    removed: list[str] = []
     if not images_dir.is_dir():
         return removed
     with _locked(images_dir / ".lock"):

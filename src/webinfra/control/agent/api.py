@@ -152,6 +152,9 @@ class AgentHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+    # Open connections in arrival order -> idle (waiting for a request line) or busy. Declared here, where
+    # `socket` is the module: in __init__ the name is the MariaDB socket path parameter.
+    _open: dict[socket.socket, bool]
 
     def __init__(
         self,
@@ -170,8 +173,7 @@ class AgentHTTPServer(ThreadingHTTPServer):
         self.clone_slot = threading.Semaphore(1)  # one backup at a time: it is heavy on the source
         self.max_connections = MAX_CONNECTIONS
         self._lock = threading.Lock()
-        # Open connections in arrival order -> idle (waiting for a request line) or busy.
-        self._open: dict[socket.socket, bool] = {}
+        self._open = {}
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._lock:

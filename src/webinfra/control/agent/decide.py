@@ -369,8 +369,8 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
     db = s.db
     mine = db.gtid_state
     if request is not None and request.to and request.to != me:
-        target = cluster.members.get(request.to)
-        if _candidate(target) and target is not None and target.state.contains(mine):
+        chosen = cluster.members.get(request.to)
+        if _candidate(chosen) and chosen is not None and chosen.state.contains(mine):
             return Decision(Action.WAIT, f"switchover to {request.to} in progress: deferring to it")
     if not db.applied_all_received:
         io_pos = db.slave.gtid_io_pos if db.slave else ""
