@@ -10,15 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypedDict, TypeVar
+from typing import Any, TypedDict
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from webinfra.cli.common import console, err_console, handle_errors, state_dir_option
+from webinfra.cli.common import F, console, err_console, handle_errors, state_dir_option
 from webinfra.control.cluster import UsageError, require_root
 
 
@@ -41,9 +40,6 @@ scratch_options = [
     click.option("--scratch-name", default=None, help="Name of the cluster the run brings up (default: its own)."),
     click.option("--scratch-subnet", default=None, help="Subnet of the cluster the run brings up (default: its own)."),
 ]
-
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def with_scratch_options(fn: F) -> F:

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
@@ -32,6 +32,8 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 CLUSTER_ENV = "WEBINFRA_CLUSTER"
 LOCAL_TOPOLOGY = "webinfra.toml"  # in the current directory: picked up as if given with -f
@@ -43,11 +45,11 @@ EXIT_DEGRADED = 4
 EXIT_DOWN = 5
 
 
-def handle_errors(fn: F) -> F:
+def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """One line per failure, never a traceback: 2 for bad input, 1 for a failed operation."""
 
     @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
         except (TopologyError, UsageError) as exc:
@@ -60,7 +62,7 @@ def handle_errors(fn: F) -> F:
             err_console.print("interrupted")
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 # ---- which cluster ----

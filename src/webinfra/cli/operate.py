@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
@@ -24,6 +25,9 @@ from webinfra.cli.common import (
     wide_console,
 )
 from webinfra.control.cluster import UsageError, require_root
+
+if TYPE_CHECKING:
+    from webinfra.control.faults import Mode
 
 STATUS_EXIT = {"healthy": 0, "degraded": EXIT_DEGRADED, "down": EXIT_DOWN}
 
@@ -138,7 +142,7 @@ def start(
 def fail(
     host: str,
     service: str | None,
-    mode: str,
+    mode: Mode,  # one of the click.Choice above
     as_json: bool,
     topology_file: str | None,
     cluster_name: str | None,
@@ -149,7 +153,7 @@ def fail(
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
-    what = inject(cluster, host, service, mode)  # type: ignore[arg-type]
+    what = inject(cluster, host, service, mode)
     if as_json:
         print_json({"cluster": cluster.topology.name, "host": host, "service": service, "mode": mode, "fault": what})
     else:

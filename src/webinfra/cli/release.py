@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,15 +23,18 @@ from webinfra.cli.common import (
 from webinfra.cli.views import print_rows
 from webinfra.control.cluster import Cluster, UsageError
 
+if TYPE_CHECKING:
+    from webinfra.control.deploy import DeployResult
+
 HEALTH_HELP = "Seconds a new app may take to answer /healthz with the new version before it is rolled back."
 
 
-def _deploy_json(cluster: Cluster, result: object) -> dict[str, object]:
-    return {"cluster": cluster.topology.name, **dataclasses.asdict(result)}  # type: ignore[call-overload]
+def _deploy_json(cluster: Cluster, result: DeployResult) -> dict[str, object]:
+    return {"cluster": cluster.topology.name, **dataclasses.asdict(result)}
 
 
-def _print_deployed(result: object) -> None:
-    switched, version, seconds = result.switched, result.version, result.seconds  # type: ignore[attr-defined]
+def _print_deployed(result: DeployResult) -> None:
+    switched, version, seconds = result.switched, result.version, result.seconds
     if not switched:
         console.print(f"version {version} already runs on every app server; nothing to do")
     else:

@@ -103,6 +103,7 @@ def _ms(text: str) -> float:
 
 
 def parse_wrk(output: str) -> WrkResult:
+    # wrk always prints these three lines; output without them fails here (AttributeError on None), on purpose.
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]

@@ -387,10 +387,11 @@ def run_failover(
                 faults.recover(cluster, holder)
                 _healthy(cluster, "VIP takeover")
                 tick()
-            for service, mode, series in (
+            db_faults: tuple[tuple[str | None, faults.Mode, list[float]], ...] = (
                 ("mariadb", "crash", report.db_mariadb_killed),
                 (None, "partition", report.db_partitioned),
-            ):
+            )
+            for service, mode, series in db_faults:
                 primary = roles_of(cluster).primary
                 assert primary is not None
                 say(f"run {n + 1}/{runs}: DB failover, {primary} {'mariadbd killed' if service else 'partitioned'}")
@@ -405,7 +406,7 @@ def run_failover(
                 ) as load:
                     time.sleep(1.0)  # a second of acknowledged writes before the fault
                     started = time.monotonic()
-                    faults.fail(cluster, primary, service, mode)  # type: ignore[arg-type]
+                    faults.fail(cluster, primary, service, mode)
                     series.append(_first_success(_write_ok(cluster), started, 60))
                     faults.recover(cluster, primary)
                     _healthy(cluster, "DB failover")

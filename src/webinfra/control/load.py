@@ -155,6 +155,7 @@ async def run_load_async(
 
 
 def run_load(url: str, **kwargs: object) -> LoadResult:
+    # kwargs are run_load_async's keyword options, passed through unchecked (here and in BackgroundLoad).
     return asyncio.run(run_load_async(url, **kwargs))  # type: ignore[arg-type]
 
 

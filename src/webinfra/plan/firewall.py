@@ -57,10 +57,14 @@ def flows(topo: Topology) -> tuple[Flow, ...]:
         name = host.name
 
         def add(
-            flow_name: str, sources: tuple[str, ...] | None, *ports: int, proto: str = "tcp", dest: str = name
+            flow_name: str,
+            sources: tuple[str, ...] | None,
+            *ports: int,
+            proto: Literal["tcp", "vrrp"] = "tcp",
+            dest: str = name,
         ) -> None:
             if sources is None or sources:  # no peer of that kind: no rule
-                out.append(Flow(flow_name, dest, sources, proto, tuple(ports)))  # type: ignore[arg-type]
+                out.append(Flow(flow_name, dest, sources, proto, tuple(ports)))
 
         if host.has(Role.LB):
             ports = (topo.lb.port, topo.lb.https_port) if topo.tls.enabled else (topo.lb.port,)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from starlette.applications import Starlette
@@ -22,7 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, Send
 
 from webinfra.site.auth import AdminToken, Signer
 from webinfra.site.config import SiteConfig, load_config
@@ -66,7 +67,7 @@ def identity_headers(host: str, version: str) -> dict[str, str]:
     return {"X-Served-By": host, "X-App-Version": version}
 
 
-def _handlers(config: SiteConfig) -> dict[object, object]:
+def _handlers(config: SiteConfig) -> dict[Any, ExceptionHandler]:
     async def input_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, InputError)
         return error_response(exc.status, exc.message, exc.headers)
@@ -122,7 +123,7 @@ def create_app(config: SiteConfig | None = None) -> Starlette:
             Middleware(IdentityHeaders, host=config.host, version=config.version),
             Middleware(MetricsMiddleware, metrics=metrics),
         ],
-        exception_handlers=_handlers(config),  # type: ignore[arg-type]
+        exception_handlers=_handlers(config),
         lifespan=lifespan,
     )
     app.state.config = config

@@ -119,6 +119,8 @@ class Nemesis:
             thread.start()
             self.switchovers.append(thread)
             return "switchover requested"
+        service: str | None
+        mode: faults.Mode
         if kind == "etcd-member-loss":
             host: str | None = self.rng.choice([h.name for h in c.topology.with_role(Role.ETCD)])
             service, mode = "etcd", "crash"
@@ -128,16 +130,17 @@ class Nemesis:
             host, service, mode = self._replica(), None, "partition"
         else:
             host = self._primary()
-            service, mode = {
+            on_primary: dict[str, tuple[str | None, faults.Mode]] = {
                 "primary-crash": ("mariadb", "crash"),
                 "primary-partition": (None, "partition"),
                 "agent-freeze": ("agent", "freeze"),
                 "primary-slow": (None, "slow"),
-            }[kind]
+            }
+            service, mode = on_primary[kind]
         if host is None:
             return "no target right now (role vacant): skipped"
         self.touched.add(host)
-        return f"{host}: {faults.fail(c, host, service, mode)}"  # type: ignore[arg-type]
+        return f"{host}: {faults.fail(c, host, service, mode)}"
 
     def _switchover(self) -> None:
         try:
