@@ -42,9 +42,12 @@ test: test-deps venv
 unit: venv
 	$(VENV)/bin/pytest tests/unit tests/site -m "not integration"
 
+# mypy and lint-imports read their settings and contracts from pyproject.toml ([tool.mypy], [tool.importlinter]).
 lint: venv
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: deps venv
 	$(VENV)/bin/webinfra bench
