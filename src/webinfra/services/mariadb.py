@@ -20,6 +20,7 @@ from webinfra.services import supervisor
 from webinfra.services.probe import wait_until
 from webinfra.services.secrets import ensure_secret
 from webinfra.site import schema_sql
+from webinfra.sqltext import quote  # re-exported: mariadb.quote is used across the cluster side
 
 SITE_USER = "site"
 REPL_USER = "repl"
@@ -37,11 +38,6 @@ def socket_path(plan: HostPlan) -> Path:
 
 def defaults_file(plan: HostPlan) -> Path:
     return plan.dirs.etc / "my.cnf"
-
-
-def quote(value: str) -> str:
-    """A SQL string literal. Only for values we generate or validate (names, passwords)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def host_pattern(subnet: ipaddress.IPv4Network) -> str:

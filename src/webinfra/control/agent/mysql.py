@@ -15,7 +15,7 @@ from pathlib import Path
 
 from webinfra.control.agent import clock, watchdog
 from webinfra.control.agent.snapshot import GtidState, LocalDb, SlaveStatus
-from webinfra.services.mariadb import quote
+from webinfra.sqltext import quote
 
 # "Forever" for rpl_semi_sync_master_timeout (ms): MariaDB must never fall back to async on its own;
 # falling back is the agent's decision, taken only while it holds a fresh lease.

@@ -39,7 +39,7 @@ either until it thaws, and the first thing its event thread does then is the che
 
 from __future__ import annotations
 
-from webinfra.services.mariadb import quote
+from webinfra.sqltext import quote
 
 SCHEMA = "webinfra_ha"
 
