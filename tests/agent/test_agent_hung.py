@@ -41,7 +41,7 @@ def test_hung_primary_mysqld_is_restarted_and_the_replica_takes_over(two_nodes: 
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)  # harmless once killed; thaws it if the agent never did
     took = two_nodes.wait_roles(b, a, timeout=90)
-    print(f"\nB leads and A (restarted) follows it {took:.1f}s after the restart event")
+    print(f"\nB leads and A (restarted) follows it, {took:.1f}s after the restart event was seen")
     new_pid = int((a.base / "mysqld.pid").read_text().strip())
     assert new_pid != pid
     # The agent kept its pace while the server hung: no retry storm (the old loop logged ~30 per second).

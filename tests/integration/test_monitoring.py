@@ -400,12 +400,12 @@ def test_the_dashboard_draws_history_and_the_flows_in_chromium(cluster: Cluster,
     # rate() needs the counters sampled before and after the traffic: wait until Prometheus scrapes the LB and
     # the sites, then spread the requests over a few scrape intervals (a burst right after `up` can fall
     # between a series' first two samples and never show as an increase).
-    def scraped() -> bool:
+    def scraped_twice() -> bool:  # up, with at least two samples of every target before the traffic
+        samples = prom.query(cluster, 'count_over_time(up{job=~"haproxy|site"}[5m])')
         up = {labels["job"] for labels, v in prom.query(cluster, 'up{job=~"haproxy|site"}') if v == 1}
-        return up == {"haproxy", "site"}
+        return up == {"haproxy", "site"} and bool(samples) and min(v for _, v in samples) >= 2
 
-    wait_for(scraped, HISTORY_BOUND, "Prometheus scraping the LB and the sites")
-    time.sleep(2 * cluster.topology.monitoring.scrape_interval_ms / 1000)  # a sample of each before the traffic
+    wait_for(scraped_twice, HISTORY_BOUND, "Prometheus scraping the LB and the sites twice")
     with httpx.Client(timeout=5) as client:  # bounded: 300 requests over ~6 s
         for i in range(300):
             client.get(f"{cluster.topology.site_url}api/entries?limit=1&i={i}")
@@ -480,7 +480,7 @@ def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest
         def vrrp(state: str) -> list[str]:
             return sorted(h["host"] for h, v in prom.query(cluster, f'keepalived_vrrp_state{{state="{state}"}}') if v)
 
-        wait_for(lambda: vrrp("MASTER") == ["lb-01"] and vrrp("BACKUP") == ["lb-02"], 30, "keepalived's states")
+        wait_for(lambda: vrrp("MASTER") == ["lb-01"] and vrrp("BACKUP") == ["lb-02"], 90, "keepalived's states")
         new_alerts_fire_in_their_scenario(cluster)
         cli(cluster, "fail", "lb-01")
         cli(cluster, "fail", "web-01")

@@ -26,7 +26,7 @@ from webinfra.control.agent.decide import Action, Decision, acks_required
 from webinfra.control.agent.events import EventLog, utc_now
 from webinfra.control.agent.mysql import DbError, LocalMariaDB
 from webinfra.control.agent.records import history_with, leader_value, optime_value
-from webinfra.control.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot, gtid_in_domain
+from webinfra.control.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot
 
 log = logging.getLogger("webinfra.agent")
 
@@ -391,7 +391,6 @@ class Actor:
 
 
 def _optime_at(me: str, sync: bool, db: LocalDb) -> OptimeRecord:
-    """An optime record at the last transaction in `db`'s binlog (gtid_current_pos only when the binlog is
-    empty): on a node that was a replica moments ago, gtid_current_pos is a stale gtid_slave_pos."""
-    here = gtid_in_domain(db.gtid_binlog_pos) or gtid_in_domain(db.gtid_current_pos)
+    """An optime record at the last transaction in `db`'s binlog (LocalDb.last_gtid)."""
+    here = db.last_gtid
     return OptimeRecord(me, sync, str(here) if here else "", here.seq if here else 0, server_id=db.server_id)

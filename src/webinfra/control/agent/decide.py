@@ -268,10 +268,7 @@ def leader_optime(s: Snapshot, *, going_async: bool = False) -> OptimeRecord | N
     """
     assert s.cluster is not None
     me, db, current = s.settings.host, s.db, s.cluster.optime
-    # The last transaction in my binlog, not gtid_current_pos: on a node that just stepped down and takes
-    # the lease back, gtid_current_pos is its stale gtid_slave_pos (an older history), and a mark put there
-    # would let a replica lacking this node's async-acknowledged writes promote over them (nemesis, seed 7).
-    here = gtid_in_domain(db.gtid_binlog_pos) or gtid_in_domain(db.gtid_current_pos)
+    here = db.last_gtid
     gtid, seq, sid = (str(here), here.seq, db.server_id) if here is not None else ("", 0, db.server_id)
     if going_async or not acks_required(db):
         want = OptimeRecord(me, False, gtid, seq, server_id=sid)

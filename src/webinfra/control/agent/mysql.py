@@ -321,7 +321,8 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
         return killed
 
     def kill_sessions(self, repl_user: str, *, timeout: float | None = None) -> list[str]:
-        """KILL CONNECTION every session of a non-system account (the site's users)."""
+        """KILL CONNECTION every session of a non-system account (the site's users) and any session waiting
+        for a semi-sync ack (watchdog.killable_sql)."""
         ids = self.run(
             "SELECT ID FROM information_schema.PROCESSLIST "
             f"WHERE {watchdog.killable_sql(repl_user)} AND ID <> CONNECTION_ID() "

@@ -175,6 +175,14 @@ class LocalDb:
         return max(seq_of(self.gtid_current_pos), received)
 
     @property
+    def last_gtid(self) -> Gtid | None:
+        """The last transaction in my binlog (domain 0); gtid_current_pos only when the binlog is empty. Not
+        gtid_current_pos first: on a node that was a replica moments ago it is a stale gtid_slave_pos, an
+        older server's GTID (nemesis seed 7: an optime mark put there let a replica lacking 45
+        async-acknowledged writes promote over them)."""
+        return gtid_in_domain(self.gtid_binlog_pos) or gtid_in_domain(self.gtid_current_pos)
+
+    @property
     def gtid_state(self) -> GtidState:
         """Everything this node has, or has received and will apply: binlog state, slave and IO positions."""
         io_pos = self.slave.gtid_io_pos if self.slave else ""
