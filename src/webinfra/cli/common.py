@@ -1,8 +1,8 @@
 """What every `webinfra` command shares: the consoles, error handling (one line, exit code), the options
 naming a cluster, JSON output, confirmation and shell completion of host and service names.
 
-Exit codes (docs/CLI.md): 0 success; 1 an operation failed; 2 bad input with nothing changed; 3 `plan`:
-changes pending; 4 `status`: degraded; 5 `status`: the site is down.
+Exit codes (docs/CLI.md, defined in webinfra/errors.py): 0 success; 1 an operation failed; 2 bad input with
+nothing changed; 3 `plan`: changes pending; 4 `status`: degraded; 5 `status`: the site is down.
 """
 
 from __future__ import annotations
@@ -13,20 +13,27 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
 from rich.console import Console
 from rich.markup import escape
 
-from webinfra.control.cluster import Cluster, ClusterError, UsageError
-from webinfra.hosts.base import CommandError
-from webinfra.hosts.hostd import HostdError
-from webinfra.model import TopologyError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import (  # noqa: F401 (the exit codes, re-exported for the command modules)
+    EXIT_CHANGES_PENDING,
+    EXIT_DEGRADED,
+    EXIT_DOWN,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    EXPECTED,
+    UsageError,
+    exit_code_of,
+    label_of,
+)
 from webinfra.plan.layout import STATE_ROOT_ENV
-from webinfra.services.haproxy import RuntimeApiError
-from webinfra.services.supervisor import ServiceError
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -38,31 +45,27 @@ R = TypeVar("R")
 CLUSTER_ENV = "WEBINFRA_CLUSTER"
 LOCAL_TOPOLOGY = "webinfra.toml"  # in the current directory: picked up as if given with -f
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_CHANGES_PENDING = 3
-EXIT_DEGRADED = 4
-EXIT_DOWN = 5
-
 
 def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """One line per failure, never a traceback: 2 for bad input, 1 for a failed operation."""
+    """One line per failure, never a traceback: 2 for bad input, 1 for a failed operation (webinfra.errors)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except (TopologyError, UsageError) as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
-            sys.exit(EXIT_USAGE)
-        except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
-            err_console.print(f"[bold red]failed:[/] {escape(str(exc))}", soft_wrap=True)
-            sys.exit(EXIT_FAILED)
+        except EXPECTED as exc:
+            fail(exc)
         except KeyboardInterrupt:
             err_console.print("interrupted")
-            sys.exit(130)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Print an expected error as `error: …` (bad input) or `failed: …` and exit with its code."""
+    err_console.print(f"[bold red]{label_of(exc)}:[/] {escape(str(exc))}", soft_wrap=True)
+    sys.exit(exit_code_of(exc))
 
 
 # ---- which cluster ----

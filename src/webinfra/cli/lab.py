@@ -18,9 +18,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from webinfra.hosts.base import CommandError
+from webinfra.cli.common import fail
+from webinfra.errors import EXPECTED
 from webinfra.plan.layout import STATE_ROOT_ENV
-from webinfra.testbed import LabError, LabUsageError
+from webinfra.testbed import LabUsageError
 from webinfra.testbed import lab as labs
 from webinfra.testbed.image import LAB_USER, remove_images
 from webinfra.testbed.machine import ssh_argv
@@ -37,13 +38,8 @@ def handle_lab_errors(fn: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return fn(*args, **kwargs)
-        except LabError as exc:
-            label = "error" if exc.exit_code == 2 else "failed"
-            err_console.print(f"[bold red]{label}:[/] {escape(str(exc))}", soft_wrap=True)
-            sys.exit(exc.exit_code)
-        except (CommandError, OSError) as exc:
-            err_console.print(f"[bold red]failed:[/] {escape(str(exc))}", soft_wrap=True)
-            sys.exit(1)
+        except EXPECTED as exc:
+            fail(exc)
         except KeyboardInterrupt:
             err_console.print("interrupted (`webinfra lab down` removes what was created)")
             sys.exit(130)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.control import etcd_access, events, hastate
+from webinfra.errors import ClusterError, UsageError
 from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
@@ -34,14 +35,6 @@ Progress = Callable[[str, str, str], None]  # (host, service or step, what happe
 
 def _quiet(host: str, what: str, action: str) -> None:
     pass
-
-
-class ClusterError(RuntimeError):
-    """An operation on a cluster that cannot proceed; the message is for the user."""
-
-
-class UsageError(ClusterError):
-    """The user named something that does not exist (host, service, value out of range): exit 2."""
 
 
 def require_root() -> None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 
 from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
+from webinfra.errors import WebinfraError
 from webinfra.model import Role
 from webinfra.plan.ha import (
     ETCD_AGENT_SECRET,
@@ -41,7 +42,7 @@ _NOT_ENABLED = "authentication is not enabled"
 _EXISTS = "already exists"
 
 
-class EtcdAuthError(RuntimeError):
+class EtcdAuthError(WebinfraError, RuntimeError):
     """The auth bootstrap cannot proceed; the message is for the user."""
 
 

@@ -38,6 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from webinfra.errors import EXPECTED, UsageError, is_usage
 from webinfra.ops import faults
 
 if TYPE_CHECKING:
@@ -252,20 +253,12 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
     )
 
 
-class _BadInput(ValueError):
-    pass
+class _BadInput(UsageError):
+    """A request body the action cannot use: 400, like any other bad input."""
 
 
 def _run_action(fn: Any, body: dict[str, Any]) -> Response:
-    from webinfra.control.cluster import ClusterError, UsageError
-    from webinfra.hosts.base import CommandError
-    from webinfra.hosts.hostd import HostdError
-    from webinfra.services.haproxy import RuntimeApiError
-    from webinfra.services.supervisor import ServiceError
-
     try:
         return JSONResponse({"ok": True, "message": fn(body)})
-    except (_BadInput, UsageError) as exc:
-        return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-    except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
-        return JSONResponse({"ok": False, "error": str(exc)}, status_code=500)
+    except EXPECTED as exc:
+        return JSONResponse({"ok": False, "error": str(exc)}, status_code=400 if is_usage(exc) else 500)

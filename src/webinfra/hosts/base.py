@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from webinfra.errors import WebinfraError
+
 T = TypeVar("T")
 
 
@@ -73,7 +75,7 @@ class Host(ABC):
         return f"{self.__class__.__name__}({self.name!r}, {self.address!r})"
 
 
-class CommandError(RuntimeError):
+class CommandError(WebinfraError, RuntimeError):
     """A command on a host failed. The message names the host, the command and the end of its stderr."""
 
     def __init__(self, host: str, argv: Sequence[str], returncode: int, stderr: str) -> None:

@@ -25,10 +25,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from webinfra.errors import WebinfraError
+
 PR_SET_CHILD_SUBREAPER = 36
 
 
-class HostdError(RuntimeError):
+class HostdError(WebinfraError, RuntimeError):
     pass
 
 

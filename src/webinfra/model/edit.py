@@ -18,13 +18,16 @@ from collections.abc import Sequence
 import tomlkit
 from tomlkit.items import AoT, Comment, Table, Whitespace
 
+from webinfra.errors import EXIT_USAGE, WebinfraError
 from webinfra.model.errors import TopologyError
 from webinfra.model.load import parse_topology
 from webinfra.model.topology import FIRST_HOST_OFFSET, Topology
 
 
-class EditError(ValueError):
+class EditError(WebinfraError, ValueError):
     """The edit cannot be made (unknown or duplicate host, no free address); the message is for the user."""
+
+    exit_code = EXIT_USAGE
 
 
 def next_free_address(topo: Topology) -> ipaddress.IPv4Address:

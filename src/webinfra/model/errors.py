@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from webinfra.errors import EXIT_USAGE, WebinfraError
 
-class TopologyError(ValueError):
+
+class TopologyError(WebinfraError, ValueError):
     """A topology that cannot be used. `str()` is the single line the CLI prints before exiting 2."""
+
+    exit_code = EXIT_USAGE
 
     def __init__(self, source: str, field: str, value: Any, message: str) -> None:
         self.source = source

@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from webinfra.errors import WebinfraError
 from webinfra.hosts.base import Host
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.services import supervisor
@@ -16,7 +17,7 @@ from webinfra.services import supervisor
 SITE_BACKENDS = ("site", "site_writes")
 
 
-class RuntimeApiError(RuntimeError):
+class RuntimeApiError(WebinfraError, RuntimeError):
     pass
 
 

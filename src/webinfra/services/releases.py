@@ -27,6 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from webinfra.errors import EXIT_USAGE, WebinfraError
 from webinfra.plan.layout import HostDirs, Layout
 from webinfra.plan.spec import AppRelease
 
@@ -38,8 +39,10 @@ _IGNORED_SUFFIXES = (".pyc", ".pyo")
 SHIM = '"""A webinfra release: its `webinfra.site` is the code base (made by `webinfra deploy`)."""\n'
 
 
-class CodeBaseError(ValueError):
+class CodeBaseError(WebinfraError, ValueError):
     """A code base that cannot be deployed (missing, not a package, no factory); the message is for the user."""
+
+    exit_code = EXIT_USAGE
 
 
 def builtin_code_base() -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from webinfra.errors import WebinfraError
 from webinfra.hosts.base import CommandError, Host
 from webinfra.hosts.process import read_pidfile, running_pid, stop_tracked, track, write_pidfile
 from webinfra.plan.spec import HostPlan, ServiceSpec
@@ -25,7 +26,7 @@ class ServiceState(StrEnum):
     STOPPED = "stopped"
 
 
-class ServiceError(RuntimeError):
+class ServiceError(WebinfraError, RuntimeError):
     pass
 
 

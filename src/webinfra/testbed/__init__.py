@@ -9,8 +9,10 @@ for trying and testing webinfra's real-server target.
 
 from __future__ import annotations
 
+from webinfra.errors import WebinfraError
 
-class LabError(Exception):
+
+class LabError(WebinfraError):
     """A lab operation failed. `exit_code` 2 means bad input (nothing was started or changed)."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
