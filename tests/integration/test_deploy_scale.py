@@ -188,10 +188,10 @@ def test_failing_deploy_is_rolled_back_with_zero_failures(cluster: Cluster, tmp_
     assert {s.name for s in servers if s.backend == "site_writes"} == {"web-01"}
     assert all(s.status == "UP" for s in servers)
     # A bad PATH: exit 2, one line, nothing changed.
-    record = releases.deploy_file(cluster.layout).read_text()
+    record = cluster.layout.deploy_file.read_text()
     bad = cli(cluster, "deploy", str(tmp_path / "missing"), check=False)
     assert bad.returncode == 2 and bad.stderr.strip() == f"error: {tmp_path / 'missing'}: no such directory"
-    assert releases.deploy_file(cluster.layout).read_text() == record
+    assert cluster.layout.deploy_file.read_text() == record
 
 
 def test_rollback_under_load_zero_failures(cluster: Cluster) -> None:
@@ -334,4 +334,4 @@ def test_hardened_add_server_deploy_and_remove_under_load(hard: Cluster, tmp_pat
     assert [h.name for h in after.topology.hosts] == ["lb-01", "lb-02", "web-01", "web-02", "etcd-01"]
     with httpx.Client(base_url=after.topology.site_url, verify=trust(after), timeout=10) as client:
         assert client.get("/api/entries?limit=1").headers["x-app-version"] == version
-    assert json.loads(releases.deploy_file(after.layout).read_text())["hosts"].keys() == {"web-01", "web-02"}
+    assert json.loads(after.layout.deploy_file.read_text())["hosts"].keys() == {"web-01", "web-02"}

@@ -144,7 +144,7 @@ def test_deploy_record_round_trip_and_prune(tmp_path: Path, code_base: Path) -> 
     releases.record(layout, "web-02", AppRelease("v2", tmp_path / "r2" / "v2"))
     releases.forget(layout, "web-02")
     assert releases.deployed(layout) == {"web-01": AppRelease("v2", tmp_path / "r" / "v2")}
-    assert json.loads(releases.deploy_file(layout).read_text())["hosts"]["web-01"]["version"] == "v2"
+    assert json.loads(layout.deploy_file.read_text())["hosts"]["web-01"]["version"] == "v2"
     dirs = layout.host("web-01")
     for i in range(6):
         releases.ship(code_base, f"v{i}", releases.release_dir(dirs, f"v{i}"))

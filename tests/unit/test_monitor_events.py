@@ -157,13 +157,14 @@ def test_only_one_in_process_watcher_records(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from webinfra.observe.monitor import recorder_lock
+    from webinfra.state import Layout
 
-    cluster = SimpleNamespace(layout=SimpleNamespace(cluster_dir=tmp_path))
+    cluster = SimpleNamespace(layout=Layout(tmp_path))
     with recorder_lock(cluster) as first, recorder_lock(cluster) as second:
         assert (first, second) == (True, False)
     with recorder_lock(cluster) as again:
         assert again  # released
-    with recorder_lock(SimpleNamespace(layout=SimpleNamespace(cluster_dir=tmp_path / "gone"))) as none:
+    with recorder_lock(SimpleNamespace(layout=Layout(tmp_path / "gone"))) as none:
         assert not none
 
 

@@ -24,11 +24,11 @@ from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.parallel import map_ordered, serialized
 from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
-from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
 from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
 from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
+from webinfra.state import TOPOLOGY_FILE, Layout, state_root
 
 Progress = Callable[[str, str, str], None]  # (host, service or step, what happened)
 
@@ -76,7 +76,7 @@ class Cluster:
         """The cluster `name` as last brought up; with no name, the only one there is."""
         base = root or state_root()
         if name is None:
-            names = sorted(p.parent.name for p in base.glob("*/topology.toml")) if base.is_dir() else []
+            names = sorted(p.parent.name for p in base.glob(f"*/{TOPOLOGY_FILE}")) if base.is_dir() else []
             if not names:
                 raise UsageError(f"no cluster found under {base}: run `webinfra up` first")
             if len(names) > 1:
@@ -158,7 +158,7 @@ class Cluster:
             for change in changes:
                 progress("etcd", "auth", change)
         elif service == "mariadb" and self.topology.ha:
-            hastate.bootstrapped_marker(self).touch()
+            self.layout.db_bootstrapped_marker.touch()
         elif service == "keepalived":
             holder = hastate.wait_for_vip(self)
             if holder is None:
@@ -219,7 +219,7 @@ class Cluster:
         host = self.hosts[hp.name]
         primary = topo.db_primary
         assert primary is not None
-        if topo.ha and hastate.bootstrapped_marker(self).exists():
+        if topo.ha and self.layout.db_bootstrapped_marker.exists():
             return  # roles are the agents' business once the cluster is initialised
         if hp.name == primary.name:
             mariadb.bootstrap_primary(host, hp, topo, self.layout)
@@ -321,7 +321,7 @@ class Cluster:
             raise UsageError(f"weight = {weight}: must be between 0 and 256")
         overrides = self.weight_overrides()
         overrides[server] = weight
-        self._weights_file.write_text(json.dumps(overrides, indent=2))
+        self.layout.weights_file.write_text(json.dumps(overrides, indent=2))
         applied = [lb.name for lb in self.topology.with_role(Role.LB) if self._apply_weights(self.plan.host(lb.name))]
         if not applied:
             raise ClusterError(
@@ -329,13 +329,9 @@ class Cluster:
             )
         events.record(self.layout, "weight_changed", server, f"weight {weight} on {', '.join(applied)}")
 
-    @property
-    def _weights_file(self) -> Path:
-        return self.layout.cluster_dir / "weights.json"
-
     def weight_overrides(self) -> dict[str, int]:
         try:
-            data: dict[str, int] = json.loads(self._weights_file.read_text())
+            data: dict[str, int] = json.loads(self.layout.weights_file.read_text())
             return data
         except (FileNotFoundError, ValueError):
             return {}

@@ -102,7 +102,3 @@ def wait_for_vip(cluster: Cluster, timeout: float = 15.0) -> str | None:
             return holders[0]
         time.sleep(0.1)
     return None
-
-
-def bootstrapped_marker(cluster: Cluster) -> Any:
-    return cluster.layout.cluster_dir / "db-bootstrapped"

@@ -46,12 +46,11 @@ def serve(cluster: Cluster, bind: str, port: int, *, say: Callable[[str], None],
     import uvicorn
 
     from webinfra.dashboard.app import create_app
-    from webinfra.observe.prom import dashboard_files
 
     secret = token(cluster, renew=renew_token)
     host = f"[{bind}]" if ":" in bind else bind
     url = f"http://{host}:{port}/"
-    pidfile, info = dashboard_files(cluster)
+    pidfile, info = cluster.layout.dashboard_pidfile, cluster.layout.dashboard_info
     app = create_app(cluster, secret)
     # Open event streams never end by themselves: on Ctrl-C they get 2 s, then they are cut.
     config = uvicorn.Config(

@@ -164,7 +164,7 @@ def look(cluster: Cluster) -> View:
 def recorder_lock(cluster: Cluster) -> Iterator[bool]:
     """Yields True if this process may record events (it holds <cluster>/watcher.lock), else False."""
     try:
-        handle = open(cluster.layout.cluster_dir / "watcher.lock", "a")  # noqa: SIM115 (held for the block)
+        handle = open(cluster.layout.watcher_lock, "a")  # noqa: SIM115 (held for the block)
     except OSError:  # not root, or no cluster directory: watch without recording
         yield False
         return

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -113,15 +112,9 @@ def targets(cluster: Cluster) -> list[dict[str, Any]]:
 # ---- the dashboard's address, for `status --json` ----
 
 
-def dashboard_files(cluster: Cluster) -> tuple[Path, Path]:
-    """(pid file, JSON with its URL) of the running `webinfra dashboard`, written by it."""
-    base = cluster.layout.cluster_dir
-    return base / "dashboard.pid", base / "dashboard.json"
-
-
 def dashboard_url(cluster: Cluster) -> str | None:
     """The URL of the running `webinfra dashboard` (without its token), or None."""
-    pidfile, info = dashboard_files(cluster)
+    pidfile, info = cluster.layout.dashboard_pidfile, cluster.layout.dashboard_info
     if running_pid(pidfile) is None:
         return None
     try:

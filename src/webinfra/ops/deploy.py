@@ -61,7 +61,7 @@ class DeployResult:
 @contextlib.contextmanager
 def operation_lock(cluster: Cluster, what: str) -> Iterator[None]:
     """One deploy or scale operation at a time per cluster."""
-    path = cluster.layout.cluster_dir / "operation.lock"
+    path = cluster.layout.operation_lock
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         try:

@@ -47,13 +47,9 @@ table inet {FAULT_TABLE} {{
 """
 
 
-def _faults_file(cluster: Cluster) -> Path:
-    return cluster.layout.cluster_dir / "faults.json"
-
-
 def active_faults(cluster: Cluster) -> dict[str, str]:
     try:
-        data: dict[str, str] = json.loads(_faults_file(cluster).read_text())
+        data: dict[str, str] = json.loads(cluster.layout.faults_file.read_text())
         return data
     except (FileNotFoundError, ValueError):
         return {}
@@ -65,7 +61,7 @@ def _remember(cluster: Cluster, host: str, what: str | None) -> None:
         faults.pop(host, None)
     else:
         faults[host] = what
-    _faults_file(cluster).write_text(json.dumps(faults, indent=2))
+    cluster.layout.faults_file.write_text(json.dumps(faults, indent=2))
 
 
 def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "crash") -> str:

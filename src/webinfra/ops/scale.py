@@ -236,7 +236,7 @@ def remove_server(
         _remove_host(cluster, name, progress, keep_network=new)
         weights = cluster.weight_overrides()
         if weights.pop(name, None) is not None:  # a live weight must not outlive its server
-            (cluster.layout.cluster_dir / "weights.json").write_text(json.dumps(weights, indent=2))
+            cluster.layout.weights_file.write_text(json.dumps(weights, indent=2))
         _save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "server_removed", name, "drained, stopped, removed")
 

@@ -1,116 +1,12 @@
-"""Where a cluster keeps its state on disk. Pure path arithmetic, so plans can name absolute paths.
+"""Moved to webinfra/state.py (every path on disk); this name stays until the package-wide import rewrite."""
 
-<root>/<cluster>/
-    topology.toml            the topology last applied
-    network.json             what `up` created (bridge, namespaces, veths), for `down`
-    secrets/                 0700; generated passwords, 0600 each, never printed
-    pki/                     0700; the local CA, the site's certificate, one per web/db host (keys 0600)
-    hosts/<host>/etc/        rendered configs
-    hosts/<host>/run/        pid files (JSON: pid + start time)
-    hosts/<host>/log/        one log per service
-    hosts/<host>/data/       daemon data (MariaDB datadir, HAProxy server state)
-    hosts/<host>/tmp/        scratch (nginx temp paths)
-"""
-
-from __future__ import annotations
-
-import os
-from dataclasses import dataclass
-from pathlib import Path
-
-DEFAULT_STATE_ROOT = Path("/var/lib/webinfra")
-STATE_ROOT_ENV = "WEBINFRA_STATE_DIR"
-DEFAULT_SOCKET_ROOT = Path("/run/webinfra")
-SOCKET_ROOT_ENV = "WEBINFRA_RUN_DIR"
-
-
-def state_root() -> Path:
-    return Path(os.environ.get(STATE_ROOT_ENV) or DEFAULT_STATE_ROOT)
-
-
-def socket_root() -> Path:
-    return Path(os.environ.get(SOCKET_ROOT_ENV) or DEFAULT_SOCKET_ROOT)
-
-
-@dataclass(frozen=True)
-class HostDirs:
-    root: Path
-    sockets: Path
-
-    @property
-    def etc(self) -> Path:
-        return self.root / "etc"
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "log"
-
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def tmp(self) -> Path:
-        return self.root / "tmp"
-
-    def all(self) -> tuple[Path, ...]:
-        return (self.etc, self.run, self.log, self.data, self.tmp, self.sockets)
-
-
-@dataclass(frozen=True)
-class Layout:
-    cluster_dir: Path
-
-    @classmethod
-    def for_cluster(cls, name: str, root: Path | None = None) -> Layout:
-        return cls((root or state_root()) / name)
-
-    @property
-    def topology_file(self) -> Path:
-        return self.cluster_dir / "topology.toml"
-
-    @property
-    def network_file(self) -> Path:
-        return self.cluster_dir / "network.json"
-
-    @property
-    def events_file(self) -> Path:
-        return self.cluster_dir / "events.jsonl"
-
-    @property
-    def secrets(self) -> Path:
-        return self.cluster_dir / "secrets"
-
-    def secret(self, name: str) -> Path:
-        return self.secrets / f"{name}.password"
-
-    @property
-    def pki(self) -> Path:
-        return self.cluster_dir / "pki"
-
-    @property
-    def ca_cert(self) -> Path:
-        """The local CA's certificate: what HAProxy, the app and replicas verify servers against."""
-        return self.pki / "ca.pem"
-
-    @property
-    def site_pem(self) -> Path:
-        """The site's certificate, its chain and key in one file, as HAProxy's `crt` wants it."""
-        return self.pki / "site.pem"
-
-    def host_cert(self, name: str) -> Path:
-        return self.pki / f"{name}.crt"
-
-    def host_key(self, name: str) -> Path:
-        return self.pki / f"{name}.key"
-
-    @property
-    def socket_dir(self) -> Path:
-        return socket_root() / self.cluster_dir.name
-
-    def host(self, name: str) -> HostDirs:
-        return HostDirs(self.cluster_dir / "hosts" / name, self.socket_dir / name)
+from webinfra.state import (  # noqa: F401
+    DEFAULT_SOCKET_ROOT,
+    DEFAULT_STATE_ROOT,
+    SOCKET_ROOT_ENV,
+    STATE_ROOT_ENV,
+    HostDirs,
+    Layout,
+    socket_root,
+    state_root,
+)

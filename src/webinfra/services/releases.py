@@ -149,14 +149,10 @@ def prune(dirs: HostDirs, keep: set[str], max_kept: int = KEEP_RELEASES) -> list
 # ---- the record: which release each app host runs ----
 
 
-def deploy_file(layout: Layout) -> Path:
-    return layout.cluster_dir / "deploy.json"
-
-
 def deployed(layout: Layout) -> dict[str, AppRelease]:
     """host -> the release it runs, as recorded (empty before the first deploy, or if the file is unreadable)."""
     try:
-        data = json.loads(deploy_file(layout).read_text())
+        data = json.loads(layout.deploy_file.read_text())
         hosts = data["hosts"]
         return {
             name: AppRelease(str(r["version"]), Path(r["app_dir"]) if r.get("app_dir") else None)
@@ -173,7 +169,7 @@ def _save(layout: Layout, releases: dict[str, AppRelease]) -> None:
             for name, r in sorted(releases.items())
         }
     }
-    path = deploy_file(layout)
+    path = layout.deploy_file
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
