@@ -7,6 +7,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,19 +15,13 @@ import httpx
 
 from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
-from webinfra.model import parse_topology
-from webinfra.plan.layout import Layout
+from webinfra.model.relocate import amended, relocated, seed_text
+from webinfra.proving import scratch
 from webinfra.services import pki
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"
 
-FAST_CHECKS = """
-[lb]
-route_writes_to = "{route}"
-check_interval_ms = 500
-check_fall = 2
-check_rise = 2
-"""
+FAST_CHECKS = {"check_interval_ms": 500, "check_fall": 2, "check_rise": 2}
 
 
 def seed_topology(
@@ -38,33 +33,14 @@ def seed_topology(
     web01_weight: int = 1,
     web02_weight: int = 1,
 ) -> str:
-    """The seed design (lb-01, web-01 primary, web-02 replica) with fast health checks; as drawn: no TLS, no
-    firewall (these tests reach servers directly)."""
-    return f"""
-name = "{name}"
-firewall = false
-[tls]
-enabled = false
-[network]
-subnet = "198.18.{octet}.0/24"
-{FAST_CHECKS.format(route=route)}
-[[hosts]]
-name = "lb-01"
-roles = ["lb"]
-
-[[hosts]]
-name = "web-01"
-roles = ["web", "app", "db"]
-db_role = "primary"
-weight = {web01_weight}
-
-[[hosts]]
-name = "web-02"
-roles = ["web", "app", "db"]
-db_role = "replica"
-weight = {web02_weight}
-{web02_extra}
-"""
+    """The seed design (examples/seed.toml: lb-01, web-01 primary, web-02 replica) with fast health checks; as
+    drawn: no TLS, no firewall (these tests reach servers directly). `web02_extra`: TOML lines for web-02."""
+    text = amended(
+        relocated(seed_text(), name, f"198.18.{octet}.0/24"),
+        {"lb": {"route_writes_to": route, **FAST_CHECKS}},
+        hosts={"web-01": {"weight": web01_weight}, "web-02": {"weight": web02_weight, **tomllib.loads(web02_extra)}},
+    )
+    return text
 
 
 def leftovers(cluster: Cluster) -> list[str]:
@@ -77,11 +53,7 @@ def leftovers(cluster: Cluster) -> list[str]:
 
 
 def bring_up(toml: str, root: Path) -> Cluster:
-    topo = parse_topology(toml, "<test>")
-    netmod.sweep_cluster(topo.name)  # a crashed earlier run must not hold our addresses
-    cluster = Cluster(topo, Layout.for_cluster(topo.name, root), toml)
-    cluster.up()
-    return cluster
+    return scratch.bring_up(toml, root, source="<test>")
 
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"

@@ -3,9 +3,9 @@ check that every acknowledged write survived live in webinfra.proving.chaos.spli
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
+from webinfra.model.relocate import amended, example_file, relocated
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
 
 __all__ = ["ROOT", "SplitBrainMonitor", "hardened_topology", "missing_writes"]
@@ -17,9 +17,6 @@ def hardened_topology(name: str, octet: int, extra: str = "") -> str:
     """examples/hardened.toml with its own name and subnet, and fast LB health checks. TLS and the firewall
     (on by default) are off here: these tests exercise failover with plain-HTTP clients. The hardened example
     with both on is checked by test_security.py."""
-    text = (ROOT / "examples" / "hardened.toml").read_text()
-    plain = f'name = "{name}"\nfirewall = false\n\n[tls]\nenabled = false'
-    text = re.sub(r'^name = "webinfra"$', plain, text, count=1, flags=re.M)
-    text = text.replace("198.18.0.", f"198.18.{octet}.")
-    text = re.sub(r'^route_writes_to = "any"$', 'route_writes_to = "any"\ncheck_interval_ms = 500', text, flags=re.M)
+    text = relocated(example_file("hardened.toml").read_text(), name, f"198.18.{octet}.0/24")
+    text = amended(text, {"firewall": False, "tls": {"enabled": False}, "lb": {"check_interval_ms": 500}})
     return text + "\n" + extra

@@ -21,8 +21,10 @@ import pytest
 from clusterkit import ARTIFACTS, cli, take_down
 
 from webinfra.control.cluster import Cluster
+from webinfra.model.relocate import example_file
 from webinfra.proving.chaos.report import ChaosResult
-from webinfra.proving.chaos.run import Timing, bring_up, example_file, run_scenario
+from webinfra.proving.chaos.run import Timing, run_scenario
+from webinfra.proving.scratch import bring_up
 
 SHORT = Timing.short()
 # The design as drawn does not recover by itself: hold each fault a few seconds, then undo it.
@@ -51,7 +53,7 @@ BOUNDS = {
 @pytest.fixture(scope="module")
 def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     text = example_file("hardened.toml").read_text()
-    cluster = bring_up(text, "tchaos", "198.18.60.0/24", tmp_path_factory.mktemp("state-chaos"))
+    cluster = bring_up(text, tmp_path_factory.mktemp("state-chaos"), name="tchaos", subnet="198.18.60.0/24")
     yield cluster
     take_down(cluster)
 
@@ -59,7 +61,7 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def seed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     text = example_file("seed.toml").read_text()
-    cluster = bring_up(text, "tchseed", "198.18.61.0/24", tmp_path_factory.mktemp("state-chseed"))
+    cluster = bring_up(text, tmp_path_factory.mktemp("state-chseed"), name="tchseed", subnet="198.18.61.0/24")
     yield cluster
     take_down(cluster)
 

@@ -21,11 +21,12 @@ from pathlib import Path
 import httpx
 import pytest
 from clusterkit import WEBINFRA, bring_up, cli, leftovers, site, take_down, trust, wait_for
-from hakit import ROOT, missing_writes
+from hakit import missing_writes
 
 from webinfra.control import events
 from webinfra.control.cluster import Cluster
 from webinfra.model import parse_topology
+from webinfra.model.relocate import amended, example_file, relocated
 from webinfra.observe.status import snapshot
 from webinfra.proving.loadgen import BackgroundLoad, LoadResult
 from webinfra.services import mariadb, releases
@@ -290,10 +291,8 @@ def test_remove_replica_under_load(cluster: Cluster, topo_file: Path) -> None:
 
 
 def hardened(name: str, octet: int) -> str:
-    text = (ROOT / "examples" / "hardened.toml").read_text()
-    text = re.sub(r'^name = "webinfra"$', f'name = "{name}"', text, count=1, flags=re.M)
-    text = text.replace("198.18.0.", f"198.18.{octet}.")
-    return re.sub(r'^route_writes_to = "any"$', 'route_writes_to = "any"\ncheck_interval_ms = 500', text, flags=re.M)
+    text = relocated(example_file("hardened.toml").read_text(), name, f"198.18.{octet}.0/24")
+    return amended(text, {"lb": {"check_interval_ms": 500}})
 
 
 @pytest.fixture(scope="module")

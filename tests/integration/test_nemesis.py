@@ -18,16 +18,17 @@ import pytest
 from clusterkit import ARTIFACTS, cli, take_down
 
 from webinfra.control.cluster import Cluster
+from webinfra.model.relocate import example_file
 from webinfra.proving.chaos.nemesis_plan import FAULT_KINDS
 from webinfra.proving.chaos.nemesis_report import timeline_png
 from webinfra.proving.chaos.nemesis_run import NemesisSettings, run_nemesis
-from webinfra.proving.chaos.run import bring_up, example_file
+from webinfra.proving.scratch import bring_up
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     text = example_file("hardened.toml").read_text()
-    c = bring_up(text, "tnem", "198.18.62.0/24", tmp_path_factory.mktemp("state-nemesis"))
+    c = bring_up(text, tmp_path_factory.mktemp("state-nemesis"), name="tnem", subnet="198.18.62.0/24")
     yield c
     take_down(c)
 

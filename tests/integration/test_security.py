@@ -33,6 +33,7 @@ from webinfra.control import etcd_access
 from webinfra.control.cluster import Cluster
 from webinfra.hosts.process import read_pidfile
 from webinfra.model import Role
+from webinfra.model.relocate import example_file, relocated
 from webinfra.ops import scale
 from webinfra.plan import firewall as fwplan
 from webinfra.plan.ha import dcs_prefix
@@ -395,8 +396,7 @@ needs_agent = pytest.mark.skipif(
 def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """examples/hardened.toml as `tsecha` on 198.18.32.0/24: lb-01 .10, lb-02 .11 (lb + etcd), web-01 .12,
     web-02 .13 (web, app, db + agent), etcd-01 .14 (etcd only)."""
-    text = (ROOT / "examples" / "hardened.toml").read_text().replace("198.18.0.", "198.18.32.")
-    text = re.sub(r'^name = "webinfra"$', 'name = "tsecha"', text, count=1, flags=re.M)
+    text = relocated(example_file("hardened.toml").read_text(), "tsecha", "198.18.32.0/24")
     c = bring_up(text, tmp_path_factory.mktemp("state-secha"))
     try:
         wait_for(lambda: _answers(c), 20, "the site answering at the VIP")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from webinfra.model import parse_topology
+from webinfra.model.relocate import relocated
 from webinfra.proving.chaos.plot import buckets, timeline_png
 from webinfra.proving.chaos.report import (
     ChaosResult,
@@ -20,7 +21,7 @@ from webinfra.proving.chaos.report import (
     summarize,
     to_json,
 )
-from webinfra.proving.chaos.run import Timing, relocated
+from webinfra.proving.chaos.run import Timing
 from webinfra.proving.chaos.scenarios import NAMES, NotApplicable, Roles, Target, resolve
 from webinfra.proving.chaos.splitbrain import count_windows
 from webinfra.proving.loadgen import Sample
@@ -224,3 +225,30 @@ def test_chaos_all_writes_report_and_json(tmp_path: Path) -> None:
     assert "# Chaos report: seed" in text and "![](seed-app-crash.png)" in text and "not applicable" in text
     data = json.loads((tmp_path / "report.json").read_text())
     assert [d["scenario"] for d in data] == ["app-crash", "etcd-member-down"]
+
+
+def test_amended_sets_keys_tables_and_hosts_keeping_comments() -> None:
+    from webinfra.model.relocate import amended
+
+    text = amended(
+        (EXAMPLES / "seed.toml").read_text(),
+        {"firewall": True, "lb": {"check_interval_ms": 700}, "tls": {"enabled": True}},
+        hosts={"web-02": {"weight": 3}},
+        extra_hosts=({"name": "mon-01", "roles": ["monitoring"]},),
+    )
+    topo = parse_topology(text, "<amended>")
+    assert topo.firewall and topo.tls.enabled and topo.lb.check_interval_ms == 700
+    assert topo.lb.route_writes_to == "primary"  # the rest of [lb] kept
+    assert [h.weight for h in topo.hosts if h.name == "web-02"] == [3]
+    assert topo.hosts[-1].name == "mon-01"
+    assert "# seed.toml: the reference design" in text
+
+
+def test_the_seed_host_list_is_written_once() -> None:
+    """examples/seed.toml is the seed design; the benches and the tests derive theirs from it."""
+    import re
+
+    seed_replica = re.compile(r'name = "web-02"\s*roles = \["web", "app", "db"\]\s*db_role = "replica"')
+    root = EXAMPLES.parent
+    for path in [*(root / "src").rglob("*.py"), *(root / "tests").rglob("*.py")]:
+        assert not seed_replica.search(path.read_text()), path

@@ -43,7 +43,8 @@ def test_the_cluster_files_live_in_the_cluster_directory(tmp_path: Path) -> None
 
 def test_no_module_but_state_spells_a_cluster_file_name() -> None:
     """A path written as a string literal elsewhere is a second definition (docstrings may mention it)."""
-    pattern = re.compile(r"""[/(]\s*["'](%s)["']""" % "|".join(re.escape(n) for n in NAMES))
+    names = "|".join(re.escape(n) for n in NAMES)
+    pattern = re.compile(r"""[/(]\s*["'](""" + names + r""")["']""")
     offenders = [
         f"{path.relative_to(SRC)}: {m.group(1)}"
         for path in SRC.rglob("*.py")

@@ -10,9 +10,10 @@ from pathlib import Path
 from rich.console import Console
 
 from webinfra.control.cluster import Cluster
+from webinfra.model.relocate import example_file
 from webinfra.proving.chaos import nemesis_report, suite
 from webinfra.proving.chaos.nemesis_run import NemesisReport, NemesisSettings, run_nemesis
-from webinfra.proving.chaos.run import example_file
+from webinfra.proving.scratch import on_cluster
 
 
 def run_command(
@@ -52,7 +53,7 @@ def run_command(
     else:
         path = Path(topology_file) if topology_file else example_file("hardened.toml")
         name, subnet = suite.NEMESIS_CLUSTER
-        report = suite.on_cluster(path.read_text(), name, subnet, state_dir, keep, say, body)
+        report = on_cluster(path.read_text(), name, subnet, state_dir, keep, say, body)
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -15,14 +15,14 @@ import statistics
 import subprocess
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts import network as netmod
-from webinfra.model import parse_topology
-from webinfra.plan.layout import Layout
+from webinfra.model.relocate import amended, relocated, seed_text
+from webinfra.proving import scratch
 
 BENCH_CLUSTER = "bench"
 BENCH_SUBNET = "198.18.250.0/24"
@@ -53,43 +53,9 @@ class BenchReport:
 
 
 def bench_topology_text() -> str:
-    """The seed design (examples/seed.toml's topology: one LB, web-01 primary, web-02 replica; no TLS, no
-    firewall, no monitoring) under the bench cluster's own name and subnet."""
-    text = SEED_TOPOLOGY
-    text = re.sub(r'^name = ".*"$', f'name = "{BENCH_CLUSTER}"', text, count=1, flags=re.M)
-    return re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
-
-
-# The hosts of the design as drawn (examples/seed.toml), shared by every bench built on it.
-SEED_HOSTS = """
-[[hosts]]
-name = "lb-01"
-roles = ["lb"]
-
-[[hosts]]
-name = "web-01"
-roles = ["web", "app", "db"]
-db_role = "primary"
-
-[[hosts]]
-name = "web-02"
-roles = ["web", "app", "db"]
-db_role = "replica"
-"""
-
-SEED_TOPOLOGY = (
-    """
-name = "seed"
-firewall = false
-[tls]
-enabled = false
-[network]
-subnet = "198.18.0.0/24"
-[lb]
-route_writes_to = "primary"
-"""
-    + SEED_HOSTS
-)
+    """The seed design (examples/seed.toml: one LB, web-01 primary, web-02 replica; no TLS, no firewall, no
+    monitoring) under the bench cluster's own name and subnet."""
+    return relocated(seed_text(), BENCH_CLUSTER, BENCH_SUBNET)
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -139,10 +105,8 @@ def run_bench(
 ) -> BenchReport:
     report = BenchReport()
     root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-"))
-    text = bench_topology_text()
-    topo = parse_topology(text, "<bench>")
-    cluster = Cluster(topo, Layout.for_cluster(BENCH_CLUSTER, root), text)
-    netmod.sweep_cluster(BENCH_CLUSTER)
+    cluster = scratch.prepare(bench_topology_text(), root, source="<bench>")
+    topo = cluster.topology
     say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
     started = time.monotonic()
     cluster.up()
@@ -175,7 +139,7 @@ def run_bench(
                 )
     finally:
         if not keep:
-            cluster.down(purge=True)
+            scratch.take_down(cluster)
             shutil.rmtree(root, ignore_errors=True)
     return report
 
@@ -224,15 +188,8 @@ TLS_MODES = (("keep-alive", ()), ("new connection per request", ("Connection: cl
 
 
 def tls_bench_topology_text(name: str, subnet: str, tls: str) -> str:
-    return (
-        f"""name = "{name}"
-[network]
-subnet = "{subnet}"
-[tls]
-{tls}
-"""
-        + SEED_HOSTS
-    )
+    """The seed design with the firewall on and `tls` (the lines of a [tls] section)."""
+    return amended(relocated(seed_text(), name, subnet), {"firewall": True, "tls": tomllib.loads(tls)})
 
 
 @dataclass
@@ -269,9 +226,7 @@ def run_tls_bench(
     clusters: list[tuple[str, Cluster]] = []
     try:
         for name, subnet, label, tls in TLS_BENCH:
-            text = tls_bench_topology_text(name, subnet, tls)
-            cluster = Cluster(parse_topology(text, "<bench>"), Layout.for_cluster(name, root), text)
-            netmod.sweep_cluster(name)
+            cluster = scratch.prepare(tls_bench_topology_text(name, subnet, tls), root, source="<bench>")
             clusters.append((label, cluster))
             say(f"up: {name} ({label}, {subnet})...")
             cluster.up()
@@ -292,7 +247,7 @@ def run_tls_bench(
     finally:
         if not keep:
             for _, cluster in clusters:
-                cluster.down(purge=True)
+                scratch.take_down(cluster)
             shutil.rmtree(root, ignore_errors=True)
     return report
 

@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import tomlkit
 
 from webinfra.control.cluster import Cluster, ClusterError
 from webinfra.model import Role
+from webinfra.model.relocate import amended, example_file
 from webinfra.ops import faults
 from webinfra.proving.bench import WrkResult, wrk
-from webinfra.proving.chaos.run import bring_up, example_file, roles_of, verify_for, wait_healthy
+from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
+from webinfra.proving.scratch import bring_up
 from webinfra.services import mariadb
 
 Say = Callable[[str], None]
@@ -78,11 +79,10 @@ def _noop() -> None:
 
 def hardened_variant(tls: bool) -> str:
     """examples/hardened.toml without the firewall, with or without TLS."""
-    doc = tomlkit.parse(example_file("hardened.toml").read_text())
-    doc["firewall"] = False
+    settings: dict[str, object] = {"firewall": False}
     if not tls:
-        doc["tls"] = {"enabled": False}
-    return tomlkit.dumps(doc)
+        settings["tls"] = {"enabled": False}
+    return amended(example_file("hardened.toml").read_text(), settings)
 
 
 # ---- replication lag ----
@@ -210,7 +210,7 @@ def run_mixes(
     clusters: dict[str, Cluster] = {}
     try:
         for label, (name, subnet) in MIX_CLUSTERS.items():
-            clusters[label] = bring_up(hardened_variant(tls=label == "HTTPS"), name, subnet, state, say)
+            clusters[label] = bring_up(hardened_variant(tls=label == "HTTPS"), state, name=name, subnet=subnet, say=say)
             tick()
         scripts = {}
         for mix, every in MIXES:
@@ -372,7 +372,7 @@ def run_failover(
     report = FailoverReport()
     state = root or Path(tempfile.mkdtemp(prefix="webinfra-bench-failover-"))
     name, subnet = cluster_at
-    cluster = bring_up(example_file("hardened.toml").read_text(), name, subnet, state, say)
+    cluster = bring_up(example_file("hardened.toml").read_text(), state, name=name, subnet=subnet, say=say)
     tick()
     verify = verify_for(cluster)
     try:

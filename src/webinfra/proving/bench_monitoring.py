@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts import network as netmod
 from webinfra.model import Role, parse_topology
-from webinfra.plan.layout import Layout
-from webinfra.proving.bench import SEED_HOSTS, WrkResult, wrk
+from webinfra.model.relocate import amended, relocated, seed_text
+from webinfra.proving import scratch
+from webinfra.proving.bench import WrkResult, wrk
 
 CLUSTER = "benchmon"
 SUBNET = "198.18.58.0/24"
@@ -34,22 +34,8 @@ ON, OFF = "monitoring on", "monitoring off"
 
 def topology_text() -> str:
     """The seed design plus a monitoring host."""
-    head = f"""name = "{CLUSTER}"
-firewall = false
-[tls]
-enabled = false
-[network]
-subnet = "{SUBNET}"
-"""
-    return (
-        head
-        + SEED_HOSTS
-        + """
-[[hosts]]
-name = "mon-01"
-roles = ["monitoring"]
-"""
-    )
+    text = relocated(seed_text(), CLUSTER, SUBNET)
+    return amended(text, extra_hosts=({"name": "mon-01", "roles": ["monitoring"]},))
 
 
 @dataclass
@@ -138,9 +124,7 @@ def run_monitoring_bench(
 
     report = MonitoringBenchReport()
     root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-mon-"))
-    text = topology_text()
-    cluster = Cluster(parse_topology(text, "<bench>"), Layout.for_cluster(CLUSTER, root), text)
-    netmod.sweep_cluster(CLUSTER)
+    cluster = scratch.prepare(topology_text(), root, source="<bench>")
     say(f"up: {CLUSTER} (seed design + mon-01, {SUBNET})...")
     cluster.up()
     try:
@@ -171,7 +155,7 @@ def run_monitoring_bench(
         report.samples_per_second = rate[0][1] if rate else None
     finally:
         if not keep:
-            cluster.down(purge=True)
+            scratch.take_down(cluster)
             shutil.rmtree(root, ignore_errors=True)
     return report
 

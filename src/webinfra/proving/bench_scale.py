@@ -31,12 +31,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster, ClusterError, UsageError
-from webinfra.hosts import network as netmod
 from webinfra.hosts.process import read_pidfile
 from webinfra.model import parse_topology
 from webinfra.observe import prom
 from webinfra.observe.status import snapshot
-from webinfra.plan.layout import Layout
+from webinfra.proving import scratch
 
 SCALE_CLUSTER = "scale"
 DEFAULT_SUBNET_OCTET = 200  # 198.18.200.0/24: used by no test
@@ -293,10 +292,7 @@ def _prometheus_figures(cluster: Cluster, timeout: float = 60.0) -> tuple[int, i
 def measure_size(
     size: int, root: Path, octet: int, say: Callable[[str], None], keep: bool = False, name: str = SCALE_CLUSTER
 ) -> ScaleRow:
-    text = scale_topology_text(size, name, octet)
-    topo = parse_topology(text, f"<bench --scale {size}>")
-    netmod.sweep_cluster(name)
-    cluster = Cluster(topo, Layout.for_cluster(name, root), text)
+    cluster = scratch.prepare(scale_topology_text(size, name, octet), root, source=f"<bench --scale {size}>")
     say(f"{size} hosts ({size - len(FIXED_HOSTS)} app servers): cold up...")
     try:
         started = time.monotonic()
@@ -322,8 +318,7 @@ def measure_size(
         rss = host_rss_mib(cluster)
     finally:
         if not keep:
-            cluster.down(purge=True)
-            netmod.sweep_cluster(name)
+            scratch.take_down(cluster)
     row = ScaleRow(
         hosts=size,
         app_servers=size - len(FIXED_HOSTS),

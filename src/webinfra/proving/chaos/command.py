@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster
+from webinfra.model.relocate import example_file
 from webinfra.proving.chaos import report, suite
-from webinfra.proving.chaos.run import Timing, example_file, run_all
+from webinfra.proving.chaos.run import Timing, run_all
 from webinfra.proving.chaos.scenarios import NAMES
 
 Say = Callable[[str], None]

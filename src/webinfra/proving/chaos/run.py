@@ -1,4 +1,4 @@
-"""Running one chaos scenario against a cluster, and bringing up the cluster to run it on.
+"""Running one chaos scenario against a cluster (proving/scratch.py brings up the cluster to run it on).
 
 `run_scenario` resolves the scenario from who holds which role now, starts a paced read/write load through
 the site (every acknowledged write recorded) and a split-brain monitor, waits `before` seconds, injects the
@@ -11,7 +11,6 @@ primary, and draws the timeline (plot.py).
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import ssl
 import threading
@@ -21,14 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import tomlkit
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts import network as netmod
-from webinfra.model import Role, parse_topology
+from webinfra.model import Role
 from webinfra.ops import faults
-from webinfra.plan.layout import Layout
 from webinfra.proving.chaos.report import QUIET_GAP, ChaosResult, Marks, served_again, summarize
 from webinfra.proving.chaos.scenarios import NotApplicable, Roles, Target, resolve
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
@@ -71,56 +67,6 @@ class Timing:
 
 
 # ---- the cluster to run on ----
-REPO_ROOT = Path(__file__).resolve().parents[4]
-
-
-def example_file(name: str) -> Path:
-    """examples/NAME from the working directory or the source tree this package runs from."""
-    for base in (Path.cwd(), REPO_ROOT):
-        path = base / "examples" / name
-        if path.is_file():
-            return path
-    raise ClusterError(f"examples/{name} not found (run from a checkout of webinfra, or give the file with -f)")
-
-
-def relocated(text: str, name: str, subnet: str) -> str:
-    """A topology file's text under another cluster name and subnet: every address of the old subnet (the VIP,
-    explicit host addresses) moves to the same offset in the new one."""
-    doc = tomlkit.parse(text)
-    doc["name"] = name
-    if "network" not in doc:
-        doc["network"] = tomlkit.table()
-    # tomlkit types doc["network"] as Item | Container, every kind of item, though a [network] table is what
-    # is here: get and item assignment exist on it, not on all of the union's members.
-    network = doc["network"]
-    old = ipaddress.IPv4Network(str(network.get("subnet", "198.18.0.0/24")))  # type: ignore[union-attr]
-    new = ipaddress.IPv4Network(subnet)
-    network["subnet"] = str(new)  # type: ignore[index]
-
-    def move(value: object) -> str:
-        addr = ipaddress.IPv4Address(str(value))
-        return str(new.network_address + (int(addr) - int(old.network_address))) if addr in old else str(addr)
-
-    lb = doc.get("lb")
-    if lb is not None and "vip" in lb:
-        lb["vip"] = move(lb["vip"])
-    for host in doc.get("hosts", []):
-        if "address" in host:
-            host["address"] = move(host["address"])
-    return tomlkit.dumps(doc)
-
-
-def bring_up(text: str, name: str, subnet: str, root: Path | None, say: Say = _quiet) -> Cluster:
-    """Bring up `text` as cluster `name` on `subnet` (its leftovers from a crashed run swept first)."""
-    text = relocated(text, name, subnet)
-    topo = parse_topology(text, f"<chaos {name}>")
-    netmod.sweep_cluster(name)
-    cluster = Cluster(topo, Layout.for_cluster(name, root), text)
-    say(f"up: cluster {name} ({len(topo.hosts)} hosts, {subnet})")
-    cluster.up()
-    return cluster
-
-
 # ---- reading the cluster ----
 def roles_of(cluster: Cluster) -> Roles:
     topo = cluster.topology

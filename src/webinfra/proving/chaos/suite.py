@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from webinfra.control.cluster import Cluster
+from webinfra.model.relocate import example_file
 from webinfra.proving.chaos import report
 from webinfra.proving.chaos.nemesis_report import SECTION_START
 from webinfra.proving.chaos.report import ChaosResult
-from webinfra.proving.chaos.run import Say, Timing, bring_up, example_file, run_all
+from webinfra.proving.chaos.run import Say, Timing, run_all
 from webinfra.proving.chaos.scenarios import NAMES, SCENARIOS
+from webinfra.proving.scratch import on_cluster
 
 T = TypeVar("T")
 
@@ -62,25 +63,6 @@ def definitions(timing: Timing) -> str:
         deadline=timing.deadline,
         after=timing.after,
     )
-
-
-def on_cluster(
-    text: str,
-    name: str,
-    subnet: str,
-    root: Path | None,
-    keep: bool,
-    say: Say,
-    body: Callable[[Cluster], T],
-) -> T:
-    """Bring up `text` as cluster `name` on `subnet`, run `body` on it, take it down (unless `keep`)."""
-    cluster = bring_up(text, name, subnet, root, say)
-    try:
-        return body(cluster)
-    finally:
-        if not keep:
-            say(f"down: cluster {name}")
-            cluster.down(purge=True)
 
 
 def run_design(

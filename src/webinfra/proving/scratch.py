@@ -1,0 +1,101 @@
+"""Scratch clusters: a design brought up as a cluster of its own, on its own subnet, for one bench, chaos or
+nemesis run or one test module, and taken down afterwards. The one place that does it (chaos, the benches
+and tests/integration/clusterkit.py use it).
+
+Leftovers of a crashed earlier run under the same name (namespaces, veths, the bridge) are swept first, so
+they cannot hold the addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from webinfra.control.cluster import Cluster
+from webinfra.hosts import network as netmod
+from webinfra.model import parse_topology
+from webinfra.model.relocate import relocated
+from webinfra.state import Layout
+
+T = TypeVar("T")
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def prepare(
+    text: str, root: Path | None, *, name: str | None = None, subnet: str | None = None, source: str = ""
+) -> Cluster:
+    """The Cluster for `text` (under `name` on `subnet` when given), nothing started; leftovers swept."""
+    if name is not None and subnet is not None:
+        text = relocated(text, name, subnet)
+    topo = parse_topology(text, source or f"<scratch {name or 'cluster'}>")
+    netmod.sweep_cluster(topo.name)
+    return Cluster(topo, Layout.for_cluster(topo.name, root), text)
+
+
+def bring_up(
+    text: str,
+    root: Path | None,
+    *,
+    name: str | None = None,
+    subnet: str | None = None,
+    say: Say = _quiet,
+    announce: str | None = None,
+    source: str = "",
+) -> Cluster:
+    """Bring up `text` (relocated to `name` and `subnet` when given) as a cluster under `root`; it stays up.
+    `announce`: the line said before `up` (default: `up: cluster NAME (N hosts, SUBNET)`)."""
+    cluster = prepare(text, root, name=name, subnet=subnet, source=source)
+    _up(cluster, say, announce)
+    return cluster
+
+
+def _up(cluster: Cluster, say: Say, announce: str | None) -> None:
+    topo = cluster.topology
+    say(announce or f"up: cluster {topo.name} ({len(topo.hosts)} hosts, {topo.network.subnet})")
+    cluster.up()
+
+
+def take_down(cluster: Cluster, say: Say = _quiet) -> None:
+    """Down with its state purged; whatever a failed `down` left of its network is swept."""
+    name = cluster.topology.name
+    say(f"down: cluster {name}")
+    try:
+        cluster.down(purge=True)
+    finally:
+        netmod.sweep_cluster(name)
+
+
+@contextmanager
+def scratch_cluster(
+    text: str,
+    root: Path | None,
+    *,
+    name: str | None = None,
+    subnet: str | None = None,
+    keep: bool = False,
+    say: Say = _quiet,
+    announce: str | None = None,
+    source: str = "",
+) -> Iterator[Cluster]:
+    """A cluster up for the `with` block, taken down after it (also when `up` itself failed) unless `keep`."""
+    cluster = prepare(text, root, name=name, subnet=subnet, source=source)
+    try:
+        _up(cluster, say, announce)
+        yield cluster
+    finally:
+        if not keep:
+            take_down(cluster, say)
+
+
+def on_cluster(
+    text: str, name: str, subnet: str, root: Path | None, keep: bool, say: Say, body: Callable[[Cluster], T]
+) -> T:
+    """Bring up `text` as cluster `name` on `subnet`, run `body` on it, take it down (unless `keep`)."""
+    with scratch_cluster(text, root, name=name, subnet=subnet, keep=keep, say=say) as cluster:
+        return body(cluster)
