@@ -11,34 +11,34 @@ everybody, and `Master_Host` then names the node.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
-ETCD = shutil.which("etcd", path=_PATH)
-MARIADBD = shutil.which("mariadbd", path=_PATH)
-INSTALL_DB = shutil.which("mariadb-install-db", path=_PATH)
-CLIENT = shutil.which("mariadb", path=_PATH)
-MARIABACKUP = shutil.which("mariabackup", path=_PATH)
-MBSTREAM = shutil.which("mbstream", path=_PATH)
+from testkit import (  # noqa: F401 (re-exported for the agent's tests)
+    CLIENT,
+    INSTALL_DB,
+    MARIADBD,
+    SBIN_PATH,
+    MariaDBFiles,
+    free_port,
+    install,
+    mariadbd_argv,
+    run_sql,
+    wait_for,
+)
+
+ETCD = shutil.which("etcd", path=SBIN_PATH)
+MARIABACKUP = shutil.which("mariabackup", path=SBIN_PATH)
+MBSTREAM = shutil.which("mbstream", path=SBIN_PATH)
 CTL = Path(__file__).with_name("mariadb_ctl.py")
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 def free_port_on(addresses: list[str]) -> int:
@@ -53,16 +53,6 @@ def free_port_on(addresses: list[str]) -> int:
             continue
         return port
     raise RuntimeError(f"no common free port on {addresses}")
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float, interval: float = 0.05) -> float:
-    """Poll `check` until true; return the seconds it took; fail after `timeout`."""
-    start = time.monotonic()
-    while not check():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-    return time.monotonic() - start
 
 
 def stop_pid(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
@@ -122,7 +112,7 @@ class EtcdServer:
             except (httpx.HTTPError, ValueError):
                 return False
 
-        wait_for("etcd /health", healthy, timeout)
+        wait_for(healthy, timeout, "etcd /health")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -147,12 +137,16 @@ class Node:
     agent: subprocess.Popen[bytes] | None = None
 
     @property
+    def files(self) -> MariaDBFiles:
+        return MariaDBFiles(self.base)
+
+    @property
     def datadir(self) -> Path:
-        return self.base / "data"
+        return self.files.datadir
 
     @property
     def socket(self) -> Path:
-        return self.base / "mysqld.sock"
+        return self.files.socket
 
     @property
     def ctl_file(self) -> Path:
@@ -165,32 +159,9 @@ class Node:
     def write_ctl(self, *, read_only: bool) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
         (self.base / "tmp").mkdir(exist_ok=True)
-        argv = [
-            str(MARIADBD),
-            "--no-defaults",
-            f"--datadir={self.datadir}",
-            f"--socket={self.socket}",
-            f"--port={self.port}",
-            f"--bind-address={self.address}",
-            "--user=root",
-            f"--server-id={self.server_id}",
-            f"--log-bin={self.datadir}/binlog",
-            f"--relay-log={self.datadir}/relay",
-            "--gtid-strict-mode=1",
-            "--binlog-format=ROW",
-            "--log-slave-updates",
-            "--skip-name-resolve",
-            f"--pid-file={self.base / 'mysqld.pid'}",
-            f"--log-error={self.base / 'error.log'}",
-            f"--tmpdir={self.base / 'tmp'}",
-            "--innodb-log-file-size=8M",
-            "--innodb-buffer-pool-size=32M",
-            "--innodb-flush-log-at-trx-commit=2",
-            "--sync-binlog=0",
-            "--performance-schema=OFF",
-            # As webinfra renders my.cnf: the initial primary starts writable, replicas read-only.
-            f"--read-only={'ON' if read_only else 'OFF'}",
-        ]
+        argv = mariadbd_argv(
+            self.files, port=self.port, server_id=self.server_id, read_only=read_only, address=self.address
+        )
         self.ctl_file.write_text(json.dumps({"argv": argv, "socket": str(self.socket), "pidfile": str(self.svc_pid)}))
 
     @property
@@ -198,21 +169,7 @@ class Node:
         return self.base / "mariadbd.svc.pid"
 
     def install(self) -> subprocess.Popen[bytes]:
-        assert INSTALL_DB is not None
-        return subprocess.Popen(
-            [
-                INSTALL_DB,
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                "--user=root",
-                "--auth-root-authentication-method=socket",
-                "--skip-test-db",
-                f"--tmpdir={self.base / 'tmp'}",
-                "--innodb-log-file-size=8M",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        return install(self.files)
 
     def ctl(self, verb: str) -> None:
         subprocess.run([sys.executable, str(CTL), verb, str(self.ctl_file)], check=True, timeout=60)
@@ -224,13 +181,7 @@ class Node:
             return None
 
     def sql(self, sql: str, *, check: bool = True, timeout: float = 30) -> str:
-        proc = subprocess.run(
-            [str(CLIENT), "--no-defaults", f"--socket={self.socket}", "--user=root", "--batch", "--skip-column-names"],
-            input=sql,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        proc = run_sql(self.socket, sql, timeout=timeout)
         if check and proc.returncode != 0:
             raise RuntimeError(f"SQL on {self.name} failed: {proc.stderr.strip()}\n{sql}")
         return proc.stdout.strip()

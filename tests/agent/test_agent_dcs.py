@@ -63,7 +63,7 @@ def test_lease_keepalive_then_expiry(client: EtcdClient, prefix: str) -> None:
     assert client.get(key) is not None
     last = time.monotonic()
     # Keepalives stop: the key goes within TTL + etcd's 0.5 s expiry sweep (+ slack), not before ~TTL.
-    took = wait_for("leased key to expire", lambda: client.get(key) is None, timeout=5.0, interval=0.05)
+    took = wait_for(lambda: client.get(key) is None, 5.0, "leased key to expire", interval=0.05)
     gone_after = time.monotonic() - last
     print(f"lease of TTL 2 expired {gone_after:.2f}s after the last keepalive")
     assert 1.0 <= gone_after <= 3.5, took

@@ -90,7 +90,7 @@ class SecureEtcd:
             except (httpx.HTTPError, ValueError, KeyError):
                 return False
 
-        wait_for("etcd /health over TLS", healthy, 20)
+        wait_for(healthy, 20, "etcd /health over TLS")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -185,7 +185,7 @@ def test_the_token_is_renewed_when_etcd_forgets_it(etcd: SecureEtcd) -> None:
     assert first
     etcd.stop()  # simple tokens live in memory: a restarted member no longer knows ours
     etcd.start()
-    wait_for("the agent's client working again", lambda: _works(c), 20)
+    wait_for(lambda: _works(c), 20, "the agent's client working again")
     assert c._token and c._token != first
     assert c.get(PREFIX + "k") is not None
 

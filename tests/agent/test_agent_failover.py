@@ -124,7 +124,7 @@ class TwoNodes:
             )
 
         try:
-            return wait_for(f"{primary.name} primary, {replica.name} replica", settled, timeout)
+            return wait_for(settled, timeout, f"{primary.name} primary, {replica.name} replica")
         except TimeoutError:
             raise AssertionError(
                 f"{primary.name}: {primary.status()}\n{replica.name}: {replica.status()}\n{self.logs()}"
@@ -152,7 +152,7 @@ def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
     assert not a.read_only() and b.read_only()
     # Reads go to the healthy replica; the primary serves them only when no replica can.
     # (A learns that B is a healthy replica from B's member key, one cycle later.)
-    wait_for("reads on the replica only", lambda: b.ok("/read") and not a.ok("/read"), timeout=3.0)
+    wait_for(lambda: b.ok("/read") and not a.ok("/read"), 3.0, "reads on the replica only")
     assert a.ok("/health")
     status = a.status()
     assert status["role"] == "primary" and status["leader"] == a.name and status["dcs_reachable"]
@@ -173,7 +173,7 @@ def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
         return b.ok("/primary") and not b.read_only()
 
     try:
-        wait_for("B promoted and writable", b_writable, timeout=10.0, interval=0.02)
+        wait_for(b_writable, 10.0, "B promoted and writable", interval=0.02)
     except TimeoutError:
         raise AssertionError(f"{b.status()}\n{two_nodes.logs()}") from None
     failover = time.monotonic() - killed_at
@@ -197,7 +197,7 @@ def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
     assert a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 10)") == "0"
     assert a.sql("SELECT COUNT(*) FROM site.t") == "51"
     b.sql("INSERT INTO site.t VALUES (101, 'replicated with semi-sync again')")
-    wait_for("semi-sync back on", lambda: b.status().get("semi_sync") == "on", timeout=5)
+    wait_for(lambda: b.status().get("semi_sync") == "on", 5, "semi-sync back on")
 
     kinds = [(e["host"], e["kind"]) for e in read_events(two_nodes.base)]
     assert ("db-a", "promoted") in kinds and ("db-a", "released") in kinds and ("db-b", "promoted") in kinds
@@ -215,7 +215,7 @@ def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
     assert b_pid is not None
     os.kill(b_pid, signal.SIGKILL)
     killed_at = time.monotonic()
-    wait_for("A promoted again", lambda: a.ok("/primary") and not a.read_only(), timeout=10.0, interval=0.02)
+    wait_for(lambda: a.ok("/primary") and not a.read_only(), 10.0, "A promoted again", interval=0.02)
     failover = time.monotonic() - killed_at
     print(f"failover (host killed, agent too; lease_ttl 2): {a.name} writable after {failover:.2f}s")
     assert failover <= 10.0
@@ -252,7 +252,7 @@ def test_switchover_then_errant_replica_is_recloned(two_nodes: TwoNodes) -> None
         return "reclone_done" in kinds or "reclone_failed" in kinds
 
     try:
-        wait_for("A re-cloned", recloned, timeout=30)
+        wait_for(recloned, 30, "A re-cloned")
     except TimeoutError:
         raise AssertionError(f"{a.status()}\n{two_nodes.logs()}") from None
     events = [e for e in read_events(two_nodes.base) if e["host"] == a.name and e["kind"].startswith("reclone")]
@@ -297,7 +297,7 @@ def test_dcs_outage_fences_the_primary_and_replicas_keep_serving_reads(prefix: s
             etcd.proc.send_signal(signal.SIGSTOP)
             frozen = time.monotonic()
             try:
-                wait_for("A fenced", lambda: a.read_only(), timeout=5.0, interval=0.02)
+                wait_for(lambda: a.read_only(), 5.0, "A fenced", interval=0.02)
                 fenced_after = time.monotonic() - frozen
                 print(f"\nDCS frozen: {a.name} read-only after {fenced_after:.2f}s (lease_ttl 2, margin 0.5)")
                 assert fenced_after <= 2.0  # before etcd could have expired the lease
@@ -313,7 +313,7 @@ def test_dcs_outage_fences_the_primary_and_replicas_keep_serving_reads(prefix: s
             def one_writable_leader() -> bool:
                 return [n.ok("/primary") for n in cluster.nodes].count(True) == 1
 
-            wait_for("one writable leader again", one_writable_leader, timeout=15.0)
+            wait_for(one_writable_leader, 15.0, "one writable leader again")
             print(f"DCS back: one writable leader {time.monotonic() - thawed:.2f}s later")
             leader = a if a.ok("/primary") else b
             other = b if leader is a else a
@@ -345,19 +345,19 @@ def test_write_acknowledged_without_a_replica_is_never_lost(two_nodes: TwoNodes)
 
     # Semi-sync with B as its client (the 1 s fallback may have run before B's agent turned it on).
     wait_for(
-        "A semi-sync with a client, optime sync",
         lambda: a.status().get("semi_sync") == "on" and a.status().get("semi_sync_clients") == 1 and optime_is(True),
-        timeout=10,
+        10,
+        "A semi-sync with a client, optime sync",
     )
 
     # B's replication breaks for good; A falls back to async after 1 s without a semi-sync replica.
     two_nodes.set_repl_password(b, "wrong")
     try:
-        wait_for("A async", lambda: a.status().get("semi_sync") == "fallback" and optime_is(False), timeout=10)
+        wait_for(lambda: a.status().get("semi_sync") == "fallback" and optime_is(False), 10, "A async")
     except TimeoutError:
         raise AssertionError(f"{a.status()}\n{two_nodes.logs()}") from None
     a.sql("INSERT INTO site.t VALUES (2, 'acknowledged by A alone')")  # returned: acknowledged
-    wait_for("optime at A's position", lambda: optime_is(False, a.sql("SELECT @@gtid_binlog_pos")), timeout=5)
+    wait_for(lambda: optime_is(False, a.sql("SELECT @@gtid_binlog_pos")), 5, "optime at A's position")
     assert b.sql("SELECT COUNT(*) FROM site.t WHERE id = 2") == "0"
 
     def b_never_promotes(what: str, seconds: float) -> None:
@@ -370,7 +370,7 @@ def test_write_acknowledged_without_a_replica_is_never_lost(two_nodes: TwoNodes)
 
     def a_leads_again(what: str) -> None:
         try:
-            wait_for(what, lambda: a.ok("/primary") and not a.read_only(), timeout=15)
+            wait_for(lambda: a.ok("/primary") and not a.read_only(), 15, what)
         except TimeoutError:
             raise AssertionError(f"{a.status()}\n{b.status()}\n{two_nodes.logs()}") from None
 
@@ -384,13 +384,13 @@ def test_write_acknowledged_without_a_replica_is_never_lost(two_nodes: TwoNodes)
     assert a.sql("SELECT COUNT(*) FROM site.t WHERE id = 2") == "1"
 
     # 2. Still async: another write acknowledged by A alone, then A's mariadbd dies (its agent releases).
-    wait_for("A async again", lambda: a.status().get("semi_sync") == "fallback", timeout=10)
+    wait_for(lambda: a.status().get("semi_sync") == "fallback", 10, "A async again")
     a.sql("INSERT INTO site.t VALUES (3, 'acknowledged by A alone, then killed')")
-    wait_for("optime at A's position", lambda: optime_is(False, a.sql("SELECT @@gtid_binlog_pos")), timeout=5)
+    wait_for(lambda: optime_is(False, a.sql("SELECT @@gtid_binlog_pos")), 5, "optime at A's position")
     pid = a.mariadbd_pid()
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    wait_for("A released", lambda: two_nodes.dcs.get(two_nodes.keys.leader) is None, timeout=5)
+    wait_for(lambda: two_nodes.dcs.get(two_nodes.keys.leader) is None, 5, "A released")
     b_never_promotes("A's mariadbd killed", 3 * 2.0)
     a.ctl("start")
     a_leads_again("A re-acquires after its mariadbd restarted")
@@ -410,13 +410,13 @@ def test_write_acknowledged_without_a_replica_is_never_lost(two_nodes: TwoNodes)
 
     # The replication is fixed: B catches up, A restores semi-sync and, once B has all A acknowledged
     # alone, the optime says sync again.
-    wait_for("A async again", lambda: a.status().get("semi_sync") == "fallback" and optime_is(False), timeout=10)
+    wait_for(lambda: a.status().get("semi_sync") == "fallback" and optime_is(False), 10, "A async again")
     two_nodes.set_repl_password(b, (two_nodes.base / "repl.password").read_text().strip())
     two_nodes.wait_roles(a, b)
     a_pos = a.sql("SELECT @@gtid_binlog_pos")
     assert b.sql(f"SELECT MASTER_GTID_WAIT('{a_pos}', 10)") == "0"
     assert b.sql("SELECT id FROM site.t ORDER BY id").split() == ["1", "2", "3"]
-    wait_for("semi-sync on, optime sync", lambda: a.status().get("semi_sync") == "on" and optime_is(True), timeout=10)
+    wait_for(lambda: a.status().get("semi_sync") == "on" and optime_is(True), 10, "semi-sync on, optime sync")
     kinds = [(e["host"], e["kind"]) for e in read_events(two_nodes.base)]
     assert ("db-b", "promoted") not in kinds
     assert kinds.count(("db-a", "promoted")) >= 3  # bootstrap and the returns (a resume is no promotion)

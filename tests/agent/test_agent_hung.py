@@ -31,9 +31,9 @@ def test_hung_primary_mysqld_is_restarted_and_the_replica_takes_over(two_nodes: 
     try:
         # The goal is restart_hung_after (3 x TTL = 6 s) after the first failed fence; bounded generously.
         wait_for(
-            "A's agent restarting its hung MariaDB",
             lambda: any(e["kind"] == "mariadb_restarted" and e["host"] == a.name for e in read_events(two_nodes.base)),
             90,
+            "A's agent restarting its hung MariaDB",
         )
     except TimeoutError:
         raise AssertionError(two_nodes.logs()) from None

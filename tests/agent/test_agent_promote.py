@@ -70,7 +70,7 @@ def received_not_applied(source: Node, replica: Node) -> None:
         slave = LocalMariaDB(replica.socket).facts().slave
         return slave is not None and slave.gtid_io_pos == target
 
-    wait_for("rows in the relay log", received, 10)
+    wait_for(received, 10, "rows in the relay log")
     assert replica.sql("SELECT COUNT(*) FROM site.t") == "0"
 
 

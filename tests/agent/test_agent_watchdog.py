@@ -80,7 +80,7 @@ def test_frozen_primary_agent_is_fenced_by_mariadb_before_the_replica_promotes(t
     two_nodes.wait_roles(a, b)
     a.sql(f"CREATE USER site@'%' IDENTIFIED BY '{SITE_PASSWORD}'; GRANT SELECT, INSERT ON site.* TO site@'%';")
     assert a.sql("SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = 'webinfra_ha'") == "1"
-    wait_for("B's watchdog installed", lambda: b.sql("SELECT @@global.event_scheduler") == "ON", 10)
+    wait_for(lambda: b.sql("SELECT @@global.event_scheduler") == "ON", 10, "B's watchdog installed")
 
     stop = threading.Event()
     writers = [Writer(a, 1_000_000), Writer(b, 2_000_000)]
@@ -90,7 +90,7 @@ def test_frozen_primary_agent_is_fenced_by_mariadb_before_the_replica_promotes(t
     samples: list[tuple[float, bool | None, bool | None]] = []
     assert a.agent is not None
     try:
-        wait_for("writes acknowledged", lambda: len(writers[0].acked) >= 5, 20)
+        wait_for(lambda: len(writers[0].acked) >= 5, 20, "writes acknowledged")
         a.agent.send_signal(signal.SIGSTOP)
         frozen = time.monotonic()
         while time.monotonic() - frozen < FREEZE_SECONDS:
@@ -128,7 +128,7 @@ def test_frozen_primary_agent_is_fenced_by_mariadb_before_the_replica_promotes(t
     print(f"acknowledged {len(acked)} writes ({on_a} on A, {on_b} on B), lost {len(lost)}")
     assert not lost, f"acknowledged writes missing on the new primary: {lost[:20]}"
     # A converges on B (rejoined or re-cloned) with every row.
-    wait_for("A caught up", lambda: a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 1)", check=False) == "0", 60)
+    wait_for(lambda: a.sql(f"SELECT MASTER_GTID_WAIT('{b_pos}', 1)", check=False) == "0", 60, "A caught up")
     assert set(a.sql("SELECT id FROM site.t WHERE id >= 1000000").split()) >= present
 
 

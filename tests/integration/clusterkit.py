@@ -6,13 +6,12 @@ import shutil
 import ssl
 import subprocess
 import sys
-import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from testkit import wait_for  # noqa: F401 (re-exported: the integration tests import it from here)
 from webinfra.control.cluster import Cluster
 from webinfra.hosts import network as netmod
 from webinfra.model.relocate import amended, relocated, seed_text
@@ -109,15 +108,6 @@ def cli(cluster: Cluster, *args: str, check: bool = True, timeout: float = 120) 
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.1) -> None:
-    """Poll `condition` until true; fail the test naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
 
 
 def backend_states(cluster: Cluster) -> dict[str, str]:

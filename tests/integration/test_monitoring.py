@@ -11,7 +11,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -25,6 +24,7 @@ import httpx
 import pytest
 from clusterkit import WEBINFRA, bring_up, cli, seed_topology, take_down, wait_for
 
+from testkit import free_port
 from webinfra.control.cluster import Cluster
 from webinfra.control.events import read as read_events
 from webinfra.dashboard.history import history
@@ -54,12 +54,6 @@ HISTORY_BOUND = 40.0  # history reloads every 5 s; the rate needs two scrapes (2
 # Alertmanager's group_wait (10 s by default) comes on top of the alert firing.
 WEBHOOK_BOUND = ALERT_BOUND + 30.0
 GATEWAY = "198.18.50.1"
-
-
-def free_port(address: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return int(sock.getsockname()[1])
 
 
 class Webhook:

@@ -11,13 +11,9 @@ polled against a deadline, and only processes started here are ever stopped.
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -27,40 +23,28 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 
+from testkit import (  # noqa: F401 (CLIENT, INSTALL_DB, MARIADBD: re-exported for conftest.py)
+    CLIENT,
+    INSTALL_DB,
+    MARIADBD,
+    MariaDBFiles,
+    free_port,
+    install,
+    mariadbd_argv,
+    run_sql,
+    wait_for,
+)
 from webinfra.site import SiteConfig, schema_sql
 from webinfra.site.app import create_app
 from webinfra.site.auth import Signer
-
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
-MARIADBD = shutil.which("mariadbd", path=_SEARCH_PATH)
-INSTALL_DB = shutil.which("mariadb-install-db", path=_SEARCH_PATH)
-CLIENT = shutil.which("mariadb", path=_SEARCH_PATH)
 
 READY_TIMEOUT = 30.0
 REPL_PASSWORD = "repl-" + secrets.token_hex(8)
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now (so also usable as a "closed" port)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def poll(what: str, check: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
-    """Poll ``check`` until it is true, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
-
-
 @dataclass
 class MariaDB:
-    """One private mariadbd: its files, port and the one process we started."""
+    """One private mariadbd (testkit launches it): its files, port and the one process we started."""
 
     name: str
     base: Path
@@ -70,81 +54,36 @@ class MariaDB:
     proc: subprocess.Popen[bytes] | None = None
 
     @property
+    def files(self) -> MariaDBFiles:
+        return MariaDBFiles(self.base)
+
+    @property
     def datadir(self) -> Path:
-        return self.base / "data"
+        return self.files.datadir
 
     @property
     def socket(self) -> Path:
-        return self.base / "mysqld.sock"
-
-    @property
-    def tmpdir(self) -> Path:
-        # Private tmpdir: two bootstraps sharing /tmp collide on temp-table names.
-        return self.base / "tmp"
-
-    @property
-    def log_error(self) -> Path:
-        return self.base / "error.log"
+        return self.files.socket
 
     def install(self) -> subprocess.Popen[bytes]:
-        self.tmpdir.mkdir(parents=True, exist_ok=True)
-        assert INSTALL_DB is not None
-        return subprocess.Popen(
-            [
-                INSTALL_DB,
-                "--no-defaults",
-                f"--datadir={self.datadir}",
-                "--user=root",
-                "--auth-root-authentication-method=socket",
-                "--skip-test-db",
-                f"--tmpdir={self.tmpdir}",
-                "--innodb-log-file-size=8M",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
+        return install(self.files)
 
     def start(self) -> None:
-        assert MARIADBD is not None and self.proc is None
-        args = [
-            MARIADBD,
-            "--no-defaults",
-            f"--datadir={self.datadir}",
-            f"--socket={self.socket}",
-            f"--port={self.port}",
-            "--bind-address=127.0.0.1",
-            "--user=root",
-            f"--server-id={self.server_id}",
-            # What the site's identify_servers reads back as the server's own name.
-            f"--report-host={self.name}",
-            "--log-bin=mariadb-bin",
-            "--relay-log=relay-bin",
-            "--gtid-strict-mode=1",
-            "--binlog-format=ROW",
-            "--log-slave-updates",
-            "--skip-name-resolve",
-            f"--pid-file={self.base / 'mysqld.pid'}",
-            f"--log-error={self.log_error}",
-            f"--tmpdir={self.tmpdir}",
-            # Test speed, not durability: these instances live for one test run.
-            "--innodb-log-file-size=8M",
-            "--innodb-buffer-pool-size=32M",
-            "--innodb-flush-log-at-trx-commit=2",
-            "--sync-binlog=0",
-            "--performance-schema=OFF",
-        ]
-        if self.read_only:
-            args.append("--read-only")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        assert self.proc is None
+        argv = mariadbd_argv(
+            self.files, port=self.port, server_id=self.server_id, read_only=self.read_only, report_host=self.name
+        )
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def wait_ready(self) -> None:
         def ready() -> bool:
             if self.proc is not None and self.proc.poll() is not None:
-                log = self.log_error.read_text(errors="replace")[-3000:] if self.log_error.exists() else ""
+                log_file = self.files.log_error
+                log = log_file.read_text(errors="replace")[-3000:] if log_file.exists() else ""
                 raise RuntimeError(f"mariadbd {self.name} exited with {self.proc.returncode}:\n{log}")
-            return self.socket.exists() and self._client("SELECT 1", check=False).returncode == 0
+            return self.socket.exists() and run_sql(self.socket, "SELECT 1").returncode == 0
 
-        poll(f"mariadbd {self.name} to accept connections", ready)
+        wait_for(ready, READY_TIMEOUT, f"mariadbd {self.name} to accept connections")
 
     def stop(self) -> None:
         """Stop the mariadbd we started (SIGTERM, SIGKILL if it dawdles)."""
@@ -158,32 +97,12 @@ class MariaDB:
             proc.kill()
             proc.wait()
 
-    def _client(self, sql: str, *, check: bool = True) -> subprocess.CompletedProcess[str]:
-        assert CLIENT is not None
-        return subprocess.run(
-            [
-                CLIENT,
-                "--no-defaults",
-                f"--socket={self.socket}",
-                "--user=root",
-                "--batch",
-                "--skip-column-names",
-                "--connect-timeout=2",
-                "-e",
-                sql,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=check,
-        )
-
     def sql(self, sql: str) -> str:
         """Run ``sql`` as root over the unix socket; return the tab-separated output."""
-        try:
-            return self._client(sql).stdout.strip()
-        except subprocess.CalledProcessError as exc:
-            raise RuntimeError(f"SQL on {self.name} failed: {exc.stderr.strip()}\n{sql}") from exc
+        result = run_sql(self.socket, sql)
+        if result.returncode != 0:
+            raise RuntimeError(f"SQL on {self.name} failed: {result.stderr.strip()}\n{sql}")
+        return result.stdout.strip()
 
 
 @dataclass

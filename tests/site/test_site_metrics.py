@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from site_testlib import AppClient, Cluster, free_port, gtid_cookie, poll
+from site_testlib import AppClient, Cluster, free_port, gtid_cookie
 from test_site_app_nodb import dead_config
 
+from testkit import wait_for
 from webinfra.site import CONFIG_ENV
 
 pytestmark = pytest.mark.anyio
@@ -117,7 +118,7 @@ def test_several_workers_share_one_view(tmp_path: Path, password_file: Path) -> 
             return False
 
     try:
-        poll("uvicorn with 2 workers", up, timeout=20)
+        wait_for(up, 20, "uvicorn with 2 workers")
         n = 40
         for _ in range(n):
             # A new connection each time: the kernel spreads them over both workers.

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from site_testlib import Cluster, free_port, poll
+from site_testlib import Cluster, free_port
 
+from testkit import wait_for
 from webinfra.site import CONFIG_ENV
 
 
@@ -53,7 +54,7 @@ def server(mariadb_cluster: Cluster, tmp_path: Path) -> Iterator[str]:
             return False
 
     try:
-        poll("uvicorn to answer /healthz", up, timeout=20)
+        wait_for(up, 20, "uvicorn to answer /healthz")
         yield base
         # Graceful stop runs the lifespan shutdown, which closes the pools.
         proc.send_signal(signal.SIGINT)

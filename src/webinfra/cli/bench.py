@@ -1,39 +1,28 @@
 """`webinfra bench` and `webinfra chaos`: measurements and fault drills on clusters of their own.
 
-`bench` has one default run and alternative modes (`--tls`, `--monitoring`, `--mixes`, `--failover`). A mode
-is a flag plus an entry in `_simple_mode`/`_progress_mode`, each returning (report, Markdown): add a mode by
-adding its option and its branch there; `--json` and `--markdown` then work for it unchanged.
+`bench` has one default run and alternative modes (`--tls`, `--monitoring`, `--mixes`, `--failover`,
+`--scale`): which mode the flags choose and what each runs is proving/bench_modes.py; add a mode by adding its
+option here and its branch there. `chaos` checks and runs through proving/chaos/command.py. This module
+parses and prints.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import sys
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
 from webinfra.cli.common import F, console, err_console, handle_errors, state_dir_option
-from webinfra.control.cluster import UsageError, require_root
+from webinfra.control.cluster import require_root
 
-
-def _scratch_cluster(name: str | None, subnet: str | None, default: tuple[str, str]) -> tuple[str, str]:
-    """The (name, subnet) of a scratch cluster a bench or chaos run brings up: the defaults unless given."""
-    import ipaddress
-    import re
-
-    chosen = (name or default[0], subnet or default[1])
-    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", chosen[0]):
-        raise UsageError(f"--scratch-name {chosen[0]!r}: 1-8 lowercase letters and digits, a letter first")
-    try:
-        ipaddress.IPv4Network(chosen[1])
-    except ValueError:
-        raise UsageError(f"--scratch-subnet {chosen[1]!r}: not an IPv4 network like 198.18.33.0/24") from None
-    return chosen
+if TYPE_CHECKING:
+    from webinfra.proving.bench_modes import BenchParams
+    from webinfra.proving.chaos.command import ChaosRequest
+    from webinfra.proving.chaos.report import ChaosResult
 
 
 scratch_options = [
@@ -48,73 +37,31 @@ def with_scratch_options(fn: F) -> F:
     return fn
 
 
-def report_json(mode: str, command: str, report: Any) -> str:
-    # is_dataclass is also true of a dataclass itself; asdict takes instances only.
-    body = dataclasses.asdict(report) if dataclasses.is_dataclass(report) and not isinstance(report, type) else report
-    return json.dumps({"mode": mode, "command": command, "report": body}, indent=2, default=str)
+def _say(line: str) -> None:
+    err_console.print(line, soft_wrap=True)
 
 
-def _progress_mode(
-    mode: str, duration: int, connections: int, rounds: int, runs: int, keep: bool, cluster_at: tuple[str, str]
-) -> tuple[Any, str]:
-    """Modes with a progress bar (they take minutes): mixes, failover (on the scratch cluster `cluster_at`)."""
+def _noop() -> None:
+    pass
+
+
+def _with_progress(mode: str, params: BenchParams) -> tuple[Any, str]:
+    """A mode that takes minutes, under a progress bar on stderr."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from webinfra.proving import bench_ha
+    from webinfra.proving import bench_modes
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
     )
-    total = bench_ha.mixes_steps(rounds) if mode == "mixes" else bench_ha.failover_steps(runs)
-    task = progress.add_task(f"bench --{mode}", total=total)
+    task = progress.add_task(f"bench --{mode}", total=bench_modes.steps(mode, params))
 
     def say(line: str) -> None:
         progress.update(task, description=escape(line[:90]))
         progress.console.print(f"  {escape(line)}", soft_wrap=True)
 
-    def tick() -> None:
-        progress.advance(task)
-
     with progress:
-        if mode == "mixes":
-            report: Any = bench_ha.run_mixes(
-                duration=duration, connections=connections, rounds=rounds, keep=keep, say=say, tick=tick
-            )
-            command = f"webinfra bench --mixes --duration {duration} --connections {connections} --rounds {rounds}"
-            return report, bench_ha.mixes_markdown(report, command)
-        report = bench_ha.run_failover(runs=runs, keep=keep, say=say, tick=tick, cluster_at=cluster_at)
-        return report, bench_ha.failover_markdown(report, f"webinfra bench --failover --runs {runs}")
-
-
-class _RunParams(TypedDict):
-    """The arguments every simple mode's run function takes (checked against each signature)."""
-
-    duration: int
-    connections: int
-    rounds: int
-    keep: bool
-
-
-def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: bool) -> tuple[Any, str]:
-    """The default run, and the --tls and --monitoring comparisons."""
-    from webinfra.proving.bench import markdown, run_bench, run_tls_bench, tls_markdown
-
-    flags = f"--duration {duration} --connections {connections} --rounds {rounds}"
-    params: _RunParams = {"duration": duration, "connections": connections, "rounds": rounds, "keep": keep}
-
-    def say(line: str) -> None:
-        err_console.print(line, soft_wrap=True)
-
-    if mode == "monitoring":
-        from webinfra.proving.bench_monitoring import monitoring_markdown, run_monitoring_bench
-
-        report: Any = run_monitoring_bench(**params, say=say)
-        return report, monitoring_markdown(report, f"webinfra bench --monitoring {flags}")
-    if mode == "tls":
-        report = run_tls_bench(**params, say=say)
-        return report, tls_markdown(report, f"webinfra bench --tls {flags}")
-    report = run_bench(**params, say=say)
-    return report, markdown(report, f"webinfra bench {flags}")
+        return bench_modes.run_mode(mode, params, say, lambda: progress.advance(task))
 
 
 @click.command()
@@ -186,18 +133,12 @@ def bench(
     as_json: bool,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
+    from webinfra.proving import bench_modes
     from webinfra.proving.bench_ha import FAILOVER_CLUSTER
+    from webinfra.proving.scratch import scratch_at
 
-    modes = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}
-    modes["scale"] = scale_mode
-    chosen = [name for name, on in modes.items() if on]
-    if len(chosen) > 1:
-        raise UsageError(f"choose one of --{', --'.join(chosen)}")
-    mode = chosen[0] if chosen else "seed"
-    if scratch_subnet and mode != "failover":
-        raise UsageError("--scratch-subnet: only with --failover (--scale takes --subnet-octet)")
-    if scratch_name and mode not in ("failover", "scale"):
-        raise UsageError("--scratch-name: only with --failover or --scale")
+    flags = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}
+    mode = bench_modes.choose_mode({**flags, "scale": scale_mode}, scratch_name, scratch_subnet)
     if mode == "scale":
         from webinfra.proving.bench_scale import SCALE_CLUSTER, run_from_cli
 
@@ -205,25 +146,16 @@ def bench(
         name = scratch_name or SCALE_CLUSTER
         click.echo(run_from_cli(sizes, subnet_octet, name, keep=keep, as_json=as_json, md_out=md_out))
         return
-    at = _scratch_cluster(scratch_name, scratch_subnet, FAILOVER_CLUSTER)
+    at = scratch_at(scratch_name, scratch_subnet, FAILOVER_CLUSTER)
+    params = bench_modes.BenchParams(duration, connections, rounds, keep, runs, at)
     require_root()
-    if mode in ("mixes", "failover"):
-        report, text = _progress_mode(mode, duration, connections, rounds, runs, keep, at)
+    if mode in bench_modes.PROGRESS_MODES:
+        report, text = _with_progress(mode, params)
     else:
-        report, text = _simple_mode(mode, duration, connections, rounds, keep)
-    if as_json:
-        click.echo(report_json(mode, text.splitlines()[0].removeprefix("Command: ").strip("`"), report))
-    else:
-        click.echo(text)
+        report, text = bench_modes.run_mode(mode, params, _say, _noop)
+    click.echo(bench_modes.report_json(mode, text, report) if as_json else text)
     if md_out:
         Path(md_out).write_text(text)
-
-
-def _require_plots() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise UsageError("PNG timelines need matplotlib: pip install 'webinfra[plots]'") from None
 
 
 @click.command()
@@ -280,23 +212,14 @@ def chaos(
     `nemesis` (writers the whole time, a seeded schedule of single and overlapping faults for --duration
     seconds, then a check of the data: lost, duplicated or divergent writes, two writable nodes).
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from webinfra.proving.chaos.command import chaos_request, chaos_scratch, failed, require_plots
 
-    from webinfra.proving.chaos import report, suite
-    from webinfra.proving.chaos.command import ChaosRequest, failed, run_chaos
-    from webinfra.proving.chaos.run import Timing
-    from webinfra.proving.chaos.scenarios import NAMES
-
-    if scenario not in (*NAMES, "all", "compare", "nemesis"):
-        raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare, nemesis)")
-    if (scratch_name or scratch_subnet) and (scenario in ("compare", "nemesis") or cluster_name):
-        raise UsageError("--scratch-name/--scratch-subnet: not with compare, nemesis or -c (no cluster brought up)")
-    scratch = _scratch_cluster(scratch_name, scratch_subnet, suite.ALL_CLUSTER)
+    scratch = chaos_scratch(scenario, cluster_name, scratch_name, scratch_subnet)
     if scenario == "nemesis":
         from webinfra.cli import nemesis
 
         if png_path or out_dir:  # its timeline PNG
-            _require_plots()
+            require_plots()
         require_root()
         nemesis.run_command(
             topology_file=topology_file,
@@ -313,41 +236,39 @@ def chaos(
             err_console=err_console,
         )
         return
-    if scenario == "compare" and (topology_file or cluster_name):
-        raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
-    if png_path and scenario in ("all", "compare"):
-        raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
-    if duration < 4:
-        raise UsageError(f"--duration {duration:g}: at least 4 seconds")
-    if png_path or scenario in ("all", "compare"):
-        _require_plots()
-    require_root()
-    req = ChaosRequest(
+    req = chaos_request(
         scenario,
-        Timing.short() if short else Timing.for_duration(duration),
-        "--short" if short else f"--duration {duration:g}",
-        topology_file,
-        cluster_name,
-        state_dir,
-        png_path,
-        out_dir,
-        keep,
-        scratch,
+        short=short,
+        duration=duration,
+        topology_file=topology_file,
+        cluster_name=cluster_name,
+        state_dir=state_dir,
+        png_path=png_path,
+        out_dir=out_dir,
+        keep=keep,
+        scratch=scratch,
     )
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    progress = Progress(*columns, console=err_console, transient=True)
+    require_root()
+    results = _run_chaos_with_progress(req, as_json)
+    if failed(results):
+        sys.exit(1)
+
+
+def _run_chaos_with_progress(req: ChaosRequest, as_json: bool) -> list[ChaosResult]:
+    """Run under a transient progress bar (a row per finished scenario), then print the results."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from webinfra.proving.chaos import report
+    from webinfra.proving.chaos.command import run_chaos
+
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    progress = Progress(*columns, TimeElapsedColumn(), console=err_console, transient=True)
     task = progress.add_task("starting", total=req.steps)
 
     def say(line: str) -> None:
         progress.update(task, description=escape(line[:100]))
 
-    def done(result: report.ChaosResult) -> None:
+    def done(result: ChaosResult) -> None:
         progress.advance(task)
         progress.console.print(f"  {escape(' | '.join(report.row(result)[:7]))}", soft_wrap=True)
 
@@ -360,5 +281,4 @@ def chaos(
     else:
         out_console = console if console.is_terminal else Console(highlight=False, width=240)
         out_console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
-    if failed(results):
-        sys.exit(1)
+    return results

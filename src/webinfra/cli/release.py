@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,8 @@ from webinfra.control.cluster import Cluster, UsageError
 
 if TYPE_CHECKING:
     from webinfra.ops.deploy import DeployResult
+
+Progress = Callable[[str, str, str], None]  # (host, service or step, what happened): progress_printer's
 
 HEALTH_HELP = "Seconds a new app may take to answer /healthz with the new version before it is rolled back."
 
@@ -115,7 +118,19 @@ def scale() -> None:
     """Add or remove app servers and DB replicas live; the topology file is updated."""
 
 
-def _scaled(as_json: bool, cluster: Cluster, action: str, kind: str, name: str, detail: dict[str, object]) -> None:
+def _scale(
+    run: Callable[[Cluster, str | None, Progress], dict[str, object]],
+    what: tuple[str, str, str],
+    as_json: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+) -> None:
+    """What every `scale` command does around its operation: open the cluster and the file it edits, run it
+    with progress lines, print `{action} {kind} {name}` (with the address or clone position) or JSON."""
+    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    detail = run(cluster, edited, progress_printer(as_json))
+    action, kind, name = what
     if as_json:
         print_json({"cluster": cluster.topology.name, "action": action, "kind": kind, "name": name, **detail})
         return
@@ -144,9 +159,10 @@ def scale_add_server(
     """Add an app server (web + app) and put it into every load balancer without a reload."""
     from webinfra.ops.scale import add_server
 
-    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
-    address = add_server(cluster, name, weight, topology_file=edited, progress=progress_printer(as_json))
-    _scaled(as_json, cluster, "added", "server", name, {"address": address})
+    def run(cluster: Cluster, edited: str | None, progress: Progress) -> dict[str, object]:
+        return {"address": add_server(cluster, name, weight, topology_file=edited, progress=progress)}
+
+    _scale(run, ("added", "server", name), as_json, topology_file, cluster_name, state_dir)
 
 
 @scale.command(name="remove-server")
@@ -160,9 +176,11 @@ def scale_remove_server(
     """Drain an app server out of rotation, then stop and remove it."""
     from webinfra.ops.scale import remove_server
 
-    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
-    remove_server(cluster, name, topology_file=edited, progress=progress_printer(as_json))
-    _scaled(as_json, cluster, "removed", "server", name, {})
+    def run(cluster: Cluster, edited: str | None, progress: Progress) -> dict[str, object]:
+        remove_server(cluster, name, topology_file=edited, progress=progress)
+        return {}
+
+    _scale(run, ("removed", "server", name), as_json, topology_file, cluster_name, state_dir)
 
 
 @scale.command(name="add-replica")
@@ -183,9 +201,10 @@ def scale_add_replica(
     replicating from the primary."""
     from webinfra.ops.scale import add_replica
 
-    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
-    gtid = add_replica(cluster, name, source, topology_file=edited, progress=progress_printer(as_json))
-    _scaled(as_json, cluster, "added", "replica", name, {"cloned_at": gtid or None})
+    def run(cluster: Cluster, edited: str | None, progress: Progress) -> dict[str, object]:
+        return {"cloned_at": add_replica(cluster, name, source, topology_file=edited, progress=progress) or None}
+
+    _scale(run, ("added", "replica", name), as_json, topology_file, cluster_name, state_dir)
 
 
 @scale.command(name="remove-replica")
@@ -199,6 +218,8 @@ def scale_remove_replica(
     """Take a DB replica out of the apps' routing, then stop and remove it."""
     from webinfra.ops.scale import remove_replica
 
-    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
-    remove_replica(cluster, name, topology_file=edited, progress=progress_printer(as_json))
-    _scaled(as_json, cluster, "removed", "replica", name, {})
+    def run(cluster: Cluster, edited: str | None, progress: Progress) -> dict[str, object]:
+        remove_replica(cluster, name, topology_file=edited, progress=progress)
+        return {}
+
+    _scale(run, ("removed", "replica", name), as_json, topology_file, cluster_name, state_dir)

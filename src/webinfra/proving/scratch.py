@@ -8,12 +8,15 @@ they cannot hold the addresses.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
 from webinfra.control.cluster import Cluster
+from webinfra.errors import UsageError
 from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
 from webinfra.model.relocate import relocated
@@ -25,6 +28,19 @@ Say = Callable[[str], None]
 
 def _quiet(_: str) -> None:
     pass
+
+
+def scratch_at(name: str | None, subnet: str | None, default: tuple[str, str]) -> tuple[str, str]:
+    """The (name, subnet) a run brings its cluster up as: `default` unless given (--scratch-name,
+    --scratch-subnet); a bad one is a UsageError."""
+    chosen = (name or default[0], subnet or default[1])
+    if not re.fullmatch(r"[a-z][a-z0-9]{0,7}", chosen[0]):
+        raise UsageError(f"--scratch-name {chosen[0]!r}: 1-8 lowercase letters and digits, a letter first")
+    try:
+        ipaddress.IPv4Network(chosen[1])
+    except ValueError:
+        raise UsageError(f"--scratch-subnet {chosen[1]!r}: not an IPv4 network like 198.18.33.0/24") from None
+    return chosen
 
 
 def prepare(

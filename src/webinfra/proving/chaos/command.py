@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster
+from webinfra.errors import UsageError
 from webinfra.model.relocate import example_file
 from webinfra.proving.chaos import report, suite
 from webinfra.proving.chaos.run import Timing, run_all
 from webinfra.proving.chaos.scenarios import NAMES
+from webinfra.proving.scratch import scratch_at
 
 Say = Callable[[str], None]
 Done = Callable[[report.ChaosResult], None]
@@ -42,6 +44,60 @@ class ChaosRequest:
     @property
     def steps(self) -> int:
         return len(self.names) * (2 if self.scenario == "compare" else 1)
+
+    @property
+    def draws(self) -> bool:
+        """It draws PNG timelines (matplotlib needed)."""
+        return bool(self.png_path) or self.scenario in ("all", "compare")
+
+
+def chaos_scratch(
+    scenario: str, cluster_name: str | None, scratch_name: str | None, scratch_subnet: str | None
+) -> tuple[str, str]:
+    """Check SCENARIO and the --scratch-* options of `webinfra chaos`; the scratch cluster's (name, subnet)."""
+    if scenario not in (*NAMES, "all", "compare", "nemesis"):
+        raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare, nemesis)")
+    if (scratch_name or scratch_subnet) and (scenario in ("compare", "nemesis") or cluster_name):
+        raise UsageError("--scratch-name/--scratch-subnet: not with compare, nemesis or -c (no cluster brought up)")
+    return scratch_at(scratch_name, scratch_subnet, suite.ALL_CLUSTER)
+
+
+def require_plots() -> None:
+    """PNG timelines need matplotlib (the `plots` extra): a UsageError before anything starts."""
+    try:
+        import matplotlib  # noqa: F401 (only whether it is installed)
+    except ImportError:
+        raise UsageError("PNG timelines need matplotlib: pip install 'webinfra[plots]'") from None
+
+
+def chaos_request(
+    scenario: str,
+    *,
+    short: bool,
+    duration: float,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+    png_path: str | None,
+    out_dir: str | None,
+    keep: bool,
+    scratch: tuple[str, str],
+) -> ChaosRequest:
+    """A scenario, `all` or `compare` as asked on the command line; bad combinations are UsageErrors."""
+    if scenario == "compare" and (topology_file or cluster_name):
+        raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
+    if png_path and scenario in ("all", "compare"):
+        raise UsageError("--png is for one scenario; all and compare write their PNGs under --out")
+    if duration < 4:
+        raise UsageError(f"--duration {duration:g}: at least 4 seconds")
+    timing = Timing.short() if short else Timing.for_duration(duration)
+    flags = "--short" if short else f"--duration {duration:g}"
+    req = ChaosRequest(
+        scenario, timing, flags, topology_file, cluster_name, state_dir, png_path, out_dir, keep, scratch
+    )
+    if req.draws:
+        require_plots()
+    return req
 
 
 def run_chaos(req: ChaosRequest, say: Say, done: Done) -> tuple[list[report.ChaosResult], str | None]:
