@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from webinfra.plan.layout import SOCKET_ROOT_ENV, STATE_ROOT_ENV
+from webinfra.state import SOCKET_ROOT_ENV, STATE_ROOT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 _OWN_DIRS: list[Path] = []

@@ -20,9 +20,9 @@ from webinfra.agent.decide import Action, Decision
 from webinfra.agent.snapshot import (
     AgentState,
     ClusterView,
+    DbRole,
     LocalDb,
     MemberRecord,
-    Role,
     Settings,
     SlaveStatus,
     Snapshot,
@@ -36,18 +36,18 @@ def leader(renewed_ago: float = 0.1, *, read_only: bool = False, replica_healthy
     db = LocalDb(reachable=True, read_only=read_only, gtid_current_pos="0-1-9", semi_master_enabled=True)
     me = AgentState(holds_lease=True, lease_id=5, last_renewal_sent=clock.now() - renewed_ago)
     replica = MemberRecord(
-        "web-02", role=Role.REPLICA, healthy=replica_healthy, replicating_from="10.0.0.1", lag_seconds=0.0
+        "web-02", role=DbRole.REPLICA, healthy=replica_healthy, replicating_from="10.0.0.1", lag_seconds=0.0
     )
     view = ClusterView(members={"web-02": replica})
     s = Snapshot(clock.now(), Settings("web-01", "web-01", members=ADDR), db, view, me)
-    return Published(s, Decision(Action.LEAD, "holding the leader lease"), Role.PRIMARY, "web-01", view, "t", "on")
+    return Published(s, Decision(Action.LEAD, "holding the leader lease"), DbRole.PRIMARY, "web-01", view, "t", "on")
 
 
 def replica(lag: float | None = 0.0, source: str = "10.0.0.1", running: str = "Yes") -> Published:
     slave = SlaveStatus(source, 3306, running, "Yes", "Slave_Pos", "0-1-9", lag)
     db = LocalDb(reachable=True, read_only=True, gtid_current_pos="0-1-9", slave=slave)
     s = Snapshot(clock.now(), Settings("web-02", "web-01", members=ADDR), db, ClusterView(), AgentState())
-    return Published(s, Decision(Action.FOLLOW, "following web-01", "web-01"), Role.REPLICA, "web-01", None, "t")
+    return Published(s, Decision(Action.FOLLOW, "following web-01", "web-01"), DbRole.REPLICA, "web-01", None, "t")
 
 
 class Api:

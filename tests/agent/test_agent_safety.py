@@ -25,7 +25,7 @@ from test_agent_units import RENDERED
 from webinfra.agent.actions import Actor, _optime_at
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.decide import Action, Decision, decide
-from webinfra.agent.events import EventLog
+from webinfra.agent.eventlog import EventLog
 from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest
 
 # -- 1. histories, not sequence numbers ------------------------------------------------------------------------

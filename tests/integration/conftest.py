@@ -16,7 +16,7 @@ import pytest
 from clusterkit import bring_up, seed_topology, take_down
 
 from webinfra.control.cluster import Cluster
-from webinfra.plan.layout import state_root
+from webinfra.state import state_root
 from webinfra.testbed.lab import IMAGES_ENV
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from webinfra.plan.layout import SOCKET_ROOT_ENV, STATE_ROOT_ENV
+from webinfra.state import SOCKET_ROOT_ENV, STATE_ROOT_ENV
 
 
 @pytest.fixture(autouse=True)

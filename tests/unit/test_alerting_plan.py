@@ -18,7 +18,7 @@ from topology_cases import GOOD
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.plan import alert_rules, alertmanager, exporters, monitoring
 from webinfra.plan.build import build_plan
-from webinfra.plan.layout import Layout
+from webinfra.state import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
 AMTOOL = shutil.which("amtool")

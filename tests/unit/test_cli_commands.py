@@ -24,8 +24,8 @@ from webinfra.model.load import MAX_FILE_BYTES, MAX_HOSTS
 from webinfra.observe import logs as logmod
 from webinfra.observe.status import health
 from webinfra.ops import deploy as deploy_mod
-from webinfra.plan.layout import Layout
 from webinfra.services import releases
+from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED = (EXAMPLES / "seed.toml").read_text()

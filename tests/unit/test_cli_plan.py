@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from webinfra import errors
 from webinfra.cli import common
 from webinfra.cli.main import cli
 from webinfra.control import plan_diff, preflight
@@ -162,7 +163,7 @@ def test_plan_cli_exit_codes_and_json(tmp_path: Path) -> None:
     edited = tmp_path / "edited.toml"
     edited.write_text(SEED.replace("weight = 1\n", "weight = 3\n").replace("weight = 3\n", "weight = 1\n", 1))
     result = CliRunner().invoke(cli, ["plan", "-f", str(edited), "--state-dir", str(state)])
-    assert result.exit_code == common.EXIT_CHANGES_PENDING == 3, result.output
+    assert result.exit_code == errors.EXIT_CHANGES_PENDING == 3, result.output
     assert "haproxy" in result.output and "+    server web-02 198.18.0.12:80 weight 3 check" in result.output
     assert result.output.strip().splitlines()[-1].startswith("Plan: 0 hosts to create, 0 to remove; 1 files")
     result = CliRunner().invoke(cli, ["plan", "--json", "-f", str(edited), "--state-dir", str(state)])

@@ -13,7 +13,7 @@ from topology_cases import BAD_TOPOLOGIES, GOOD
 
 from webinfra.cli.main import cli
 from webinfra.control.cluster import Cluster
-from webinfra.plan.layout import SOCKET_ROOT_ENV
+from webinfra.state import SOCKET_ROOT_ENV
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -17,10 +17,10 @@ from webinfra.model import parse_topology
 from webinfra.model.edit import EditError, add_host, next_free_address, remove_host
 from webinfra.ops.drain import _configured_names, dynamic_server_args
 from webinfra.plan.build import build_plan, render_haproxy
-from webinfra.plan.layout import Layout
 from webinfra.plan.spec import AppRelease
 from webinfra.services import releases
 from webinfra.services.releases import CodeBaseError
+from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED = (EXAMPLES / "seed.toml").read_text()

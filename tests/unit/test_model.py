@@ -13,7 +13,7 @@ from topology_cases import BAD_TOPOLOGIES, GOOD, haproxy_sections, host
 
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.plan.build import build_plan, render_haproxy
-from webinfra.plan.layout import Layout
+from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

@@ -140,8 +140,8 @@ def test_certificate_expiry_dates_for_the_alert(tmp_path: Path) -> None:
 
     from webinfra.model import parse_topology
     from webinfra.observe.monitor import cert_expiries
-    from webinfra.plan.layout import Layout
     from webinfra.services import pki
+    from webinfra.state import Layout
 
     topo = parse_topology(GOOD)  # TLS on by default
     layout = Layout.for_cluster(topo.name, tmp_path)
@@ -171,7 +171,7 @@ def test_only_one_in_process_watcher_records(tmp_path: Path) -> None:
 def test_status_watch_draws_a_frame() -> None:
     from rich.console import Console
 
-    from webinfra.cli.live import render_frame
+    from webinfra.cli.watch import render_frame
 
     backend = {"name": "web-01", "state": "up", "weight": 1, "check": "L7OK", "rps": 12.5, "error_ratio": 0.02}
     node = {"name": "web-01", "role": "primary", "reachable": True, "io_running": None, "sql_running": None}

@@ -16,7 +16,7 @@ from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.model.topology import listeners
 from webinfra.plan import monitoring
 from webinfra.plan.build import build_plan, render_haproxy
-from webinfra.plan.layout import Layout
+from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROMTOOL = shutil.which("promtool")

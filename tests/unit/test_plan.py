@@ -18,10 +18,10 @@ from topology_cases import GOOD, haproxy_sections, host
 
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan, render_haproxy, server_id_of
-from webinfra.plan.layout import SOCKET_ROOT_ENV, STATE_ROOT_ENV, Layout
 from webinfra.plan.spec import ClusterPlan, HostPlan
 from webinfra.services import pki
 from webinfra.site import SiteConfig
+from webinfra.state import SOCKET_ROOT_ENV, STATE_ROOT_ENV, Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"

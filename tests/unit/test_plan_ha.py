@@ -17,9 +17,9 @@ import pytest
 from webinfra.agent.config import AgentConfig
 from webinfra.model import Role, load_topology
 from webinfra.plan.build import build_plan
-from webinfra.plan.layout import Layout
 from webinfra.plan.spec import ClusterPlan
 from webinfra.services import pki
+from webinfra.state import Layout
 
 
 def _tool(name: str) -> str | None:

@@ -21,8 +21,8 @@ from webinfra.cli.main import cli
 from webinfra.model import TopologyError, load_topology, parse_topology
 from webinfra.plan import firewall
 from webinfra.plan.build import TLS12_CIPHERS, build_plan, render_haproxy
-from webinfra.plan.layout import Layout
 from webinfra.services import pki
+from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HARDENED_PRIMARY = (EXAMPLES / "hardened.toml").read_text().replace('route_writes_to = "any"\n', "")

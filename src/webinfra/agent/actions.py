@@ -23,7 +23,7 @@ from webinfra.agent import clock
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
 from webinfra.agent.decide import Action, Decision, acks_required
-from webinfra.agent.events import EventLog, utc_now
+from webinfra.agent.eventlog import EventLog, utc_now
 from webinfra.agent.mysql import DbError, LocalMariaDB
 from webinfra.agent.records import history_with, leader_value, optime_value
 from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot

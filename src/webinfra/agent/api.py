@@ -37,7 +37,7 @@ from webinfra.agent import metrics as agent_metrics
 from webinfra.agent.clone import GTID_STATE_HEADER, backup_stream
 from webinfra.agent.decide import Decision
 from webinfra.agent.mysql import DbError, LocalMariaDB
-from webinfra.agent.snapshot import ClusterView, Role, Snapshot
+from webinfra.agent.snapshot import ClusterView, DbRole, Snapshot
 
 log = logging.getLogger("webinfra.agent")
 
@@ -48,7 +48,7 @@ class Published:
 
     snapshot: Snapshot | None = None
     decision: Decision | None = None
-    role: str = Role.UNKNOWN
+    role: str = DbRole.UNKNOWN
     leader: str | None = None  # current leader (last known while the DCS is unreachable)
     cluster: ClusterView | None = None  # the last view the DCS gave (may be older than this cycle)
     decided_at: str = ""  # wall-clock ISO time of `decision`
@@ -100,7 +100,7 @@ class Published:
         my_address = s.settings.members.get(s.settings.host)
         return not any(
             m.name != s.settings.host
-            and m.role == Role.REPLICA
+            and m.role == DbRole.REPLICA
             and m.healthy
             and m.replicating_from == my_address
             and m.lag_seconds is not None

@@ -35,7 +35,7 @@ import httpx
 
 from webinfra.agent import clock
 from webinfra.agent.config import AgentConfig
-from webinfra.agent.events import EventLog
+from webinfra.agent.eventlog import EventLog
 from webinfra.agent.mysql import LocalMariaDB
 from webinfra.agent.snapshot import GtidState
 

@@ -53,13 +53,13 @@ from enum import StrEnum
 
 from webinfra.agent.snapshot import (
     ClusterView,
+    DbRole,
     Gtid,
     GtidState,
     LeaderRecord,
     LocalDb,
     MemberRecord,
     OptimeRecord,
-    Role,
     Snapshot,
     gtid_in_domain,
 )
@@ -287,7 +287,7 @@ def _any_healthy_replica(s: Snapshot) -> bool:
     """Some other member is a healthy replica (fresh member key), whoever it follows."""
     if s.cluster is None:
         return True  # unknown: assume one may be there, and wait
-    return any(m.name != s.settings.host and m.healthy and m.role == Role.REPLICA for m in s.cluster.members.values())
+    return any(m.name != s.settings.host and m.healthy and m.role == DbRole.REPLICA for m in s.cluster.members.values())
 
 
 def _replica_reached(s: Snapshot, mark: Gtid | None, seq: int = 0) -> bool:
@@ -300,7 +300,7 @@ def _replica_reached(s: Snapshot, mark: Gtid | None, seq: int = 0) -> bool:
         m.name != s.settings.host
         and m.name in s.settings.members
         and m.healthy
-        and m.role == Role.REPLICA
+        and m.role == DbRole.REPLICA
         and m.replicating_from == address
         and (m.state.has(mark) if mark is not None else m.gtid_seq >= seq)
         for m in cluster.members.values()
@@ -344,7 +344,7 @@ def _best_replica(s: Snapshot, cluster: ClusterView) -> str | None:
     candidates = [
         m
         for m in cluster.members.values()
-        if m.name != s.settings.host and m.name in s.settings.members and m.healthy and m.role == Role.REPLICA
+        if m.name != s.settings.host and m.name in s.settings.members and m.healthy and m.role == DbRole.REPLICA
     ]
     if not candidates:
         return None
@@ -445,7 +445,7 @@ def _behind_async_leader(s: Snapshot, cluster: ClusterView) -> Decision | None:
 def _candidate(member: MemberRecord | None) -> bool:
     """A member that could take the lead. A 'primary' record without a leader key is the old leader's
     last word (its agent died or is releasing), so it does not hold anyone back."""
-    return member is not None and member.healthy and member.role not in (Role.PRIMARY, Role.CLONING)
+    return member is not None and member.healthy and member.role not in (DbRole.PRIMARY, DbRole.CLONING)
 
 
 # -- another node leads ------------------------------------------------------------------------------------

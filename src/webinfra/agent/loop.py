@@ -29,10 +29,10 @@ from webinfra.agent.clone import reclone
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
 from webinfra.agent.decide import Action, Decision, decide
-from webinfra.agent.events import EventLog, utc_now
+from webinfra.agent.eventlog import EventLog, utc_now
 from webinfra.agent.mysql import DbError, LocalMariaDB
 from webinfra.agent.records import cluster_view, member_value
-from webinfra.agent.snapshot import AgentState, ClusterView, LocalDb, Role, Settings, Snapshot
+from webinfra.agent.snapshot import AgentState, ClusterView, DbRole, LocalDb, Settings, Snapshot
 
 log = logging.getLogger("webinfra.agent")
 
@@ -70,14 +70,14 @@ def settings_of(config: AgentConfig) -> Settings:
     )
 
 
-def role_of(state: AgentState, db: LocalDb) -> Role:
+def role_of(state: AgentState, db: LocalDb) -> DbRole:
     if state.holds_lease:
-        return Role.PRIMARY
+        return DbRole.PRIMARY
     if state.cloning:
-        return Role.CLONING
+        return DbRole.CLONING
     if db.reachable and db.replication_configured:
-        return Role.REPLICA
-    return Role.UNKNOWN
+        return DbRole.REPLICA
+    return DbRole.UNKNOWN
 
 
 class Agent:
@@ -247,13 +247,13 @@ class Agent:
             return
         self._member_lease = self.dcs.grant(self.config.member_ttl)
 
-    def _publish_member(self, db: LocalDb, role: Role) -> None:
+    def _publish_member(self, db: LocalDb, role: DbRole) -> None:
         try:
             self.dcs.put(self.keys.member(self.config.host), member_value(db, role), lease=self._member_lease)
         except (DcsUnreachable, DcsError) as exc:
             log.debug("could not publish my member key: %s", exc)
 
-    def _publish(self, snapshot: Snapshot, decision: Decision, role: Role, cluster: ClusterView | None) -> None:
+    def _publish(self, snapshot: Snapshot, decision: Decision, role: DbRole, cluster: ClusterView | None) -> None:
         if cluster is not None:
             leader = cluster.leader.name if cluster.leader else None
         else:

@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from webinfra.agent.dcs import Keys, KeyValue
-from webinfra.agent.events import utc_now
+from webinfra.agent.eventlog import utc_now
 from webinfra.agent.snapshot import (
     ClusterView,
     GtidState,

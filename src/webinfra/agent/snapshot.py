@@ -201,7 +201,9 @@ class LocalDb:
         return seq_of(self.gtid_slave_pos) >= seq_of(self.slave.gtid_io_pos)
 
 
-class Role(StrEnum):
+class DbRole(StrEnum):
+    """What a DB node is right now, as the agents publish it (model.Role is a host's role in the topology)."""
+
     PRIMARY = "primary"
     REPLICA = "replica"
     CLONING = "cloning"
@@ -224,7 +226,7 @@ class MemberRecord:
     """A `members/<host>` key: what that member's agent published in its last cycle."""
 
     name: str
-    role: str = Role.UNKNOWN
+    role: str = DbRole.UNKNOWN
     gtid: str = ""
     gtid_seq: int = 0
     healthy: bool = False

@@ -21,19 +21,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from webinfra.control.cluster import Cluster
-from webinfra.errors import (  # noqa: F401 (the exit codes, re-exported for the command modules)
-    EXIT_CHANGES_PENDING,
-    EXIT_DEGRADED,
-    EXIT_DOWN,
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_USAGE,
-    EXPECTED,
-    UsageError,
-    exit_code_of,
-    label_of,
-)
-from webinfra.plan.layout import STATE_ROOT_ENV
+from webinfra.errors import EXIT_INTERRUPTED, EXPECTED, UsageError, exit_code_of, label_of
+from webinfra.state import STATE_ROOT_ENV
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)

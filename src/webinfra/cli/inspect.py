@@ -21,7 +21,8 @@ from webinfra.cli.common import (
     print_json,
     service_argument,
 )
-from webinfra.control.cluster import UsageError, require_root
+from webinfra.control.cluster import require_root
+from webinfra.errors import UsageError
 
 
 @click.command()

@@ -20,7 +20,7 @@ from rich.table import Table
 
 from webinfra.cli.common import fail
 from webinfra.errors import EXPECTED
-from webinfra.plan.layout import STATE_ROOT_ENV
+from webinfra.state import STATE_ROOT_ENV
 from webinfra.testbed import LabUsageError
 from webinfra.testbed import lab as labs
 from webinfra.testbed.image import LAB_USER, remove_images

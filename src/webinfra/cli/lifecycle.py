@@ -10,8 +10,6 @@ import click
 
 from webinfra.cli import views
 from webinfra.cli.common import (
-    EXIT_CHANGES_PENDING,
-    EXIT_USAGE,
     LOCAL_TOPOLOGY,
     cluster_option,
     confirm,
@@ -27,7 +25,8 @@ from webinfra.cli.common import (
     yes_option,
 )
 from webinfra.control import plan_diff, preflight
-from webinfra.control.cluster import Cluster, UsageError, require_root
+from webinfra.control.cluster import Cluster, require_root
+from webinfra.errors import EXIT_CHANGES_PENDING, EXIT_USAGE, UsageError
 from webinfra.model import TopologyError, load_topology
 from webinfra.model.load import DEFAULT_TOPOLOGY_NAME
 

@@ -10,8 +10,6 @@ import click
 from rich.console import Console
 
 from webinfra.cli.common import (
-    EXIT_DEGRADED,
-    EXIT_DOWN,
     cluster_option,
     complete_host,
     console,
@@ -24,7 +22,8 @@ from webinfra.cli.common import (
     service_argument,
     wide_console,
 )
-from webinfra.control.cluster import UsageError, require_root
+from webinfra.control.cluster import require_root
+from webinfra.errors import EXIT_DEGRADED, EXIT_DOWN, UsageError
 
 if TYPE_CHECKING:
     from webinfra.ops.faults import Mode
@@ -50,7 +49,7 @@ def status(
     if watch:
         if as_json:
             raise UsageError("--watch draws tables; it does not go with --json")
-        from webinfra.cli.live import watch as watch_live
+        from webinfra.cli.watch import watch as watch_live
 
         watch_live(console, cluster)
         return

@@ -22,7 +22,8 @@ from webinfra.cli.common import (
     progress_printer,
 )
 from webinfra.cli.views import print_rows
-from webinfra.control.cluster import Cluster, UsageError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import UsageError
 
 if TYPE_CHECKING:
     from webinfra.ops.deploy import DeployResult

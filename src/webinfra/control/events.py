@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from webinfra.plan.layout import Layout
+from webinfra.state import Layout
 
 
 def record(layout: Layout, kind: str, host: str = "", detail: str = "", source: str = "webinfra") -> dict[str, Any]:

@@ -28,7 +28,7 @@ def token(cluster: Cluster, *, renew: bool = False) -> str:
 
 def default_bind(cluster: Cluster) -> str:
     """The cluster's gateway: the management side of its bridge, in the machine's own namespace."""
-    from webinfra.control.cluster import UsageError
+    from webinfra.errors import UsageError
 
     gateway = str(cluster.topology.gateway)
     bridge = netmod.bridge_name(cluster.topology.name)

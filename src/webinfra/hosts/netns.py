@@ -14,7 +14,7 @@ from pathlib import Path
 from webinfra.hosts import hostd
 from webinfra.hosts.base import CommandError, Host, T
 from webinfra.hosts.process import read_pidfile, running_pid, stop_tracked, track, write_pidfile
-from webinfra.plan.layout import HostDirs
+from webinfra.state import HostDirs
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

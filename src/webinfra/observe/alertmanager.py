@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from webinfra.control.cluster import UsageError
+from webinfra.errors import UsageError
 from webinfra.observe.prom import PrometheusError, on_monitoring_host
 from webinfra.plan import alertmanager as plan
 

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from webinfra.control.cluster import Cluster, UsageError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import UsageError
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from webinfra.control.cluster import ClusterError
+from webinfra.errors import ClusterError
 from webinfra.hosts.process import running_pid
 from webinfra.plan.alertmanager import url as alertmanager_url
 

@@ -29,7 +29,8 @@ from pathlib import Path
 import httpx
 
 from webinfra.control import events
-from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
+from webinfra.control.cluster import Cluster, require_root
+from webinfra.errors import ClusterError, UsageError
 from webinfra.hosts.base import CommandError
 from webinfra.model import Role
 from webinfra.ops import drain

@@ -39,7 +39,7 @@ def _quiet(host: str, what: str, action: str) -> None:
 
 
 def _error(message: str) -> Exception:
-    from webinfra.control.cluster import ClusterError
+    from webinfra.errors import ClusterError
 
     return ClusterError(message)
 

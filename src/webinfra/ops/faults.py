@@ -66,7 +66,7 @@ def _remember(cluster: Cluster, host: str, what: str | None) -> None:
 
 def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "crash") -> str:
     """Inject a fault; returns a one-line description."""
-    from webinfra.control.cluster import UsageError
+    from webinfra.errors import UsageError
 
     hp = cluster.host_plan(host)
     if service is not None:
@@ -144,7 +144,7 @@ def _make_slow(cluster: Cluster, host: str) -> str:
     # Some kernels (e.g. small VM kernels) are built without sch_netem: slow the host down by CPU instead.
     group = _cpu_cgroup(cluster, host)
     if group is None:
-        from webinfra.control.cluster import ClusterError
+        from webinfra.errors import ClusterError
 
         raise ClusterError(f"cannot make {host} slow: no netem qdisc ({proc.stderr.strip()}), no cgroup cpu controller")
     group.mkdir(exist_ok=True)

@@ -32,7 +32,8 @@ from pathlib import Path
 
 from webinfra.agent.clone import backup_gtid
 from webinfra.control import events, hastate
-from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
+from webinfra.control.cluster import Cluster, require_root
+from webinfra.errors import ClusterError, UsageError
 from webinfra.hosts.base import CommandError
 from webinfra.model import HostSpec, Role, Topology, parse_topology
 from webinfra.model.edit import EditError, add_host, remove_host

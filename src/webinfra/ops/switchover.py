@@ -7,7 +7,8 @@ import json
 import time
 
 from webinfra.control import etcd_access, events, hastate
-from webinfra.control.cluster import Cluster, ClusterError, UsageError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import ClusterError, UsageError
 from webinfra.model import Role
 from webinfra.plan.ha import dcs_prefix
 

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from webinfra.model import Topology
-from webinfra.plan.layout import HostDirs
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.state import HostDirs
 
 RECEIVER = "webinfra"
 GROUP_BY = ("cluster", "alertname")

@@ -15,8 +15,8 @@ import jinja2
 
 from webinfra.model import Role, Topology
 from webinfra.plan import exporters, firewall, ha, monitoring
-from webinfra.plan.layout import Layout
 from webinfra.plan.spec import AppRelease, ClusterPlan, FileSpec, HostPlan, Probe, ServiceSpec
+from webinfra.state import Layout
 
 SITE_CONFIG_ENV = "WEBINFRA_SITE_CONFIG"
 HAPROXY_THREADS = 1  # one thread measured fastest for this workload on 2 cores shared by every host

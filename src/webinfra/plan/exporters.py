@@ -13,8 +13,8 @@ HAProxy (LBs and dbproxies), the app, the DB agents and etcd serve their own /me
 from __future__ import annotations
 
 from webinfra.model import Role, Topology
-from webinfra.plan.layout import HostDirs
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.state import HostDirs
 
 # node_exporter collectors that work inside a network namespace and say something useful about a host.
 # The defaults include collectors that read hardware or host-wide state (hwmon, thermal, rapl, mdadm...):

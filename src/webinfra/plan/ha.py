@@ -10,9 +10,9 @@ from pathlib import Path
 
 from webinfra.model import Role, Topology
 from webinfra.plan import exporters
-from webinfra.plan.layout import HostDirs, Layout
 from webinfra.plan.monitoring import dbproxy_metrics
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.state import HostDirs, Layout
 
 AGENT_TOKEN_SECRET = "agent-token"
 # etcd auth: the root user's password (management side only) and the agents' user, whose role may read

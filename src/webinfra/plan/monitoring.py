@@ -31,8 +31,8 @@ from webinfra.model import Role, Topology
 from webinfra.plan import alertmanager
 from webinfra.plan.alert_rules import alert_rules, render_alert_rules
 from webinfra.plan.exporters import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF, exporter_services
-from webinfra.plan.layout import HostDirs, Layout
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.state import HostDirs, Layout
 
 # Re-exported: callers and tests read the rules and the exporters' names through this module.
 __all__ = ["EXPORTER_SECRET", "MYSQLD_EXPORTER_CNF", "alert_rules", "render_alert_rules"]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from webinfra.model import Topology
-from webinfra.plan.layout import HostDirs, Layout
+from webinfra.state import HostDirs, Layout
 
 
 @dataclass(frozen=True)

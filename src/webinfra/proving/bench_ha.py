@@ -32,7 +32,8 @@ from pathlib import Path
 
 import httpx
 
-from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.model.relocate import amended, example_file
 from webinfra.ops import faults

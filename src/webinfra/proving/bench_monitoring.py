@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import ClusterError
 from webinfra.model import Role, parse_topology
 from webinfra.model.relocate import amended, relocated, seed_text
 from webinfra.proving import scratch

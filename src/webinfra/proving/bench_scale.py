@@ -30,7 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from webinfra.control.cluster import Cluster, ClusterError, UsageError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import ClusterError, UsageError
 from webinfra.hosts.process import read_pidfile
 from webinfra.model import parse_topology
 from webinfra.observe import prom

@@ -14,13 +14,13 @@ from pathlib import Path
 
 from webinfra.hosts.base import CommandError, Host
 from webinfra.model import Topology
-from webinfra.plan.layout import Layout
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.services import supervisor
 from webinfra.services.probe import wait_until
 from webinfra.services.secrets import ensure_secret
 from webinfra.site import schema_sql
 from webinfra.sqltext import quote  # re-exported: mariadb.quote is used across the cluster side
+from webinfra.state import Layout
 
 SITE_USER = "site"
 REPL_USER = "repl"

@@ -7,11 +7,11 @@ from __future__ import annotations
 import contextlib
 
 from webinfra.hosts.base import CommandError, Host
-from webinfra.plan.layout import Layout
 from webinfra.plan.monitoring import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.services import mariadb, supervisor
 from webinfra.services.secrets import ensure_secret
+from webinfra.state import Layout
 
 
 def layout_of(plan: HostPlan) -> Layout:

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from webinfra.model import Role, Topology, TopologyError
-from webinfra.plan.layout import Layout
+from webinfra.state import Layout
 
 CA_DAYS = 3650
 LEAF_DAYS = 825

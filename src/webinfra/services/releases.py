@@ -28,8 +28,8 @@ import tempfile
 from pathlib import Path
 
 from webinfra.errors import EXIT_USAGE, WebinfraError
-from webinfra.plan.layout import HostDirs, Layout
 from webinfra.plan.spec import AppRelease
+from webinfra.state import HostDirs, Layout
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")  # as `[app] version` in the topology
 HASH_CHARS = 10

@@ -8,7 +8,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from webinfra.plan.layout import Layout
+from webinfra.state import Layout
 
 
 def ensure_secret(layout: Layout, name: str) -> str:

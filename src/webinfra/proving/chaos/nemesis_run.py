@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from webinfra.control import events
-from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import ClusterError
 from webinfra.hosts.base import CommandError
 from webinfra.model import Role
 from webinfra.ops import faults

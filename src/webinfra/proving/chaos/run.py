@@ -22,7 +22,8 @@ from pathlib import Path
 import httpx
 
 from webinfra.control import hastate
-from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.ops import faults
 from webinfra.proving.chaos.report import QUIET_GAP, ChaosResult, Marks, served_again, summarize
