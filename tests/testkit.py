@@ -70,6 +70,24 @@ class MariaDBFiles:
         return self.base / "error.log"
 
 
+class OnMariaDBFiles:
+    """For a harness class with a `base` directory: its MariaDB's files, data directory and socket."""
+
+    base: Path
+
+    @property
+    def files(self) -> MariaDBFiles:
+        return MariaDBFiles(self.base)
+
+    @property
+    def datadir(self) -> Path:
+        return self.files.datadir
+
+    @property
+    def socket(self) -> Path:
+        return self.files.socket
+
+
 def install(files: MariaDBFiles) -> subprocess.Popen[bytes]:
     """Start `mariadb-install-db` for `files` (root by socket, no test db); the caller waits for it."""
     assert INSTALL_DB is not None

@@ -28,6 +28,7 @@ from testkit import (  # noqa: F401 (re-exported for the agent's tests)
     MARIADBD,
     SBIN_PATH,
     MariaDBFiles,
+    OnMariaDBFiles,
     free_port,
     install,
     mariadbd_argv,
@@ -124,7 +125,7 @@ class EtcdServer:
 
 
 @dataclass
-class Node:
+class Node(OnMariaDBFiles):
     """One MariaDB + agent host on a loopback address; MariaDB is started and stopped by `mariadb_ctl.py`,
     the same commands the agent gets as `mariadb_control`."""
 
@@ -135,18 +136,6 @@ class Node:
     port: int
     agent_port: int
     agent: subprocess.Popen[bytes] | None = None
-
-    @property
-    def files(self) -> MariaDBFiles:
-        return MariaDBFiles(self.base)
-
-    @property
-    def datadir(self) -> Path:
-        return self.files.datadir
-
-    @property
-    def socket(self) -> Path:
-        return self.files.socket
 
     @property
     def ctl_file(self) -> Path:

@@ -28,6 +28,7 @@ from testkit import (  # noqa: F401 (CLIENT, INSTALL_DB, MARIADBD: re-exported f
     INSTALL_DB,
     MARIADBD,
     MariaDBFiles,
+    OnMariaDBFiles,
     free_port,
     install,
     mariadbd_argv,
@@ -43,7 +44,7 @@ REPL_PASSWORD = "repl-" + secrets.token_hex(8)
 
 
 @dataclass
-class MariaDB:
+class MariaDB(OnMariaDBFiles):
     """One private mariadbd (testkit launches it): its files, port and the one process we started."""
 
     name: str
@@ -52,18 +53,6 @@ class MariaDB:
     read_only: bool = False
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def files(self) -> MariaDBFiles:
-        return MariaDBFiles(self.base)
-
-    @property
-    def datadir(self) -> Path:
-        return self.files.datadir
-
-    @property
-    def socket(self) -> Path:
-        return self.files.socket
 
     def install(self) -> subprocess.Popen[bytes]:
         return install(self.files)

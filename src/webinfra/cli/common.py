@@ -35,20 +35,27 @@ CLUSTER_ENV = "WEBINFRA_CLUSTER"
 LOCAL_TOPOLOGY = "webinfra.toml"  # in the current directory: picked up as if given with -f
 
 
-def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """One line per failure, never a traceback: 2 for bad input, 1 for a failed operation (webinfra.errors)."""
+def error_handler(interrupted: str = "interrupted") -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """A decorator: one line per failure, never a traceback; the exit code is the error's (webinfra.errors);
+    Ctrl-C prints `interrupted` and exits 130."""
 
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except EXPECTED as exc:
-            fail(exc)
-        except KeyboardInterrupt:
-            err_console.print("interrupted")
-            sys.exit(EXIT_INTERRUPTED)
+    def decorate(fn: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return fn(*args, **kwargs)
+            except EXPECTED as exc:
+                fail(exc)
+            except KeyboardInterrupt:
+                err_console.print(interrupted)
+                sys.exit(EXIT_INTERRUPTED)
 
-    return wrapper
+        return wrapper
+
+    return decorate
+
+
+handle_errors = error_handler()
 
 
 def fail(exc: BaseException) -> NoReturn:

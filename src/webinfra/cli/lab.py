@@ -3,11 +3,9 @@ target (webinfra.testbed). Exit 2 for bad input with nothing changed, 1 for a fa
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,8 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from webinfra.cli.common import fail
-from webinfra.errors import EXPECTED
+from webinfra.cli.common import error_handler
 from webinfra.state import STATE_ROOT_ENV
 from webinfra.testbed import LabUsageError
 from webinfra.testbed import lab as labs
@@ -33,18 +30,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def handle_lab_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return fn(*args, **kwargs)
-        except EXPECTED as exc:
-            fail(exc)
-        except KeyboardInterrupt:
-            err_console.print("interrupted (`webinfra lab down` removes what was created)")
-            sys.exit(130)
-
-    return wrapper
+handle_lab_errors = error_handler("interrupted (`webinfra lab down` removes what was created)")
 
 
 def common_options(fn: F) -> F:

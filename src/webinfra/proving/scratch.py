@@ -96,13 +96,11 @@ def scratch_cluster(
     subnet: str | None = None,
     keep: bool = False,
     say: Say = _quiet,
-    announce: str | None = None,
-    source: str = "",
 ) -> Iterator[Cluster]:
     """A cluster up for the `with` block, taken down after it (also when `up` itself failed) unless `keep`."""
-    cluster = prepare(text, root, name=name, subnet=subnet, source=source)
+    cluster = prepare(text, root, name=name, subnet=subnet)
     try:
-        _up(cluster, say, announce)
+        _up(cluster, say, None)
         yield cluster
     finally:
         if not keep:
