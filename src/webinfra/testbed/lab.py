@@ -275,7 +275,9 @@ def up(spec: LabSpec, paths: LabPaths, mirror: str | None, say: Say, boot_timeou
         machine.start()
     for machine in machines:
         state_now = machine.wait_booted(ssh_dir, boot_timeout)
-        say(f"{machine.name} {machine.address} booted ({state_now}), ssh ok")
+        failed = machine.failed_units(ssh_dir) if state_now == "degraded" else []
+        why = f": failed {', '.join(failed)}" if failed else ""
+        say(f"{machine.name} {machine.address} booted ({state_now}{why}), ssh ok")
     return lab
 
 
@@ -285,6 +287,7 @@ def status(lab: Lab) -> dict[str, Any]:
     def probe(machine: Machine) -> dict[str, Any]:
         running = machine.process() is not None
         state = machine.system_state(lab.ssh_dir) if running else None
+        failed = machine.failed_units(lab.ssh_dir) if state == "degraded" else []
         return {
             "name": machine.name,
             "address": machine.address,
@@ -292,6 +295,7 @@ def status(lab: Lab) -> dict[str, Any]:
             "container": "running" if running else "stopped",
             "systemd": state or "-",
             "ssh": state is not None,
+            "failed_units": failed,
         }
 
     with ThreadPoolExecutor(max_workers=8) as pool:
