@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from webinfra.hosts.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.plan.layout import state_root
+from webinfra.runtime.emulated.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed.image import (
     LAB_USER,

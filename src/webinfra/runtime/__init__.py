@@ -1,0 +1,54 @@
+"""runtime/: the machine seam. Everything above asks a `Machine` for things expressed as values that could
+cross a process boundary (later: SSH): run an argv, put/read a file, start/stop/signal/inspect a *named*
+service, evaluate a readiness `Probe`, make an HTTP call or talk to a unix socket from the machine, and the
+network faults (partition, slow, crash, heal). See `machine.py` for the operations.
+
+    machine.py   the `Machine` protocol and its values (`RunResult`, `ServiceRun`, `ServiceStatus`), `CommandError`
+    http.py      `HttpRequest`/`HttpResponse`, `perform` (make the call from here), `client_on(machine)` (httpx)
+    probe.py     `check_network` (a TCP/HTTP(S) probe from here), `wait_until`
+    helper.py    `python3 -m webinfra.runtime.helper OP` (JSON in, JSON out): the ops a remote machine runs
+    emulated/    network namespaces with hostd: the only place that knows PIDs, the kernel's process
+                 table, signals, namespace joins and namespace paths. Others import `webinfra.runtime.emulated` (its public names), never its
+                 modules (import-linter enforces it).
+
+Imports: plan/ (for `Probe`), parallel.py, and the standard library/httpx. Nothing above.
+
+Where PIDs are still handled outside runtime/emulated, and why (the check: `grep -rnE
+"os[.]kill|killpg|/proc|setns|NetnsHost" src/webinfra | grep -vE "runtime/emulated|agent/|site/|testbed/"`
+prints nothing):
+- testbed/ (`webinfra lab`, the nspawn lab) is itself a provider of machines, like emulated/: it
+  supervises its systemd-nspawn and apt proxy processes on the management machine with
+  `runtime.emulated.process`' PID files (import-linter allows it that one import).
+- agent/ and site/ are daemons that run *on* a machine: the agent signals its own host's mariadbd and
+  reads its process state, the site's metrics clean up after dead workers of its own host. They never
+  reach another machine's processes.
+"""
+
+from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse, client_on
+from webinfra.runtime.machine import (
+    SIGNALS,
+    CommandError,
+    FaultError,
+    Machine,
+    MachineUnreachable,
+    RunResult,
+    ServiceRun,
+    ServiceStatus,
+    ServiceUsage,
+)
+
+__all__ = [
+    "SIGNALS",
+    "CommandError",
+    "FaultError",
+    "HttpFailure",
+    "HttpRequest",
+    "HttpResponse",
+    "Machine",
+    "MachineUnreachable",
+    "RunResult",
+    "ServiceRun",
+    "ServiceStatus",
+    "ServiceUsage",
+    "client_on",
+]
