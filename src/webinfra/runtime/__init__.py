@@ -8,8 +8,8 @@ network faults (partition, slow, crash, heal). See `machine.py` for the operatio
     probe.py     `check_network` (a TCP/HTTP(S) probe from here), `wait_until`
     helper.py    `python3 -m webinfra.runtime.helper OP` (JSON in, JSON out): the ops a remote machine runs
     emulated/    network namespaces with hostd: the only place that knows PIDs, the kernel's process
-                 table, signals, namespace joins and namespace paths. Others import `webinfra.runtime.emulated` (its public names), never its
-                 modules (import-linter enforces it).
+                 table, signals, namespace joins and namespace paths. Others import the names
+                 `webinfra.runtime.emulated` exports, never its modules (import-linter enforces it).
 
 Imports: plan/ (for `Probe`), parallel.py, and the standard library/httpx. Nothing above.
 
@@ -24,19 +24,40 @@ prints nothing):
   reach another machine's processes.
 """
 
-from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse, client_on
-from webinfra.runtime.machine import (
-    SIGNALS,
-    CommandError,
-    FaultError,
-    Machine,
-    MachineUnreachable,
-    RunResult,
-    ServiceRun,
-    ServiceStatus,
-    ServiceUsage,
-)
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse, client_on
+    from webinfra.runtime.machine import (
+        SIGNALS,
+        CommandError,
+        FaultError,
+        Machine,
+        MachineUnreachable,
+        RunResult,
+        ServiceRun,
+        ServiceStatus,
+        ServiceUsage,
+    )
+
+_HOME = {
+    "CommandError": "webinfra.runtime.machine",
+    "FaultError": "webinfra.runtime.machine",
+    "HttpFailure": "webinfra.runtime.http",
+    "HttpRequest": "webinfra.runtime.http",
+    "HttpResponse": "webinfra.runtime.http",
+    "Machine": "webinfra.runtime.machine",
+    "MachineUnreachable": "webinfra.runtime.machine",
+    "RunResult": "webinfra.runtime.machine",
+    "SIGNALS": "webinfra.runtime.machine",
+    "ServiceRun": "webinfra.runtime.machine",
+    "ServiceStatus": "webinfra.runtime.machine",
+    "ServiceUsage": "webinfra.runtime.machine",
+    "client_on": "webinfra.runtime.http",
+}
 __all__ = [
     "SIGNALS",
     "CommandError",
@@ -52,3 +73,11 @@ __all__ = [
     "ServiceUsage",
     "client_on",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy on purpose: hostd runs as `python -m webinfra.runtime.emulated.hostd` once per
+    # host and must start in ~50 ms, without httpx and pydantic (0.4 s), which it never uses.
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

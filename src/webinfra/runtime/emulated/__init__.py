@@ -15,19 +15,38 @@ dashboard writes its PID file with them).
 Outside this package, import only the names below (`from webinfra.runtime.emulated import ...`).
 """
 
-from webinfra.runtime.emulated.netns import NetnsMachine
-from webinfra.runtime.emulated.network import (
-    ClusterNetwork,
-    HostLink,
-    bridge_name,
-    existing_namespaces,
-    foreign_overlaps,
-    link_exists,
-    link_in_place,
-    sweep_cluster,
-)
-from webinfra.runtime.emulated.process import record_process, running_pid
+from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from webinfra.runtime.emulated.netns import NetnsMachine
+    from webinfra.runtime.emulated.network import (
+        ClusterNetwork,
+        HostLink,
+        bridge_name,
+        existing_namespaces,
+        foreign_overlaps,
+        link_exists,
+        link_in_place,
+        sweep_cluster,
+    )
+    from webinfra.runtime.emulated.process import record_process, running_pid
+
+_HOME = {
+    "ClusterNetwork": "webinfra.runtime.emulated.network",
+    "HostLink": "webinfra.runtime.emulated.network",
+    "NetnsMachine": "webinfra.runtime.emulated.netns",
+    "bridge_name": "webinfra.runtime.emulated.network",
+    "existing_namespaces": "webinfra.runtime.emulated.network",
+    "foreign_overlaps": "webinfra.runtime.emulated.network",
+    "link_exists": "webinfra.runtime.emulated.network",
+    "link_in_place": "webinfra.runtime.emulated.network",
+    "record_process": "webinfra.runtime.emulated.process",
+    "running_pid": "webinfra.runtime.emulated.process",
+    "sweep_cluster": "webinfra.runtime.emulated.network",
+}
 __all__ = [
     "ClusterNetwork",
     "HostLink",
@@ -41,3 +60,11 @@ __all__ = [
     "running_pid",
     "sweep_cluster",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy on purpose: hostd runs as `python -m webinfra.runtime.emulated.hostd` once per
+    # host and must start in ~50 ms, without the rest of this package (httpx, pydantic: 0.4 s).
+    if name in _HOME:
+        return getattr(importlib.import_module(_HOME[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
