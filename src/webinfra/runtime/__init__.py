@@ -27,6 +27,7 @@ prints nothing):
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -75,9 +76,19 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy on purpose: hostd runs as `python -m webinfra.runtime.emulated.hostd` once per
-    # host and must start in ~50 ms, without httpx and pydantic (0.4 s), which it never uses.
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def lazy_exports(package: str, home: dict[str, str]) -> Callable[[str], Any]:
+    """A module `__getattr__` that imports each exported name from its module on first use.
+
+    Lazy on purpose: hostd runs as `python -m webinfra.runtime.emulated.hostd` once per host and must
+    start in ~50 ms, without httpx and pydantic (0.4 s), which importing this package and
+    runtime/emulated/ eagerly would pull in."""
+
+    def getattr_(name: str) -> Any:
+        if name in home:
+            return getattr(importlib.import_module(home[name]), name)
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+
+    return getattr_
+
+
+__getattr__ = lazy_exports(__name__, _HOME)

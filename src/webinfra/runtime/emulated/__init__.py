@@ -17,8 +17,9 @@ Outside this package, import only the names below (`from webinfra.runtime.emulat
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from webinfra.runtime import lazy_exports
 
 if TYPE_CHECKING:
     from webinfra.runtime.emulated.netns import NetnsMachine
@@ -62,9 +63,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Lazy on purpose: hostd runs as `python -m webinfra.runtime.emulated.hostd` once per
-    # host and must start in ~50 ms, without the rest of this package (httpx, pydantic: 0.4 s).
-    if name in _HOME:
-        return getattr(importlib.import_module(_HOME[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _HOME)  # lazy: hostd starts without httpx and pydantic
