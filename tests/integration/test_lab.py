@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from webinfra.cli.main import cli
-from webinfra.hosts import network as netmod
-from webinfra.hosts.process import alive, read_pidfile
+from webinfra.runtime.emulated import network as netmod
+from webinfra.runtime.emulated.process import alive, read_pidfile
 from webinfra.testbed import LabError, LabUsageError, cgroup
 from webinfra.testbed import lab as labs
 

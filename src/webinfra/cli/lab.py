@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from webinfra.hosts.base import CommandError
 from webinfra.plan.layout import STATE_ROOT_ENV
+from webinfra.runtime import CommandError
 from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed import lab as labs
 from webinfra.testbed.image import LAB_USER, remove_images

@@ -3,7 +3,7 @@
     <state>/_lab/images/bookworm-<hash>/   the cached root file system (shared by every lab; --image-dir)
     <state>/_lab/apt-cache/<lab>/          apt-cacher-ng's cache, kept by `down` so the next lab is warm
     <state>/_lab/<lab>/lab.json            the record `status` and `down` work from
-    <state>/_lab/<lab>/network.json        bridge, namespaces, veths (hosts/network.py's ClusterNetwork)
+    <state>/_lab/<lab>/network.json        bridge, namespaces, veths (runtime/emulated/network.py's ClusterNetwork)
     <state>/_lab/<lab>/ssh/                the lab's key pair, known_hosts, ssh_config
     <state>/_lab/<lab>/proxy/              apt-cacher-ng's config, logs and pid file
     <state>/_lab/<lab>/machines/<m>/       rootfs/, console.log, nspawn.json (PID + start time)
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from webinfra.hosts.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.plan.layout import state_root
+from webinfra.runtime.emulated.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed.image import (
     LAB_USER,

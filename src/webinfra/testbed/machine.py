@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from webinfra.hosts.process import TrackedProcess, alive, read_pidfile, track, wait_gone, write_pidfile
+from webinfra.runtime.emulated.process import TrackedProcess, alive, read_pidfile, track, wait_gone, write_pidfile
 from webinfra.testbed import LabError, cgroup
 from webinfra.testbed.image import LAB_USER
 from webinfra.testbed.proxy import apt_proxy_conf
