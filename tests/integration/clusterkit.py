@@ -13,9 +13,9 @@ import httpx
 
 from testkit import wait_for  # noqa: F401 (re-exported: the integration tests import it from here)
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
 from webinfra.model.relocate import amended, relocated, seed_text
 from webinfra.proving import scratch
+from webinfra.runtime.emulated import network as netmod
 from webinfra.services import pki
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"

@@ -18,12 +18,12 @@ from click.testing import CliRunner
 
 from webinfra.cli.main import cli
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
 from webinfra.model import load_topology, parse_topology
 from webinfra.model.load import MAX_FILE_BYTES, MAX_HOSTS
 from webinfra.observe import logs as logmod
 from webinfra.observe.status import health
 from webinfra.ops import deploy as deploy_mod
+from webinfra.runtime.emulated import network as netmod
 from webinfra.services import releases
 from webinfra.state import Layout
 

@@ -8,11 +8,11 @@ import pytest
 
 from webinfra import errors
 from webinfra.control.etcd_access import EtcdAuthError
-from webinfra.hosts.base import CommandError
-from webinfra.hosts.hostd import HostdError
 from webinfra.model import TopologyError
 from webinfra.model.edit import EditError
 from webinfra.observe.prom import PrometheusError
+from webinfra.runtime import CommandError, FaultError, MachineUnreachable
+from webinfra.runtime.emulated.hostd import HostdError
 from webinfra.services.haproxy import RuntimeApiError
 from webinfra.services.releases import CodeBaseError
 from webinfra.services.supervisor import ServiceError
@@ -33,6 +33,8 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "webinfra"
         (CommandError("h", ["false"], 1, "boom"), 1),
         (ServiceError("x"), 1),
         (HostdError("x"), 1),
+        (MachineUnreachable("x"), 1),
+        (FaultError("x"), 1),
         (RuntimeApiError("x"), 1),
         (EtcdAuthError("x"), 1),
         (PrometheusError("x"), 1),

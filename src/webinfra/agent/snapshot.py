@@ -202,7 +202,7 @@ class LocalDb:
 
 
 class DbRole(StrEnum):
-    """What a DB node is right now, as the agents publish it (model.Role is a host's role in the topology)."""
+    """What a DB node is right now, as the agents publish it (model.DbRole is a host's role in the topology)."""
 
     PRIMARY = "primary"
     REPLICA = "replica"

@@ -120,9 +120,8 @@ def lab_status(name: str | None, as_json: bool, state_dir: Path | None, image_di
     )
     table = Table("machine", "address", "container", "systemd", "ssh")
     for row in report["machines"]:
-        table.add_row(
-            row["name"], row["address"], row["container"], row["systemd"], "yes" if row["ssh"] else "[red]no[/]"
-        )
+        systemd = row["systemd"] + (f" (failed: {', '.join(row['failed_units'])})" if row["failed_units"] else "")
+        table.add_row(row["name"], row["address"], row["container"], systemd, "yes" if row["ssh"] else "[red]no[/]")
     console.print(table)
 
 

@@ -68,20 +68,10 @@ def collectors(cluster: Cluster) -> list[tuple[str, str]]:
 
 def collector_cpu_seconds(cluster: Cluster) -> float:
     """CPU time (user + system) the running monitoring daemons have used so far."""
-    from webinfra.services import supervisor
-
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for host, service in collectors(cluster):
-        pid = supervisor.pid_of(cluster.service_plan(host, service))
-        if pid is None:
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        used = cluster.hosts[host].usage().get(service)
+        total += used.cpu_seconds if used is not None else 0.0
     return total
 
 

@@ -17,9 +17,9 @@ from typing import TypeVar
 
 from webinfra.control.cluster import Cluster
 from webinfra.errors import UsageError
-from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
 from webinfra.model.relocate import relocated
+from webinfra.runtime.emulated import sweep_cluster
 from webinfra.state import Layout
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ def prepare(
     if name is not None and subnet is not None:
         text = relocated(text, name, subnet)
     topo = parse_topology(text, source or f"<scratch {name or 'cluster'}>")
-    netmod.sweep_cluster(topo.name)
+    sweep_cluster(topo.name)
     return Cluster(topo, Layout.for_cluster(topo.name, root), text)
 
 
@@ -84,7 +84,7 @@ def take_down(cluster: Cluster, say: Say = _quiet) -> None:
     try:
         cluster.down(purge=True)
     finally:
-        netmod.sweep_cluster(name)
+        sweep_cluster(name)
 
 
 @contextmanager

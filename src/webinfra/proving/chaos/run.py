@@ -101,7 +101,7 @@ def unhealthy(cluster: Cluster, verify: ssl.SSLContext | bool) -> str | None:
     topo = cluster.topology
     for hp in cluster.plan.hosts:
         for svc in hp.services:
-            if supervisor.pid_of(svc) is None:
+            if not supervisor.running(cluster.hosts[hp.name], svc):
                 return f"{hp.name} {svc.name} not running"
     if topo.lb_pair and len(hastate.vip_holders(cluster)) != 1:
         return "no single VIP holder"
