@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from webinfra.runtime.probe import wait_until
+
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 MARIADBD = shutil.which("mariadbd", path=SBIN_PATH)
 INSTALL_DB = shutil.which("mariadb-install-db", path=SBIN_PATH)
@@ -27,12 +29,11 @@ class WaitTimeout(TimeoutError, AssertionError):
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> float:
-    """Poll `condition` until true and return the seconds it took; fail naming `what` after `timeout`."""
+    """Poll `condition` until true and return the seconds it took; fail naming `what` after `timeout`
+    (the polling itself is webinfra's own, runtime.probe.wait_until)."""
     start = time.monotonic()
-    while not condition():
-        if time.monotonic() - start > timeout:
-            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
+    if not wait_until(condition, timeout, interval):
+        raise WaitTimeout(f"timed out after {timeout:g}s waiting for {what}")
     return time.monotonic() - start
 
 
