@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -87,29 +86,15 @@ def take_down(cluster: Cluster, say: Say = _quiet) -> None:
         sweep_cluster(name)
 
 
-@contextmanager
-def scratch_cluster(
-    text: str,
-    root: Path | None,
-    *,
-    name: str | None = None,
-    subnet: str | None = None,
-    keep: bool = False,
-    say: Say = _quiet,
-) -> Iterator[Cluster]:
-    """A cluster up for the `with` block, taken down after it (also when `up` itself failed) unless `keep`."""
-    cluster = prepare(text, root, name=name, subnet=subnet)
-    try:
-        _up(cluster, say, None)
-        yield cluster
-    finally:
-        if not keep:
-            take_down(cluster, say)
-
-
 def on_cluster(
     text: str, name: str, subnet: str, root: Path | None, keep: bool, say: Say, body: Callable[[Cluster], T]
 ) -> T:
-    """Bring up `text` as cluster `name` on `subnet`, run `body` on it, take it down (unless `keep`)."""
-    with scratch_cluster(text, root, name=name, subnet=subnet, keep=keep, say=say) as cluster:
+    """Bring up `text` as cluster `name` on `subnet`, run `body` on it, take it down (also when `up` itself
+    failed) unless `keep`."""
+    cluster = prepare(text, root, name=name, subnet=subnet)
+    try:
+        _up(cluster, say, None)
         return body(cluster)
+    finally:
+        if not keep:
+            take_down(cluster, say)
