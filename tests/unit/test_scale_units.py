@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from webinfra.control.cluster import UsageError
+from webinfra.daemons.mariadb import first_rows
 from webinfra.hosts.network import link_in_place
 from webinfra.model import Role, parse_topology
 from webinfra.parallel import map_ordered, serialized
@@ -33,7 +34,6 @@ from webinfra.proving.bench_scale import (
     scale_topology_text,
     tree_pids,
 )
-from webinfra.services.mariadb import first_rows
 from webinfra.services.secrets import ensure_secret
 
 # ---- the pool ----

@@ -21,11 +21,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from webinfra.control.cluster import Cluster, ClusterError, UsageError
+from webinfra.daemons.haproxy import RuntimeApiError
 from webinfra.hosts.base import CommandError
 from webinfra.hosts.hostd import HostdError
 from webinfra.model import TopologyError
 from webinfra.plan.layout import STATE_ROOT_ENV
-from webinfra.services.haproxy import RuntimeApiError
 from webinfra.services.supervisor import ServiceError
 
 console = Console(highlight=False)

@@ -258,9 +258,9 @@ class _BadInput(ValueError):
 
 def _run_action(fn: Any, body: dict[str, Any]) -> Response:
     from webinfra.control.cluster import ClusterError, UsageError
+    from webinfra.daemons.haproxy import RuntimeApiError
     from webinfra.hosts.base import CommandError
     from webinfra.hosts.hostd import HostdError
-    from webinfra.services.haproxy import RuntimeApiError
     from webinfra.services.supervisor import ServiceError
 
     try:

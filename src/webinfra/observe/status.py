@@ -10,6 +10,7 @@ import httpx
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import haproxy, mariadb
 from webinfra.hosts import network as netmod
 from webinfra.hosts.base import CommandError
 from webinfra.model import HostSpec, Role
@@ -17,7 +18,7 @@ from webinfra.observe.prom import monitoring_status
 from webinfra.ops.faults import active_faults
 from webinfra.parallel import map_ordered
 from webinfra.plan.spec import HostPlan
-from webinfra.services import haproxy, mariadb, supervisor
+from webinfra.services import supervisor
 
 SCHEMA_VERSION = 1
 

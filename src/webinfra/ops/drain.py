@@ -20,10 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from webinfra.daemons import haproxy
+from webinfra.daemons.haproxy import HaproxyRuntime, RuntimeApiError, ServerStat
 from webinfra.model import Role
 from webinfra.plan.build import build_plan
-from webinfra.services import haproxy, releases, supervisor
-from webinfra.services.haproxy import HaproxyRuntime, RuntimeApiError, ServerStat
+from webinfra.services import releases, supervisor
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster

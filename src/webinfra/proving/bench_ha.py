@@ -34,13 +34,13 @@ import httpx
 import tomlkit
 
 from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.daemons import mariadb
 from webinfra.model import Role
 from webinfra.ops import faults
 from webinfra.proving.bench import WrkResult, wrk
 from webinfra.proving.chaos.run import bring_up, example_file, roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
-from webinfra.services import mariadb
 
 Say = Callable[[str], None]
 Tick = Callable[[], None]

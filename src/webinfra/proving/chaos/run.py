@@ -25,6 +25,7 @@ import tomlkit
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.daemons import mariadb
 from webinfra.hosts import network as netmod
 from webinfra.model import Role, parse_topology
 from webinfra.ops import faults
@@ -33,7 +34,7 @@ from webinfra.proving.chaos.report import QUIET_GAP, ChaosResult, Marks, served_
 from webinfra.proving.chaos.scenarios import NotApplicable, Roles, Target, resolve
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
-from webinfra.services import mariadb, pki, supervisor
+from webinfra.services import pki, supervisor
 
 Say = Callable[[str], None]
 

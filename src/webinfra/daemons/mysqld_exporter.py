@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import contextlib
 
+from webinfra.daemons import mariadb
 from webinfra.hosts.base import CommandError, Host
 from webinfra.plan.layout import Layout
 from webinfra.plan.monitoring import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.spec import HostPlan, ServiceSpec
-from webinfra.services import mariadb, supervisor
+from webinfra.services import supervisor
 from webinfra.services.secrets import ensure_secret
 
 
@@ -35,4 +36,4 @@ def before_mysqld_exporter(host: Host, plan: HostPlan, svc: ServiceSpec) -> None
         mariadb.ensure_exporter_user(host, plan, password)
 
 
-supervisor.register_hooks("mysqld-exporter", supervisor.Hooks(before_start=before_mysqld_exporter))
+HOOKS = supervisor.Hooks(before_start=before_mysqld_exporter)

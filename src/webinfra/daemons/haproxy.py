@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webinfra.hosts.base import Host
+from webinfra.plan.layout import Layout
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.services import supervisor
+
+if TYPE_CHECKING:
+    from webinfra.control.cluster import Cluster, Progress
 
 SITE_BACKENDS = ("site", "site_writes")
 
@@ -170,7 +176,41 @@ def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
         host.write_file(path, matching_state(path.read_text(), cfg), 0o600)
 
 
-supervisor.register_hooks(
-    "haproxy",
-    supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state),
-)
+HOOKS = supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state)
+
+
+def weights_file(layout: Layout) -> Path:
+    return layout.cluster_dir / "weights.json"
+
+
+def weight_overrides(layout: Layout) -> dict[str, int]:
+    """Live weights set with `webinfra weight` (weights.json), applied to every LB that starts later."""
+    try:
+        data: dict[str, int] = json.loads(weights_file(layout).read_text())
+        return data
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_weights(layout: Layout, weights: dict[str, int]) -> None:
+    weights_file(layout).write_text(json.dumps(weights, indent=2))
+
+
+def apply_weights(host: Host, plan: HostPlan, layout: Layout) -> bool:
+    """Apply live weight overrides to one LB; False if its runtime API does not answer."""
+    rt = runtime_for(plan)
+    try:
+        servers = {s.name for s in rt.servers() if s.backend == "site"}
+        for name, weight in weight_overrides(layout).items():
+            if name in servers:
+                rt.set_weight("site", name, weight)
+    except RuntimeApiError:
+        return False
+    save_server_state(host, plan, plan.service("haproxy"))
+    return True
+
+
+def after_start(cluster: Cluster, plan: HostPlan, action: str, progress: Progress) -> None:
+    """After a start, reload or restart, the live weights (weights.json) go back in through the runtime API."""
+    if action != "unchanged":
+        apply_weights(cluster.hosts[plan.name], plan, cluster.layout)
