@@ -35,8 +35,8 @@ from webinfra.daemons import mariadb
 from webinfra.hosts.process import read_pidfile
 from webinfra.model import Role
 from webinfra.ops import scale
-from webinfra.plan import firewall as fwplan
-from webinfra.plan.ha import dcs_prefix
+from webinfra.plan.daemons import firewall as fwplan
+from webinfra.plan.daemons.agent import dcs_prefix
 from webinfra.services import pki
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,9 @@ import pytest
 from topology_cases import GOOD, haproxy_sections, host
 
 from webinfra.model import Role, Topology, load_topology, parse_topology
-from webinfra.plan.build import build_plan, render_haproxy, server_id_of
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons.haproxy import render_haproxy
+from webinfra.plan.daemons.mariadb import server_id_of
 from webinfra.plan.layout import SOCKET_ROOT_ENV, STATE_ROOT_ENV, Layout
 from webinfra.plan.spec import ClusterPlan, HostPlan
 from webinfra.services import pki

@@ -22,8 +22,10 @@ from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.parallel import map_ordered, serialized
-from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
-from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons.agent import AGENT_TOKEN_SECRET
+from webinfra.plan.daemons.app import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET
+from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
 from webinfra.services import pki, releases, supervisor

@@ -22,14 +22,8 @@ import httpx
 
 from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
 from webinfra.model import Role
-from webinfra.plan.ha import (
-    ETCD_AGENT_SECRET,
-    ETCD_AGENT_USER,
-    ETCD_ROOT_SECRET,
-    dcs_prefix,
-    etcd_scheme,
-    etcd_secured,
-)
+from webinfra.plan.daemons.agent import dcs_prefix
+from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_AGENT_USER, ETCD_ROOT_SECRET, etcd_scheme, etcd_secured
 from webinfra.services.secrets import read_secret
 
 if TYPE_CHECKING:

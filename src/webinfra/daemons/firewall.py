@@ -6,7 +6,7 @@ read back what is loaded. The fault-injection table (`inet webinfra_fault`) is n
 from __future__ import annotations
 
 from webinfra.hosts.base import CommandError, Host
-from webinfra.plan.firewall import TABLE, delete_rules
+from webinfra.plan.daemons.firewall import TABLE, delete_rules
 from webinfra.plan.spec import FileSpec, HostPlan
 from webinfra.services.supervisor import ServiceError
 

@@ -8,8 +8,8 @@ import contextlib
 
 from webinfra.daemons import mariadb
 from webinfra.hosts.base import CommandError, Host
+from webinfra.plan.daemons.exporters import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.layout import Layout
-from webinfra.plan.monitoring import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.services import supervisor
 from webinfra.services.secrets import ensure_secret

@@ -16,7 +16,7 @@ import httpx
 
 from webinfra.control.cluster import ClusterError
 from webinfra.hosts.process import running_pid
-from webinfra.plan.alertmanager import url as alertmanager_url
+from webinfra.plan.daemons.alertmanager import url as alertmanager_url
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster

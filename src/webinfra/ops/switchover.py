@@ -9,7 +9,7 @@ import time
 from webinfra.control import etcd_access, events, hastate
 from webinfra.control.cluster import Cluster, ClusterError, UsageError
 from webinfra.model import Role
-from webinfra.plan.ha import dcs_prefix
+from webinfra.plan.daemons.agent import dcs_prefix
 
 
 def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> tuple[str, str, float]:

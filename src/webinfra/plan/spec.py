@@ -44,6 +44,17 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """Inbound traffic a host must accept: from `sources` (addresses; None = anywhere) to `ports`."""
+
+    name: str  # e.g. "lb -> nginx"; the rule's comment
+    dest: str  # host name
+    sources: tuple[str, ...] | None
+    proto: Literal["tcp", "vrrp"] = "tcp"
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class AppRelease:
     """The code base an app host runs: `version` (site.json, `X-App-Version`) and `app_dir`, a release
     directory holding a `webinfra/site` package (services/releases.py), or None for the installed one."""
