@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from webinfra.hosts.base import Host
 from webinfra.plan.layout import Layout
-from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.plan.spec import BackendServer, HostPlan, ServiceSpec
 from webinfra.services import supervisor
 
 if TYPE_CHECKING:
@@ -120,35 +120,18 @@ def runtime_for(plan: HostPlan) -> HaproxyRuntime:
     return HaproxyRuntime(plan.dirs.sockets / "haproxy.sock")
 
 
-def _configured_servers(cfg: str) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """(backend, server) -> (address, port, "1" if TLS else "0"), from a rendered haproxy.cfg."""
-    out: dict[tuple[str, str], tuple[str, str, str]] = {}
-    backend = ""
-    for line in cfg.splitlines():
-        words = line.split()
-        if line[:1].strip() and words[0] in ("backend", "listen", "frontend", "defaults", "global"):
-            backend = words[1] if len(words) > 1 else ""
-        elif words[:1] == ["server"] and len(words) > 2:
-            address, _, port = words[2].rpartition(":")
-            out[(backend, words[1])] = (address, port, "1" if "ssl" in words[3:] else "0")
-    return out
-
-
-def matching_state(state: str, cfg: str) -> str:
-    """The state lines of servers whose address, port and TLS are still those of `cfg`. HAProxy would
-    otherwise restore the old port and TLS setting over the new config (e.g. when [tls] changes)."""
-    servers = _configured_servers(cfg)
+def matching_state(state: str, servers: tuple[BackendServer, ...]) -> str:
+    """The state lines of servers whose address, port and TLS are still those of the plan's `servers`.
+    HAProxy would otherwise restore the old port and TLS setting over the new config (e.g. when [tls]
+    changes)."""
+    wanted = {(s.backend, s.name): (s.address, str(s.port), "1" if s.tls else "0") for s in servers}
     lines = state.splitlines()
     kept = [line for line in lines if line.startswith("#") or len(line.split()) < 21]
     for line in lines:
         f = line.split()
-        if not line.startswith("#") and len(f) >= 21 and servers.get((f[1], f[3])) == (f[4], f[18], f[20]):
+        if not line.startswith("#") and len(f) >= 21 and wanted.get((f[1], f[3])) == (f[4], f[18], f[20]):
             kept.append(line)
     return "\n".join(kept) + "\n" if kept else ""
-
-
-def _config_text(plan: HostPlan, svc: ServiceSpec) -> str | None:
-    return next((f.content for f in plan.files_of(svc) if f.path.name == "haproxy.cfg"), None)
 
 
 def save_server_state(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
@@ -157,9 +140,7 @@ def save_server_state(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
         state = runtime_for(plan).servers_state()
     except RuntimeApiError:
         return
-    cfg = _config_text(plan, svc)
-    if cfg is not None:
-        state = matching_state(state, cfg)
+    state = matching_state(state, plan.lb_servers)
     if state.strip():
         host.write_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
 
@@ -171,9 +152,7 @@ def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
     if not path.exists():
         host.write_file(path, "", 0o600)
         return
-    cfg = _config_text(plan, svc)
-    if cfg is not None:
-        host.write_file(path, matching_state(path.read_text(), cfg), 0o600)
+    host.write_file(path, matching_state(path.read_text(), plan.lb_servers), 0o600)
 
 
 HOOKS = supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state)

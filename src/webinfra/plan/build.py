@@ -26,7 +26,7 @@ from webinfra.plan.daemons import (
 )
 from webinfra.plan.layout import Layout
 from webinfra.plan.render import Contribution, HostContext
-from webinfra.plan.spec import AppRelease, ClusterPlan, FileSpec, HostPlan, ServiceSpec
+from webinfra.plan.spec import AppRelease, BackendServer, ClusterPlan, FileSpec, HostPlan, ServiceSpec
 
 # Each daemon's part of a host's plan, in the order a HostPlan lists files and services (golden-tested:
 # changing it changes `webinfra plan`). The lifecycle of each service is in daemons/registry.py.
@@ -67,10 +67,12 @@ def build_plan(
 def _host_plan(ctx: HostContext) -> HostPlan:
     files: list[FileSpec] = []
     services: list[ServiceSpec] = []
+    lb_servers: tuple[BackendServer, ...] = ()
     for contribute in CONTRIBUTORS:
-        more_files, more_services = contribute(ctx)
-        files += more_files
-        services += more_services
+        part = contribute(ctx)
+        files += part.files
+        services += part.services
+        lb_servers += part.lb_servers
     return HostPlan(
         name=ctx.name,
         address=ctx.address,
@@ -78,4 +80,5 @@ def _host_plan(ctx: HostContext) -> HostPlan:
         dirs=ctx.dirs,
         files=tuple(files),
         services=tuple(services),
+        lb_servers=lb_servers,
     )

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import NamedTuple
 
 import jinja2
 
 from webinfra.model import HostSpec, Topology
 from webinfra.plan.layout import HostDirs, Layout
-from webinfra.plan.spec import AppRelease, FileSpec, ServiceSpec
+from webinfra.plan.spec import AppRelease, BackendServer, FileSpec, ServiceSpec
 
 # Mozilla "intermediate" (TLS 1.2 ciphers: forward secrecy and AEAD only; TLS 1.3 suites), for HAProxy,
 # nginx and MariaDB alike.
@@ -86,6 +87,12 @@ class HostContext:
         }
 
 
-# What a daemon adds to one host's plan: its files and its services (empty when the host does not run it).
-Contribution = tuple[list[FileSpec], list[ServiceSpec]]
-NOTHING: Contribution = ([], [])
+class Contribution(NamedTuple):
+    """What a daemon adds to one host's plan (empty when the host does not run it)."""
+
+    files: list[FileSpec]
+    services: list[ServiceSpec]
+    lb_servers: tuple[BackendServer, ...] = ()  # HAProxy's server lines, as values
+
+
+NOTHING = Contribution([], [])

@@ -64,6 +64,21 @@ class AppRelease:
 
 
 @dataclass(frozen=True)
+class BackendServer:
+    """One server line of an HAProxy backend, as a value: what the runtime API and the server-state file
+    name it by, and `args`, the `add server` arguments that give a dynamic server what a reload of the file
+    would (its address, the `default-server` settings it does not inherit, then its own)."""
+
+    backend: str
+    name: str
+    address: str
+    port: int
+    weight: int
+    tls: bool
+    args: str
+
+
+@dataclass(frozen=True)
 class HostPlan:
     name: str
     address: str
@@ -71,6 +86,7 @@ class HostPlan:
     dirs: HostDirs
     files: tuple[FileSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
+    lb_servers: tuple[BackendServer, ...] = ()  # with the `lb` role: haproxy.cfg's servers
 
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:

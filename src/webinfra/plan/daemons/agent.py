@@ -95,4 +95,4 @@ def contribute(ctx: HostContext) -> Contribution:
     if not (ctx.spec.has(Role.DB) and ctx.topo.ha):
         return NOTHING
     agent_file, agent_svc = agent_files_and_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs, ctx.python)
-    return [agent_file], [agent_svc]
+    return Contribution([agent_file], [agent_svc])

@@ -114,4 +114,4 @@ def contribute(ctx: HostContext) -> Contribution:
         env=((SITE_CONFIG_ENV, str(site_json)), *site_metrics_env(topo, dirs)),
         stop_timeout=10.0,
     )
-    return [config], [service]
+    return Contribution([config], [service])

@@ -59,4 +59,4 @@ def contribute(ctx: HostContext) -> Contribution:
     if not (ctx.spec.has(Role.APP) and ctx.topo.ha):
         return NOTHING
     proxy_file, proxy_svc = dbproxy_files_and_service(ctx.topo, ctx.name, ctx.dirs)
-    return [proxy_file], [proxy_svc]
+    return Contribution([proxy_file], [proxy_svc])

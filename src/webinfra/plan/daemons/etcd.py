@@ -124,4 +124,4 @@ def etcd_service(topo: Topology, layout: Layout, name: str, dirs: HostDirs) -> S
 def contribute(ctx: HostContext) -> Contribution:
     if not ctx.spec.has(Role.ETCD):
         return NOTHING
-    return [], [etcd_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs)]
+    return Contribution([], [etcd_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs)])

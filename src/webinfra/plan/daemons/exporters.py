@@ -129,4 +129,4 @@ def contribute(ctx: HostContext) -> Contribution:
     """Every host's exporters, when the topology has a monitoring host."""
     if ctx.topo.monitoring_host is None:
         return NOTHING
-    return [], exporter_services(ctx.topo, ctx.name, ctx.dirs)
+    return Contribution([], exporter_services(ctx.topo, ctx.name, ctx.dirs))

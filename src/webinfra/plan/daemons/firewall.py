@@ -19,7 +19,7 @@ from typing import Literal
 
 from webinfra.model import HostSpec, Role, Topology
 from webinfra.plan.daemons import prometheus
-from webinfra.plan.render import Contribution, HostContext
+from webinfra.plan.render import NOTHING, Contribution, HostContext
 from webinfra.plan.spec import FileSpec, Flow
 
 TABLE = "webinfra"
@@ -143,5 +143,5 @@ def contribute(ctx: HostContext) -> Contribution:
     """The host's ruleset (computed for every host at once by build_plan). Loaded by daemons/firewall.py
     before any service starts: not a service's config."""
     if ctx.firewall_ruleset is None:
-        return [], []
-    return [FileSpec(ctx.dirs.etc / "firewall.nft", ctx.firewall_ruleset)], []
+        return NOTHING
+    return Contribution([FileSpec(ctx.dirs.etc / "firewall.nft", ctx.firewall_ruleset)], [])

@@ -15,7 +15,7 @@ from webinfra.plan.render import (
     HostContext,
     render,
 )
-from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.plan.spec import BackendServer, FileSpec, Probe, ServiceSpec
 
 HAPROXY_THREADS = 1  # one thread measured fastest for this workload on 2 cores shared by every host
 
@@ -55,8 +55,19 @@ def haproxy_runtime_socket(layout: Layout, lb_host: str) -> str:
     return str(layout.host(lb_host).sockets / "haproxy.sock")
 
 
-def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
-    dirs = layout.host(name)
+def default_server_args(topo: Topology) -> str:
+    """The `default-server` settings of haproxy.cfg (health checks, passive health). A dynamic server added
+    through the runtime API does not inherit them: `lb_servers` gives each server its full arguments."""
+    interval = topo.lb.check_interval_ms
+    return (
+        f"inter {interval}ms fastinter {max(100, interval // 4)}ms downinter {interval}ms"
+        f" fall {topo.lb.check_fall} rise {topo.lb.check_rise} observe layer4 error-limit {LB_ERROR_LIMIT}"
+        " on-error mark-down"
+    )
+
+
+def _backends(topo: Topology, layout: Layout) -> dict[str, Any]:
+    """The values of the `site` and `site_writes` backends, shared by the file and `lb_servers`."""
     webs = topo.with_role(Role.WEB)
     servers = [
         {
@@ -83,8 +94,40 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         route_writes = topo.lb.route_writes_to == "primary" and primary is not None and primary.has(Role.WEB)
         # The write backend has one server; its weight does not matter, but 0 would refuse every write.
         write_servers = [{**s, "weight": 1} for s in servers if primary is not None and s["name"] == primary.name]
+    return {
+        "servers": servers,
+        "route_writes": route_writes,
+        "write_servers": write_servers,
+        "write_check": write_check,
+    }
+
+
+def lb_servers(topo: Topology, layout: Layout) -> tuple[BackendServer, ...]:
+    """Every server line of an LB's haproxy.cfg as a value (the same on every LB): what drain and scale
+    give the runtime API, and what the server-state hooks keep, without reading the file back."""
+    values, defaults = _backends(topo, layout), default_server_args(topo)
+    check_port = values["write_check"]["port"]
+    out = []
+    writes = values["write_servers"] if values["route_writes"] else []  # no write backend in the file
+    for backend, servers in (("site", values["servers"]), ("site_writes", writes)):
+        for s in servers:
+            own = f"weight {s['weight']} check"
+            if backend == "site":
+                own += (" backup" if s["backup"] else "") + (" check-ssl" + s["tls"] if s["tls"] else "")
+            else:
+                own += f" port {check_port}" if check_port else ""
+                own += ((" no-check-ssl" if check_port else " check-ssl") + s["tls"]) if s["tls"] else ""
+            args = " ".join(f"{s['address']}:{s['port']} {defaults} {own}".split())
+            out.append(BackendServer(backend, s["name"], s["address"], s["port"], s["weight"], bool(s["tls"]), args))
+    return tuple(out)
+
+
+def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
+    dirs = layout.host(name)
     return render(
         "haproxy.cfg.j2",
+        **_backends(topo, layout),
+        default_server=default_server_args(topo),
         host=name,
         cluster=topo.name,
         runtime_socket=haproxy_runtime_socket(layout, name),
@@ -93,18 +136,10 @@ def render_haproxy(topo: Topology, layout: Layout, name: str) -> str:
         bind_address="0.0.0.0",
         port=topo.lb.port,
         site_name=topo.site.name,
-        check_interval_ms=topo.lb.check_interval_ms,
-        fast_interval_ms=max(100, topo.lb.check_interval_ms // 4),
         connect_timeout_ms=LB_CONNECT_TIMEOUT_MS,
         read_timeout_ms=LB_READ_TIMEOUT_MS,
         keyed_write_timeout_ms=LB_KEYED_WRITE_TIMEOUT_MS,
         error_limit=LB_ERROR_LIMIT,
-        fall=topo.lb.check_fall,
-        rise=topo.lb.check_rise,
-        servers=servers,
-        route_writes=route_writes,
-        write_servers=write_servers,
-        write_check=write_check,
         tls=_lb_tls(topo, layout),
         metrics=haproxy_metrics(topo, name),
     )
@@ -136,4 +171,6 @@ def contribute(ctx: HostContext) -> Contribution:
         configs=(cfg,),
         reload_signal="USR2",
     )
-    return [FileSpec(cfg, render_haproxy(topo, ctx.layout, ctx.name))], [service]
+    return Contribution(
+        [FileSpec(cfg, render_haproxy(topo, ctx.layout, ctx.name))], [service], lb_servers(topo, ctx.layout)
+    )

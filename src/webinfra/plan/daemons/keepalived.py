@@ -111,4 +111,4 @@ def contribute(ctx: HostContext) -> Contribution:
     if not (ctx.spec.has(Role.LB) and ctx.topo.lb_pair):
         return NOTHING
     files, service = keepalived_files_and_service(ctx.topo, ctx.name, ctx.dirs)
-    return files, [service]
+    return Contribution(files, [service])

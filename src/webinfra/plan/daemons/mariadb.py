@@ -40,4 +40,4 @@ def contribute(ctx: HostContext) -> Contribution:
         configs=(cnf,),
         stop_timeout=30.0,
     )
-    return [FileSpec(cnf, text)], [service]
+    return Contribution([FileSpec(cnf, text)], [service])

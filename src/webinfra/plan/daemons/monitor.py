@@ -58,4 +58,6 @@ def contribute(ctx: HostContext) -> Contribution:
         return NOTHING
     prom_files, prom = prometheus.prometheus_files_and_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs)
     am_files, am = alertmanager.files_and_service(ctx.topo, ctx.name, ctx.dirs)
-    return prom_files + am_files, [am, prom, monitor_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs, ctx.python)]
+    return Contribution(
+        prom_files + am_files, [am, prom, monitor_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs, ctx.python)]
+    )

@@ -54,4 +54,4 @@ def contribute(ctx: HostContext) -> Contribution:
         configs=(conf,),
         reload_signal="HUP",
     )
-    return [FileSpec(conf, text)], [service]
+    return Contribution([FileSpec(conf, text)], [service])
