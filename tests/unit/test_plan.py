@@ -340,7 +340,7 @@ def test_services_match_roles(rendered: Rendered) -> None:
     monitored = rendered.topo.monitoring_host is not None
     for hp in rendered.plan.hosts:
         expected = {by_role[r] for r in hp.roles}
-        if monitored:  # exporters everywhere (plan/monitoring.py)
+        if monitored:  # exporters everywhere (plan/daemons/exporters.py)
             expected |= {"node-exporter"} | ({"mysqld-exporter"} if "db" in hp.roles else set())
             expected |= {"monitor"} if "monitoring" in hp.roles else set()
         assert {svc.name for svc in hp.services} == expected

@@ -1,7 +1,7 @@
 """webinfra's own access to a cluster's etcd: clients that run inside a member's host, the quorum check,
 and the auth bootstrap `up` runs once etcd has quorum.
 
-With [tls] enabled the members speak TLS only and etcd auth is on (plan/ha.py). Users and roles:
+With [tls] enabled the members speak TLS only and etcd auth is on (plan/daemons/etcd.py). Users and roles:
 - `root` (etcd's built-in superuser role): used only here, to set the others up; its password is the
   cluster secret `etcd-root` (0600, management side).
 - `agent`: the DB agents' user, with the role `agent` that may read and write the cluster's key prefix

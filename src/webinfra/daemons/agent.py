@@ -1,5 +1,5 @@
 """The DB HA agent (webinfra.agent, one per DB host with HA): what `up` waits for after the agent phase.
-Its agent.json and command line are in the plan (plan/ha.py)."""
+Its agent.json and command line are in the plan (plan/daemons/agent.py)."""
 
 from __future__ import annotations
 

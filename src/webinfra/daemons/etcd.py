@@ -1,5 +1,5 @@
 """etcd (hosts with the `etcd` role): what `up` waits for after the etcd phase. Its command line is in the
-plan (plan/ha.py); its client, the quorum check and the auth bootstrap are control/etcd_access.py."""
+plan (plan/daemons/etcd.py); its client, the quorum check and the auth bootstrap are control/etcd_access.py."""
 
 from __future__ import annotations
 

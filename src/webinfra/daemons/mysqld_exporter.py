@@ -1,5 +1,5 @@
 """Monitoring daemons' start hooks. The exporters and Prometheus need nothing else: their configs are in the
-plan (plan/monitoring.py). mysqld_exporter reads a client file holding its password, which a plan never
+plan (plan/daemons/exporters.py). mysqld_exporter reads a client file holding its password, which a plan never
 holds, so it is written here just before each start, with the node's `exporter` account."""
 
 from __future__ import annotations

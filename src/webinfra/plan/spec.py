@@ -100,7 +100,7 @@ class HostPlan:
 
 # Services start in this order across the cluster (a database before the apps that use it, apps before
 # the web servers in front of them, the load balancer last) and stop in the reverse order. Exporters start
-# after the daemon they read; Prometheus and the event watcher (plan/monitoring.py) come last.
+# after the daemon they read; Prometheus and the event watcher (plan/daemons/monitor.py) come last.
 SERVICE_ORDER = (
     "etcd",
     "mariadb",

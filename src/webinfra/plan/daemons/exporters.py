@@ -75,7 +75,7 @@ def node_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceS
 
 def mysqld_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
     """The client file it reads holds a password, so it is not part of the plan: the service's start hook
-    (services/monitoring.py) writes it (0600) and makes sure the `exporter` account exists."""
+    (daemons/mysqld_exporter.py) writes it (0600) and makes sure the `exporter` account exists."""
     address, port = str(topo.address_of(name)), topo.monitoring.mysqld_exporter_port
     return ServiceSpec(
         name="mysqld-exporter",
