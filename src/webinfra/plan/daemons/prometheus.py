@@ -62,7 +62,8 @@ def targets(topo: Topology) -> list[Target]:
 
 def etcd_metrics_port(topo: Topology) -> int:
     """Where Prometheus reads etcd's /metrics: a plain-HTTP listener of their own (`--listen-metrics-urls`,
-    plan/daemons/etcd.py), since the client port needs TLS and a login (the scrape target and the firewall flow follow)."""
+    plan/daemons/etcd.py), since the client port needs TLS and a login (the scrape target and the firewall
+    flow follow)."""
     return topo.etcd.metrics_port
 
 
