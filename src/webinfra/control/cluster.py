@@ -17,9 +17,6 @@ from pathlib import Path
 from webinfra.control import events
 from webinfra.control.errors import ClusterError, UsageError
 from webinfra.daemons import firewall, haproxy, registry
-from webinfra.hosts import network as netmod
-from webinfra.hosts.netns import NetnsHost
-from webinfra.hosts.process import read_pidfile, stop_tracked
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.parallel import map_ordered, serialized
 from webinfra.plan.build import build_plan
@@ -28,6 +25,8 @@ from webinfra.plan.daemons.app import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET
 from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
+from webinfra.runtime import Machine
+from webinfra.runtime.emulated import ClusterNetwork, HostLink, NetnsMachine, foreign_overlaps
 from webinfra.services import pki, releases, supervisor
 from webinfra.services.secrets import ensure_secret
 
@@ -54,17 +53,17 @@ class Cluster:
         # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back.
         self.plan: ClusterPlan = build_plan(self.topology, self.layout, releases=releases.deployed(self.layout))
         topo = self.topology
-        self.network = netmod.ClusterNetwork.build(
+        self.network = ClusterNetwork.build(
             topo.name,
             topo.network.subnet,
             topo.gateway,
             [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
-            previous=netmod.ClusterNetwork.load(self.layout.network_file),
+            previous=ClusterNetwork.load(self.layout.network_file),
         )
-        self.hosts: dict[str, NetnsHost] = {
-            link.host: NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host))
-            for link in self.network.links
-        }
+        self.hosts: dict[str, Machine] = {link.host: self._machine(link) for link in self.network.links}
+
+    def _machine(self, link: HostLink) -> NetnsMachine:
+        return NetnsMachine(link.host, link.address, link.netns, self.layout.host(link.host), link.veth)
 
     # ---- finding a cluster ----
     @classmethod
@@ -109,7 +108,7 @@ class Cluster:
     # ---- up / down ----
     def up(self, progress: Progress = _quiet) -> None:
         require_root()
-        clashes = netmod.foreign_overlaps(self.topology.network.subnet, self.network.bridge)
+        clashes = foreign_overlaps(self.topology.network.subnet, self.network.bridge)
         if clashes:
             raise UsageError(
                 f"network.subnet = {self.topology.network.subnet} overlaps addresses already on this machine "
@@ -144,7 +143,7 @@ class Cluster:
         """The host's directories and init process; services its role no longer has stopped."""
         for d in self.layout.host(hp.name).all():
             d.mkdir(parents=True, exist_ok=True)
-        self.hosts[hp.name].ensure_hostd()
+        self.hosts[hp.name].connect()
         self._stop_unplanned(hp, progress)
 
     def _after_phase(self, service: str, progress: Progress) -> None:
@@ -174,12 +173,12 @@ class Cluster:
 
     def _stop_unplanned(self, hp: HostPlan, progress: Progress) -> None:
         """Stop services still running on a host whose topology no longer gives it their role."""
-        planned = {svc.pidfile for svc in hp.services}
-        for pidfile in hp.dirs.run.glob("*.svc.pid"):
-            if pidfile not in planned:
-                stop_tracked(read_pidfile(pidfile), timeout=10.0)
-                pidfile.unlink(missing_ok=True)
-                progress(hp.name, pidfile.name.removesuffix(".svc.pid"), "stopped (role removed)")
+        planned = {svc.name for svc in hp.services}
+        machine = self.hosts[hp.name]
+        for name in machine.services():
+            if name not in planned:
+                machine.stop_service(name, timeout=10.0)
+                progress(hp.name, name, "stopped (role removed)")
 
     def _start(self, hp: HostPlan, svc: ServiceSpec, progress: Progress) -> None:
         host = self.hosts[hp.name]
@@ -191,7 +190,7 @@ class Cluster:
 
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         require_root()
-        recorded = netmod.ClusterNetwork.load(self.layout.network_file) or self.network
+        recorded = ClusterNetwork.load(self.layout.network_file) or self.network
         progress = serialized(progress)
 
         def stop(step: Step) -> None:
@@ -203,8 +202,7 @@ class Cluster:
             for wave in reversed(waves):
                 map_ordered(stop, wave)
         for link in recorded.links:
-            self._stop_leftovers(link.host)
-            NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
+            self._stop_leftovers(link)
         recorded.remove()
         progress("network", "bridge", "removed")
         self.layout.network_file.unlink(missing_ok=True)
@@ -213,21 +211,21 @@ class Cluster:
             shutil.rmtree(self.layout.cluster_dir, ignore_errors=True)
             progress("state", str(self.layout.cluster_dir), "purged")
 
-    def _stop_leftovers(self, host: str) -> None:
-        """Stop any tracked process of `host` the current plan does not know (e.g. a role removed)."""
-        for pidfile in self.layout.host(host).run.glob("*.svc.pid"):
-            stop_tracked(read_pidfile(pidfile), timeout=10.0)
-            pidfile.unlink(missing_ok=True)
+    def _stop_leftovers(self, link: HostLink) -> None:
+        """Stop any service of a host the current plan does not know (e.g. a role removed), then its hostd."""
+        machine = self._machine(link)
+        for name in machine.services():
+            machine.stop_service(name, timeout=10.0)
+        machine.stop_hostd()
 
     def _remove_stale_hosts(self, progress: Progress) -> None:
-        recorded = netmod.ClusterNetwork.load(self.layout.network_file)
+        recorded = ClusterNetwork.load(self.layout.network_file)
         if recorded is None:
             return
         wanted = {link.host for link in self.network.links}
         for link in recorded.links:
             if link.host not in wanted:
-                self._stop_leftovers(link.host)
-                NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
+                self._stop_leftovers(link)
                 recorded.remove_host(link)
                 progress(link.host, "host", "removed")
 
@@ -246,10 +244,10 @@ class Cluster:
             # Starting one service needs neither, and may be asked from inside the host itself (the HA
             # agent restarting its MariaDB after a re-clone), where the bridge is not visible.
             self.network.ensure_host(next(link for link in self.network.links if link.host == host))
-            self.hosts[host].ensure_hostd()
+            self.hosts[host].connect()
             self._apply_firewall(hp, progress)  # a namespace made again has no rules yet
         else:
-            self.hosts[host].ensure_hostd()
+            self.hosts[host].connect()
         for svc in self.services_of(host, service):
             self._start(hp, svc, progress)
 
@@ -265,7 +263,7 @@ class Cluster:
         return self.plan.host(self.topology.entry_host.name)
 
     def runtime(self) -> haproxy.HaproxyRuntime:
-        return haproxy.runtime_for(self.lb_plan())
+        return haproxy.runtime_for(self.hosts[self.lb_plan().name], self.lb_plan())
 
     def set_weight(self, server: str, weight: int) -> None:
         """Change a backend's weight live on every running load balancer (runtime API, no reload). The

@@ -6,14 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from webinfra.hosts.base import Host
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import BackendServer, HostPlan, ServiceSpec
+from webinfra.runtime.machine import Machine
 from webinfra.services import supervisor
 
 if TYPE_CHECKING:
@@ -41,25 +40,17 @@ class ServerStat:
 class HaproxyRuntime:
     """Commands over HAProxy's stats socket. One connection per command (HAProxy closes it after each)."""
 
-    def __init__(self, socket_path: Path, timeout: float = 3.0) -> None:
+    def __init__(self, machine: Machine, socket_path: Path, timeout: float = 3.0) -> None:
+        self.machine = machine
         self.socket_path = socket_path
         self.timeout = timeout
 
     def command(self, cmd: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(str(self.socket_path))
-            except OSError as exc:
-                raise RuntimeApiError(f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}") from None
-            sock.sendall(cmd.encode() + b"\n")
-            chunks = []
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-        return b"".join(chunks).decode(errors="replace")
+        try:
+            reply = self.machine.exchange(self.socket_path, cmd.encode() + b"\n", timeout=self.timeout)
+        except OSError as exc:
+            raise RuntimeApiError(f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}") from None
+        return reply.decode(errors="replace")
 
     def servers(self) -> list[ServerStat]:
         text = self.command("show stat")
@@ -116,8 +107,9 @@ class HaproxyRuntime:
             raise RuntimeApiError(f"del server {backend}/{server}: {reply}")
 
 
-def runtime_for(plan: HostPlan) -> HaproxyRuntime:
-    return HaproxyRuntime(plan.dirs.sockets / "haproxy.sock")
+def runtime_for(machine: Machine, plan: HostPlan) -> HaproxyRuntime:
+    """The runtime API of the HAProxy on `machine`, reached through the machine's `exchange` op."""
+    return HaproxyRuntime(machine, plan.dirs.sockets / "haproxy.sock")
 
 
 def matching_state(state: str, servers: tuple[BackendServer, ...]) -> str:
@@ -134,25 +126,26 @@ def matching_state(state: str, servers: tuple[BackendServer, ...]) -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
-def save_server_state(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def save_server_state(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     """Dump live weights and admin states where the next HAProxy process reads them back."""
     try:
-        state = runtime_for(plan).servers_state()
+        state = runtime_for(host, plan).servers_state()
     except RuntimeApiError:
         return
     state = matching_state(state, plan.lb_servers)
     if state.strip():
-        host.write_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
+        host.put_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
 
 
-def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def ensure_state_file(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     """An empty state file on first start, so HAProxy does not warn that it is missing; a saved one keeps
     only the servers the config still has as they were."""
     path = plan.dirs.data / "haproxy-server-state"
-    if not path.exists():
-        host.write_file(path, "", 0o600)
+    saved = host.read_file(path)
+    if saved is None:
+        host.put_file(path, "", 0o600)
         return
-    host.write_file(path, matching_state(path.read_text(), plan.lb_servers), 0o600)
+    host.put_file(path, matching_state(saved, plan.lb_servers), 0o600)
 
 
 HOOKS = supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state)
@@ -175,9 +168,9 @@ def save_weights(layout: Layout, weights: dict[str, int]) -> None:
     weights_file(layout).write_text(json.dumps(weights, indent=2))
 
 
-def apply_weights(host: Host, plan: HostPlan, layout: Layout) -> bool:
+def apply_weights(host: Machine, plan: HostPlan, layout: Layout) -> bool:
     """Apply live weight overrides to one LB; False if its runtime API does not answer."""
-    rt = runtime_for(plan)
+    rt = runtime_for(host, plan)
     try:
         servers = {s.name for s in rt.servers() if s.backend == "site"}
         for name, weight in weight_overrides(layout).items():

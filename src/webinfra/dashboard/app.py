@@ -259,13 +259,12 @@ class _BadInput(ValueError):
 def _run_action(fn: Any, body: dict[str, Any]) -> Response:
     from webinfra.control.cluster import ClusterError, UsageError
     from webinfra.daemons.haproxy import RuntimeApiError
-    from webinfra.hosts.base import CommandError
-    from webinfra.hosts.hostd import HostdError
+    from webinfra.runtime import CommandError, MachineUnreachable
     from webinfra.services.supervisor import ServiceError
 
     try:
         return JSONResponse({"ok": True, "message": fn(body)})
     except (_BadInput, UsageError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-    except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
+    except (ClusterError, ServiceError, CommandError, MachineUnreachable, RuntimeApiError, OSError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=500)

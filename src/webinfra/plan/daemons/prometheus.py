@@ -132,7 +132,7 @@ def render_prometheus_config(topo: Topology, host: str, rules_file: Any) -> str:
 
 
 def flows(topo: Topology) -> list[Any]:
-    """Inbound flows monitoring needs, as `plan.firewall.Flow`s (to add to `firewall.flows()`): the
+    """Inbound flows monitoring needs, as `plan.spec.Flow`s (to add to `firewall.flows()`): the
     monitoring host scrapes every exporter, and the management side (the gateway) reaches Prometheus.
     The watcher and Prometheus scrape themselves over loopback, which every ruleset accepts."""
     mhost = topo.monitoring_host

@@ -22,7 +22,6 @@ from typing import Any
 from webinfra.control import events
 from webinfra.control.cluster import Cluster, ClusterError
 from webinfra.daemons import mariadb
-from webinfra.hosts.base import CommandError
 from webinfra.model import Role
 from webinfra.ops import faults
 from webinfra.ops.switchover import switchover
@@ -31,6 +30,7 @@ from webinfra.proving.chaos.nemesis_plan import Step, schedule
 from webinfra.proving.chaos.nemesis_writers import Writers, WriterSettings
 from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor
+from webinfra.runtime import CommandError
 
 Say = Callable[[str], None]
 
