@@ -1,4 +1,4 @@
-"""SQL text helpers shared by the cluster side (services/mariadb.py) and the HA agent, which imports
+"""SQL text helpers shared by the cluster side (daemons/mariadb.py) and the HA agent, which imports
 nothing else of webinfra (it runs alone on a DB host; see the import-linter contracts in pyproject.toml)."""
 
 from __future__ import annotations

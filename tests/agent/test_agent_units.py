@@ -17,7 +17,7 @@ from webinfra.agent.mysql import local_db_from_rows, parse_vertical
 from webinfra.agent.records import cluster_view, history_with, member_value, optime_record, optime_value
 from webinfra.agent.snapshot import Gtid, GtidState, MemberRecord, OptimeRecord, gtid_in_domain, seq_of
 
-# The exact shape webinfra's plan renders (src/webinfra/plan/ha.py).
+# The exact shape webinfra's plan renders (src/webinfra/plan/daemons/agent.py).
 RENDERED: dict[str, Any] = {
     "cluster": "webinfra",
     "host": "web-01",

@@ -25,11 +25,12 @@ from hakit import missing_writes
 
 from webinfra.control import events
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.model import parse_topology
 from webinfra.model.relocate import amended, example_file, relocated
 from webinfra.observe.status import snapshot
 from webinfra.proving.loadgen import BackgroundLoad, LoadResult
-from webinfra.services import mariadb, releases
+from webinfra.services import releases
 
 TOPOLOGY = """# tdeploy: the test cluster of test_deploy_scale.py.
 name = "tdeploy"

@@ -17,7 +17,7 @@ from clusterkit import WEBINFRA, backend_states, cli, leftovers, seed_topology, 
 
 from webinfra.control.cluster import Cluster
 from webinfra.model.load import parse_topology
-from webinfra.plan import monitoring
+from webinfra.plan.daemons import prometheus
 from webinfra.proving.bench_scale import is_change, scale_topology_text
 from webinfra.runtime.emulated import network as netmod
 from webinfra.runtime.emulated.process import read_pidfile
@@ -204,7 +204,7 @@ def test_bench_scale_measures_a_size_and_leaves_nothing_behind(tmp_path: Path) -
     report = json.loads(proc.stdout)
     (row,) = report["rows"]
     assert row["hosts"] == 7 and row["second_up_changed"] == []
-    expected_targets = len(monitoring.targets(parse_topology(scale_topology_text(7))))
+    expected_targets = len(prometheus.targets(parse_topology(scale_topology_text(7))))
     assert row["prometheus_targets"] == row["prometheus_targets_up"] == expected_targets
     assert row["ingest_samples_per_second"] > 0 and row["scraped_samples_per_second"] > 0
     assert set(row["rss_mib_by_host"]) == {"lb-01", "lb-02", "db-01", "db-02", "db-03", "app-01", "mon-01"}

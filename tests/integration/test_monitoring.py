@@ -31,7 +31,7 @@ from webinfra.dashboard.history import history
 from webinfra.model import Role
 from webinfra.observe import prom
 from webinfra.observe.status import snapshot
-from webinfra.plan import monitoring
+from webinfra.plan.daemons import alert_rules, prometheus
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -130,7 +130,7 @@ def firing(cluster: Cluster) -> set[tuple[str, str]]:
 
 
 def test_prometheus_scrapes_every_target_after_up(cluster: Cluster) -> None:
-    expected = {(t.job, t.host) for t in monitoring.targets(cluster.topology)}
+    expected = {(t.job, t.host) for t in prometheus.targets(cluster.topology)}
     assert len(expected) == 14  # node x4, haproxy, site x2, mysqld x2, nginx x2, prometheus, the watcher, alertmanager
 
     def all_up() -> bool:
@@ -139,7 +139,7 @@ def test_prometheus_scrapes_every_target_after_up(cluster: Cluster) -> None:
 
     wait_for(all_up, 30, "every Prometheus target up")
     rules = prom.api(cluster, "rules")["groups"][0]["rules"]
-    assert {r["name"] for r in rules} == {r["alert"] for r in monitoring.alert_rules(cluster.topology)}
+    assert {r["name"] for r in rules} == {r["alert"] for r in alert_rules.alert_rules(cluster.topology)}
     assert all(r["health"] == "ok" for r in rules), [(r["name"], r.get("lastError")) for r in rules]
     # What the exporters say is real: replication as MariaDB reports it, backends as HAProxy sees them.
     assert prom.query(cluster, 'mysql_slave_status_slave_sql_running{host="web-02"}')[0][1] == 1
@@ -456,7 +456,7 @@ def test_hardened_design_vip_move_and_failover_are_seen(tmp_path_factory: pytest
     toml = hardened_topology("tmonha", 51) + '\n[[hosts]]\nname = "mon-01"\nroles = ["monitoring"]\n'
     cluster = bring_up(toml, tmp_path_factory.mktemp("state-monha"))
     try:
-        expected = {(t.job, t.host) for t in monitoring.targets(cluster.topology)}
+        expected = {(t.job, t.host) for t in prometheus.targets(cluster.topology)}
         assert {("agent", "web-01"), ("dbproxy", "web-02"), ("haproxy", "lb-02")} <= expected
 
         def all_up() -> bool:

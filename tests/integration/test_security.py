@@ -31,13 +31,14 @@ from clusterkit import backend_states, bring_up, cli, site, take_down, trust, wa
 from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
 from webinfra.control import etcd_access
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.model import Role
 from webinfra.model.relocate import example_file, relocated
 from webinfra.ops import scale
-from webinfra.plan import firewall as fwplan
-from webinfra.plan.ha import dcs_prefix
+from webinfra.plan.daemons import firewall as fwplan
+from webinfra.plan.daemons.agent import dcs_prefix
 from webinfra.runtime.emulated.process import read_pidfile
-from webinfra.services import mariadb, pki
+from webinfra.services import pki
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

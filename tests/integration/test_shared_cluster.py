@@ -11,8 +11,9 @@ import pytest
 from clusterkit import backend_states, cli, direct, site
 
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.proving.loadgen import BackgroundLoad
-from webinfra.services import mariadb, supervisor
+from webinfra.services import supervisor
 
 
 def test_status_json_contract(shared_cluster: Cluster) -> None:

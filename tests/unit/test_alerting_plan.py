@@ -16,8 +16,8 @@ from test_monitoring_plan import MON, PLAIN, hardened_with_monitoring
 from topology_cases import GOOD
 
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
-from webinfra.plan import alert_rules, alertmanager, exporters, monitoring
 from webinfra.plan.build import build_plan
+from webinfra.plan.daemons import alert_rules, alertmanager, keepalived, prometheus
 from webinfra.state import Layout
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,8 +121,8 @@ def test_amtool_accepts_the_config_and_routes_to_the_receiver(routes: str, tmp_p
 
 def test_etcd_nginx_and_keepalived_are_scraped_in_the_hardened_design() -> None:
     topo = parse_topology(hardened_with_monitoring())
-    jobs = {(t.job, t.host, t.address.rsplit(":", 1)[1]) for t in monitoring.targets(topo)}
-    etcd_port = str(monitoring.etcd_metrics_port(topo))
+    jobs = {(t.job, t.host, t.address.rsplit(":", 1)[1]) for t in prometheus.targets(topo)}
+    etcd_port = str(prometheus.etcd_metrics_port(topo))
     members = [h.name for h in topo.with_role(Role.ETCD)]
     assert len(members) == 3 and {("etcd", h, etcd_port) for h in members} <= jobs
     assert {("nginx", h, "9113") for h in ("web-01", "web-02")} <= jobs
@@ -144,12 +144,12 @@ def test_the_keepalived_notify_script_writes_a_textfile_node_exporter_reads(tmp_
     topo = parse_topology(hardened_with_monitoring())
     dirs = Layout.for_cluster(topo.name, tmp_path).host("lb-01")
     dirs.run.mkdir(parents=True)
-    spec = exporters.keepalived_notify_file(topo, "lb-01", dirs)
+    spec = keepalived.keepalived_notify_file(topo, "lb-01", dirs)
     assert spec is not None
     script = tmp_path / "notify.sh"
     script.write_text(spec.content)
     subprocess.run(["sh", str(script), "INSTANCE", "site", "FAULT", "0"], check=True, timeout=10)
-    text = (dirs.run / exporters.KEEPALIVED_TEXTFILE).read_text()
+    text = (dirs.run / keepalived.KEEPALIVED_TEXTFILE).read_text()
     assert 'keepalived_vrrp_state{vrrp_instance="site",state="FAULT"} 1' in text
     assert 'keepalived_vrrp_state{vrrp_instance="site",state="MASTER"} 0' in text
     if PROMTOOL:
@@ -159,10 +159,10 @@ def test_the_keepalived_notify_script_writes_a_textfile_node_exporter_reads(tmp_
 
 def test_the_firewall_lets_the_monitoring_host_reach_the_new_exporters() -> None:
     topo = parse_topology(hardened_with_monitoring().replace("firewall = false\n", ""))
-    flows = {f.dest: f for f in monitoring.flows(topo)}
+    flows = {f.dest: f for f in prometheus.flows(topo)}
     assert 9113 in flows["web-01"].ports
     for member in (h.name for h in topo.with_role(Role.ETCD)):
-        assert monitoring.etcd_metrics_port(topo) in flows[member].ports
+        assert prometheus.etcd_metrics_port(topo) in flows[member].ports
     assert flows["mon-01"].ports == (9090, 9093)
 
 

@@ -19,7 +19,7 @@ from webinfra.cli import common
 from webinfra.cli.main import cli
 from webinfra.control import plan_diff, preflight
 from webinfra.control.cluster import Cluster
-from webinfra.plan import build
+from webinfra.plan.daemons import nginx
 from webinfra.runtime.emulated.process import track, write_pidfile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -122,13 +122,13 @@ def test_adding_a_host_creates_it_and_changes_the_lb(tmp_path: Path) -> None:
 
 def test_changing_a_template_restarts_or_reloads_what_reads_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     running(SEED, tmp_path / "state")
-    original = build.render
+    original = nginx.render
 
     def new_nginx_template(template: str, **values: object) -> str:
         out = original(template, **values)
         return out + "# a new line in the template\n" if template.startswith("nginx") else out
 
-    monkeypatch.setattr(build, "render", new_nginx_template)
+    monkeypatch.setattr(nginx, "render", new_nginx_template)
     changes = plan_of(SEED, tmp_path / "state")
     changed = {h.name: h for h in changes.hosts if h.changed}
     assert set(changed) == {"web-01", "web-02"}

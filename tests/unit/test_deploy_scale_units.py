@@ -16,7 +16,7 @@ from webinfra.cli.main import cli
 from webinfra.model import parse_topology
 from webinfra.model.edit import EditError, add_host, next_free_address, remove_host
 from webinfra.ops.drain import _configured_names, dynamic_server_args
-from webinfra.plan.build import build_plan, render_haproxy
+from webinfra.plan.build import build_plan
 from webinfra.plan.spec import AppRelease
 from webinfra.services import releases
 from webinfra.services.releases import CodeBaseError
@@ -192,22 +192,22 @@ def test_plan_marks_a_draining_app_down_in_every_nginx() -> None:
 
 def test_dynamic_server_args_are_what_a_reload_would_give() -> None:
     topo = parse_topology("[tls]\nenabled = false\n[lb]\ncheck_interval_ms = 500\n" + GOOD)
-    cfg = render_haproxy(topo, Layout(Path("/state/t")), "lb-01")
-    args = dynamic_server_args(cfg, "site", "web-02").split()
+    servers = build_plan(topo, Layout(Path("/state/t"))).host("lb-01").lb_servers
+    args = dynamic_server_args(servers, "site", "web-02").split()
     assert args[0] == "198.18.0.12:80"
     for word in ("inter", "500ms", "fall", "rise", "observe", "layer4", "weight", "check"):
         assert word in args
     assert args.index("inter") < args.index("weight")  # its own settings come last and win
-    assert _configured_names(cfg, "site_writes") == {"web-01"}
-    assert _configured_names(cfg, "site") == {"web-01", "web-02"}
+    assert _configured_names(servers, "site_writes") == {"web-01"}
+    assert _configured_names(servers, "site") == {"web-01", "web-02"}
     with pytest.raises(KeyError):
-        dynamic_server_args(cfg, "site_writes", "web-02")
+        dynamic_server_args(servers, "site_writes", "web-02")
 
 
 def test_dynamic_server_args_carry_backend_tls() -> None:
     topo = parse_topology(GOOD)  # TLS on by default: LB -> nginx re-encrypted
     layout = Layout(Path("/state/t"))
-    args = dynamic_server_args(render_haproxy(topo, layout, "lb-01"), "site", "web-01")
+    args = dynamic_server_args(build_plan(topo, layout).host("lb-01").lb_servers, "site", "web-01")
     assert args.startswith("198.18.0.11:443 ")
     assert f"ssl verify required ca-file {layout.ca_cert} verifyhost web-01" in args
 

@@ -8,12 +8,12 @@ import pytest
 
 from webinfra import errors
 from webinfra.control.etcd_access import EtcdAuthError
+from webinfra.daemons.haproxy import RuntimeApiError
 from webinfra.model import TopologyError
 from webinfra.model.edit import EditError
 from webinfra.observe.prom import PrometheusError
 from webinfra.runtime import CommandError, FaultError, MachineUnreachable
 from webinfra.runtime.emulated.hostd import HostdError
-from webinfra.services.haproxy import RuntimeApiError
 from webinfra.services.releases import CodeBaseError
 from webinfra.services.supervisor import ServiceError
 from webinfra.testbed import LabError, LabUsageError

@@ -10,7 +10,7 @@ from pathlib import Path
 from webinfra.agent.config import AgentConfig
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan
-from webinfra.plan.ha import ETCD_AGENT_SECRET, ETCD_AGENT_USER, etcd_endpoints
+from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_AGENT_USER, etcd_endpoints
 from webinfra.plan.spec import ClusterPlan
 from webinfra.state import Layout
 

@@ -22,7 +22,7 @@ import pytest
 from topology_cases import GOOD
 
 from webinfra.model import parse_topology
-from webinfra.plan.build import LB_KEYED_WRITE_TIMEOUT_MS, LB_READ_TIMEOUT_MS, render_haproxy
+from webinfra.plan.daemons.haproxy import LB_KEYED_WRITE_TIMEOUT_MS, LB_READ_TIMEOUT_MS, render_haproxy
 from webinfra.state import Layout
 
 HAPROXY = shutil.which("haproxy", path="/usr/sbin:/usr/bin:/sbin:/bin")

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from topology_cases import BAD_TOPOLOGIES, GOOD, haproxy_sections, host
 
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
-from webinfra.plan.build import build_plan, render_haproxy
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons.haproxy import render_haproxy
 from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -14,8 +14,9 @@ from topology_cases import GOOD, host
 
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.model.topology import listeners
-from webinfra.plan import monitoring
-from webinfra.plan.build import build_plan, render_haproxy
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons import alert_rules, prometheus
+from webinfra.plan.daemons.haproxy import render_haproxy
 from webinfra.state import Layout
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -78,7 +79,7 @@ def test_without_a_monitoring_host_nothing_changes() -> None:
     plan = build_plan(topo, Layout(Path("/state/webinfra")), python="/usr/bin/python3")
     assert {s.name for hp in plan.hosts for s in hp.services} == {"mariadb", "app", "nginx", "haproxy"}
     assert "frontend metrics" not in render_haproxy(topo, Layout(Path("/state/webinfra")), "lb-01")
-    assert monitoring.targets(topo) == [] and monitoring.flows(topo) == []
+    assert prometheus.targets(topo) == [] and prometheus.flows(topo) == []
 
 
 # ---- services ----
@@ -124,7 +125,7 @@ def test_several_app_workers_share_their_metrics_through_files() -> None:
 
 def test_prometheus_scrapes_every_exporter_by_address() -> None:
     topo = parse_topology(PLAIN + GOOD + MON)
-    config = yaml.safe_load(monitoring.render_prometheus_config(topo, "mon-01", "/x/rules.yml"))
+    config = yaml.safe_load(prometheus.render_prometheus_config(topo, "mon-01", "/x/rules.yml"))
     assert config["global"]["scrape_interval"] == "2s"
     assert config["rule_files"] == ["/x/rules.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"] == [
@@ -148,9 +149,9 @@ def test_prometheus_scrapes_every_exporter_by_address() -> None:
 
 def test_the_hardened_design_also_scrapes_the_agents_and_the_db_routing() -> None:
     topo = parse_topology(hardened_with_monitoring())
-    jobs = {(t.job, t.host) for t in monitoring.targets(topo)}
+    jobs = {(t.job, t.host) for t in prometheus.targets(topo)}
     assert {("agent", "web-01"), ("agent", "web-02"), ("dbproxy", "web-01"), ("haproxy", "lb-02")} <= jobs
-    names = [r["alert"] for r in monitoring.alert_rules(topo)]
+    names = [r["alert"] for r in alert_rules.alert_rules(topo)]
     assert "VipMoved" in names and "FailoverHappened" in names
 
 
@@ -168,7 +169,7 @@ def test_promtool_accepts_the_config_and_the_rules(case: str, tmp_path: Path) ->
     for argv in (["check", "config", str(etc / "prometheus.yml")], ["check", "rules", str(etc / "alert-rules.yml")]):
         proc = subprocess.run([PROMTOOL, *argv], capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-    names = [r["alert"] for r in monitoring.alert_rules(topo)]
+    names = [r["alert"] for r in alert_rules.alert_rules(topo)]
     assert ("CertificateExpiringSoon" in names) == topo.tls.enabled  # only where there are certificates
 
 
@@ -238,7 +239,7 @@ tests:
 def test_the_rules_fire_on_the_series_they_watch(tmp_path: Path) -> None:
     topo = parse_topology(PLAIN + GOOD + MON)
     rules = tmp_path / "rules.yml"
-    rules.write_text(monitoring.render_alert_rules(topo))
+    rules.write_text(alert_rules.render_alert_rules(topo))
     tests = tmp_path / "tests.yml"
     tests.write_text(RULE_TESTS.format(rules=rules))
     proc = subprocess.run([PROMTOOL, "test", "rules", str(tests)], capture_output=True, text=True, timeout=60)
@@ -247,7 +248,7 @@ def test_the_rules_fire_on_the_series_they_watch(tmp_path: Path) -> None:
 
 def test_alert_bounds_come_from_the_topology() -> None:
     section = "[monitoring]\ndown_after_seconds = 15\nmax_replication_lag_seconds = 2.5\nmax_p99_seconds = 0.25\n"
-    rules = {r["alert"]: r for r in monitoring.alert_rules(parse_topology(PLAIN + section + GOOD + MON))}
+    rules = {r["alert"]: r for r in alert_rules.alert_rules(parse_topology(PLAIN + section + GOOD + MON))}
     assert rules["InstanceDown"]["for"] == "15s" and rules["BackendDown"]["for"] == "15s"
     assert rules["ReplicationLag"]["expr"].endswith("> 2.5")
     assert rules["HighLatencyP99"]["expr"].endswith("> 0.25")
@@ -287,9 +288,9 @@ def test_dbproxy_exports_metrics_too() -> None:
 def test_flows_let_the_monitoring_host_reach_each_exporter() -> None:
     topo = parse_topology(GOOD + MON)  # firewall on
     mon = str(topo.address_of("mon-01"))
-    flows = {f.dest: f for f in monitoring.flows(topo)}
+    flows = {f.dest: f for f in prometheus.flows(topo)}
     assert flows["lb-01"].sources == (mon,) and set(flows["lb-01"].ports) == {9100, 8405}
     assert set(flows["web-01"].ports) == {9100, 8000, 9104, 9113}
     assert flows["mon-01"].sources == (str(topo.gateway),) and flows["mon-01"].ports == (9090, 9093)
-    assert all(f.dest != "mon-01" or f.sources == (str(topo.gateway),) for f in monitoring.flows(topo))
+    assert all(f.dest != "mon-01" or f.sources == (str(topo.gateway),) for f in prometheus.flows(topo))
     assert Role.MONITORING.value == "monitoring"

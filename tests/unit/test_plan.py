@@ -17,7 +17,9 @@ import pytest
 from topology_cases import GOOD, haproxy_sections, host
 
 from webinfra.model import Role, Topology, load_topology, parse_topology
-from webinfra.plan.build import build_plan, render_haproxy, server_id_of
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons.haproxy import render_haproxy
+from webinfra.plan.daemons.mariadb import server_id_of
 from webinfra.plan.spec import ClusterPlan, HostPlan
 from webinfra.services import pki
 from webinfra.site import SiteConfig
@@ -338,7 +340,7 @@ def test_services_match_roles(rendered: Rendered) -> None:
     monitored = rendered.topo.monitoring_host is not None
     for hp in rendered.plan.hosts:
         expected = {by_role[r] for r in hp.roles}
-        if monitored:  # exporters everywhere (plan/monitoring.py)
+        if monitored:  # exporters everywhere (plan/daemons/exporters.py)
             expected |= {"node-exporter"} | ({"mysqld-exporter"} if "db" in hp.roles else set())
             expected |= {"monitor"} if "monitoring" in hp.roles else set()
         assert {svc.name for svc in hp.services} == expected

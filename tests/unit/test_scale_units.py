@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from webinfra.daemons.mariadb import first_rows
 from webinfra.errors import UsageError
 from webinfra.model import Role, parse_topology
 from webinfra.parallel import map_ordered, serialized
-from webinfra.plan import firewall, monitoring
 from webinfra.plan.build import build_plan
+from webinfra.plan.daemons import firewall, prometheus
 from webinfra.plan.spec import PRIMARY_FIRST, SERVICE_ORDER
 from webinfra.proving.bench_scale import (
     FIXED_HOSTS,
@@ -27,7 +28,6 @@ from webinfra.proving.bench_scale import (
     scale_topology_text,
 )
 from webinfra.runtime.emulated.network import link_in_place
-from webinfra.services.mariadb import first_rows
 from webinfra.services.secrets import ensure_secret
 from webinfra.state import Layout
 
@@ -221,7 +221,7 @@ def test_plan_of_200_hosts_builds_in_bounded_time(tmp_path: Path) -> None:
     # ~0.2 s here; the per-host derivation of every flow it replaced took 87 s (cubic in the host count).
     assert elapsed < 15, f"plan of 200 hosts took {elapsed:.1f}s"
     assert len(plan.hosts) == 200
-    targets = monitoring.targets(topo)
+    targets = prometheus.targets(topo)
     # node: every host; site, nginx and dbproxy: each app server; haproxy: 2 LBs; mysqld and agent: 3 DB
     # nodes; etcd: 3 members; prometheus, webinfra's watcher and alertmanager: the monitoring host
     assert len(targets) == len({(t.job, t.host) for t in targets}) == 200 + 3 * 194 + 2 + 2 * 3 + 3 + 3

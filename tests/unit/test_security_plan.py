@@ -19,8 +19,10 @@ from topology_cases import GOOD, SPLIT, host
 
 from webinfra.cli.main import cli
 from webinfra.model import TopologyError, load_topology, parse_topology
-from webinfra.plan import firewall
-from webinfra.plan.build import TLS12_CIPHERS, build_plan, render_haproxy
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons import firewall
+from webinfra.plan.daemons.haproxy import render_haproxy
+from webinfra.plan.render import TLS12_CIPHERS
 from webinfra.services import pki
 from webinfra.state import Layout
 

@@ -149,7 +149,7 @@ def exec_(
 @handle_errors
 def sql(host: str, query: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
     """Run admin SQL on a host's MariaDB (output like `mariadb -e`)."""
-    from webinfra.services import mariadb
+    from webinfra.daemons import mariadb
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
@@ -185,7 +185,7 @@ def firewall_(
     host: str, live: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
 ) -> None:
     """Print a host's firewall (nftables ruleset derived from the topology's flows)."""
-    from webinfra.services import firewall
+    from webinfra.daemons import firewall
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     hp = cluster.host_plan(host)

@@ -8,24 +8,25 @@ order and removes exactly the namespaces, veths and bridge recorded in network.j
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.control import etcd_access, events, hastate
+from webinfra.control import events
+from webinfra.daemons import firewall, haproxy, registry
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.parallel import map_ordered, serialized
-from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
-from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
+from webinfra.plan.build import build_plan
+from webinfra.plan.daemons.agent import AGENT_TOKEN_SECRET
+from webinfra.plan.daemons.app import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET
+from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
 from webinfra.runtime import Machine
 from webinfra.runtime.emulated import ClusterNetwork, HostLink, NetnsMachine, foreign_overlaps
-from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
-from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
+from webinfra.services import pki, releases, supervisor
 from webinfra.services.secrets import ensure_secret
 from webinfra.state import TOPOLOGY_FILE, Layout, state_root
 
@@ -48,6 +49,7 @@ class Cluster:
     source_text: str = ""
 
     def __post_init__(self) -> None:
+        registry.install_hooks()
         # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back.
         self.plan: ClusterPlan = build_plan(self.topology, self.layout, releases=releases.deployed(self.layout))
         topo = self.topology
@@ -145,30 +147,10 @@ class Cluster:
         self._stop_unplanned(hp, progress)
 
     def _after_phase(self, service: str, progress: Progress) -> None:
-        """Cluster-wide waits between start phases of the hardened topology."""
-        if service == "etcd":
-            if not hastate.wait_etcd_quorum(self):
-                raise ClusterError("etcd did not reach quorum within 30s (see the hosts' log/etcd.log)")
-            progress("etcd", "quorum", "healthy")
-            try:
-                changes = etcd_access.ensure_auth(self)
-            except etcd_access.EtcdAuthError as exc:
-                raise ClusterError(str(exc)) from None
-            for change in changes:
-                progress("etcd", "auth", change)
-        elif service == "mariadb" and self.topology.ha:
-            self.layout.db_bootstrapped_marker.touch()
-        elif service == "keepalived":
-            holder = hastate.wait_for_vip(self)
-            if holder is None:
-                raise ClusterError("no load balancer took the virtual IP within 15s (see the LBs' log/keepalived.log)")
-            progress(holder, "keepalived", f"holds the VIP {self.topology.vip}")
-        elif service == "agent":
-            leader = hastate.wait_for_leader(self)
-            if leader is None:
-                raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
-            progress(leader, "agent", "leader (writable primary)")
-            mariadb.ensure_schema(self.hosts[leader], self.plan.host(leader), self.topology)
+        """The daemon's cluster-wide wait between start phases (daemons/registry.py), if it has one."""
+        step = registry.daemon(service).after_phase
+        if step is not None:
+            step(self, progress)
 
     def _ensure_pki(self, progress: Progress) -> None:
         """Certificates for the topology's names (reused while still good). A running service whose
@@ -177,16 +159,10 @@ class Cluster:
         if not changed:
             return
         progress("pki", "certs", "issued " + ", ".join(sorted(changed)))
+        names = {registry.CA: "ca", registry.SITE: pki.SITE}
         for hp in self.plan.hosts:
             for svc in hp.services:
-                uses = {
-                    "haproxy": {"ca", pki.SITE},
-                    "nginx": {"ca", hp.name},
-                    "mariadb": {"ca", hp.name},
-                    "etcd": {"ca", hp.name},
-                    "agent": {"ca"},
-                    "app": {"ca"},
-                }.get(svc.name, set())
+                uses = {names.get(c, hp.name) for c in registry.daemon(svc.name).certs}  # HOST: its own
                 if uses & changed and supervisor.stop(self.hosts[hp.name], hp, svc):
                     progress(hp.name, svc.name, "stopped (new certificate)")
 
@@ -208,28 +184,9 @@ class Cluster:
         host = self.hosts[hp.name]
         action = supervisor.start(host, hp, svc)
         progress(hp.name, svc.name, action)
-        if svc.name == "mariadb":
-            self._after_db_start(hp, progress)
-        elif svc.name == "haproxy" and action != "unchanged":
-            self._apply_weights(hp)
-
-    def _after_db_start(self, hp: HostPlan, progress: Progress) -> None:
-        topo = self.topology
-        host = self.hosts[hp.name]
-        primary = topo.db_primary
-        assert primary is not None
-        if topo.ha and self.layout.db_bootstrapped_marker.exists():
-            return  # roles are the agents' business once the cluster is initialised
-        if hp.name == primary.name:
-            mariadb.bootstrap_primary(host, hp, topo, self.layout)
-            progress(hp.name, "mariadb", "primary ready")
-            return
-        mariadb.setup_replica(host, hp, topo, self.layout, str(topo.address_of(primary.name)))
-        primary_plan = self.plan.host(primary.name)
-        if supervisor.running(self.hosts[primary.name], primary_plan.service("mariadb")):
-            target = mariadb.gtid_binlog_pos(self.hosts[primary.name], primary_plan)
-            mariadb.wait_caught_up(host, hp, target)
-        progress(hp.name, "mariadb", "replica in sync")
+        step = registry.daemon(svc.name).after_start
+        if step is not None:
+            step(self, hp, action, progress)
 
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         require_root()
@@ -319,8 +276,12 @@ class Cluster:
             raise UsageError(f"weight = {weight}: must be between 0 and 256")
         overrides = self.weight_overrides()
         overrides[server] = weight
-        self.layout.weights_file.write_text(json.dumps(overrides, indent=2))
-        applied = [lb.name for lb in self.topology.with_role(Role.LB) if self._apply_weights(self.plan.host(lb.name))]
+        haproxy.save_weights(self.layout, overrides)
+        applied = [
+            lb.name
+            for lb in self.topology.with_role(Role.LB)
+            if haproxy.apply_weights(self.hosts[lb.name], self.plan.host(lb.name), self.layout)
+        ]
         if not applied:
             raise ClusterError(
                 f"no load balancer's runtime API answered (is one running? `webinfra start {self.lb_plan().name}`)"
@@ -328,24 +289,7 @@ class Cluster:
         events.record(self.layout, "weight_changed", server, f"weight {weight} on {', '.join(applied)}")
 
     def weight_overrides(self) -> dict[str, int]:
-        try:
-            data: dict[str, int] = json.loads(self.layout.weights_file.read_text())
-            return data
-        except (FileNotFoundError, ValueError):
-            return {}
-
-    def _apply_weights(self, lb: HostPlan) -> bool:
-        """Apply live weight overrides to one LB; False if its runtime API does not answer."""
-        rt = haproxy.runtime_for(self.hosts[lb.name], lb)
-        try:
-            servers = {s.name for s in rt.servers() if s.backend == "site"}
-            for name, weight in self.weight_overrides().items():
-                if name in servers:
-                    rt.set_weight("site", name, weight)
-        except haproxy.RuntimeApiError:
-            return False
-        haproxy.save_server_state(self.hosts[lb.name], lb, lb.service("haproxy"))
-        return True
+        return haproxy.weight_overrides(self.layout)
 
 
 def _default_text() -> str:

@@ -1,7 +1,7 @@
 """webinfra's own access to a cluster's etcd: clients that run inside a member's host, the quorum check,
 and the auth bootstrap `up` runs once etcd has quorum.
 
-With [tls] enabled the members speak TLS only and etcd auth is on (plan/ha.py). Users and roles:
+With [tls] enabled the members speak TLS only and etcd auth is on (plan/daemons/etcd.py). Users and roles:
 - `root` (etcd's built-in superuser role): used only here, to set the others up; its password is the
   cluster secret `etcd-root` (0600, management side).
 - `agent`: the DB agents' user, with the role `agent` that may read and write the cluster's key prefix
@@ -20,14 +20,8 @@ from typing import TYPE_CHECKING, TypeVar
 from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
 from webinfra.errors import WebinfraError
 from webinfra.model import Role
-from webinfra.plan.ha import (
-    ETCD_AGENT_SECRET,
-    ETCD_AGENT_USER,
-    ETCD_ROOT_SECRET,
-    dcs_prefix,
-    etcd_scheme,
-    etcd_secured,
-)
+from webinfra.plan.daemons.agent import dcs_prefix
+from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_AGENT_USER, ETCD_ROOT_SECRET, etcd_scheme, etcd_secured
 from webinfra.runtime.http import MachineTransport, client_on
 from webinfra.services.secrets import read_secret
 

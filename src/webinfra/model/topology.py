@@ -174,7 +174,7 @@ SmartHost = Annotated[
 
 
 class AlertsSpec(_Frozen):
-    """Where Alertmanager (on the monitoring host) sends the alerts Prometheus fires (plan/alertmanager.py).
+    """Where Alertmanager (on the monitoring host) sends the alerts Prometheus fires (plan/daemons/alertmanager.py).
     Nothing set: Alertmanager still groups, inhibits and holds silences; `webinfra alerts` shows them."""
 
     webhook_urls: tuple[WebhookUrl, ...] = Field(default=(), max_length=16)
@@ -189,7 +189,7 @@ class AlertsSpec(_Frozen):
 
 class MonitoringSpec(_Frozen):
     """Metrics and alerts, on when one host has the 'monitoring' role: exporters on every host, Prometheus
-    and the event watcher on the monitoring host (plan/monitoring.py, docs/MONITORING.md)."""
+    and the event watcher on the monitoring host (plan/daemons/monitor.py, docs/MONITORING.md)."""
 
     scrape_interval_ms: Int = Field(default=2000, ge=500, le=60_000)  # also the rule evaluation interval
     prometheus_port: Int = Field(default=9090, ge=1, le=65535)
@@ -248,7 +248,7 @@ class Topology(_Frozen):
     etcd: EtcdSpec = EtcdSpec()
     tls: TlsSpec = TlsSpec()
     monitoring: MonitoringSpec = MonitoringSpec()
-    # nftables in every host: inbound dropped except the flows the topology needs (plan/firewall.py).
+    # nftables in every host: inbound dropped except the flows the topology needs (plan/daemons/firewall.py).
     firewall: Bool = True
     hosts: tuple[HostSpec, ...] = Field(min_length=1)
 

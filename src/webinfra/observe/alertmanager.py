@@ -22,7 +22,7 @@ import httpx
 
 from webinfra.errors import UsageError
 from webinfra.observe.prom import PrometheusError, on_monitoring_host
-from webinfra.plan import alertmanager as plan
+from webinfra.plan.daemons import alertmanager as plan
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from webinfra.daemons import haproxy
 from webinfra.observe import monitor, prom
-from webinfra.services import haproxy
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster

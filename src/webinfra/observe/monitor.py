@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from webinfra.control import events
+from webinfra.daemons import haproxy
 from webinfra.model import Role
-from webinfra.services import haproxy, supervisor
+from webinfra.services import supervisor
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster

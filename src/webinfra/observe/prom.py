@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from webinfra.errors import ClusterError
-from webinfra.plan.alertmanager import url as alertmanager_url
+from webinfra.plan.daemons.alertmanager import url as alertmanager_url
 from webinfra.runtime import client_on
 from webinfra.runtime.emulated import running_pid
 

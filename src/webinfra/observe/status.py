@@ -10,13 +10,14 @@ import httpx
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import haproxy, mariadb
 from webinfra.model import HostSpec, Role
 from webinfra.observe.prom import monitoring_status
 from webinfra.ops.faults import active_faults
 from webinfra.parallel import map_ordered
 from webinfra.plan.spec import HostPlan
 from webinfra.runtime import CommandError, client_on
-from webinfra.services import haproxy, mariadb, supervisor
+from webinfra.services import supervisor
 
 SCHEMA_VERSION = 1
 

@@ -9,8 +9,8 @@
   reloads (nginx's reload is graceful: old workers finish their requests), then we wait until no
   connection from nginx is left on the app's port (`take_out_app` / `put_back_app`).
 - Dynamic servers (`add_to_lbs`, `remove_from_lbs`): `webinfra scale` adds and removes web servers live.
-  A dynamic server does not inherit `default-server`, so its arguments are read from the rendered
-  haproxy.cfg (`dynamic_server_args`): exactly what a reload of that file would give it.
+  A dynamic server does not inherit `default-server`, so its arguments come from the plan's value of the
+  LB's server lines (`HostPlan.lb_servers`): exactly what a reload of its haproxy.cfg would give it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from webinfra.daemons import haproxy
+from webinfra.daemons.haproxy import HaproxyRuntime, RuntimeApiError, ServerStat
 from webinfra.model import Role
 from webinfra.plan.build import build_plan
-from webinfra.services import haproxy, releases, supervisor
-from webinfra.services.haproxy import HaproxyRuntime, RuntimeApiError, ServerStat
+from webinfra.plan.spec import BackendServer
+from webinfra.services import releases, supervisor
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -135,7 +137,7 @@ def put_back(cluster: Cluster, out: OutOfRotation, progress: Progress = _quiet, 
     progress(server, "lb", f"ready, UP on {', '.join(lb.name for lb in lbs)}")
     for lb in lbs:
         # Every stand-in, also those of an earlier take_out of the same server (a rollback takes it out twice).
-        extra = sorted(_runtime_names(lb, WRITES) - _configured_names(_haproxy_cfg(cluster, lb.name), WRITES))
+        extra = sorted(_runtime_names(lb, WRITES) - _configured_names(_servers(cluster, lb.name), WRITES))
         for name in extra:
             _remove_dynamic(lb, WRITES, name)
         if extra:
@@ -152,12 +154,11 @@ def _write_stand_ins(cluster: Cluster, lb: Lb, server: str, progress: Progress) 
     writes = {s.name: s for s in stats if s.backend == WRITES}
     if server not in writes or any(n != server and s.status.startswith("UP") for n, s in writes.items()):
         return []
-    cfg = _haproxy_cfg(cluster, lb.name)
-    added = []
+    added, configured = [], _servers(cluster, lb.name)
     for s in stats:
         if s.backend != "site" or s.name == server or s.name in writes or s.status != "UP":
             continue
-        lb.runtime.add_server(WRITES, s.name, dynamic_server_args(cfg, "site", s.name) + " backup")
+        lb.runtime.add_server(WRITES, s.name, dynamic_server_args(configured, "site", s.name) + " backup")
         lb.runtime.enable_server(WRITES, s.name)
         added.append(s.name)
     if added:
@@ -172,46 +173,28 @@ def _runtime_names(lb: Lb, backend: str) -> set[str]:
     return {s.name for s in lb.runtime.servers() if s.backend == backend}
 
 
-def _configured_names(cfg: str, backend: str) -> set[str]:
-    names, section = set(), ""
-    for raw in cfg.splitlines():
-        words = raw.split()
-        if raw[:1].strip():
-            section = " ".join(words[:2])
-        elif section == f"backend {backend}" and words[:1] == ["server"] and len(words) > 1:
-            names.add(words[1])
-    return names
+def _configured_names(servers: tuple[BackendServer, ...], backend: str) -> set[str]:
+    return {s.name for s in servers if s.backend == backend}
 
 
 def _status(lb: Lb, backend: str, server: str) -> str:
     return next((s.status for s in lb.runtime.servers() if s.backend == backend and s.name == server), "")
 
 
-def _haproxy_cfg(cluster: Cluster, lb: str) -> str:
-    hp = cluster.plan.host(lb)
-    return next(f.content for f in hp.files if f.path.name == "haproxy.cfg")
+def _servers(cluster: Cluster, lb: str) -> tuple[BackendServer, ...]:
+    return cluster.plan.host(lb).lb_servers
 
 
 # ---- dynamic servers (scale) ----
 
 
-def dynamic_server_args(cfg: str, backend: str, server: str) -> str:
-    """`add server` arguments giving `server` of `backend` what a reload of `cfg` would: its address, the
-    `default-server` settings (dynamic servers do not inherit them), then its own line's settings."""
-    section, defaults, line = "", "", None
-    for raw in cfg.splitlines():
-        words = raw.split()
-        if not words or words[0].startswith("#"):
-            continue
-        if raw[:1].strip():
-            section = " ".join(words[:2])
-        elif section.startswith("defaults") and words[0] == "default-server":
-            defaults = " ".join(words[1:])
-        elif section == f"backend {backend}" and words[:2] == ["server", server]:
-            line = words[2:]
-    if line is None:
-        raise KeyError(f"no server {server} in backend {backend}")
-    return " ".join([line[0], defaults, *line[1:]]).replace("  ", " ")
+def dynamic_server_args(servers: tuple[BackendServer, ...], backend: str, server: str) -> str:
+    """`add server` arguments giving `server` of `backend` what a reload of the LB's haproxy.cfg would
+    (`servers`: the LB's `HostPlan.lb_servers`)."""
+    for s in servers:
+        if s.backend == backend and s.name == server:
+            return s.args
+    raise KeyError(f"no server {server} in backend {backend}")
 
 
 def add_to_lbs(cluster: Cluster, server: str, progress: Progress = _quiet, timeout: float = UP_TIMEOUT) -> list[str]:
@@ -221,7 +204,7 @@ def add_to_lbs(cluster: Cluster, server: str, progress: Progress = _quiet, timeo
     for lb in lbs:
         if _status(lb, "site", server):
             continue  # already there (an earlier attempt)
-        lb.runtime.add_server("site", server, dynamic_server_args(_haproxy_cfg(cluster, lb.name), "site", server))
+        lb.runtime.add_server("site", server, dynamic_server_args(_servers(cluster, lb.name), "site", server))
         lb.runtime.enable_server("site", server)
     if not _wait(lambda: all(_status(lb, "site", server) == "UP" for lb in lbs), timeout):
         raise _error(f"{server}: not UP on every load balancer within {timeout:g}s of being added")

@@ -22,7 +22,6 @@ it can and leaves both files as they were.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import subprocess
 import time
@@ -33,14 +32,16 @@ from pathlib import Path
 from webinfra.agent.clone import backup_gtid
 from webinfra.control import events, hastate
 from webinfra.control.cluster import Cluster, require_root
+from webinfra.daemons import firewall, haproxy, mariadb, registry
+from webinfra.daemons.haproxy import HaproxyRuntime, RuntimeApiError
+from webinfra.daemons.registry import Refresh
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model import HostSpec, Role, Topology, parse_topology
 from webinfra.model.edit import EditError, add_host, remove_host
 from webinfra.ops import deploy, drain
 from webinfra.plan.spec import AppRelease, HostPlan, ServiceSpec
 from webinfra.runtime import CommandError
-from webinfra.services import firewall, haproxy, mariadb, releases, supervisor
-from webinfra.services.haproxy import HaproxyRuntime, RuntimeApiError
+from webinfra.services import releases, supervisor
 from webinfra.services.secrets import ensure_secret
 
 Progress = Callable[[str, str, str], None]
@@ -150,21 +151,27 @@ def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
             continue
         node = new.hosts[hp.name]
         running = supervisor.running(node, svc)
-        if svc.name == "haproxy":
+        daemon = registry.daemon(svc.name)
+        how = daemon.refresh
+        if how is Refresh.LEADER_KEEPS:
+            how = Refresh.NEXT_START if leader is None or hp.name == leader else Refresh.APPLY
+        if how is Refresh.LIVE:
             supervisor.write_configs(node, hp, svc)
-            haproxy.save_server_state(node, hp, svc)
+            if daemon.hooks.before_reload is not None:  # what a reload would have saved (HAProxy: its state)
+                daemon.hooks.before_reload(node, hp, svc)
             progress(hp.name, svc.name, "config written (changed live; no reload)")
-        elif not running or svc.name == "mariadb" or (svc.name == "agent" and (leader is None or hp.name == leader)):
+        elif not running or how is Refresh.NEXT_START:
             supervisor.write_configs(node, hp, svc)
             progress(hp.name, svc.name, "config written (read at its next start)")
-        elif svc.name == "app":
+        elif how is Refresh.CYCLE:
             release = deploy.current_releases(new)[hp.name]
             deploy.cycle(new, hp.name, release, progress=progress)
         else:
             progress(hp.name, svc.name, supervisor.start(node, hp, svc))
     for hp, svc in new.plan.start_order():
-        if svc.name == "monitor" and hp.name not in skip and supervisor.running(new.hosts[hp.name], svc):
-            supervisor.stop(new.hosts[hp.name], hp, svc)  # the event watcher reads the topology at start
+        restart = registry.daemon(svc.name).refresh is Refresh.RESTART
+        if restart and hp.name not in skip and supervisor.running(new.hosts[hp.name], svc):
+            supervisor.stop(new.hosts[hp.name], hp, svc)
             progress(hp.name, svc.name, supervisor.start(new.hosts[hp.name], hp, svc))
 
 
@@ -237,7 +244,7 @@ def remove_server(
         _remove_host(cluster, name, progress, keep_network=new)
         weights = cluster.weight_overrides()
         if weights.pop(name, None) is not None:  # a live weight must not outlive its server
-            cluster.layout.weights_file.write_text(json.dumps(weights, indent=2))
+            haproxy.save_weights(cluster.layout, weights)
         _save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "server_removed", name, "drained, stopped, removed")
 

@@ -10,7 +10,7 @@ from webinfra.control import etcd_access, events, hastate
 from webinfra.control.cluster import Cluster
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model import Role
-from webinfra.plan.ha import dcs_prefix
+from webinfra.plan.daemons.agent import dcs_prefix
 
 
 def switchover(cluster: Cluster, target: str | None, timeout: float = 30.0) -> tuple[str, str, float]:

@@ -1,0 +1,6 @@
+"""Topology -> ClusterPlan, as plain values: spec.py (FileSpec, Probe, ServiceSpec, HostPlan, ClusterPlan, the
+start order), layout.py (every path), render.py (templates, TLS settings, HostContext), daemons/ (what each
+daemon renders) and build.py (assembles the daemons' contributions for every host).
+
+Pure: imports model/ and nothing that does I/O (import-linter: plan is below hosts/, services/, daemons/).
+"""

@@ -46,12 +46,38 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class Flow:
+    """Inbound traffic a host must accept: from `sources` (addresses; None = anywhere) to `ports`."""
+
+    name: str  # e.g. "lb -> nginx"; the rule's comment
+    dest: str  # host name
+    sources: tuple[str, ...] | None
+    proto: Literal["tcp", "vrrp"] = "tcp"
+    ports: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
 class AppRelease:
     """The code base an app host runs: `version` (site.json, `X-App-Version`) and `app_dir`, a release
     directory holding a `webinfra/site` package (services/releases.py), or None for the installed one."""
 
     version: str
     app_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class BackendServer:
+    """One server line of an HAProxy backend, as a value: what the runtime API and the server-state file
+    name it by, and `args`, the `add server` arguments that give a dynamic server what a reload of the file
+    would (its address, the `default-server` settings it does not inherit, then its own)."""
+
+    backend: str
+    name: str
+    address: str
+    port: int
+    weight: int
+    tls: bool
+    args: str
 
 
 @dataclass(frozen=True)
@@ -62,6 +88,7 @@ class HostPlan:
     dirs: HostDirs
     files: tuple[FileSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
+    lb_servers: tuple[BackendServer, ...] = ()  # with the `lb` role: haproxy.cfg's servers
 
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:
@@ -75,7 +102,7 @@ class HostPlan:
 
 # Services start in this order across the cluster (a database before the apps that use it, apps before
 # the web servers in front of them, the load balancer last) and stop in the reverse order. Exporters start
-# after the daemon they read; Prometheus and the event watcher (plan/monitoring.py) come last.
+# after the daemon they read; Prometheus and the event watcher (plan/daemons/monitor.py) come last.
 SERVICE_ORDER = (
     "etcd",
     "mariadb",

@@ -33,6 +33,7 @@ from pathlib import Path
 import httpx
 
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.model.relocate import amended, example_file
@@ -42,7 +43,6 @@ from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
 from webinfra.proving.scratch import bring_up
-from webinfra.services import mariadb
 
 Say = Callable[[str], None]
 Tick = Callable[[], None]

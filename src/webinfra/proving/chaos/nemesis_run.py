@@ -21,6 +21,7 @@ from typing import Any
 
 from webinfra.control import events
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.ops import faults
@@ -31,7 +32,6 @@ from webinfra.proving.chaos.nemesis_writers import Writers, WriterSettings
 from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor
 from webinfra.runtime import CommandError
-from webinfra.services import mariadb
 
 Say = Callable[[str], None]
 

@@ -23,6 +23,7 @@ import httpx
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.ops import faults
@@ -30,7 +31,7 @@ from webinfra.proving.chaos.report import QUIET_GAP, ChaosResult, Marks, served_
 from webinfra.proving.chaos.scenarios import NotApplicable, Roles, Target, resolve
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
-from webinfra.services import mariadb, pki, supervisor
+from webinfra.services import pki, supervisor
 
 Say = Callable[[str], None]
 

@@ -12,8 +12,8 @@ import threading
 import time
 
 from webinfra.control.cluster import Cluster
+from webinfra.daemons import mariadb
 from webinfra.model import Role
-from webinfra.services import mariadb
 from webinfra.services.supervisor import running
 
 

@@ -1,45 +1,21 @@
-"""Plan pieces of monitoring, present when one host has the 'monitoring' role. Pure, like the rest of plan/.
-
-    node-exporter    every host      Debian's prometheus-node-exporter, on the host's address (plan/exporters.py;
-                                     on an LB pair it also exports keepalived's VRRP state)
-    mysqld-exporter  db hosts        prometheus-mysqld-exporter over the local socket, as the least-privilege
-                                     user `exporter` (services/monitoring.py writes its client file and account)
-    nginx-exporter   web hosts       prometheus-nginx-exporter, reading nginx's stub_status on 127.0.0.1
-    HAProxy metrics  lb hosts        HAProxy's own exporter: a `frontend metrics` in haproxy.cfg (and in the
-                     (app hosts, HA) dbproxy's config), on the host's address only
-    site /metrics    app hosts       the app's own metrics (site/metrics.py), scraped on the app port
-    agent /metrics   db hosts, HA    the DB agents' role, lease and lag
-    etcd /metrics    etcd hosts      etcd's own metrics (leader, proposals), on `etcd_metrics_port`
-    prometheus       monitoring      scrapes all of the above by address, evaluates the alert rules
-                                     (plan/alert_rules.py) and sends what fires to Alertmanager
-    alertmanager     monitoring      groups, inhibits, silences and routes the alerts (plan/alertmanager.py)
-    monitor          monitoring      webinfra's watcher (observe/monitor.py): records the events it sees
-                                     (backend down/up, VIP moved, primary changed) and exports a few gauges
-
-`flows()` lists the traffic a firewall must let through for this (monitoring host -> each exporter).
-"""
+"""Prometheus on the monitoring host: every scrape target of the topology, `prometheus.yml`, the alert
+rules file (daemons/alert_rules.py) and the service; `flows()`, what the firewall must let through for
+its scrapes. Pure."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from webinfra.model import Role, Topology
-from webinfra.plan import alertmanager
-from webinfra.plan.alert_rules import alert_rules, render_alert_rules
-from webinfra.plan.exporters import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF, exporter_services
-from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.plan.daemons import alertmanager
+from webinfra.plan.daemons.alert_rules import render_alert_rules
+from webinfra.plan.spec import FileSpec, Flow, Probe, ServiceSpec
 from webinfra.state import HostDirs, Layout
 
-# Re-exported: callers and tests read the rules and the exporters' names through this module.
-__all__ = ["EXPORTER_SECRET", "MYSQLD_EXPORTER_CNF", "alert_rules", "render_alert_rules"]
-
 RETENTION = "2d"
-# The HAProxy exporter's frontend: scraped by Prometheus, and nothing else.
-HAPROXY_METRICS_FRONTEND = "metrics"
 
 
 @dataclass(frozen=True)
@@ -86,43 +62,9 @@ def targets(topo: Topology) -> list[Target]:
 
 def etcd_metrics_port(topo: Topology) -> int:
     """Where Prometheus reads etcd's /metrics: a plain-HTTP listener of their own (`--listen-metrics-urls`,
-    plan/ha.py), since the client port needs TLS and a login (the scrape target and the firewall flow follow)."""
+    plan/daemons/etcd.py), since the client port needs TLS and a login (the scrape target and the firewall
+    flow follow)."""
     return topo.etcd.metrics_port
-
-
-def haproxy_metrics(topo: Topology, host: str, port: int | None = None) -> dict[str, Any] | None:
-    """Values for the `frontend metrics` of an HAProxy on `host` (None: no monitoring, no frontend)."""
-    if topo.monitoring_host is None:
-        return None
-    return {
-        "name": HAPROXY_METRICS_FRONTEND,
-        "address": _addr(topo, host),
-        "port": port or topo.monitoring.haproxy_metrics_port,
-    }
-
-
-def dbproxy_metrics(topo: Topology, host: str) -> dict[str, Any] | None:
-    return haproxy_metrics(topo, host, topo.monitoring.dbproxy_metrics_port)
-
-
-# ---- services ----
-
-
-def files_and_services(
-    topo: Topology, layout: Layout, name: str, dirs: HostDirs, python: str = sys.executable
-) -> tuple[list[FileSpec], list[ServiceSpec]]:
-    """What monitoring adds to host `name`: its exporters; Prometheus, Alertmanager and the watcher on the
-    monitoring host."""
-    if topo.monitoring_host is None:
-        return [], []
-    files: list[FileSpec] = []
-    services = exporter_services(topo, name, dirs)
-    if topo.host(name).has(Role.MONITORING):
-        prom_files, prom = prometheus_files_and_service(topo, layout, name, dirs)
-        am_files, am = alertmanager.files_and_service(topo, name, dirs)
-        files += prom_files + am_files
-        services += [am, prom, monitor_service(topo, layout, name, dirs, python)]
-    return files, services
 
 
 def prometheus_files_and_service(
@@ -151,31 +93,6 @@ def prometheus_files_and_service(
         FileSpec(rules, render_alert_rules(topo)),
     ]
     return files, service
-
-
-def monitor_service(topo: Topology, layout: Layout, name: str, dirs: HostDirs, python: str) -> ServiceSpec:
-    address, port = _addr(topo, name), topo.monitoring.monitor_port
-    return ServiceSpec(
-        name="monitor",
-        argv=(
-            python,
-            "-m",
-            "webinfra.observe.monitor",
-            "--state-dir",
-            str(layout.cluster_dir.parent),
-            "--cluster",
-            topo.name,
-            "--listen",
-            f"{address}:{port}",
-        ),
-        probe=Probe("tcp", address, port),
-        pidfile=dirs.run / "monitor.svc.pid",
-        log=dirs.log / "monitor.log",
-        stop_timeout=5.0,
-    )
-
-
-# ---- prometheus.yml and the alert rules ----
 
 
 def _duration(ms: int) -> str:
@@ -214,15 +131,10 @@ def render_prometheus_config(topo: Topology, host: str, rules_file: Any) -> str:
     return _yaml(f"# Rendered by webinfra for {host} ({topo.name}). Do not edit: `webinfra up` rewrites it.\n", config)
 
 
-# ---- firewall ----
-
-
 def flows(topo: Topology) -> list[Any]:
-    """Inbound flows monitoring needs, as `plan.firewall.Flow`s (to add to `firewall.flows()`): the
+    """Inbound flows monitoring needs, as `plan.spec.Flow`s (to add to `firewall.flows()`): the
     monitoring host scrapes every exporter, and the management side (the gateway) reaches Prometheus.
     The watcher and Prometheus scrape themselves over loopback, which every ruleset accepts."""
-    from webinfra.plan.firewall import Flow  # late: the firewall module may import this one
-
     mhost = topo.monitoring_host
     if mhost is None:
         return []
@@ -248,16 +160,3 @@ def flows(topo: Topology) -> list[Any]:
         )
     )
     return out
-
-
-# ---- the site's own metrics ----
-
-METRICS_DIR_ENV = "WEBINFRA_METRICS_DIR"
-
-
-def site_metrics_env(topo: Topology, dirs: HostDirs) -> tuple[tuple[str, str], ...]:
-    """With several uvicorn workers, the app's metrics live in files that every worker writes and any worker
-    reads back on a scrape (prometheus_client's multiprocess mode); one worker keeps them in memory."""
-    if topo.app.workers <= 1:
-        return ()
-    return ((METRICS_DIR_ENV, str(dirs.tmp / "app-metrics")),)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webinfra.model import Topology
 from webinfra.plan.spec import HostPlan, ServiceSpec
@@ -21,6 +22,9 @@ from webinfra.services.secrets import ensure_secret
 from webinfra.site import schema_sql
 from webinfra.sqltext import quote  # re-exported: mariadb.quote is used across the cluster side
 from webinfra.state import Layout
+
+if TYPE_CHECKING:
+    from webinfra.control.cluster import Cluster, Progress
 
 SITE_USER = "site"
 REPL_USER = "repl"
@@ -68,7 +72,7 @@ def init_datadir(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     )
 
 
-supervisor.register_hooks("mariadb", supervisor.Hooks(before_start=init_datadir))
+HOOKS = supervisor.Hooks(before_start=init_datadir)
 
 
 def _local_client(plan: HostPlan) -> list[str]:
@@ -271,3 +275,34 @@ def wait_replicating(host: Machine, plan: HostPlan, timeout: float = 30.0) -> bo
         return f.io_running == "Yes" and f.sql_running == "Yes"
 
     return wait_until(ok, timeout, interval=0.1)
+
+
+# ---- what `up` does around the mariadb phase ----
+
+
+def after_start(cluster: Cluster, plan: HostPlan, action: str, progress: Progress) -> None:
+    """Per node, right after its start: the primary gets its schema and users; a replica is pointed at the
+    primary and waits until it has caught up. With HA only until the `db-bootstrapped` marker exists: from
+    then on roles are the agents' business."""
+    topo = cluster.topology
+    host = cluster.hosts[plan.name]
+    primary = topo.db_primary
+    assert primary is not None
+    if topo.ha and cluster.layout.db_bootstrapped_marker.exists():
+        return
+    if plan.name == primary.name:
+        bootstrap_primary(host, plan, topo, cluster.layout)
+        progress(plan.name, "mariadb", "primary ready")
+        return
+    setup_replica(host, plan, topo, cluster.layout, str(topo.address_of(primary.name)))
+    primary_plan = cluster.plan.host(primary.name)
+    if supervisor.running(cluster.hosts[primary.name], primary_plan.service("mariadb")):
+        target = gtid_binlog_pos(cluster.hosts[primary.name], primary_plan)
+        wait_caught_up(host, plan, target)
+    progress(plan.name, "mariadb", "replica in sync")
+
+
+def after_phase(cluster: Cluster, progress: Progress) -> None:
+    """With HA the bootstrap runs once: the marker says it ran."""
+    if cluster.topology.ha:
+        cluster.layout.db_bootstrapped_marker.touch()

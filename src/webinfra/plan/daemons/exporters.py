@@ -8,12 +8,18 @@
                                    nginx serves on 127.0.0.1 only (nginx.conf.j2)
 
 HAProxy (LBs and dbproxies), the app, the DB agents and etcd serve their own /metrics: no exporter needed.
+
+Merged in one module: each is a command line and a probe (mysqld_exporter's start hook is
+daemons/mysqld_exporter.py).
 """
 
 from __future__ import annotations
 
 from webinfra.model import Role, Topology
-from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
+from webinfra.plan.daemons.keepalived import keepalived_state_exported
+from webinfra.plan.daemons.nginx import NGINX_STATUS_PATH
+from webinfra.plan.render import NOTHING, Contribution, HostContext
+from webinfra.plan.spec import Probe, ServiceSpec
 from webinfra.state import HostDirs
 
 # node_exporter collectors that work inside a network namespace and say something useful about a host.
@@ -34,45 +40,15 @@ NODE_COLLECTORS = (
     "pressure",
     "filefd",
 )
+
+
 FILESYSTEM_EXCLUDE = "^/(dev|proc|run|sys|var/lib/docker/.+)($|/)"
+
+
 MYSQLD_EXPORTER_CNF = "mysqld-exporter.cnf"
+
+
 EXPORTER_SECRET = "db-exporter"
-NGINX_STATUS_PATH = "/stub_status"
-KEEPALIVED_TEXTFILE = "keepalived.prom"
-VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
-
-# keepalived runs this on every VRRP state change (`notify`: INSTANCE <name> <state> <priority>) and when it
-# stops (`notify_stop`); node_exporter's textfile collector exports what it writes. The label is `vrrp_instance`:
-# `instance` is the scrape target's own label. Written to a temporary file
-# then renamed, so a scrape never reads half a file.
-KEEPALIVED_NOTIFY = """#!/bin/sh
-# keepalived's VRRP state, for node_exporter's textfile collector (webinfra: plan/exporters.py).
-out={out}
-tmp="$out.$$"
-{{
-  echo "# HELP keepalived_vrrp_state 1 for the VRRP state keepalived has now"
-  echo "# TYPE keepalived_vrrp_state gauge"
-  for s in {states}; do
-    if [ "$s" = "$3" ]; then v=1; else v=0; fi
-    echo "keepalived_vrrp_state{{vrrp_instance=\\"$2\\",state=\\"$s\\"}} $v"
-  done
-  echo "# HELP keepalived_vrrp_state_change_timestamp_seconds When the state last changed"
-  echo "# TYPE keepalived_vrrp_state_change_timestamp_seconds gauge"
-  echo "keepalived_vrrp_state_change_timestamp_seconds{{vrrp_instance=\\"$2\\"}} $(date +%s)"
-}} > "$tmp" && mv "$tmp" "$out"
-"""
-
-
-def keepalived_state_exported(topo: Topology, name: str) -> bool:
-    return topo.monitoring_host is not None and topo.lb_pair and topo.host(name).has(Role.LB)
-
-
-def keepalived_notify_file(topo: Topology, name: str, dirs: HostDirs) -> FileSpec | None:
-    """The notify script keepalived.conf names (None: no monitoring, or no keepalived on this host)."""
-    if not keepalived_state_exported(topo, name):
-        return None
-    script = KEEPALIVED_NOTIFY.format(out=dirs.run / KEEPALIVED_TEXTFILE, states=" ".join(VRRP_STATES))
-    return FileSpec(dirs.etc / "keepalived-notify.sh", script, 0o755)
 
 
 def node_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
@@ -99,7 +75,7 @@ def node_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceS
 
 def mysqld_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
     """The client file it reads holds a password, so it is not part of the plan: the service's start hook
-    (services/monitoring.py) writes it (0600) and makes sure the `exporter` account exists."""
+    (daemons/mysqld_exporter.py) writes it (0600) and makes sure the `exporter` account exists."""
     address, port = str(topo.address_of(name)), topo.monitoring.mysqld_exporter_port
     return ServiceSpec(
         name="mysqld-exporter",
@@ -118,13 +94,6 @@ def mysqld_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> Servic
         pidfile=dirs.run / "mysqld-exporter.svc.pid",
         log=dirs.log / "mysqld-exporter.log",
     )
-
-
-def nginx_status(topo: Topology) -> dict[str, object] | None:
-    """Values for nginx.conf.j2's stub_status server (None: no monitoring, no status page)."""
-    if topo.monitoring_host is None:
-        return None
-    return {"port": topo.monitoring.nginx_status_port, "path": NGINX_STATUS_PATH}
 
 
 def nginx_exporter_service(topo: Topology, name: str, dirs: HostDirs) -> ServiceSpec:
@@ -154,3 +123,10 @@ def exporter_services(topo: Topology, name: str, dirs: HostDirs) -> list[Service
     if spec.has(Role.WEB):
         services.append(nginx_exporter_service(topo, name, dirs))
     return services
+
+
+def contribute(ctx: HostContext) -> Contribution:
+    """Every host's exporters, when the topology has a monitoring host."""
+    if ctx.topo.monitoring_host is None:
+        return NOTHING
+    return Contribution([], exporter_services(ctx.topo, ctx.name, ctx.dirs))

@@ -1,15 +1,16 @@
 """Monitoring daemons' start hooks. The exporters and Prometheus need nothing else: their configs are in the
-plan (plan/monitoring.py). mysqld_exporter reads a client file holding its password, which a plan never
+plan (plan/daemons/exporters.py). mysqld_exporter reads a client file holding its password, which a plan never
 holds, so it is written here just before each start, with the node's `exporter` account."""
 
 from __future__ import annotations
 
 import contextlib
 
-from webinfra.plan.monitoring import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
+from webinfra.daemons import mariadb
+from webinfra.plan.daemons.exporters import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.runtime import CommandError, Machine
-from webinfra.services import mariadb, supervisor
+from webinfra.services import supervisor
 from webinfra.services.secrets import ensure_secret
 from webinfra.state import Layout
 
@@ -35,4 +36,4 @@ def before_mysqld_exporter(host: Machine, plan: HostPlan, svc: ServiceSpec) -> N
         mariadb.ensure_exporter_user(host, plan, password)
 
 
-supervisor.register_hooks("mysqld-exporter", supervisor.Hooks(before_start=before_mysqld_exporter))
+HOOKS = supervisor.Hooks(before_start=before_mysqld_exporter)

@@ -9,10 +9,16 @@ declares itself master, sees the peer's lower priority and keeps the VIP: the VI
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
+from webinfra.control import hastate
+from webinfra.errors import ClusterError
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.runtime import Machine
 from webinfra.services import supervisor
+
+if TYPE_CHECKING:
+    from webinfra.control.cluster import Cluster, Progress
 
 _PEERS = re.compile(r"unicast_peer\s*\{([^}]*)\}", re.S)
 
@@ -28,4 +34,12 @@ def resolve_peers(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
             host.run(["ping", "-c", "1", "-W", "1", peer], check=False, timeout=5)
 
 
-supervisor.register_hooks("keepalived", supervisor.Hooks(before_start=resolve_peers))
+HOOKS = supervisor.Hooks(before_start=resolve_peers)
+
+
+def after_phase(cluster: Cluster, progress: Progress) -> None:
+    """`up` goes on once one LB holds the VIP (15 s at most)."""
+    holder = hastate.wait_for_vip(cluster)
+    if holder is None:
+        raise ClusterError("no load balancer took the virtual IP within 15s (see the LBs' log/keepalived.log)")
+    progress(holder, "keepalived", f"holds the VIP {cluster.topology.vip}")

@@ -1,11 +1,11 @@
 """The host's firewall (nftables, table `inet webinfra`, in the host's own namespace): load the ruleset the
-plan rendered (plan/firewall.py), checked with `nft -c` first; remove it when the topology turns it off;
+plan rendered (plan/daemons/firewall.py), checked with `nft -c` first; remove it when the topology turns it off;
 read back what is loaded. The fault-injection table (`inet webinfra_fault`) is never touched here.
 """
 
 from __future__ import annotations
 
-from webinfra.plan.firewall import TABLE, delete_rules
+from webinfra.plan.daemons.firewall import TABLE, delete_rules
 from webinfra.plan.spec import FileSpec, HostPlan
 from webinfra.runtime import CommandError, Machine
 from webinfra.services.supervisor import ServiceError

@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from webinfra.errors import WebinfraError
-from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.plan.spec import BackendServer, HostPlan, ServiceSpec
 from webinfra.runtime.machine import Machine
 from webinfra.services import supervisor
+from webinfra.state import Layout
+
+if TYPE_CHECKING:
+    from webinfra.control.cluster import Cluster, Progress
 
 SITE_BACKENDS = ("site", "site_writes")
 
@@ -107,35 +113,18 @@ def runtime_for(machine: Machine, plan: HostPlan) -> HaproxyRuntime:
     return HaproxyRuntime(machine, plan.dirs.sockets / "haproxy.sock")
 
 
-def _configured_servers(cfg: str) -> dict[tuple[str, str], tuple[str, str, str]]:
-    """(backend, server) -> (address, port, "1" if TLS else "0"), from a rendered haproxy.cfg."""
-    out: dict[tuple[str, str], tuple[str, str, str]] = {}
-    backend = ""
-    for line in cfg.splitlines():
-        words = line.split()
-        if line[:1].strip() and words[0] in ("backend", "listen", "frontend", "defaults", "global"):
-            backend = words[1] if len(words) > 1 else ""
-        elif words[:1] == ["server"] and len(words) > 2:
-            address, _, port = words[2].rpartition(":")
-            out[(backend, words[1])] = (address, port, "1" if "ssl" in words[3:] else "0")
-    return out
-
-
-def matching_state(state: str, cfg: str) -> str:
-    """The state lines of servers whose address, port and TLS are still those of `cfg`. HAProxy would
-    otherwise restore the old port and TLS setting over the new config (e.g. when [tls] changes)."""
-    servers = _configured_servers(cfg)
+def matching_state(state: str, servers: tuple[BackendServer, ...]) -> str:
+    """The state lines of servers whose address, port and TLS are still those of the plan's `servers`.
+    HAProxy would otherwise restore the old port and TLS setting over the new config (e.g. when [tls]
+    changes)."""
+    wanted = {(s.backend, s.name): (s.address, str(s.port), "1" if s.tls else "0") for s in servers}
     lines = state.splitlines()
     kept = [line for line in lines if line.startswith("#") or len(line.split()) < 21]
     for line in lines:
         f = line.split()
-        if not line.startswith("#") and len(f) >= 21 and servers.get((f[1], f[3])) == (f[4], f[18], f[20]):
+        if not line.startswith("#") and len(f) >= 21 and wanted.get((f[1], f[3])) == (f[4], f[18], f[20]):
             kept.append(line)
     return "\n".join(kept) + "\n" if kept else ""
-
-
-def _config_text(plan: HostPlan, svc: ServiceSpec) -> str | None:
-    return next((f.content for f in plan.files_of(svc) if f.path.name == "haproxy.cfg"), None)
 
 
 def save_server_state(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
@@ -144,9 +133,7 @@ def save_server_state(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
         state = runtime_for(host, plan).servers_state()
     except RuntimeApiError:
         return
-    cfg = _config_text(plan, svc)
-    if cfg is not None:
-        state = matching_state(state, cfg)
+    state = matching_state(state, plan.lb_servers)
     if state.strip():
         host.put_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
 
@@ -159,12 +146,40 @@ def ensure_state_file(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     if saved is None:
         host.put_file(path, "", 0o600)
         return
-    cfg = _config_text(plan, svc)
-    if cfg is not None:
-        host.put_file(path, matching_state(saved, cfg), 0o600)
+    host.put_file(path, matching_state(saved, plan.lb_servers), 0o600)
 
 
-supervisor.register_hooks(
-    "haproxy",
-    supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state),
-)
+HOOKS = supervisor.Hooks(before_start=ensure_state_file, before_reload=save_server_state, before_stop=save_server_state)
+
+
+def weight_overrides(layout: Layout) -> dict[str, int]:
+    """Live weights set with `webinfra weight` (Layout.weights_file), applied to every LB that starts later."""
+    try:
+        data: dict[str, int] = json.loads(layout.weights_file.read_text())
+        return data
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_weights(layout: Layout, weights: dict[str, int]) -> None:
+    layout.weights_file.write_text(json.dumps(weights, indent=2))
+
+
+def apply_weights(host: Machine, plan: HostPlan, layout: Layout) -> bool:
+    """Apply live weight overrides to one LB; False if its runtime API does not answer."""
+    rt = runtime_for(host, plan)
+    try:
+        servers = {s.name for s in rt.servers() if s.backend == "site"}
+        for name, weight in weight_overrides(layout).items():
+            if name in servers:
+                rt.set_weight("site", name, weight)
+    except RuntimeApiError:
+        return False
+    save_server_state(host, plan, plan.service("haproxy"))
+    return True
+
+
+def after_start(cluster: Cluster, plan: HostPlan, action: str, progress: Progress) -> None:
+    """After a start, reload or restart, the live weights (Layout.weights_file) go back in through the runtime API."""
+    if action != "unchanged":
+        apply_weights(cluster.hosts[plan.name], plan, cluster.layout)

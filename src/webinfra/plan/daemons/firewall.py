@@ -14,25 +14,15 @@ transaction), and never touches the fault-injection table (`inet webinfra_fault`
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 from webinfra.model import HostSpec, Role, Topology
-from webinfra.plan import monitoring
+from webinfra.plan.daemons import prometheus
+from webinfra.plan.render import NOTHING, Contribution, HostContext
+from webinfra.plan.spec import FileSpec, Flow
 
 TABLE = "webinfra"
-
-
-@dataclass(frozen=True)
-class Flow:
-    """Inbound traffic a host must accept: from `sources` (addresses; None = anywhere) to `ports`."""
-
-    name: str  # e.g. "lb -> nginx"; the rule's comment
-    dest: str  # host name
-    sources: tuple[str, ...] | None
-    proto: Literal["tcp", "vrrp"] = "tcp"
-    ports: tuple[int, ...] = ()
 
 
 def _addrs(topo: Topology, hosts: Iterable[HostSpec], exclude: str) -> tuple[str, ...]:
@@ -89,10 +79,10 @@ def flows(topo: Topology) -> tuple[Flow, ...]:
         if host.has(Role.ETCD):
             add("agents -> etcd", _addrs(topo, dbs, name), topo.etcd.client_port)
             add("etcd peers", _addrs(topo, etcds, name), topo.etcd.peer_port)
-            # etcd's /metrics port is opened to Prometheus with the other scrape targets (monitoring.flows).
+            # etcd's /metrics port is opened to Prometheus with the other scrape targets (prometheus.flows).
     # Monitoring (a host with the 'monitoring' role): it scrapes every exporter; the management side
-    # reaches Prometheus. plan/monitoring.py knows its targets.
-    out += monitoring.flows(topo)
+    # reaches Prometheus. plan/daemons/prometheus.py knows its targets.
+    out += prometheus.flows(topo)
     return tuple(out)  # cached: immutable
 
 
@@ -147,3 +137,11 @@ table inet {TABLE} {{
 def delete_rules() -> str:
     """Removes the table whatever state it is in (an empty table is created first, then deleted)."""
     return f"table inet {TABLE} {{}}\ndelete table inet {TABLE}\n"
+
+
+def contribute(ctx: HostContext) -> Contribution:
+    """The host's ruleset (computed for every host at once by build_plan). Loaded by daemons/firewall.py
+    before any service starts: not a service's config."""
+    if ctx.firewall_ruleset is None:
+        return NOTHING
+    return Contribution([FileSpec(ctx.dirs.etc / "firewall.nft", ctx.firewall_ruleset)], [])

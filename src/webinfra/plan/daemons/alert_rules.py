@@ -4,7 +4,7 @@ Each rule comes from the topology: only the alerts for what it runs (HA, an LB p
 `[monitoring]`. Every alert carries a `severity` label, a one-line `summary` and a `runbook_url` pointing at its
 section of docs/RUNBOOK.md (what it means, what to check, which webinfra command fixes it).
 
-Labels the routing relies on (plan/alertmanager.py): `host` always names the host the alert is about, so that
+Labels the routing relies on (plan/daemons/alertmanager.py): `host` always names the host the alert is about, so that
 Alertmanager's inhibition "a host that is down silences the alerts about its services" can match on it.
 """
 
