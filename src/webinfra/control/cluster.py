@@ -25,7 +25,7 @@ from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_pl
 from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
-from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
+from webinfra.services import firewall, haproxy, keepalived, mariadb, releases, supervisor  # noqa: F401 (hooks)
 from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
 
@@ -189,6 +189,9 @@ class Cluster:
     def _ensure_pki(self, progress: Progress) -> None:
         """Certificates for the topology's names (reused while still good). A running service whose
         certificate, or the CA, was just replaced is stopped here, so the start phase starts it on the new one."""
+        # Imported here: it loads `cryptography` (~0.05 s), which only `up` needs, not `status` and the others.
+        from webinfra.services import pki
+
         changed = set(pki.ensure_pki(self.topology, self.layout))
         if not changed:
             return
