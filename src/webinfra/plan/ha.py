@@ -240,10 +240,22 @@ def dbproxy_files_and_service(
     return FileSpec(cfg, text), service
 
 
-CHECK_HAPROXY = """#!/bin/sh
-# keepalived's health check of this LB's HAProxy: its master process (pid file) is alive.
-pid=$(cat {pidfile} 2>/dev/null) || exit 1
-exec kill -0 "$pid"
+# keepalived runs this every second (it cannot run a script more often, and its track_process, which would
+# react at once, works only in the initial network namespace). So the script itself looks every 0.1 s for
+# 0.75 s of each second and fails the moment HAProxy is gone: a crash is seen within ~0.1 s (~0.35 s at
+# worst) instead of up to 1 s, and the peer takes the VIP that much sooner (lb-crash). keepalived starts a
+# run a second after the last one started and skips that tick while a run is still going: hence 0.75 s
+# and one last sleep, under 1 s. bash, not sh: $EPOCHREALTIME measures it without a process per look.
+CHECK_HAPROXY = """#!/bin/bash
+# keepalived's health check of this LB's HAProxy: its master process (pid file) is alive. Run every
+# second, it looks every 0.1 s for 0.75 s and fails as soon as HAProxy is gone.
+read -r pid 2>/dev/null < {pidfile} || exit 1
+start=${{EPOCHREALTIME/./}}
+while kill -0 "$pid" 2>/dev/null; do
+    (( ${{EPOCHREALTIME/./}} - start < 750000 )) || exit 0
+    sleep 0.1
+done
+exit 1
 """
 
 
