@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from webinfra.control.load import run_load_async
+from webinfra.proving.loadgen import run_load_async
 
 REAL_CLIENT = httpx.AsyncClient
 

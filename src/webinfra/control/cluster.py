@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.control import etcd_access, events, ha
+from webinfra.control import etcd_access, events, hastate
 from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
@@ -142,7 +142,7 @@ class Cluster:
         # (START_AFTER: the front tier comes up while the databases elect a leader); within a phase, the
         # steps of a wave start side by side: one service on different hosts, independent of each other.
         phases = dict(self.plan.start_phases())
-        if self.topology.ha and ha.bootstrapped_marker(self).exists() and "mariadb" in phases:
+        if self.topology.ha and hastate.bootstrapped_marker(self).exists() and "mariadb" in phases:
             # Initialised: no replica is set up any more (roles are the agents'), so no node waits for another.
             phases["mariadb"] = [[step for wave in phases["mariadb"] for step in wave]]
 
@@ -163,7 +163,7 @@ class Cluster:
     def _after_phase(self, service: str, progress: Progress) -> None:
         """Cluster-wide waits between start phases of the hardened topology."""
         if service == "etcd":
-            if not ha.wait_etcd_quorum(self):
+            if not hastate.wait_etcd_quorum(self):
                 raise ClusterError("etcd did not reach quorum within 30s (see the hosts' log/etcd.log)")
             progress("etcd", "quorum", "healthy")
             try:
@@ -173,14 +173,14 @@ class Cluster:
             for change in changes:
                 progress("etcd", "auth", change)
         elif service == "mariadb" and self.topology.ha:
-            ha.bootstrapped_marker(self).touch()
+            hastate.bootstrapped_marker(self).touch()
         elif service == "keepalived":
-            holder = ha.wait_for_vip(self)
+            holder = hastate.wait_for_vip(self)
             if holder is None:
                 raise ClusterError("no load balancer took the virtual IP within 15s (see the LBs' log/keepalived.log)")
             progress(holder, "keepalived", f"holds the VIP {self.topology.vip}")
         elif service == "agent":
-            leader = ha.wait_for_leader(self)
+            leader = hastate.wait_for_leader(self)
             if leader is None:
                 raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
             progress(leader, "agent", "leader (writable primary)")
@@ -237,7 +237,7 @@ class Cluster:
         host = self.hosts[hp.name]
         primary = topo.db_primary
         assert primary is not None
-        if topo.ha and ha.bootstrapped_marker(self).exists():
+        if topo.ha and hastate.bootstrapped_marker(self).exists():
             return  # roles are the agents' business once the cluster is initialised
         if hp.name == primary.name:
             mariadb.bootstrap_primary(host, hp, topo, self.layout)
@@ -290,7 +290,7 @@ class Cluster:
         6 s on the last etcd member). Stopped after its peers, it has none to hand over to and exits at once.
         Leader unknown: one member at a time, so a leader always hands over to a running peer."""
         steps = [step for wave in waves for step in wave]
-        leader = ha.etcd_leader(self, [hp.name for hp, svc in steps if supervisor.pid_of(svc) is not None])
+        leader = hastate.etcd_leader(self, [hp.name for hp, svc in steps if supervisor.pid_of(svc) is not None])
         if leader is None:
             return [[step] for step in reversed(steps)]
         return [[step for step in steps if step[0].name == leader], [s for s in steps if s[0].name != leader]]

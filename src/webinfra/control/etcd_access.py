@@ -32,10 +32,10 @@ from webinfra.plan.ha import (
 from webinfra.services.secrets import read_secret
 
 if TYPE_CHECKING:
-    from webinfra.control.agent.dcs import EtcdClient, EtcdCredentials
+    from webinfra.agent.dcs import EtcdClient, EtcdCredentials
     from webinfra.control.cluster import Cluster
 
-# The etcd client is the agent's (control/agent/dcs.py), imported inside the functions that use it:
+# The etcd client is the agent's (agent/dcs.py), imported inside the functions that use it:
 # importing any module of the agent package loads the whole agent (~0.18 s), which `status` and every
 # other command that imports Cluster would pay at start-up without ever talking to etcd.
 
@@ -56,7 +56,7 @@ def member_url(cluster: Cluster, member: str) -> str:
 
 def credentials(cluster: Cluster, user: str) -> EtcdCredentials | None:
     """`root` or the agents' user, with the password from the cluster's secrets; None when auth is off."""
-    from webinfra.control.agent.dcs import EtcdCredentials  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import EtcdCredentials  # not at start-up: see the note at the top
 
     if not etcd_secured(cluster.topology):
         return None
@@ -82,7 +82,7 @@ def on_member(
     url = member_url(cluster, member)
 
     def run() -> T:
-        from webinfra.control.agent.dcs import EtcdClient  # not at start-up: see the note at the top
+        from webinfra.agent.dcs import EtcdClient  # not at start-up: see the note at the top
 
         client = EtcdClient([url], timeout=timeout, ca_file=_ca(cluster), credentials=creds)
         try:
@@ -128,7 +128,7 @@ def delete(cluster: Cluster, key: str) -> bool:
 
 
 def _on_any_member(cluster: Cluster, fn: Callable[[EtcdClient], object]) -> bool:
-    from webinfra.control.agent.dcs import DcsError, DcsUnreachable  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import DcsError, DcsUnreachable  # not at start-up: see the note at the top
 
     for spec in cluster.topology.with_role(Role.ETCD):
         try:
@@ -147,7 +147,7 @@ def _on_any_member(cluster: Cluster, fn: Callable[[EtcdClient], object]) -> bool
 def ensure_auth(cluster: Cluster) -> list[str]:
     """Users, role and permission as described above, and auth on. Returns what changed (empty: nothing).
     Idempotent; raises EtcdAuthError when no member answers or etcd refuses the root password."""
-    from webinfra.control.agent.dcs import (  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import (  # not at start-up: see the note at the top
         DcsAuthError,
         DcsError,
         DcsUnreachable,
@@ -178,7 +178,7 @@ def ensure_auth(cluster: Cluster) -> list[str]:
 
 def _auth_enabled(c: EtcdClient, root: EtcdCredentials) -> bool:
     """Authenticate as root: True when auth is on; False when it is off; DcsAuthError when refused."""
-    from webinfra.control.agent.dcs import DcsAuthError, DcsError  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import DcsAuthError, DcsError  # not at start-up: see the note at the top
 
     try:
         c.call("/v3/auth/authenticate", {"name": root.user, "password": root.password})
@@ -203,7 +203,7 @@ def _first_time(cluster: Cluster, c: EtcdClient) -> list[str]:
 def _converge(cluster: Cluster, c: EtcdClient, auth_on: bool) -> list[str]:
     """The agent role has exactly readwrite on the prefix; the agent user has that role and the current
     password. Returns what it changed."""
-    from webinfra.control.agent.dcs import DcsError, prefix_end  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import DcsError, prefix_end  # not at start-up: see the note at the top
 
     agent = credentials(cluster, ETCD_AGENT_USER)
     assert agent is not None
@@ -239,7 +239,7 @@ def _converge(cluster: Cluster, c: EtcdClient, auth_on: bool) -> list[str]:
 
 def _ensure_user(c: EtcdClient, user: EtcdCredentials, *, auth_on: bool) -> list[str]:
     """`user` exists with the password of the secrets. With auth off a password cannot be tested: it is set."""
-    from webinfra.control.agent.dcs import DcsError  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import DcsError  # not at start-up: see the note at the top
 
     try:
         c.call("/v3/auth/user/add", {"name": user.user, "password": user.password})
@@ -254,7 +254,7 @@ def _ensure_user(c: EtcdClient, user: EtcdCredentials, *, auth_on: bool) -> list
 
 
 def _password_ok(c: EtcdClient, user: EtcdCredentials) -> bool:
-    from webinfra.control.agent.dcs import DcsError  # not at start-up: see the note at the top
+    from webinfra.agent.dcs import DcsError  # not at start-up: see the note at the top
 
     try:
         c.call("/v3/auth/authenticate", {"name": user.user, "password": user.password})
