@@ -260,11 +260,12 @@ while read -r line; do
 done < /proc/net/fib_trie
 (( holds )) || exit 0
 start=${{EPOCHREALTIME/./}}
-while kill -0 "$pid" 2>/dev/null; do
-    (( ${{EPOCHREALTIME/./}} - start < 750000 )) || exit 0
+while (( ${{EPOCHREALTIME/./}} - start < 750000 )); do
     sleep 0.1
+    # Gone: fail, unless HAProxy was restarted meanwhile (a new pid in the file, alive).
+    kill -0 "$pid" 2>/dev/null || {{ read -r pid 2>/dev/null < {pidfile} && kill -0 "$pid" 2>/dev/null; }} || exit 1
 done
-exit 1
+exit 0
 """
 
 
