@@ -3,23 +3,20 @@ rows for the table. Reading status never changes anything."""
 
 from __future__ import annotations
 
-import http.client
-import json
 from collections.abc import Callable
 from typing import Any
 
+import httpx
+
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
-from webinfra.hosts.base import CommandError
 from webinfra.model import HostSpec, Role
 from webinfra.observe.prom import monitoring_status
 from webinfra.ops.faults import active_faults
 from webinfra.parallel import map_ordered
-from webinfra.plan.spec import HostPlan, Probe
+from webinfra.plan.spec import HostPlan
+from webinfra.runtime import CommandError, client_on
 from webinfra.services import haproxy, mariadb, supervisor
-from webinfra.services.probe import probe_once
-from webinfra.services.supervisor import ServiceState
 
 SCHEMA_VERSION = 1
 
@@ -31,9 +28,8 @@ STATUS_WORKERS = 16
 
 def snapshot(cluster: Cluster) -> dict[str, Any]:
     topo = cluster.topology
-    namespaces = netmod.existing_namespaces()
     parts: list[Callable[[], Any]] = [
-        lambda: map_ordered(lambda hp: _host(cluster, hp, namespaces), cluster.plan.hosts, max_workers=STATUS_WORKERS),
+        lambda: map_ordered(lambda hp: _host(cluster, hp), cluster.plan.hosts, max_workers=STATUS_WORKERS),
         lambda: _lb(cluster),
         lambda: _db(cluster),
     ]
@@ -53,66 +49,34 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
     return snap
 
 
-def _host(cluster: Cluster, hp: HostPlan, namespaces: set[str]) -> dict[str, Any]:
-    link = next(link for link in cluster.network.links if link.host == hp.name)
-    pids = {svc.name: supervisor.pid_of(svc) for svc in hp.services}
-    app = next((svc for svc in hp.services if svc.name == "app"), None)
-
-    def probe_all() -> tuple[dict[str, bool], str | None]:
-        # Every probe of the host from one thread in its namespace (one setns, not one per service). The
-        # app's probe is its /healthz, which also says the code version: one request for both.
-        ready = {
-            svc.name: probe_once(svc.probe, timeout=0.5)
-            for svc in hp.services
-            if pids[svc.name] is not None and svc is not app
-        }
-        version = None
-        if "app" in hp.roles and app is not None:
-            ready["app"], version = _healthz(app.probe)
-        return ready, version
-
-    try:
-        ready, version = cluster.hosts[hp.name].call(probe_all)
-    except CommandError:  # the host's namespace is gone
-        ready, version = {}, None
-    services = [
-        {
-            "name": svc.name,
-            "state": (
-                ServiceState.STOPPED
-                if pids[svc.name] is None
-                else ServiceState.RUNNING
-                if ready.get(svc.name)
-                else ServiceState.STARTING
-            ).value,
-            "pid": pids[svc.name],
-        }
-        for svc in hp.services
-    ]
+def _host(cluster: Cluster, hp: HostPlan) -> dict[str, Any]:
+    machine = cluster.hosts[hp.name]
+    services = []
+    for svc in hp.services:
+        known = machine.service_status(svc.name)
+        state = supervisor.state_of(machine, svc, known)
+        services.append({"name": svc.name, "state": state.value, "pid": known.pid})
     return {
         "name": hp.name,
         "address": hp.address,
         "roles": list(hp.roles),
-        "up": link.netns in namespaces,
+        "up": machine.is_up(),
         "services": services,
-        "code_version": version,
+        "code_version": _code_version(cluster, hp.name) if "app" in hp.roles else None,
     }
 
 
-def _healthz(probe: Probe) -> tuple[bool, str | None]:
-    """The app's /healthz (its readiness probe): whether it answers 2xx, and the code version it says it
-    runs (None when it does not answer). Plain http.client: httpx costs ~10 ms more per call in a client."""
-    conn = http.client.HTTPConnection(probe.address, probe.port, timeout=0.5)
+def _code_version(cluster: Cluster, host: str) -> str | None:
+    """The code version the host's app runs, as its /healthz says (None when it does not answer)."""
+    topo = cluster.topology
+    url = f"http://{topo.address_of(host)}:{topo.app.port}/healthz"
+
     try:
-        conn.request("GET", probe.path, headers={"Host": probe.host_header or probe.address})
-        response = conn.getresponse()
-        ok = 200 <= response.status < 300
-        version = json.loads(response.read()).get("version")
-    except (OSError, http.client.HTTPException, ValueError, AttributeError):
-        return False, None
-    finally:
-        conn.close()
-    return ok, str(version) if version is not None else None
+        with client_on(cluster.hosts[host], timeout=0.5) as client:
+            version = client.get(url, headers={"Host": topo.site.name}).json().get("version")
+    except (httpx.HTTPError, ValueError, AttributeError, CommandError):  # CommandError: the host is gone
+        return None
+    return str(version) if version is not None else None
 
 
 def _lb(cluster: Cluster) -> dict[str, Any]:
@@ -126,7 +90,7 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
     reachable = False
     for spec in candidates:
         try:
-            stats = haproxy.runtime_for(cluster.plan.host(spec.name)).servers()
+            stats = haproxy.runtime_for(cluster.hosts[spec.name], cluster.plan.host(spec.name)).servers()
         except haproxy.RuntimeApiError:
             continue
         lb, reachable = cluster.plan.host(spec.name), True
@@ -183,7 +147,7 @@ def _db(cluster: Cluster) -> dict[str, Any]:
 
     def node(spec: HostSpec) -> dict[str, Any]:
         hp = cluster.plan.host(spec.name)
-        running = supervisor.pid_of(hp.service("mariadb")) is not None
+        running = supervisor.running(cluster.hosts[spec.name], hp.service("mariadb"))
         facts = mariadb.facts(cluster.hosts[spec.name], hp) if running else mariadb.DbFacts(reachable=False)
         agent = hastate.agent_status(cluster, spec.name) if topo.ha else None
         if topo.ha:
