@@ -47,6 +47,7 @@ def test_a_refused_get_is_sent_once_more_and_succeeds(monkeypatch: pytest.Monkey
     assert seen == ["GET -", "GET -"]
     assert sample.ok and sample.status == 200  # type: ignore[attr-defined]
     assert sample.latency >= 0.05 and time.monotonic() - started < 2.0  # type: ignore[attr-defined]
+    assert sample.retried and sample.started >= 0.05  # type: ignore[attr-defined]  # placed at its retry
 
 
 def test_a_reset_keyed_post_is_retried_with_its_key(monkeypatch: pytest.MonkeyPatch) -> None:

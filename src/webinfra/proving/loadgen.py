@@ -32,6 +32,9 @@ class Sample:
     entry_id: int | None = None
     error: str = ""
     keyed: bool = False  # a POST sent with an Idempotency-Key (exactly-once: HAProxy may retry it)
+    # Answered on the client's retry (see _with_one_retry): `started` is then the retry's start, so a
+    # fault's timeline places the answer when the site gave it; `latency` counts from the first attempt.
+    retried: bool = False
 
     @property
     def ok(self) -> bool:
@@ -99,9 +102,12 @@ async def _with_one_retry(
     retry_after: float | None,
     *,
     idempotent: bool,
+    attempts: list[float],
 ) -> httpx.Response:
-    """`send(budget)`, and once more after `retry_after` if the connection was lost and time is left."""
+    """`send(budget)`, and once more after `retry_after` if the connection was lost and time is left.
+    Appends each attempt's start time to `attempts`."""
     start = time.monotonic()
+    attempts.append(start)
     try:
         return await send(timeout)
     except _CONNECTION_LOST:
@@ -109,6 +115,7 @@ async def _with_one_retry(
         if retry_after is None or not idempotent or left <= 0.1:
             raise
     await asyncio.sleep(retry_after)
+    attempts.append(time.monotonic())
     return await send(left)
 
 
@@ -161,19 +168,23 @@ async def run_load_async(
             key = {"Idempotency-Key": f"load-{run_id}-{n}"} if keyed else {}
             body = {"text": f"load {run_id} {n}"} if is_write else None
             send = functools.partial(_send, client, read_path, body, key)
+            attempts: list[float] = []
             try:
-                resp = await _with_one_retry(send, timeout, retry_after, idempotent=not is_write or keyed)
+                resp = await _with_one_retry(
+                    send, timeout, retry_after, idempotent=not is_write or keyed, attempts=attempts
+                )
                 entry_id = None
                 if is_write and resp.status_code == 201:
                     entry_id = int(resp.json()["id"])
                 sample = Sample(
-                    start - t0,
+                    attempts[-1] - t0,  # a retried request counts from its retry: when the site answered it
                     "POST" if is_write else "GET",
                     resp.status_code,
                     time.monotonic() - start,
                     resp.headers.get("x-served-by", ""),
                     entry_id,
                     keyed=keyed,
+                    retried=len(attempts) > 1,
                 )
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 sample = Sample(
