@@ -4,13 +4,14 @@ Most of what `up` and `status` do per host is waiting (a subprocess in the host'
 a socket, a daemon getting ready), so a small pool of threads turns a sum of waits into roughly the longest
 one. `map_ordered` runs every item even when one fails, then raises the first failure in item order, so a
 caller sees the same error whatever the timing; `serialized` makes a callback safe to call from the pool.
+`run_graph` runs named steps as soon as the steps they wait for are done (the phases of `up` and `down`).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import ParamSpec, TypeVar
 
 T = TypeVar("T")
@@ -58,3 +59,37 @@ def serialized(fn: Callable[P, None]) -> Callable[P, None]:
             fn(*args, **kwargs)
 
     return locked
+
+
+def run_graph(waits_for: dict[str, tuple[str, ...]], fn: Callable[[str], None]) -> list[str]:
+    """Run `fn(name)` for every node of `waits_for` (name -> the names it waits for), each on its own thread
+    as soon as all it waits for have finished. After a failure nothing new starts; the ones running finish,
+    then the first failure (in `waits_for` order) is raised. Returns the names in the order they finished."""
+    unknown = {dep for deps in waits_for.values() for dep in deps} - set(waits_for)
+    if unknown:
+        raise ValueError(f"waits for unknown steps: {', '.join(sorted(unknown))}")
+    done: list[str] = []
+    running: dict[Future[None], str] = {}
+    errors: dict[str, BaseException] = {}
+    with ThreadPoolExecutor(max_workers=max(1, len(waits_for)), thread_name_prefix="webinfra-graph") as pool:
+        while True:
+            if not errors:
+                started = set(running.values()) | set(done)
+                for name, deps in waits_for.items():
+                    if name not in started and all(d in done for d in deps):
+                        running[pool.submit(fn, name)] = name
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                name = running.pop(future)
+                error = future.exception()
+                if error is not None:
+                    errors[name] = error
+                else:
+                    done.append(name)
+    if errors:
+        raise errors[next(n for n in waits_for if n in errors)]
+    if len(done) != len(waits_for):
+        raise ValueError(f"steps waiting in a cycle: {', '.join(n for n in waits_for if n not in done)}")
+    return done

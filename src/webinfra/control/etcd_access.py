@@ -17,7 +17,6 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
 from webinfra.errors import WebinfraError
 from webinfra.model import Role
 from webinfra.plan.daemons.agent import dcs_prefix
@@ -26,7 +25,12 @@ from webinfra.runtime.http import MachineTransport, client_on
 from webinfra.services.secrets import read_secret
 
 if TYPE_CHECKING:
+    from webinfra.agent.dcs import EtcdClient, EtcdCredentials
     from webinfra.control.cluster import Cluster
+
+# The etcd client is the agent's (agent/dcs.py), imported inside the functions that use it:
+# importing any module of the agent package loads the whole agent (~0.18 s), which `status` and every
+# other command that imports Cluster would pay at start-up without ever talking to etcd.
 
 T = TypeVar("T")
 ROOT_USER = "root"
@@ -45,6 +49,8 @@ def member_url(cluster: Cluster, member: str) -> str:
 
 def credentials(cluster: Cluster, user: str) -> EtcdCredentials | None:
     """`root` or the agents' user, with the password from the cluster's secrets; None when auth is off."""
+    from webinfra.agent.dcs import EtcdCredentials  # not at start-up: see the note at the top
+
     if not etcd_secured(cluster.topology):
         return None
     secret = ETCD_ROOT_SECRET if user == ROOT_USER else ETCD_AGENT_SECRET
@@ -67,6 +73,8 @@ def on_member(
     hosts in from outside). `user=None`: anonymous."""
     creds = credentials(cluster, user) if user else None
     url = member_url(cluster, member)
+
+    from webinfra.agent.dcs import EtcdClient  # not at start-up: see the note at the top
 
     transport = MachineTransport(cluster.hosts[member], ca_file=_ca(cluster))
     client = EtcdClient([url], timeout=timeout, credentials=creds, transport=transport)
@@ -103,6 +111,8 @@ def delete(cluster: Cluster, key: str) -> bool:
 
 
 def _on_any_member(cluster: Cluster, fn: Callable[[EtcdClient], object]) -> bool:
+    from webinfra.agent.dcs import DcsError, DcsUnreachable  # not at start-up: see the note at the top
+
     for spec in cluster.topology.with_role(Role.ETCD):
         try:
             on_member(cluster, spec.name, fn)
@@ -120,6 +130,12 @@ def _on_any_member(cluster: Cluster, fn: Callable[[EtcdClient], object]) -> bool
 def ensure_auth(cluster: Cluster) -> list[str]:
     """Users, role and permission as described above, and auth on. Returns what changed (empty: nothing).
     Idempotent; raises EtcdAuthError when no member answers or etcd refuses the root password."""
+    from webinfra.agent.dcs import (  # not at start-up: see the note at the top
+        DcsAuthError,
+        DcsError,
+        DcsUnreachable,
+    )
+
     if not etcd_secured(cluster.topology) or not cluster.topology.ha:
         return []
     root = credentials(cluster, ROOT_USER)
@@ -145,6 +161,8 @@ def ensure_auth(cluster: Cluster) -> list[str]:
 
 def _auth_enabled(c: EtcdClient, root: EtcdCredentials) -> bool:
     """Authenticate as root: True when auth is on; False when it is off; DcsAuthError when refused."""
+    from webinfra.agent.dcs import DcsAuthError, DcsError  # not at start-up: see the note at the top
+
     try:
         c.call("/v3/auth/authenticate", {"name": root.user, "password": root.password})
     except DcsError as exc:
@@ -168,6 +186,8 @@ def _first_time(cluster: Cluster, c: EtcdClient) -> list[str]:
 def _converge(cluster: Cluster, c: EtcdClient, auth_on: bool) -> list[str]:
     """The agent role has exactly readwrite on the prefix; the agent user has that role and the current
     password. Returns what it changed."""
+    from webinfra.agent.dcs import DcsError, prefix_end  # not at start-up: see the note at the top
+
     agent = credentials(cluster, ETCD_AGENT_USER)
     assert agent is not None
     changes: list[str] = []
@@ -202,6 +222,8 @@ def _converge(cluster: Cluster, c: EtcdClient, auth_on: bool) -> list[str]:
 
 def _ensure_user(c: EtcdClient, user: EtcdCredentials, *, auth_on: bool) -> list[str]:
     """`user` exists with the password of the secrets. With auth off a password cannot be tested: it is set."""
+    from webinfra.agent.dcs import DcsError  # not at start-up: see the note at the top
+
     try:
         c.call("/v3/auth/user/add", {"name": user.user, "password": user.password})
         return [f"user {user.user} added"]
@@ -215,6 +237,8 @@ def _ensure_user(c: EtcdClient, user: EtcdCredentials, *, auth_on: bool) -> list
 
 
 def _password_ok(c: EtcdClient, user: EtcdCredentials) -> bool:
+    from webinfra.agent.dcs import DcsError  # not at start-up: see the note at the top
+
     try:
         c.call("/v3/auth/authenticate", {"name": user.user, "password": user.password})
     except DcsError:

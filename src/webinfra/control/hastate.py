@@ -11,6 +11,7 @@ import httpx
 
 from webinfra.control import etcd_access
 from webinfra.model import Role
+from webinfra.parallel import map_ordered
 from webinfra.runtime import client_on
 from webinfra.runtime.probe import wait_until
 
@@ -36,6 +37,17 @@ def etcd_healthy(cluster: Cluster, host: str) -> bool:
 def wait_etcd_quorum(cluster: Cluster, timeout: float = 30.0) -> bool:
     members = [h.name for h in cluster.topology.with_role(Role.ETCD)]
     return wait_until(lambda: any(etcd_healthy(cluster, m) for m in members), timeout, interval=0.1)
+
+
+def etcd_leader(cluster: Cluster, members: list[str]) -> str | None:
+    """The member that says it leads (its plain-HTTP /metrics: `etcd_server_is_leader 1`), or None."""
+    port = cluster.topology.etcd.metrics_port
+
+    def leads(member: str) -> bool:
+        resp = _get(cluster, member, port, "/metrics")
+        return resp is not None and resp.status_code == 200 and "\netcd_server_is_leader 1" in resp.text
+
+    return next((m for m, yes in zip(members, map_ordered(leads, members), strict=True) if yes), None)
 
 
 def agent_status(cluster: Cluster, host: str) -> dict[str, Any] | None:

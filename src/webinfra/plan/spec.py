@@ -120,6 +120,31 @@ SERVICE_ORDER = (
     "monitor",
 )
 
+# The phases each phase waits for (its service ready on every host), when they are in the plan. SERVICE_ORDER
+# is one order that honours them; `up` starts a phase as soon as what it waits for is ready, so the front
+# tier (dbproxy, app, nginx, HAProxy, keepalived) comes up while etcd, MariaDB and the agents elect a
+# leader: none of them needs the database to start (the app opens no connection until a request, dbproxy
+# marks a writer up once an agent says it is the primary). `down` stops a phase once every phase waiting
+# for it has stopped. Within the DB chain the order is needed: an agent needs etcd and its MariaDB, an
+# exporter the daemon it reads; in the front chain it keeps a tier from being health-checked down before
+# the tier behind it listens (HAProxy would then wait `rise` checks before sending it anything).
+START_AFTER: dict[str, tuple[str, ...]] = {
+    "etcd": (),
+    "mariadb": (),
+    "mysqld-exporter": ("mariadb",),
+    "agent": ("etcd", "mariadb"),
+    "dbproxy": (),
+    "app": ("dbproxy",),
+    "nginx": ("app",),
+    "haproxy": ("nginx",),
+    "keepalived": ("haproxy",),
+    "node-exporter": (),
+    "nginx-exporter": ("nginx",),
+    "alertmanager": (),
+    "prometheus": ("alertmanager",),
+    "monitor": ("prometheus",),
+}
+
 # Services whose instance on the primary database's host starts (and is ready) before the others: a replica
 # replicates from a running primary, and the primary's agent takes the leader lease first.
 PRIMARY_FIRST = ("mariadb", "agent")
@@ -167,3 +192,19 @@ class ClusterPlan:
                 waves.append([])  # the primary's wave is complete: the replicas come after it
             waves[-1].append(step)
         return phases
+
+    def phase_graph(self) -> dict[str, tuple[str, ...]]:
+        """Each phase of `start_phases()` with the phases of this plan it waits for (START_AFTER, looking
+        through a phase the plan lacks to what that one waits for)."""
+        present = {name for name, _ in self.start_phases()}
+
+        def waits_for(name: str) -> set[str]:
+            found: set[str] = set()
+            for dep in START_AFTER[name]:
+                found |= {dep} if dep in present else waits_for(dep)
+            return found
+
+        return {
+            name: tuple(sorted(waits_for(name), key=SERVICE_ORDER.index))
+            for name in sorted(present, key=SERVICE_ORDER.index)
+        }

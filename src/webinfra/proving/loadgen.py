@@ -9,12 +9,14 @@ that every acknowledged write is still readable).
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import random
 import ssl
 import statistics
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -30,6 +32,9 @@ class Sample:
     entry_id: int | None = None
     error: str = ""
     keyed: bool = False  # a POST sent with an Idempotency-Key (exactly-once: HAProxy may retry it)
+    # Answered on the client's retry (see _with_one_retry): `started` is then the retry's start, so a
+    # fault's timeline places the answer when the site gave it; `latency` counts from the first attempt.
+    retried: bool = False
 
     @property
     def ok(self) -> bool:
@@ -72,6 +77,48 @@ class LoadResult:
         return out
 
 
+# Like a browser, the load retries an idempotent request (a GET, or a POST carrying an Idempotency-Key)
+# once when its connection was refused or reset before any answer: a browser resends a request whose
+# reused connection was closed under it. Here the retry comes RETRY_AFTER later (a browser's is at once),
+# the time keepalived needs to move the VIP off a load balancer whose HAProxy died (lb-crash), and within
+# the request's own timeout: its latency counts from the first attempt. A timeout or any HTTP answer
+# (a 502/503 included) is never retried; a POST without a key never is.
+RETRY_AFTER = 0.3
+_CONNECTION_LOST = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+async def _send(
+    client: httpx.AsyncClient, read_path: str, body: dict[str, str] | None, key: dict[str, str], budget: float
+) -> httpx.Response:
+    """One attempt: a POST of `body` (with the key's header, if any), or a GET of `read_path`."""
+    if body is not None:
+        return await client.post("/api/entries", json=body, headers=key, timeout=budget)
+    return await client.get(read_path, timeout=budget)
+
+
+async def _with_one_retry(
+    send: Callable[[float], Awaitable[httpx.Response]],
+    timeout: float,
+    retry_after: float | None,
+    *,
+    idempotent: bool,
+    attempts: list[float],
+) -> httpx.Response:
+    """`send(budget)`, and once more after `retry_after` if the connection was lost and time is left.
+    Appends each attempt's start time to `attempts`."""
+    start = time.monotonic()
+    attempts.append(start)
+    try:
+        return await send(timeout)
+    except _CONNECTION_LOST:
+        left = timeout - (time.monotonic() - start) - (retry_after or 0.0)
+        if retry_after is None or not idempotent or left <= 0.1:
+            raise
+    await asyncio.sleep(retry_after)
+    attempts.append(time.monotonic())
+    return await send(left)
+
+
 async def run_load_async(
     url: str,
     *,
@@ -90,6 +137,7 @@ async def run_load_async(
     # schedule (a worker whose request hangs skips its slot), so request counts measure time: give enough
     # concurrency (rate x timeout) that an outage of hanging requests does not thin the schedule
     keyed_ratio: float = 0.0,  # share of the POSTs sent with an Idempotency-Key (unique per request)
+    retry_after: float | None = RETRY_AFTER,  # see _with_one_retry; None: never retry
 ) -> LoadResult:
     """Send GETs (and POSTs with probability `write_ratio`) to `url` until `duration` or `max_requests`."""
     result = result if result is not None else LoadResult()
@@ -117,23 +165,26 @@ async def run_load_async(
             is_write = rng.random() < write_ratio
             keyed = is_write and keyed_ratio > 0 and rng.random() < keyed_ratio
             start = time.monotonic()
+            key = {"Idempotency-Key": f"load-{run_id}-{n}"} if keyed else {}
+            body = {"text": f"load {run_id} {n}"} if is_write else None
+            send = functools.partial(_send, client, read_path, body, key)
+            attempts: list[float] = []
             try:
-                if is_write:
-                    key = {"Idempotency-Key": f"load-{run_id}-{n}"} if keyed else {}
-                    resp = await client.post("/api/entries", json={"text": f"load {run_id} {n}"}, headers=key)
-                else:
-                    resp = await client.get(read_path)
+                resp = await _with_one_retry(
+                    send, timeout, retry_after, idempotent=not is_write or keyed, attempts=attempts
+                )
                 entry_id = None
                 if is_write and resp.status_code == 201:
                     entry_id = int(resp.json()["id"])
                 sample = Sample(
-                    start - t0,
+                    attempts[-1] - t0,  # a retried request counts from its retry: when the site answered it
                     "POST" if is_write else "GET",
                     resp.status_code,
                     time.monotonic() - start,
                     resp.headers.get("x-served-by", ""),
                     entry_id,
                     keyed=keyed,
+                    retried=len(attempts) > 1,
                 )
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 sample = Sample(
