@@ -28,13 +28,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import tomlkit
 
-from webinfra.control import faults
+from webinfra.control import events, faults
 from webinfra.control.bench import WrkResult, wrk
+from webinfra.control.bench_stages import DbStages, stages_markdown, stages_of
 from webinfra.control.chaos.run import bring_up, example_file, roles_of, verify_for, wait_healthy
 from webinfra.control.chaos.splitbrain import missing_writes
 from webinfra.control.cluster import Cluster, ClusterError
@@ -301,6 +303,7 @@ class FailoverReport:
     acked_writes_lost: int = 0
     app_crash_failed: list[tuple[int, int, int]] = field(default_factory=list)  # (failed reads, failed writes, all)
     notes: list[str] = field(default_factory=list)
+    db_stages: list[DbStages] = field(default_factory=list)
 
 
 def _first_success(probe: Callable[[], bool], started: float, timeout: float, every: float = 0.05) -> float:
@@ -405,6 +408,7 @@ def run_failover(
                     verify=verify,
                 ) as load:
                     time.sleep(1.0)  # a second of acknowledged writes before the fault
+                    fault_at = datetime.now(UTC)
                     started = time.monotonic()
                     faults.fail(cluster, primary, service, mode)
                     series.append(_first_success(_write_ok(cluster), started, 60))
@@ -415,6 +419,17 @@ def run_failover(
                 assert new_primary is not None
                 report.acked_writes += len(acked)
                 report.acked_writes_lost += len(missing_writes(cluster, new_primary, acked))
+                report.db_stages.append(
+                    stages_of(
+                        events.read(cluster.layout.events_file),
+                        fault=mode,
+                        run=n + 1,
+                        at=fault_at,
+                        old=primary,
+                        new=new_primary,
+                        first_write=series[-1],
+                    )
+                )
                 tick()
             app = next(h.name for h in cluster.topology.with_role(Role.APP) if h.name != roles_of(cluster).primary)
             say(f"run {n + 1}/{runs}: app server on {app} killed under load")
@@ -492,4 +507,5 @@ def failover_markdown(report: FailoverReport, command: str) -> str:
         if report.app_crash_failed
         else "",
     ]
-    return "\n".join(lines) + "\n"
+    stages = stages_markdown(report.db_stages)
+    return "\n".join(lines) + "\n" + (f"\n{stages}" if stages else "")

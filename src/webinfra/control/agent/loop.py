@@ -51,6 +51,7 @@ _CHANGES_MARIADB = frozenset(
         Action.SWITCHOVER_PREPARE,
         Action.SWITCHOVER_ABORT,
         Action.RESTART_MARIADB,
+        Action.STOP_RECEIVING,
     }
 )
 
@@ -326,7 +327,7 @@ class Agent:
                 # Just promoted: the next cycle settles semi-sync (no replica may be left to acknowledge
                 # writes, which wait until then) and publishes /primary without a loop interval's delay.
                 wake = clock.now()
-            if self._failover_likely() or (self.state.holds_lease and self.state.db_failures):
+            if self._failover_likely() or (self.state.holds_lease and self.state.db_failures) or self._acks_awaited():
                 # A leader whose MariaDB stopped answering counts its failed checks quickly: releasing
                 # needs several in a row (decide.py), and the replica is waiting for them.
                 wake = started + min(interval, EXPIRY_POLL)
@@ -338,6 +339,19 @@ class Agent:
         if self._member_lease:
             with contextlib.suppress(DcsUnreachable, DcsError):
                 self.dcs.revoke(self._member_lease)  # my member key goes at once, not in member_ttl
+
+    def _acks_awaited(self) -> bool:
+        """Leader, semi-sync on, commits waiting for an acknowledgement: poll fast, so a stall (a replica
+        cut off: its connection stays ESTABLISHED) is seen within EXPIRY_POLL and the fallback comes
+        `semi_sync_fallback` later, not up to two loop intervals later. Healthy acks take milliseconds."""
+        s = self.published.snapshot
+        return (
+            s is not None
+            and self.state.holds_lease
+            and not self.state.semi_sync_fallback
+            and s.db.reachable
+            and s.db.semi_master_wait_sessions > 0
+        )
 
     def _failover_likely(self) -> bool:
         """Poll faster while a failover is likely, to take over as soon as the leader key goes:
