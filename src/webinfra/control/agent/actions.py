@@ -161,8 +161,6 @@ class Actor:
         self.dcs.put(self.keys.leader, leader_value(self.me, since, gtid), lease=lease)
         if d.semi_sync:
             self._promoted_optime(s)
-        else:
-            self.events.append("semi_sync_fallback", f"promoted without a healthy replica: {d.reason}")
         cluster = s.cluster
         if cluster is not None and cluster.initialized is None:
             self.dcs.create(self.keys.initialized, self.me)
@@ -170,6 +168,8 @@ class Actor:
         if cluster is not None and cluster.switchover is not None:
             self.dcs.delete(self.keys.switchover)
         self.events.append("promoted", f"promoted {self.me}: {d.reason}")
+        if not d.semi_sync:
+            self.events.append("semi_sync_fallback", f"promoted without a healthy replica: {d.reason}")
         log.warning("promoted %s: %s", self.me, d.reason)
         return state
 

@@ -30,7 +30,7 @@ from webinfra.control.agent.config import AgentConfig
 from webinfra.control.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
 from webinfra.control.agent.decide import Action, Decision, decide
 from webinfra.control.agent.events import EventLog, utc_now
-from webinfra.control.agent.mysql import DbError, LocalMariaDB
+from webinfra.control.agent.mysql import DbError, LocalMariaDB, pid_running
 from webinfra.control.agent.records import cluster_view, member_value
 from webinfra.control.agent.snapshot import AgentState, ClusterView, LocalDb, Role, Settings, Snapshot
 
@@ -39,6 +39,8 @@ log = logging.getLogger("webinfra.agent")
 # Poll interval while a failover is likely. (etcd reports a lease's time to live in whole seconds,
 # rounded down: a healthy leader's lease reads 1 or 2, a silent one 0.)
 EXPIRY_POLL = 0.1
+# How often a leader looks at its mysqld's pid between cycles (a crash is then seen within this).
+PID_WATCH = 0.05
 
 _CHANGES_MARIADB = frozenset(
     {
@@ -327,18 +329,31 @@ class Agent:
                 # Just promoted: the next cycle settles semi-sync (no replica may be left to acknowledge
                 # writes, which wait until then) and publishes /primary without a loop interval's delay.
                 wake = clock.now()
-            if self._failover_likely() or (self.state.holds_lease and self.state.db_failures) or self._acks_awaited():
+            if self.state.holds_lease and self.state.db_failures:
                 # A leader whose MariaDB stopped answering counts its failed checks quickly: releasing
                 # needs several in a row (decide.py), and the replica is waiting for them.
+                wake = started + min(interval, PID_WATCH)
+            elif self._failover_likely() or self._acks_awaited():
                 wake = started + min(interval, EXPIRY_POLL)
             fence_at = self.fence_at()
             if fence_at is not None and not self.state.fenced and self.state.fence_failing_since is None:
                 wake = min(wake, max(fence_at, clock.now() + 0.01))
-            self._stop.wait(max(0.0, wake - clock.now()))
+            self._sleep_until(wake)
         self.state = self.actor.step_down(self.state, "agent stopping: read-only, lease released")
         if self._member_lease:
             with contextlib.suppress(DcsUnreachable, DcsError):
                 self.dcs.revoke(self._member_lease)  # my member key goes at once, not in member_ttl
+
+    def _sleep_until(self, wake: float) -> None:
+        """Sleep until `wake` or `stop()`. A leader also watches its mysqld's pid meanwhile (a /proc read every
+        PID_WATCH seconds): a crashed server is seen at once instead of at the next cycle, up to a loop
+        interval later, and the checks that let the lease go (decide.py) start right away."""
+        pid = self.db.mysqld_pid() if self.state.holds_lease else None
+        while not self._stop.is_set():
+            left = wake - clock.now()
+            if left <= 0 or (pid is not None and not pid_running(pid)):
+                return
+            self._stop.wait(min(left, PID_WATCH) if pid is not None else left)
 
     def _acks_awaited(self) -> bool:
         """Leader, semi-sync on, commits waiting for an acknowledgement: poll fast, so a stall (a replica

@@ -466,6 +466,15 @@ def _pid_alive(pid_file: Path | None) -> bool:
     return _live_mysqld_pid(pid_file) is not None
 
 
+def pid_running(pid: int) -> bool:
+    """`pid` is still a live process (not gone, not a zombie waiting to be reaped): one /proc read."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _live_mysqld_pid(pid_file: Path | None) -> int | None:
     if pid_file is None:
         return None
