@@ -149,6 +149,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 
 def backend_states(cluster: Cluster) -> dict[str, str]:
-    from webinfra.control.status import snapshot
+    from webinfra.observe.status import snapshot
 
     return {b["name"]: b["state"] for b in snapshot(cluster)["lb"]["backends"]}

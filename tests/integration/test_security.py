@@ -28,11 +28,12 @@ import httpx
 import pytest
 from clusterkit import backend_states, bring_up, cli, site, take_down, trust, wait_for
 
-from webinfra.control import etcd_access, scale
-from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
+from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
+from webinfra.control import etcd_access
 from webinfra.control.cluster import Cluster
 from webinfra.hosts.process import read_pidfile
 from webinfra.model import Role
+from webinfra.ops import scale
 from webinfra.plan import firewall as fwplan
 from webinfra.plan.ha import dcs_prefix
 from webinfra.services import mariadb, pki
@@ -385,9 +386,8 @@ def test_second_up_changes_nothing(cluster: Cluster) -> None:
 # ---- the hardened example (needs the HA agent): firewall, and etcd's TLS and auth ----
 
 needs_agent = pytest.mark.skipif(
-    importlib.util.find_spec("webinfra.control.agent") is None
-    or importlib.util.find_spec("webinfra.control.agent.__main__") is None,
-    reason="the HA agent (webinfra.control.agent) is not there yet",
+    importlib.util.find_spec("webinfra.agent") is None or importlib.util.find_spec("webinfra.agent.__main__") is None,
+    reason="the HA agent (webinfra.agent) is not there yet",
 )
 
 

@@ -11,7 +11,7 @@ import pytest
 from clusterkit import backend_states, cli, direct, site
 
 from webinfra.control.cluster import Cluster
-from webinfra.control.load import BackgroundLoad
+from webinfra.proving.loadgen import BackgroundLoad
 from webinfra.services import mariadb, supervisor
 
 

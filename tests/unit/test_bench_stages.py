@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from webinfra.control.bench_stages import stages_markdown, stages_of
+from webinfra.proving.bench_stages import stages_markdown, stages_of
 
 FAULT = datetime(2026, 12, 5, 16, 0, 0, tzinfo=UTC)
 

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from webinfra.control.bench_scale import (
+from webinfra.control.cluster import UsageError
+from webinfra.hosts.network import link_in_place
+from webinfra.model import Role, parse_topology
+from webinfra.parallel import map_ordered, serialized
+from webinfra.plan import firewall, monitoring
+from webinfra.plan.build import build_plan
+from webinfra.plan.layout import Layout
+from webinfra.plan.spec import PRIMARY_FIRST, SERVICE_ORDER
+from webinfra.proving.bench_scale import (
     FIXED_HOSTS,
     ScaleReport,
     ScaleRow,
@@ -25,14 +33,6 @@ from webinfra.control.bench_scale import (
     scale_topology_text,
     tree_pids,
 )
-from webinfra.control.cluster import UsageError
-from webinfra.hosts.network import link_in_place
-from webinfra.model import Role, parse_topology
-from webinfra.parallel import map_ordered, serialized
-from webinfra.plan import firewall, monitoring
-from webinfra.plan.build import build_plan
-from webinfra.plan.layout import Layout
-from webinfra.plan.spec import PRIMARY_FIRST, SERVICE_ORDER
 from webinfra.services.mariadb import first_rows
 from webinfra.services.secrets import ensure_secret
 

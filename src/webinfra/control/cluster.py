@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.control import etcd_access, events, ha
+from webinfra.control import etcd_access, events, hastate
 from webinfra.hosts import network as netmod
 from webinfra.hosts.netns import NetnsHost
 from webinfra.hosts.process import read_pidfile, stop_tracked
@@ -155,7 +155,7 @@ class Cluster:
     def _after_phase(self, service: str, progress: Progress) -> None:
         """Cluster-wide waits between start phases of the hardened topology."""
         if service == "etcd":
-            if not ha.wait_etcd_quorum(self):
+            if not hastate.wait_etcd_quorum(self):
                 raise ClusterError("etcd did not reach quorum within 30s (see the hosts' log/etcd.log)")
             progress("etcd", "quorum", "healthy")
             try:
@@ -165,14 +165,14 @@ class Cluster:
             for change in changes:
                 progress("etcd", "auth", change)
         elif service == "mariadb" and self.topology.ha:
-            ha.bootstrapped_marker(self).touch()
+            hastate.bootstrapped_marker(self).touch()
         elif service == "keepalived":
-            holder = ha.wait_for_vip(self)
+            holder = hastate.wait_for_vip(self)
             if holder is None:
                 raise ClusterError("no load balancer took the virtual IP within 15s (see the LBs' log/keepalived.log)")
             progress(holder, "keepalived", f"holds the VIP {self.topology.vip}")
         elif service == "agent":
-            leader = ha.wait_for_leader(self)
+            leader = hastate.wait_for_leader(self)
             if leader is None:
                 raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
             progress(leader, "agent", "leader (writable primary)")
@@ -226,7 +226,7 @@ class Cluster:
         host = self.hosts[hp.name]
         primary = topo.db_primary
         assert primary is not None
-        if topo.ha and ha.bootstrapped_marker(self).exists():
+        if topo.ha and hastate.bootstrapped_marker(self).exists():
             return  # roles are the agents' business once the cluster is initialised
         if hp.name == primary.name:
             mariadb.bootstrap_primary(host, hp, topo, self.layout)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import httpx
 
-from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
+from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
 from webinfra.model import Role
 from webinfra.plan.ha import (
     ETCD_AGENT_SECRET,

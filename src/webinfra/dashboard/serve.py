@@ -45,8 +45,8 @@ def serve(cluster: Cluster, bind: str, port: int, *, say: Callable[[str], None],
 
     import uvicorn
 
-    from webinfra.control.prom import dashboard_files
     from webinfra.dashboard.app import create_app
+    from webinfra.observe.prom import dashboard_files
 
     secret = token(cluster, renew=renew_token)
     host = f"[{bind}]" if ":" in bind else bind
