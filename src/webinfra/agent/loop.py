@@ -108,6 +108,9 @@ class Agent:
         self._last_logged: tuple[str, str | None, str] | None = None
         self._last_view: ClusterView | None = None
         self._source_lost_at: float | None = None
+        # Set by the leader-key watch (and stop()): the loop's sleep ends at once and a cycle runs.
+        self._wake = threading.Event()
+        self._watch_dcs = dcs is None  # an injected client (tests) is not shared with a watch thread
 
     # -- one cycle ---------------------------------------------------------------------------------------
 
@@ -317,6 +320,8 @@ class Agent:
     def run(self) -> None:
         """Cycle until `stop()`; then step down if leading."""
         interval = self.config.loop_interval
+        if self._watch_dcs:
+            threading.Thread(target=self._watch_leader, name="agent-leader-watch", daemon=True).start()
         while not self._stop.is_set():
             started = clock.now()
             decision = None
@@ -353,7 +358,24 @@ class Agent:
             left = wake - clock.now()
             if left <= 0 or (pid is not None and not pid_running(pid)):
                 return
-            self._stop.wait(min(left, PID_WATCH) if pid is not None else left)
+            if self._wake.wait(min(left, PID_WATCH) if pid is not None else left):
+                self._wake.clear()
+                return
+
+    def _watch_leader(self) -> None:
+        """Thread: watch the leader key with a client of its own, waking the loop on every change. A replica
+        then sees a released or expired lease within milliseconds instead of at its next cycle (up to a
+        loop interval). Only an accelerator: the loop polls as before, so a broken watch costs speed only."""
+        client = etcd_client_for(self.config)
+        try:
+            while not self._stop.is_set():
+                try:
+                    client.watch(self.keys.leader, self._wake.set, self._stop)
+                except (DcsUnreachable, DcsError) as exc:
+                    log.debug("leader watch: %s", exc)
+                    self._stop.wait(0.5)
+        finally:
+            client.close()
 
     def _acks_awaited(self) -> bool:
         """Leader, semi-sync on, commits waiting for an acknowledgement: poll fast, so a stall (a replica
@@ -389,3 +411,4 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
