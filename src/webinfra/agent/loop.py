@@ -111,6 +111,7 @@ class Agent:
         # Set by the leader-key watch (and stop()): the loop's sleep ends at once and a cycle runs.
         self._wake = threading.Event()
         self._watch_dcs = dcs is None  # an injected client (tests) is not shared with a watch thread
+        self._mysqld_pid: int | None = None  # as of the last cycle whose facts call got an answer
 
     # -- one cycle ---------------------------------------------------------------------------------------
 
@@ -137,6 +138,8 @@ class Agent:
         self._collect_clone_result()
         state = self.state
         db = self.db.facts()
+        if db.reachable:
+            self._mysqld_pid = self.db.mysqld_pid()  # what the leader watches between cycles (_sleep_until)
         if db.reachable and not db.watchdog_installed:
             self._install_watchdog()
         now = clock.now()
@@ -353,7 +356,11 @@ class Agent:
         """Sleep until `wake` or `stop()`. A leader also watches its mysqld's pid meanwhile (a /proc read every
         PID_WATCH seconds): a crashed server is seen at once instead of at the next cycle, up to a loop
         interval later, and the checks that let the lease go (decide.py) start right away."""
-        pid = self.db.mysqld_pid() if self.state.holds_lease else None
+        pid = self._mysqld_pid if self.state.holds_lease else None
+        if pid is not None and not pid_running(pid):
+            if self.state.db_failures == 0:
+                return  # it died during the cycle that still saw it answer: check again now
+            pid = None  # already counted as failing: the loop's own pace applies
         while not self._stop.is_set():
             left = wake - clock.now()
             if left <= 0 or (pid is not None and not pid_running(pid)):
