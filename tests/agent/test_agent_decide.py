@@ -929,3 +929,25 @@ def test_after_stopping_to_receive_the_replica_promotes_once_the_key_is_gone() -
     # Relay log not applied yet: waits, as before.
     behind = replica_db(seq=50, io_seq=57, io_running="No")
     assert decide(snap("web-02", behind, view(None, member("web-02", 57)))).action == Action.WAIT
+
+
+def test_a_cut_off_replica_with_a_live_member_key_does_not_bring_semi_sync_back() -> None:
+    """chaos app-partition: the replica cut off still had a healthy member key (member_ttl) and a connection
+    the primary counted as a client, so the leader restored semi-sync 0.5 s after falling back and every commit
+    stalled again (three times in one run). The restore now waits until a replica has reached the leader's own
+    "not sync" optime mark: writes acknowledged alone since the fallback."""
+    mark = OptimeRecord("web-01", False, "0-1-80", 80)
+    frozen = member("web-02", 57, replicating_from=ADDR["web-01"])  # its last key, from before the cut
+    leading = primary_db(seq=80, clients=1, semi=False)
+    d = decide(snap("web-01", leading, view("web-01", frozen, optime=mark), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.LEAD, d
+    caught_up = member("web-02", 80, replicating_from=ADDR["web-01"])
+    d = decide(snap("web-01", leading, view("web-01", caught_up, optime=mark), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.SEMI_SYNC_RESTORE and "reached 0-1-80" in d.reason, d
+    # Another history with a higher seq_no has not reached the mark.
+    other = member("web-02", 90, gtid="0-2-90", replicating_from=ADDR["web-01"])
+    d = decide(snap("web-01", leading, view("web-01", other, optime=mark), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.LEAD, d
+    # No optime of mine (e.g. the DCS lost it): the previous rule (a replica streams from me) applies.
+    d = decide(snap("web-01", leading, view("web-01", frozen), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.SEMI_SYNC_RESTORE, d

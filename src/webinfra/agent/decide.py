@@ -228,9 +228,22 @@ def _semi_sync(s: Snapshot) -> Decision | None:
     clients = s.db.semi_master_clients
     if s.me.semi_sync_fallback:
         # Back on only when a replica really streams from me (its agent says so in the DCS): a dead
-        # connection still counted as a client would otherwise stall every write again at once.
-        if clients > 0 and s.cluster is not None and _replica_reached(s, None):
-            return Decision(Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected: semi-sync back on")
+        # connection still counted as a client would otherwise stall every write again at once. And only
+        # once it has what I acknowledged alone, up to my own "not sync" optime: a replica cut off keeps
+        # a healthy member key for member_ttl (4 s) and its connection stays ESTABLISHED, so without the
+        # mark the leader went back to semi-sync and stalled every commit again, three times in one
+        # app-partition (chaos, issue 13). Staying async longer is never less safe.
+        mark = s.cluster.optime if s.cluster is not None else None
+        if mark is not None and (mark.leader != s.settings.host or mark.sync):
+            mark = None
+        reached = s.cluster is not None and (
+            _replica_reached(s, gtid_in_domain(mark.gtid), mark.gtid_seq) if mark else _replica_reached(s, None)
+        )
+        if clients > 0 and reached:
+            upto = f" and one has reached {mark.gtid or mark.gtid_seq}" if mark else ""
+            return Decision(
+                Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected{upto}: semi-sync back on"
+            )
         return None
     starts = [t for t in (s.me.no_clients_since if clients == 0 else None, s.me.acks_stalled_since) if t is not None]
     since = min(starts) if starts else None
