@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
 from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import network as netmod
 from webinfra.services import pki
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"

@@ -227,7 +227,7 @@ def test_frozen_primary_agent_is_fenced_by_its_watchdog(cluster: Cluster) -> Non
     read-only before its lease can expire, the replica promotes, and no acknowledged write is lost."""
     old = _wait_primary(cluster)
     new = next(n for n in ("web-01", "web-02") if n != old)
-    pid = pid_of(cluster.plan.host(old).service("agent"))
+    pid = pid_of(cluster.hosts[old], cluster.plan.host(old).service("agent"))
     assert pid is not None
     frozen_at: list[float] = []
 

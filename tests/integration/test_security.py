@@ -31,11 +31,11 @@ from clusterkit import backend_states, bring_up, cli, site, take_down, trust, wa
 from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
 from webinfra.control import etcd_access
 from webinfra.control.cluster import Cluster
-from webinfra.hosts.process import read_pidfile
 from webinfra.model import Role
 from webinfra.ops import scale
 from webinfra.plan import firewall as fwplan
 from webinfra.plan.ha import dcs_prefix
+from webinfra.runtime.emulated.process import read_pidfile
 from webinfra.services import mariadb, pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -264,10 +264,10 @@ def test_nginx_speaks_only_tls_with_a_certificate_for_its_host(cluster: Cluster)
             return str(tls.version())
 
     lb = cluster.hosts["lb-01"]
-    assert lb.call(plain).status_code == 400  # "plain HTTP request was sent to HTTPS port"
-    assert lb.call(lambda: verified("web-01")) in ("TLSv1.2", "TLSv1.3")
+    assert lb.inside(plain).status_code == 400  # "plain HTTP request was sent to HTTPS port"
+    assert lb.inside(lambda: verified("web-01")) in ("TLSv1.2", "TLSv1.3")
     with pytest.raises(ssl.SSLCertVerificationError):
-        lb.call(lambda: verified("web-02"))  # web-01's certificate is not web-02's
+        lb.inside(lambda: verified("web-02"))  # web-01's certificate is not web-02's
 
 
 def test_haproxy_refuses_a_backend_with_the_wrong_certificate(cluster: Cluster) -> None:
@@ -407,7 +407,7 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _in(cluster: Cluster, host: str, fn: Callable[[], T]) -> T:
     """Run `fn` inside `host` (its addresses, its firewall's view of the network)."""
-    return cluster.hosts[host].call(fn)
+    return cluster.hosts[host].inside(fn)  # type: ignore[attr-defined]  # the emulated machine's
 
 
 def _etcd(cluster: Cluster, member: str, creds: EtcdCredentials | None, scheme: str = "https") -> EtcdClient:

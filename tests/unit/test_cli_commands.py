@@ -18,13 +18,13 @@ from click.testing import CliRunner
 
 from webinfra.cli.main import cli
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
 from webinfra.model import load_topology, parse_topology
 from webinfra.model.load import MAX_FILE_BYTES, MAX_HOSTS
 from webinfra.observe import logs as logmod
 from webinfra.observe.status import health
 from webinfra.ops import deploy as deploy_mod
 from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import network as netmod
 from webinfra.services import releases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -136,7 +136,7 @@ def exec_(
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.host_plan(host)
-    argv = [*cluster.hosts[host].prefix, *command]
+    argv = cluster.hosts[host].local_argv(command)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 

@@ -11,7 +11,8 @@ import httpx
 
 from webinfra.control import etcd_access
 from webinfra.model import Role
-from webinfra.services.probe import wait_until
+from webinfra.runtime import client_on
+from webinfra.runtime.probe import wait_until
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -21,16 +22,10 @@ def _get(cluster: Cluster, host: str, port: int, path: str, timeout: float = 0.5
     """GET from inside `host` (its own network view) to itself."""
     address = str(cluster.topology.address_of(host))
 
-    def fetch() -> httpx.Response | None:
-        try:
-            # verify=False: plain HTTP; the default would load the CA bundle on every call (~0.1 s)
-            return httpx.get(f"http://{address}:{port}{path}", timeout=timeout, verify=False)
-        except httpx.HTTPError:
-            return None
-
     try:
-        return cluster.hosts[host].call(fetch)
-    except Exception:  # the namespace may be gone (host down): no answer
+        with client_on(cluster.hosts[host], timeout=timeout) as client:
+            return client.get(f"http://{address}:{port}{path}")
+    except Exception:  # no answer, or the host is gone (down)
         return None
 
 

@@ -258,8 +258,7 @@ class _BadInput(ValueError):
 
 def _run_action(fn: Any, body: dict[str, Any]) -> Response:
     from webinfra.control.cluster import ClusterError, UsageError
-    from webinfra.hosts.base import CommandError
-    from webinfra.hosts.hostd import HostdError
+    from webinfra.runtime import CommandError, MachineUnreachable
     from webinfra.services.haproxy import RuntimeApiError
     from webinfra.services.supervisor import ServiceError
 
@@ -267,5 +266,5 @@ def _run_action(fn: Any, body: dict[str, Any]) -> Response:
         return JSONResponse({"ok": True, "message": fn(body)})
     except (_BadInput, UsageError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-    except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
+    except (ClusterError, ServiceError, CommandError, MachineUnreachable, RuntimeApiError, OSError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=500)

@@ -71,9 +71,9 @@ def _request(cluster: Cluster, method: str, path: str, body: Any = None, timeout
     if base is None:
         raise AlertmanagerError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
 
-    def send() -> Any:
+    def send(client: httpx.Client) -> Any:
         try:
-            response = httpx.request(method, f"{base}api/v2/{path}", json=body, timeout=timeout)
+            response = client.request(method, f"{base}api/v2/{path}", json=body, timeout=timeout)
         except httpx.HTTPError as exc:
             raise AlertmanagerError(f"Alertmanager at {base} did not answer: {exc}") from None
         if response.status_code >= 400:

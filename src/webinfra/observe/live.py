@@ -38,7 +38,7 @@ EVENTS_SHOWN = 20
 
 def lb_counters(cluster: Cluster, lb_host: str) -> dict[str, tuple[int, int]]:
     """{server: (requests, 5xx answers)} over the site's backends of one HAProxy, since it started."""
-    text = haproxy.runtime_for(cluster.plan.host(lb_host)).command("show stat")
+    text = haproxy.runtime_for(cluster.hosts[lb_host], cluster.plan.host(lb_host)).command("show stat")
     out: dict[str, tuple[int, int]] = {}
     for row in csv.DictReader(io.StringIO(text.lstrip("# "))):
         if row.get("pxname") not in haproxy.SITE_BACKENDS or row.get("svname") in ("FRONTEND", "BACKEND", None):

@@ -28,7 +28,6 @@ import contextlib
 import fcntl
 import logging
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -114,17 +113,9 @@ def backend_state(status: str) -> str:
 def holds_address(cluster: Cluster, host: str, address: str) -> bool:
     """Whether `address` is configured in `host` (binding to a non-local address fails)."""
 
-    def bind() -> bool:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-            try:
-                sock.bind((address, 0))
-                return True
-            except OSError:
-                return False
-
     try:
-        return cluster.hosts[host].call(bind)
-    except Exception:  # the namespace is gone: it holds nothing
+        return cluster.hosts[host].holds_address(address)
+    except Exception:  # the host is gone: it holds nothing
         return False
 
 
@@ -144,7 +135,7 @@ def look(cluster: Cluster) -> View:
     backends = {w.name: UNKNOWN for w in topo.with_role(Role.WEB)}
     for lb in sorted(topo.with_role(Role.LB), key=lambda h: h.name != holder):
         try:
-            stats = haproxy.runtime_for(cluster.plan.host(lb.name)).servers()
+            stats = haproxy.runtime_for(cluster.hosts[lb.name], cluster.plan.host(lb.name)).servers()
         except haproxy.RuntimeApiError:
             continue
         backends.update({s.name: backend_state(s.status) for s in stats if s.backend == "site"})
@@ -155,7 +146,9 @@ def look(cluster: Cluster) -> View:
         spec = topo.db_primary
         primary = spec.name if spec else None
     services = {
-        f"{hp.name}/{svc.name}": supervisor.pid_of(svc) is not None for hp in cluster.plan.hosts for svc in hp.services
+        f"{hp.name}/{svc.name}": supervisor.running(cluster.hosts[hp.name], svc)
+        for hp in cluster.plan.hosts
+        for svc in hp.services
     }
     return View(backends=backends, vip_holder=holder, primary=primary, services=services)
 

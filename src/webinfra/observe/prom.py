@@ -1,7 +1,7 @@
 """Reading Prometheus (on the monitoring host) over its HTTP API: instant and range queries, alerts, targets,
 and the `monitoring` part of `webinfra status --json`.
 
-Requests run inside the monitoring host (`Host.call`), like a probe: they reach Prometheus over the host's
+Requests are made from the monitoring host (`runtime.client_on`), like a probe: they reach Prometheus over the host's
 own address whatever firewall the cluster has, and need no route from the machine to the cluster.
 """
 
@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 
 from webinfra.control.cluster import ClusterError
-from webinfra.hosts.process import running_pid
 from webinfra.plan.alertmanager import url as alertmanager_url
+from webinfra.runtime import client_on
+from webinfra.runtime.emulated import running_pid
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -36,13 +37,15 @@ def prometheus_url(cluster: Cluster) -> str | None:
     return f"http://{cluster.topology.address_of(host.name)}:{cluster.topology.monitoring.prometheus_port}/"
 
 
-def on_monitoring_host(cluster: Cluster, fetch: Callable[[], T]) -> T:
-    """Run `fetch` (an HTTP call) inside the monitoring host; a PrometheusError it raises passes through."""
+def on_monitoring_host(cluster: Cluster, fetch: Callable[[httpx.Client], T]) -> T:
+    """Run `fetch` with an HTTP client whose requests are made from the monitoring host; a PrometheusError
+    it raises passes through."""
     host = cluster.topology.monitoring_host
     if host is None:
         raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
     try:
-        return cluster.hosts[host.name].call(fetch)
+        with client_on(cluster.hosts[host.name]) as client:
+            return fetch(client)
     except PrometheusError:
         raise
     except Exception as exc:  # the host's namespace is gone
@@ -55,10 +58,9 @@ def api(cluster: Cluster, path: str, params: dict[str, str] | None = None, timeo
     if url is None:
         raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
 
-    def fetch() -> Any:
+    def fetch(client: httpx.Client) -> Any:
         try:
-            # verify=False: plain HTTP; the default would load the CA bundle on every call (~0.1 s)
-            response = httpx.get(f"{url}api/v1/{path}", params=params, timeout=timeout, verify=False)
+            response = client.get(f"{url}api/v1/{path}", params=params, timeout=timeout)
         except httpx.HTTPError as exc:
             raise PrometheusError(f"Prometheus at {url} did not answer: {exc}") from None
         try:

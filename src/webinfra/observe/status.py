@@ -10,13 +10,12 @@ import httpx
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
-from webinfra.hosts.base import CommandError
 from webinfra.model import HostSpec, Role
 from webinfra.observe.prom import monitoring_status
 from webinfra.ops.faults import active_faults
 from webinfra.parallel import map_ordered
 from webinfra.plan.spec import HostPlan
+from webinfra.runtime import CommandError, client_on
 from webinfra.services import haproxy, mariadb, supervisor
 
 SCHEMA_VERSION = 1
@@ -29,9 +28,8 @@ STATUS_WORKERS = 16
 
 def snapshot(cluster: Cluster) -> dict[str, Any]:
     topo = cluster.topology
-    namespaces = netmod.existing_namespaces()
     parts: list[Callable[[], Any]] = [
-        lambda: map_ordered(lambda hp: _host(cluster, hp, namespaces), cluster.plan.hosts, max_workers=STATUS_WORKERS),
+        lambda: map_ordered(lambda hp: _host(cluster, hp), cluster.plan.hosts, max_workers=STATUS_WORKERS),
         lambda: _lb(cluster),
         lambda: _db(cluster),
     ]
@@ -51,21 +49,18 @@ def snapshot(cluster: Cluster) -> dict[str, Any]:
     return snap
 
 
-def _host(cluster: Cluster, hp: HostPlan, namespaces: set[str]) -> dict[str, Any]:
-    link = next(link for link in cluster.network.links if link.host == hp.name)
-    services = [
-        {
-            "name": svc.name,
-            "state": supervisor.state_of(cluster.hosts[hp.name], svc).value,
-            "pid": supervisor.pid_of(svc),
-        }
-        for svc in hp.services
-    ]
+def _host(cluster: Cluster, hp: HostPlan) -> dict[str, Any]:
+    machine = cluster.hosts[hp.name]
+    services = []
+    for svc in hp.services:
+        known = machine.service_status(svc.name)
+        state = supervisor.state_of(machine, svc, known)
+        services.append({"name": svc.name, "state": state.value, "pid": known.pid})
     return {
         "name": hp.name,
         "address": hp.address,
         "roles": list(hp.roles),
-        "up": link.netns in namespaces,
+        "up": machine.is_up(),
         "services": services,
         "code_version": _code_version(cluster, hp.name) if "app" in hp.roles else None,
     }
@@ -76,19 +71,12 @@ def _code_version(cluster: Cluster, host: str) -> str | None:
     topo = cluster.topology
     url = f"http://{topo.address_of(host)}:{topo.app.port}/healthz"
 
-    def fetch() -> str | None:
-        try:
-            # verify=False: plain HTTP; the default would load the CA bundle on every call (~0.1 s)
-            response = httpx.get(url, headers={"Host": topo.site.name}, timeout=0.5, verify=False)
-            version = response.json().get("version")
-        except (httpx.HTTPError, ValueError, AttributeError):
-            return None
-        return str(version) if version is not None else None
-
     try:
-        return cluster.hosts[host].call(fetch)
-    except CommandError:  # the host's namespace is gone
+        with client_on(cluster.hosts[host], timeout=0.5) as client:
+            version = client.get(url, headers={"Host": topo.site.name}).json().get("version")
+    except (httpx.HTTPError, ValueError, AttributeError, CommandError):  # CommandError: the host is gone
         return None
+    return str(version) if version is not None else None
 
 
 def _lb(cluster: Cluster) -> dict[str, Any]:
@@ -102,7 +90,7 @@ def _lb(cluster: Cluster) -> dict[str, Any]:
     reachable = False
     for spec in candidates:
         try:
-            stats = haproxy.runtime_for(cluster.plan.host(spec.name)).servers()
+            stats = haproxy.runtime_for(cluster.hosts[spec.name], cluster.plan.host(spec.name)).servers()
         except haproxy.RuntimeApiError:
             continue
         lb, reachable = cluster.plan.host(spec.name), True
@@ -159,7 +147,7 @@ def _db(cluster: Cluster) -> dict[str, Any]:
 
     def node(spec: HostSpec) -> dict[str, Any]:
         hp = cluster.plan.host(spec.name)
-        running = supervisor.pid_of(hp.service("mariadb")) is not None
+        running = supervisor.running(cluster.hosts[spec.name], hp.service("mariadb"))
         facts = mariadb.facts(cluster.hosts[spec.name], hp) if running else mariadb.DbFacts(reachable=False)
         agent = hastate.agent_status(cluster, spec.name) if topo.ha else None
         if topo.ha:

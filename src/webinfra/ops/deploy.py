@@ -20,7 +20,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,11 +29,11 @@ import httpx
 
 from webinfra.control import events
 from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
-from webinfra.hosts.base import CommandError
 from webinfra.model import Role
 from webinfra.ops import drain
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import AppRelease
+from webinfra.runtime import CommandError, client_on
 from webinfra.services import releases, supervisor
 from webinfra.services.releases import CodeBaseError
 
@@ -103,7 +102,7 @@ def deploy(
     if not todo:
         return DeployResult(version, (), tuple(current), time.monotonic() - started)
     for name in todo:
-        if supervisor.pid_of(cluster.plan.host(name).service("app")) is None:
+        if not supervisor.running(cluster.hosts[name], cluster.plan.host(name).service("app")):
             raise ClusterError(f"the app on {name} is not running: start it first (`webinfra start {name} app`)")
     if any(cluster.topology.host(name).has(Role.WEB) for name in todo) and not drain.running_lbs(cluster):
         raise ClusterError("no load balancer's runtime API answers: a server cannot be drained (is one running?)")
@@ -281,45 +280,49 @@ def _wait_healthy(cluster: Cluster, host: str, svc: supervisor.ServiceSpec, vers
     last = "no answer"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if supervisor.pid_of(svc) is None:
+        if not supervisor.running(cluster.hosts[host], svc):
             raise HostUnhealthy(f"{host}: the app exited on {version} (see {svc.log})")
 
-        def fetch() -> str:
-            try:
-                resp = httpx.get(url, headers={"Host": topo.site.name}, timeout=1.0)
-            except httpx.HTTPError as exc:
-                return f"no answer ({type(exc).__name__})"
-            if resp.status_code != 200:
-                return f"/healthz answered {resp.status_code}"
-            try:
-                got = resp.json().get("version")
-            except ValueError:
-                return "/healthz answered no JSON"
-            return "ok" if got == version else f"/healthz reports version {got!r}"
-
-        last = cluster.hosts[host].call(fetch)
+        last = _healthz_says(cluster, host, url, version)
         if last == "ok":
             return
         time.sleep(0.1)
     raise HostUnhealthy(f"{host}: not healthy on {version} within {timeout:g}s ({last})")
 
 
+def _healthz_says(cluster: Cluster, host: str, url: str, version: str) -> str:
+    """ "ok", or what the app's /healthz (asked from inside its host) says instead."""
+    try:
+        with client_on(cluster.hosts[host], timeout=1.0) as client:
+            resp = client.get(url, headers={"Host": cluster.topology.site.name})
+    except (httpx.HTTPError, CommandError) as exc:
+        return f"no answer ({type(exc).__name__})"
+    if resp.status_code != 200:
+        return f"/healthz answered {resp.status_code}"
+    try:
+        got = resp.json().get("version")
+    except ValueError:
+        return "/healthz answered no JSON"
+    return "ok" if got == version else f"/healthz reports version {got!r}"
+
+
 def _smoke(cluster: Cluster, host: str, version: str) -> None:
     """A real request through the host's own nginx (the path the LB uses), or to the app itself."""
     topo = cluster.topology
     address = topo.address_of(host)
-    verify: ssl.SSLContext | bool = False
+    ca_file: str | None = None
     if topo.host(host).has(Role.WEB):
         scheme = "https" if topo.backend_tls else "http"
         url = f"{scheme}://{address}:{topo.web.port}/api/entries?limit=1"
         if topo.backend_tls:
-            verify = ssl.create_default_context(cafile=str(cluster.layout.ca_cert))
+            ca_file = str(cluster.layout.ca_cert)
     else:
         url = f"http://{address}:{topo.app.port}/api/entries?limit=1"
 
     def fetch() -> str:
         try:
-            resp = httpx.get(url, headers={"Host": topo.site.name}, timeout=5.0, verify=verify)
+            with client_on(cluster.hosts[host], ca_file=ca_file, timeout=5.0) as client:
+                resp = client.get(url, headers={"Host": topo.site.name})
         except httpx.HTTPError as exc:
             return f"GET {url}: {type(exc).__name__}: {exc}"
         got = resp.headers.get("x-app-version")
@@ -327,6 +330,6 @@ def _smoke(cluster: Cluster, host: str, version: str) -> None:
             return f"GET {url}: {resp.status_code}, X-App-Version {got!r}"
         return ""
 
-    problem = cluster.hosts[host].call(fetch)
+    problem = fetch()
     if problem:
         raise HostUnhealthy(f"{host}: smoke check failed on {version}: {problem}")

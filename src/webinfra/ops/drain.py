@@ -54,7 +54,7 @@ def running_lbs(cluster: Cluster) -> list[Lb]:
     """The LBs whose runtime API answers (a stopped LB is brought in line by its saved state at start)."""
     out = []
     for spec in cluster.topology.with_role(Role.LB):
-        rt = haproxy.runtime_for(cluster.plan.host(spec.name))
+        rt = haproxy.runtime_for(cluster.hosts[spec.name], cluster.plan.host(spec.name))
         try:
             rt.servers()
         except RuntimeApiError:

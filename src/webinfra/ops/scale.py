@@ -33,11 +33,11 @@ from pathlib import Path
 from webinfra.agent.clone import backup_gtid
 from webinfra.control import events, hastate
 from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
-from webinfra.hosts.base import CommandError
 from webinfra.model import HostSpec, Role, Topology, parse_topology
 from webinfra.model.edit import EditError, add_host, remove_host
 from webinfra.ops import deploy, drain
 from webinfra.plan.spec import AppRelease, HostPlan, ServiceSpec
+from webinfra.runtime import CommandError
 from webinfra.services import firewall, haproxy, mariadb, releases, supervisor
 from webinfra.services.haproxy import HaproxyRuntime, RuntimeApiError
 from webinfra.services.secrets import ensure_secret
@@ -90,7 +90,7 @@ def _create_host(new: Cluster, name: str, progress: Progress) -> None:
     new.network.save(new.layout.network_file)
     for d in new.layout.host(name).all():
         d.mkdir(parents=True, exist_ok=True)
-    new.hosts[name].ensure_hostd()
+    new.hosts[name].connect()
     progress(name, "host", f"created ({link.address})")
 
 
@@ -98,7 +98,7 @@ def _remove_host(cluster: Cluster, name: str, progress: Progress, *, keep_networ
     """Stop every service of `name` (a host of `cluster`) and remove it: namespace, veth, state, sockets."""
     cluster.stop(name, progress=progress)
     link = next(link for link in cluster.network.links if link.host == name)
-    cluster.hosts[name].stop_hostd()
+    cluster.hosts[name].disconnect()
     cluster.network.remove_host(link)
     if keep_network is not None:
         keep_network.network.save(cluster.layout.network_file)
@@ -148,7 +148,7 @@ def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
         if hp.name in skip or not _changed(hp, svc):
             continue
         node = new.hosts[hp.name]
-        running = supervisor.pid_of(svc) is not None
+        running = supervisor.running(node, svc)
         if svc.name == "haproxy":
             supervisor.write_configs(node, hp, svc)
             haproxy.save_server_state(node, hp, svc)
@@ -162,7 +162,7 @@ def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
         else:
             progress(hp.name, svc.name, supervisor.start(node, hp, svc))
     for hp, svc in new.plan.start_order():
-        if svc.name == "monitor" and hp.name not in skip and supervisor.pid_of(svc) is not None:
+        if svc.name == "monitor" and hp.name not in skip and supervisor.running(new.hosts[hp.name], svc):
             supervisor.stop(new.hosts[hp.name], hp, svc)  # the event watcher reads the topology at start
             progress(hp.name, svc.name, supervisor.start(new.hosts[hp.name], hp, svc))
 
@@ -286,7 +286,7 @@ def add_replica(
     source = source or primary
     if source not in {h.name for h in cluster.topology.with_role(Role.DB)}:
         raise UsageError(f"--from {source!r}: not a DB host")
-    if supervisor.pid_of(cluster.plan.host(source).service("mariadb")) is None:
+    if not supervisor.running(cluster.hosts[source], cluster.plan.host(source).service("mariadb")):
         raise ClusterError(f"MariaDB on {source} is not running: cannot clone from it")
     new = Cluster(topo, cluster.layout, new_text)
     with deploy.operation_lock(cluster, "scale"):
@@ -353,7 +353,7 @@ def _out_of_dbproxies(cluster: Cluster, name: str, progress: Progress) -> None:
     """MAINT for `name` in every app host's DB routing, its sessions cut (the app retries a broken pooled
     connection once on a fresh one, which goes elsewhere)."""
     for app in cluster.topology.with_role(Role.APP):
-        rt = HaproxyRuntime(cluster.layout.host(app.name).sockets / "dbproxy.sock")
+        rt = HaproxyRuntime(cluster.hosts[app.name], cluster.layout.host(app.name).sockets / "dbproxy.sock")
         try:
             for listen in ("writer", "reader"):
                 rt.set_state(listen, name, "maint")
@@ -379,21 +379,22 @@ def clone_datadir(cluster: Cluster, source: str, target: str, progress: Progress
     errlog = dst.dirs.log / "clone.log"
     with open(errlog, "ab") as err:
         backup = subprocess.Popen(
-            [
-                *cluster.hosts[source].prefix,
-                "mariabackup",
-                "--backup",
-                "--stream=xbstream",
-                "--user=root",
-                f"--socket={mariadb.socket_path(src)}",
-                f"--target-dir={work}",
-            ],
+            cluster.hosts[source].local_argv(
+                [
+                    "mariabackup",
+                    "--backup",
+                    "--stream=xbstream",
+                    "--user=root",
+                    f"--socket={mariadb.socket_path(src)}",
+                    f"--target-dir={work}",
+                ]
+            ),
             stdout=subprocess.PIPE,
             stderr=err,
         )
         assert backup.stdout is not None
         unpack = subprocess.Popen(
-            [*cluster.hosts[target].prefix, "mbstream", "-x", "-C", str(staging)], stdin=backup.stdout, stderr=err
+            cluster.hosts[target].local_argv(["mbstream", "-x", "-C", str(staging)]), stdin=backup.stdout, stderr=err
         )
         backup.stdout.close()
         try:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
 from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import sweep_cluster
 
 BENCH_CLUSTER = "bench"
 BENCH_SUBNET = "198.18.250.0/24"
@@ -142,7 +142,7 @@ def run_bench(
     text = bench_topology_text()
     topo = parse_topology(text, "<bench>")
     cluster = Cluster(topo, Layout.for_cluster(BENCH_CLUSTER, root), text)
-    netmod.sweep_cluster(BENCH_CLUSTER)
+    sweep_cluster(BENCH_CLUSTER)
     say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
     started = time.monotonic()
     cluster.up()
@@ -271,7 +271,7 @@ def run_tls_bench(
         for name, subnet, label, tls in TLS_BENCH:
             text = tls_bench_topology_text(name, subnet, tls)
             cluster = Cluster(parse_topology(text, "<bench>"), Layout.for_cluster(name, root), text)
-            netmod.sweep_cluster(name)
+            sweep_cluster(name)
             clusters.append((label, cluster))
             say(f"up: {name} ({label}, {subnet})...")
             cluster.up()

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts import network as netmod
 from webinfra.model import Role, parse_topology
 from webinfra.plan.layout import Layout
 from webinfra.proving.bench import SEED_HOSTS, WrkResult, wrk
+from webinfra.runtime.emulated import sweep_cluster
 
 CLUSTER = "benchmon"
 SUBNET = "198.18.58.0/24"
@@ -81,20 +81,10 @@ def collectors(cluster: Cluster) -> list[tuple[str, str]]:
 
 def collector_cpu_seconds(cluster: Cluster) -> float:
     """CPU time (user + system) the running monitoring daemons have used so far."""
-    from webinfra.services import supervisor
-
-    ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
     for host, service in collectors(cluster):
-        pid = supervisor.pid_of(cluster.service_plan(host, service))
-        if pid is None:
-            continue
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        used = cluster.hosts[host].usage().get(service)
+        total += used.cpu_seconds if used is not None else 0.0
     return total
 
 
@@ -140,7 +130,7 @@ def run_monitoring_bench(
     root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-mon-"))
     text = topology_text()
     cluster = Cluster(parse_topology(text, "<bench>"), Layout.for_cluster(CLUSTER, root), text)
-    netmod.sweep_cluster(CLUSTER)
+    sweep_cluster(CLUSTER)
     say(f"up: {CLUSTER} (seed design + mon-01, {SUBNET})...")
     cluster.up()
     try:

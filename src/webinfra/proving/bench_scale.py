@@ -19,7 +19,6 @@ least squares, so "seconds per added host" is `b`.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -31,12 +30,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster, ClusterError, UsageError
-from webinfra.hosts import network as netmod
-from webinfra.hosts.process import read_pidfile
 from webinfra.model import parse_topology
 from webinfra.observe import prom
 from webinfra.observe.status import snapshot
 from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import sweep_cluster
 
 SCALE_CLUSTER = "scale"
 DEFAULT_SUBNET_OCTET = 200  # 198.18.200.0/24: used by no test
@@ -113,75 +111,19 @@ def is_change(action: str) -> bool:
 # ---- memory and CPU of the daemons ----
 
 
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        try:
-            out += [int(p) for p in task.read_text().split()]
-        except OSError:
-            continue
-    return out
-
-
-def tree_pids(pid: int) -> list[int]:
-    """A process and all its descendants (workers, a daemon's children); [] for a process that is gone."""
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        if current in out or not Path(f"/proc/{current}").exists():
-            continue
-        out.append(current)
-        todo += _children(current)
-    return out
-
-
-def rss_kib(pid: int) -> int:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15)
-
-
-def _daemons(cluster: Cluster, host: str) -> list[tuple[str, list[int]]]:
-    """(service, PIDs) of a host's daemons: each tracked service with its children, and hostd alone (every
-    daemon is hostd's child: its whole tree would count them twice)."""
-    hp = cluster.plan.host(host)
-    out = []
-    for svc in hp.services:
-        proc = read_pidfile(svc.pidfile)
-        if proc is not None:
-            out.append((svc.name, tree_pids(proc.pid)))
-    hostd = read_pidfile(cluster.hosts[host].hostd_pidfile)
-    if hostd is not None and Path(f"/proc/{hostd.pid}").exists():
-        out.append(("hostd", [hostd.pid]))
-    return out
-
-
-def host_pids(cluster: Cluster) -> dict[str, list[int]]:
-    """Per host: the PIDs of its daemons."""
-    return {hp.name: [pid for _, pids in _daemons(cluster, hp.name) for pid in pids] for hp in cluster.plan.hosts}
-
-
 def host_rss_mib(cluster: Cluster) -> dict[str, float]:
-    return {host: sum(rss_kib(pid) for pid in pids) / 1024 for host, pids in host_pids(cluster).items()}
+    """Per host: the resident memory of its daemons (and hostd), as its machine reports it."""
+    return {
+        hp.name: sum(u.rss_kib for u in cluster.hosts[hp.name].usage().values()) / 1024 for hp in cluster.plan.hosts
+    }
 
 
 def cpu_by_service(cluster: Cluster) -> dict[str, float]:
     """CPU seconds used so far per service name (summed over hosts; hostd included as "hostd")."""
     out: dict[str, float] = {}
     for hp in cluster.plan.hosts:
-        for name, pids in _daemons(cluster, hp.name):
-            out[name] = out.get(name, 0.0) + sum(cpu_seconds(pid) for pid in pids)
+        for name, used in cluster.hosts[hp.name].usage().items():
+            out[name] = out.get(name, 0.0) + used.cpu_seconds
     return out
 
 
@@ -295,7 +237,7 @@ def measure_size(
 ) -> ScaleRow:
     text = scale_topology_text(size, name, octet)
     topo = parse_topology(text, f"<bench --scale {size}>")
-    netmod.sweep_cluster(name)
+    sweep_cluster(name)
     cluster = Cluster(topo, Layout.for_cluster(name, root), text)
     say(f"{size} hosts ({size - len(FIXED_HOSTS)} app servers): cold up...")
     try:
@@ -323,7 +265,7 @@ def measure_size(
     finally:
         if not keep:
             cluster.down(purge=True)
-            netmod.sweep_cluster(name)
+            sweep_cluster(name)
     row = ScaleRow(
         hosts=size,
         app_servers=size - len(FIXED_HOSTS),

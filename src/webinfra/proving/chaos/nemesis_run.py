@@ -21,7 +21,6 @@ from typing import Any
 
 from webinfra.control import events
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts.base import CommandError
 from webinfra.model import Role
 from webinfra.ops import faults
 from webinfra.ops.switchover import switchover
@@ -30,6 +29,7 @@ from webinfra.proving.chaos.nemesis_plan import Step, schedule
 from webinfra.proving.chaos.nemesis_writers import Writers, WriterSettings
 from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor
+from webinfra.runtime import CommandError
 from webinfra.services import mariadb
 
 Say = Callable[[str], None]

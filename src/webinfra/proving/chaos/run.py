@@ -25,7 +25,6 @@ import tomlkit
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster, ClusterError
-from webinfra.hosts import network as netmod
 from webinfra.model import Role, parse_topology
 from webinfra.ops import faults
 from webinfra.plan.layout import Layout
@@ -33,6 +32,7 @@ from webinfra.proving.chaos.report import QUIET_GAP, ChaosResult, Marks, served_
 from webinfra.proving.chaos.scenarios import NotApplicable, Roles, Target, resolve
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
+from webinfra.runtime.emulated import sweep_cluster
 from webinfra.services import mariadb, pki, supervisor
 
 Say = Callable[[str], None]
@@ -114,7 +114,7 @@ def bring_up(text: str, name: str, subnet: str, root: Path | None, say: Say = _q
     """Bring up `text` as cluster `name` on `subnet` (its leftovers from a crashed run swept first)."""
     text = relocated(text, name, subnet)
     topo = parse_topology(text, f"<chaos {name}>")
-    netmod.sweep_cluster(name)
+    sweep_cluster(name)
     cluster = Cluster(topo, Layout.for_cluster(name, root), text)
     say(f"up: cluster {name} ({len(topo.hosts)} hosts, {subnet})")
     cluster.up()
@@ -154,7 +154,7 @@ def unhealthy(cluster: Cluster, verify: ssl.SSLContext | bool) -> str | None:
     topo = cluster.topology
     for hp in cluster.plan.hosts:
         for svc in hp.services:
-            if supervisor.pid_of(svc) is None:
+            if not supervisor.running(cluster.hosts[hp.name], svc):
                 return f"{hp.name} {svc.name} not running"
     if topo.lb_pair and len(hastate.vip_holders(cluster)) != 1:
         return "no single VIP holder"

@@ -14,7 +14,7 @@ import time
 from webinfra.control.cluster import Cluster
 from webinfra.model import Role
 from webinfra.services import mariadb
-from webinfra.services.supervisor import pid_of
+from webinfra.services.supervisor import running
 
 
 class SplitBrainMonitor:
@@ -34,7 +34,7 @@ class SplitBrainMonitor:
         out = []
         for spec in self.cluster.topology.with_role(Role.DB):
             hp = self.cluster.plan.host(spec.name)
-            if pid_of(hp.service("mariadb")) is None:
+            if not running(self.cluster.hosts[spec.name], hp.service("mariadb")):
                 continue
             try:
                 ro = mariadb.admin_sql(self.cluster.hosts[spec.name], hp, "SELECT @@GLOBAL.read_only;", timeout=3)

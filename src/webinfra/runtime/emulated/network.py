@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.hosts.base import CommandError
 from webinfra.parallel import map_ordered
+from webinfra.runtime.machine import CommandError
 
 
 def bridge_name(cluster: str) -> str:

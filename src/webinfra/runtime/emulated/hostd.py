@@ -7,8 +7,8 @@ zombies. The CLI asks it to spawn a process over a unix socket, one JSON line pe
     {"op": "spawn", "argv": [...], "log": "/path", "env": {...}, "cwd": "/path"}  ->  {"pid": 1234}
     {"op": "ping"}                                                                  ->  {"pid": <hostd pid>}
 
-Stopping is done by the caller with signals to the tracked process group (see `process.py`).
-Run as: python -m webinfra.hosts.hostd SOCKET_PATH
+Stopping is done by the caller with signals to the tracked process group (see `process.py` and `netns.py`).
+Run as: python -m webinfra.runtime.emulated.hostd SOCKET_PATH
 """
 
 from __future__ import annotations

@@ -57,6 +57,11 @@ def read_pidfile(path: Path) -> TrackedProcess | None:
         return None
 
 
+def record_process(path: Path, pid: int, argv: tuple[str, ...] | list[str]) -> None:
+    """Write a PID file naming the running process `pid` exactly."""
+    write_pidfile(path, track(pid, argv))
+
+
 def alive(proc: TrackedProcess | None) -> bool:
     return proc is not None and start_time_of(proc.pid) == proc.start_time
 
