@@ -3,6 +3,7 @@ and a dead endpoint giving a fast, clean DcsUnreachable."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -129,3 +130,41 @@ def test_cluster_view_from_keys(client: EtcdClient, prefix: str) -> None:
         5,
     )
     assert view.optime.mod_revision > 0
+
+
+def test_watch_calls_back_when_the_key_changes(client: EtcdClient, prefix: str) -> None:
+    """The leader-key watch (loop.py wakes on it): a put, and the delete an expired or revoked lease makes."""
+    key = prefix + "leader"
+    changes: list[float] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        watcher = EtcdClient(client.endpoints)
+        while not stop.is_set():
+            watcher.watch(key, lambda: changes.append(time.monotonic()), stop, idle=1.0)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        # A change made before the watch exists is not reported: put until one is.
+        wait_for("the watch to be live", lambda: client.put(key, "probe") or bool(changes), 5, interval=0.1)
+        lease = client.grant(5)
+        client.put(key, "web-01", lease=lease)
+        seen = len(changes)
+        revoked = time.monotonic()
+        client.revoke(lease)  # deletes the key: what a replica waits for
+        wait_for("the revoke's delete to be reported", lambda: len(changes) > seen and changes[-1] > revoked, 5)
+        assert changes[-1] - revoked < 1.0, changes
+    finally:
+        stop.set()
+        client.put(key, "wake the stream so the thread sees stop")
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
+def test_watch_of_a_dead_endpoint_is_unreachable_fast() -> None:
+    dead = EtcdClient([f"http://127.0.0.1:{free_port()}"], timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(DcsUnreachable):
+        dead.watch("x", lambda: None, threading.Event())
+    assert time.monotonic() - started < 2.0

@@ -863,3 +863,91 @@ def test_decide_is_pure() -> None:
 )
 def test_errant(mine: str, at: str, expected: tuple[str, ...]) -> None:
     assert errant(GtidState.parse(mine), GtidState.parse(at)) == expected
+
+
+# -- issue 13: faster failover ------------------------------------------------------------------------------
+
+
+def test_promotion_is_async_from_the_start_only_when_no_other_member_is_a_healthy_replica() -> None:
+    """ACQUIRE carries semi_sync=False when the first cycle as leader would fall back at once anyway (no
+    healthy replica to wait for): commits then never wait for an acknowledgement nobody can send."""
+    alone = snap("web-02", replica_db(seq=57), view(None, member("web-02", 57), member("web-01", 57, role="primary")))
+    d = decide(alone)
+    assert (d.action, d.semi_sync) == (Action.ACQUIRE, False) and "no healthy replica" in d.reason, d
+    # Another healthy replica (three nodes): semi-sync stays on, the usual fallback wait applies.
+    with_replica = snap("web-02", replica_db(seq=57), view(None, member("web-02", 57), member("web-03", 55)))
+    d = decide(with_replica)
+    assert (d.action, d.semi_sync) == (Action.ACQUIRE, True), d
+    # An unhealthy or cloning one acknowledges nothing.
+    sick = snap("web-02", replica_db(seq=57), view(None, member("web-03", 55, healthy=False)))
+    assert decide(sick).semi_sync is False
+    # "block" never acknowledges alone.
+    blocking = replace(alone, settings=replace(alone.settings, when_no_replica_acks="block"))
+    d = decide(blocking)
+    assert (d.action, d.semi_sync) == (Action.ACQUIRE, True), d
+    # Bootstrap: nobody replicates yet.
+    d = decide(snap("web-01", primary_db(seq=3), view(initialized=None)))
+    assert (d.action, d.semi_sync) == (Action.ACQUIRE, False), d
+    # Every other decision keeps the default.
+    assert decide(snap("web-01", primary_db(), view("web-01", member("web-02")), LEADING)).semi_sync is True
+
+
+def _expiring(ttl_left: float | None, *, margin: float = 1.0, db: LocalDb | None = None) -> Snapshot:
+    s = snap("web-02", db or replica_db(), replace(view("web-01", member("web-02")), leader_ttl_left=ttl_left))
+    return replace(s, settings=replace(s.settings, lease_ttl=3.0, fence_margin=margin))
+
+
+@pytest.mark.parametrize(
+    ("ttl_left", "margin", "db", "action"),
+    [
+        (0.0, 1.0, None, Action.STOP_RECEIVING),  # under a second left: the leader is past its fencing time
+        (-1.0, 1.0, None, Action.STOP_RECEIVING),  # already gone in etcd, key not swept yet
+        (0.0, 1.0, replica_db(io_running="No"), Action.STOP_RECEIVING),  # idempotent: stays stopped
+        (1.0, 1.0, None, Action.FOLLOW),  # a renewing leader reads TTL - 1 or more
+        (2.0, 1.0, None, Action.FOLLOW),
+        (None, 1.0, None, Action.FOLLOW),  # unknown
+        (1.0, 1.0, replica_db(io_running="No"), Action.FOLLOW),  # renewed after all: FOLLOW restarts the IO thread
+        (0.0, 2 / 3, None, Action.FOLLOW),  # a 2 s lease: TTL 0 does not prove the leader fenced itself
+        (0.0, 1.0, replica_db("web-03"), Action.FOLLOW),  # replicating from someone else: repoint first
+    ],
+)
+def test_replica_stops_receiving_only_once_the_leader_is_past_its_fencing_time(
+    ttl_left: float | None, margin: float, db: LocalDb | None, action: Action
+) -> None:
+    d = decide(_expiring(ttl_left, margin=margin, db=db))
+    assert d.action == action, d
+    if action is Action.STOP_RECEIVING:
+        assert d.target == "web-01" and "fenced itself" in d.reason, d
+
+
+def test_after_stopping_to_receive_the_replica_promotes_once_the_key_is_gone() -> None:
+    """The IO thread stopped ahead of the expiry changes nothing about eligibility: relay log applied and
+    most advanced -> ACQUIRE (async: the old leader is not a healthy replica)."""
+    stopped = replica_db(seq=57, io_running="No")
+    d = decide(snap("web-02", stopped, view(None, member("web-02", 57), member("web-01", 57, role="primary"))))
+    assert (d.action, d.semi_sync) == (Action.ACQUIRE, False), d
+    # Relay log not applied yet: waits, as before.
+    behind = replica_db(seq=50, io_seq=57, io_running="No")
+    assert decide(snap("web-02", behind, view(None, member("web-02", 57)))).action == Action.WAIT
+
+
+def test_a_cut_off_replica_with_a_live_member_key_does_not_bring_semi_sync_back() -> None:
+    """chaos app-partition: the replica cut off still had a healthy member key (member_ttl) and a connection
+    the primary counted as a client, so the leader restored semi-sync 0.5 s after falling back and every commit
+    stalled again (three times in one run). The restore now waits until a replica has reached the leader's own
+    "not sync" optime mark: writes acknowledged alone since the fallback."""
+    mark = OptimeRecord("web-01", False, "0-1-80", 80)
+    frozen = member("web-02", 57, replicating_from=ADDR["web-01"])  # its last key, from before the cut
+    leading = primary_db(seq=80, clients=1, semi=False)
+    d = decide(snap("web-01", leading, view("web-01", frozen, optime=mark), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.LEAD, d
+    caught_up = member("web-02", 80, replicating_from=ADDR["web-01"])
+    d = decide(snap("web-01", leading, view("web-01", caught_up, optime=mark), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.SEMI_SYNC_RESTORE and "reached 0-1-80" in d.reason, d
+    # Another history with a higher seq_no has not reached the mark.
+    other = member("web-02", 90, gtid="0-2-90", replicating_from=ADDR["web-01"])
+    d = decide(snap("web-01", leading, view("web-01", other, optime=mark), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.LEAD, d
+    # No optime of mine (e.g. the DCS lost it): the previous rule (a replica streams from me) applies.
+    d = decide(snap("web-01", leading, view("web-01", frozen), renewal(0.1, semi_sync_fallback=True)))
+    assert d.action == Action.SEMI_SYNC_RESTORE, d

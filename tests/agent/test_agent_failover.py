@@ -156,7 +156,9 @@ def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
     assert a.ok("/health")
     status = a.status()
     assert status["role"] == "primary" and status["leader"] == a.name and status["dcs_reachable"]
-    assert status["semi_sync"] == "on", status
+    # A bootstraps acknowledging alone (no replica yet) and turns semi-sync on once B has reached its
+    # "not sync" optime mark (B's member key shows it, up to a cycle after B streams).
+    wait_for("semi-sync on", lambda: a.status().get("semi_sync") == "on", timeout=5)
     initialized = two_nodes.dcs.get(two_nodes.keys.initialized)
     assert initialized is not None and initialized.value == a.name.encode()
 

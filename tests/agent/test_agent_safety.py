@@ -5,9 +5,12 @@ Every test failed on the code before the fix (noted per test); the factories are
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
 from test_agent_decide import (
     DOWN,
     GONE,
@@ -24,8 +27,10 @@ from test_agent_units import RENDERED
 
 from webinfra.agent.actions import Actor, _optime_at
 from webinfra.agent.config import AgentConfig
+from webinfra.agent.dcs import DcsUnreachable
 from webinfra.agent.decide import Action, Decision, decide
 from webinfra.agent.eventlog import EventLog
+from webinfra.agent.mysql import DbError
 from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest
 
 # -- 1. histories, not sequence numbers ------------------------------------------------------------------------
@@ -272,3 +277,87 @@ def test_a_hung_server_that_cannot_be_fenced_is_restarted_after_a_while() -> Non
     # A server that is gone is not "hung": release / wait as before.
     d = decide(snap("web-01", GONE, view("web-01"), replace(failing, fence_failing_since=NOW - 7.0)))
     assert d.action == Action.RELEASE, d
+
+
+# -- 4. promoting async: "not sync" is recorded before the server is writable (issue 13) ------------------------
+
+
+class _Promoting(_Recorder):
+    """DCS and MariaDB for one ACQUIRE: records the calls in order; `optime_fails` makes the optime put fail."""
+
+    def __init__(self, *, optime_fails: bool = False) -> None:
+        super().__init__()
+        self.optime_fails = optime_fails
+        self.optimes: list[OptimeRecord] = []
+
+    def grant(self, ttl: int) -> int:
+        self.calls.append("grant")
+        return 5
+
+    def create(self, key: str, value: str, *, lease: int = 0) -> bool:
+        self.calls.append("create " + key.rsplit("/", 1)[-1])
+        return True
+
+    def put(self, key: str, value: str, *, lease: int = 0) -> None:
+        if key.endswith("optime"):
+            if self.optime_fails:
+                raise DcsUnreachable("etcd cut off")
+            self.optimes.append(OptimeRecord(**{k: v for k, v in json.loads(value).items() if k != "at"}))
+        super().put(key, value, lease=lease)
+
+    def get(self, key: str) -> None:
+        return None
+
+    def replace(self, key: str, value: str, revision: int, *, lease: int = 0) -> bool:
+        return True
+
+    def promote(self, fence_at: float, *, replicating: bool, semi_sync: bool, before_writable: Any) -> str:
+        self.calls.append(f"reset, semi-sync {'on' if semi_sync else 'off'}")
+        if before_writable is not None:
+            before_writable(LocalDb(reachable=True, server_id=2, gtid_binlog_pos="0-1-57", gtid_current_pos="0-1-57"))
+        self.calls.append("writable")
+        return "0-1-57"
+
+    def resume_receiving(self) -> None:
+        self.calls.append("resume receiving")
+
+
+def _promoting_actor(tmp_path: Path, rec: _Promoting) -> Actor:
+    actor, _ = _actor(tmp_path)
+    actor.dcs = rec  # type: ignore[assignment]
+    actor.db = rec  # type: ignore[assignment]
+    return actor
+
+
+def test_an_async_promotion_records_not_sync_before_the_server_is_writable(tmp_path: Path) -> None:
+    """The decision the first leader cycle used to take (fallback, no healthy replica) is now part of the
+    promotion; the optime rule is the fallback's: "not sync" in the DCS before the first write is acknowledged
+    alone, else no write at all."""
+    s = snap("web-02", replica_db(seq=57), view(None, member("web-02", 57), member("web-01", 57, role="primary")))
+    d = decide(s)
+    assert (d.action, d.semi_sync) == (Action.ACQUIRE, False), d
+    rec = _Promoting()
+    state = _promoting_actor(tmp_path, rec).act(d, s)
+    assert rec.calls[:5] == ["grant", "create leader", "reset, semi-sync off", "put optime", "writable"], rec.calls
+    assert [(o.sync, o.gtid) for o in rec.optimes] == [(False, "0-1-57")], rec.optimes
+    assert state.holds_lease and state.semi_sync_fallback
+    events = (tmp_path / "events.jsonl").read_text()
+    assert '"semi_sync_fallback"' in events and "promoted without a healthy replica" in events
+    # The next cycle as leader keeps it not sync at the moving tip (decide.leader_optime), never "sync".
+    leading = replace(primary_db(seq=60, server_id=2, semi=False, clients=0), gtid_binlog_pos="0-2-60")
+    nxt = decide(snap("web-02", leading, view("web-02", optime=rec.optimes[0]), replace(state, last_renewal_sent=NOW)))
+    assert nxt.action == Action.LEAD and nxt.optime is not None and not nxt.optime.sync, nxt
+    # With semi-sync on, no optime is written before writable (the previous promise stands, as before).
+    rec = _Promoting()
+    _promoting_actor(tmp_path, rec).act(replace(d, semi_sync=True), s)
+    assert rec.calls.index("writable") < rec.calls.index("put optime"), rec.calls
+
+
+def test_an_async_promotion_that_cannot_record_the_optime_never_makes_the_server_writable(tmp_path: Path) -> None:
+    s = snap("web-02", replica_db(seq=57), view(None, member("web-02", 57)))
+    d = decide(s)
+    rec = _Promoting(optime_fails=True)
+    with pytest.raises(DbError, match="could not record the optime"):
+        _promoting_actor(tmp_path, rec).act(d, s)
+    assert "writable" not in rec.calls, rec.calls
+    assert rec.calls[-3:] == ["fence", "revoke", "resume receiving"], rec.calls

@@ -238,3 +238,23 @@ def test_a_clone_restores_the_sources_history_up_to_the_backup() -> None:
     assert restored_state("0-11-24,0-12-20", "0-12-25") == "0-11-24,0-12-25"
     assert restored_state("", "0-12-25") == "0-12-25"
     assert restored_state("garbage", "0-12-25") == "0-12-25"
+
+
+def test_a_replica_that_stopped_receiving_ahead_of_a_takeover_still_serves_reads() -> None:
+    """STOP_RECEIVING stops the IO thread while the leader's lease runs out: /read stays 200 (what was applied),
+    as it did for a replica of a cut-off source before, so reads do not fail until the promotion."""
+    from dataclasses import replace
+
+    from test_agent_api import replica
+
+    from webinfra.agent import clock
+    from webinfra.agent.decide import Action, Decision
+
+    stopped = replica(lag=None, running="No")
+    assert not stopped.replica_ok()  # an IO thread that stopped on its own: not a healthy replica
+    stopping = replace(stopped, decision=Decision(Action.STOP_RECEIVING, "lease expiring", "web-01"))
+    assert stopping.replica_ok() and stopping.read_ok(clock.now())
+    slave = stopping.snapshot.db.slave if stopping.snapshot else None
+    assert slave is not None and stopping.snapshot is not None
+    no_sql = replace(stopping.snapshot.db, slave=replace(slave, sql_running="No"))
+    assert not replace(stopping, snapshot=replace(stopping.snapshot, db=no_sql)).replica_ok()

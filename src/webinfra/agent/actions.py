@@ -135,13 +135,18 @@ class Actor:
             renewed_this_cycle=True,
             lease_lost=False,
             fenced=False,
-            semi_sync_fallback=False,
+            semi_sync_fallback=not d.semi_sync,
             no_clients_since=clock.now(),
             switchover_started=None,
             switchover_target=None,
         )
         try:
-            gtid = self.db.promote(self._fence_at(state) or sent, replicating=s.db.slave is not None)
+            gtid = self.db.promote(
+                self._fence_at(state) or sent,
+                replicating=s.db.slave is not None,
+                semi_sync=d.semi_sync,
+                before_writable=None if d.semi_sync else self._async_from_promotion,
+            )
         except DbError as exc:
             # Not promoted (e.g. the relay log could not be applied within the lease): let go at once, so
             # nobody waits for a leader that is not writable, and receive from the source again.
@@ -154,7 +159,8 @@ class Actor:
                 log.warning("could not restart the IO thread: %s", again)
             raise
         self.dcs.put(self.keys.leader, leader_value(self.me, since, gtid), lease=lease)
-        self._promoted_optime(s)
+        if d.semi_sync:
+            self._promoted_optime(s)
         cluster = s.cluster
         if cluster is not None and cluster.initialized is None:
             self.dcs.create(self.keys.initialized, self.me)
@@ -162,8 +168,19 @@ class Actor:
         if cluster is not None and cluster.switchover is not None:
             self.dcs.delete(self.keys.switchover)
         self.events.append("promoted", f"promoted {self.me}: {d.reason}")
+        if not d.semi_sync:
+            self.events.append("semi_sync_fallback", f"promoted without a healthy replica: {d.reason}")
         log.warning("promoted %s: %s", self.me, d.reason)
         return state
+
+    def _async_from_promotion(self, at: LocalDb) -> None:
+        """Promoting with semi-sync off: "not sync" at my promotion point goes to the DCS before the server
+        is writable, as before any fallback (the loop keeps it current from the next cycle on). A DCS
+        failure here stops the promotion with the server still read-only."""
+        try:
+            self._put_optime(_optime_at(self.me, False, at))
+        except (DcsUnreachable, DcsError) as exc:
+            raise DbError(f"could not record the optime before acknowledging alone: {exc}") from exc
 
     def _promoted_optime(self, s: Snapshot) -> None:
         """Semi-sync is on from the promotion. A previous leader's "not sync" record stays not sync, now
@@ -312,6 +329,14 @@ class Actor:
         return without_switchover(s.me)
 
     # -- not the leader ----------------------------------------------------------------------------------
+
+    def _stop_receiving(self, d: Decision, s: Snapshot) -> AgentState:
+        self._read_only(s, d.reason)
+        slave = s.db.slave
+        if slave is not None and slave.io_running != "No":
+            self.db.stop_receiving()
+            self.events.append("stop_receiving", d.reason)
+        return without_switchover(s.me, fenced=False)
 
     def _read_only(self, s: Snapshot, why: str) -> None:
         """Every non-leader is read-only; a writable one also loses its site sessions."""

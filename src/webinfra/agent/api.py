@@ -35,7 +35,7 @@ from typing import Any
 from webinfra.agent import clock
 from webinfra.agent import metrics as agent_metrics
 from webinfra.agent.clone import GTID_STATE_HEADER, backup_stream
-from webinfra.agent.decide import Decision
+from webinfra.agent.decide import Action, Decision
 from webinfra.agent.mysql import DbError, LocalMariaDB
 from webinfra.agent.snapshot import ClusterView, DbRole, Snapshot
 
@@ -81,14 +81,13 @@ class Published:
             return False
         slave = s.db.slave
         address = s.settings.members.get(self.leader)
-        return (
-            slave is not None
-            and slave.running
-            and address is not None
-            and slave.master_host == address
-            and slave.seconds_behind is not None
-            and slave.seconds_behind <= s.settings.replica_max_lag
-        )
+        if slave is None or address is None or slave.master_host != address:
+            return False
+        if self.decision is not None and self.decision.action is Action.STOP_RECEIVING:
+            # IO thread stopped on purpose (the leader's lease is about to expire): still serve what was
+            # applied, as a replica of a cut-off source did before; reads stay up until the takeover.
+            return slave.sql_running == "Yes"
+        return slave.running and slave.seconds_behind is not None and slave.seconds_behind <= s.settings.replica_max_lag
 
     def read_ok(self, now: float) -> bool:
         if self.replica_ok():

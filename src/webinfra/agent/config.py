@@ -59,7 +59,7 @@ class AgentConfig(_Strict):
     loop_interval: float = Field(default=0.5, gt=0, le=60)
     replica_max_lag: float = Field(default=5.0, gt=0)
     when_no_replica_acks: Literal["fallback_async", "block"] = "fallback_async"
-    semi_sync_fallback_ms: int = Field(default=1000, ge=0)
+    semi_sync_fallback_ms: int = Field(default=500, ge=0)
     mariadb: MariadbSettings
     members: dict[str, MemberSpec] = Field(min_length=1)
     initial_primary: str

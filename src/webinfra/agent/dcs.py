@@ -20,7 +20,10 @@ again and retries that call once. A refused password is a `DcsAuthError` (an ans
 from __future__ import annotations
 
 import base64
+import json
 import ssl
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,6 +215,36 @@ class EtcdClient:
         if code in _ANSWER_CODES or code == _UNAUTHENTICATED:
             raise DcsError(code, message)
         raise _EndpointDown(f"{url}: HTTP {resp.status_code} {message}".strip())
+
+    # -- watch -------------------------------------------------------------------------------------------
+
+    def watch(self, key: str, on_change: Callable[[], None], stop: threading.Event, *, idle: float = 10.0) -> None:
+        """Stream the changes of `key` from one endpoint, calling `on_change` once per batch of events,
+        until `stop` is set, the stream ends or stays silent for `idle` seconds (the caller then watches
+        again: a stream to a member cut off later would otherwise hang unnoticed). A failure moves on to
+        the next endpoint and raises DcsUnreachable (or DcsError)."""
+        endpoint = self.endpoints[self._preferred]
+        try:
+            if self.credentials is not None and self._token is None:
+                self._token = self._authenticate(endpoint)
+            headers = {"Authorization": self._token} if self._token else None
+            body = {"create_request": {"key": _b64(key)}}
+            timeout = httpx.Timeout(self.timeout, read=idle)
+            with self._http.stream("POST", endpoint + "/v3/watch", json=body, headers=headers, timeout=timeout) as r:
+                for line in r.iter_lines():
+                    if stop.is_set():
+                        return
+                    data = json.loads(line) if line.strip() else {}
+                    if "error" in data:
+                        self._token = None  # e.g. a member that restarted forgot it: authenticate again
+                        raise _EndpointDown(f"{endpoint}/v3/watch: {data['error']}")
+                    if (data.get("result") or {}).get("events"):
+                        on_change()
+        except httpx.ReadTimeout:
+            return  # silent for `idle` seconds: watch again
+        except (_EndpointDown, httpx.HTTPError, ValueError) as exc:
+            self._preferred = (self._preferred + 1) % len(self.endpoints)
+            raise DcsUnreachable(f"{endpoint}/v3/watch: {exc or type(exc).__name__}") from None
 
     # -- leases ------------------------------------------------------------------------------------------
 

@@ -13,13 +13,15 @@ in the order they are tried:
 - DCS unreachable                          -> WAIT (keep replicating; never promote without the DCS)
 - local MariaDB down                       -> WAIT (or RELEASE a leader key that still names me, once
                                               mysqld is proven gone)
-- no leader                                -> `_no_leader`: ACQUIRE only if bootstrap / switchover /
+- no leader                                -> `_no_leader`: ACQUIRE (async from the start when no
+                                              other member is a healthy replica) only if bootstrap / switchover /
                                               "my history has the async leader's optime" / "no healthy
                                               member's history is ahead of mine" rules allow, else WAIT
                                               (a switchover target too: a lagging one is refused)
 - the leader key names me (agent restart)  -> RESUME (adopt the lease)
 - another node leads                       -> `_follow`: RECLONE (diverged or errant), REJOIN (old
-                                              primary), FOLLOW
+                                              primary), STOP_RECEIVING (its lease is about to expire),
+                                              FOLLOW
 Every non-leader action also keeps MariaDB read-only (actions.py), so "not leader" implies "no writes".
 
 Histories, not sequence numbers: positions are compared as GTID states (snapshot.GtidState: the last
@@ -82,6 +84,7 @@ class Action(StrEnum):
     SWITCHOVER_HANDOVER = "switchover_handover"  # leader: release the key so the target takes it
     SWITCHOVER_ABORT = "switchover_abort"  # leader: writable again, drop the request
     RESTART_MARIADB = "restart_mariadb"  # kill a hung mysqld that could not be fenced, start it read-only
+    STOP_RECEIVING = "stop_receiving"  # replica: stop the IO thread, the leader's lease is about to expire
     WAIT = "wait"
 
 
@@ -94,6 +97,10 @@ class Decision:
     optime: OptimeRecord | None = None
     # RECLONE only: my transactions the leader lacks, exported and named before the datadir is replaced.
     errant: tuple[str, ...] = ()
+    # ACQUIRE only: False = promote with semi-sync master off (no healthy replica is known to acknowledge:
+    # the first cycle after the promotion would fall back anyway, while commits wait). The optime says
+    # "not sync" at my promotion point before the server is writable (actions.py).
+    semi_sync: bool = True
 
 
 # Leader decisions taken with a fresh view of the DCS, after which the optime is kept up to date.
@@ -221,9 +228,22 @@ def _semi_sync(s: Snapshot) -> Decision | None:
     clients = s.db.semi_master_clients
     if s.me.semi_sync_fallback:
         # Back on only when a replica really streams from me (its agent says so in the DCS): a dead
-        # connection still counted as a client would otherwise stall every write again at once.
-        if clients > 0 and s.cluster is not None and _replica_reached(s, None):
-            return Decision(Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected: semi-sync back on")
+        # connection still counted as a client would otherwise stall every write again at once. And only
+        # once it has what I acknowledged alone, up to my own "not sync" optime: a replica cut off keeps
+        # a healthy member key for member_ttl (4 s) and its connection stays ESTABLISHED, so without the
+        # mark the leader went back to semi-sync and stalled every commit again, three times in one
+        # app-partition (chaos, issue 13). Staying async longer is never less safe.
+        mark = s.cluster.optime if s.cluster is not None else None
+        if mark is not None and (mark.leader != s.settings.host or mark.sync):
+            mark = None
+        reached = s.cluster is not None and (
+            _replica_reached(s, gtid_in_domain(mark.gtid), mark.gtid_seq) if mark else _replica_reached(s, None)
+        )
+        if clients > 0 and reached:
+            upto = f" and one has reached {mark.gtid or mark.gtid_seq}" if mark else ""
+            return Decision(
+                Action.SEMI_SYNC_RESTORE, f"{clients} semi-sync replica(s) connected{upto}: semi-sync back on"
+            )
         return None
     starts = [t for t in (s.me.no_clients_since if clients == 0 else None, s.me.acks_stalled_since) if t is not None]
     since = min(starts) if starts else None
@@ -358,7 +378,7 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
     me = s.settings.host
     if cluster.initialized is None:
         if me == s.settings.initial_primary:
-            return Decision(Action.ACQUIRE, "cluster not initialized: bootstrapping as the initial primary", me)
+            return _acquire(s, "cluster not initialized: bootstrapping as the initial primary")
         return Decision(
             Action.WAIT, f"cluster not initialized: waiting for the initial primary {s.settings.initial_primary}"
         )
@@ -390,8 +410,20 @@ def _no_leader(s: Snapshot, cluster: ClusterView) -> Decision:
                 return Decision(Action.WAIT, f"switchover target, but refusing: {why}")
             return Decision(Action.WAIT, f"no leader; {why}")
     if target:
-        return Decision(Action.ACQUIRE, f"switchover target, caught up and most advanced ({position})", me)
-    return Decision(Action.ACQUIRE, f"leader lease expired, most advanced ({position})", me)
+        return _acquire(s, f"switchover target, caught up and most advanced ({position})")
+    return _acquire(s, f"leader lease expired, most advanced ({position})")
+
+
+def _acquire(s: Snapshot, reason: str) -> Decision:
+    """ACQUIRE; acknowledging alone from the start when no other member is a healthy replica. That is the
+    decision the first cycle as leader would take (`_semi_sync`: no healthy replica, so no wait, and the
+    lease is fresh), taken before the server is writable instead of a cycle later, while every commit
+    waits for an acknowledgement nobody can send (1-2.4 s under load, BENCHMARKS.md)."""
+    if s.settings.when_no_replica_acks == "fallback_async" and not _any_healthy_replica(s):
+        return Decision(
+            Action.ACQUIRE, f"{reason}; no healthy replica: async until one streams", s.settings.host, semi_sync=False
+        )
+    return Decision(Action.ACQUIRE, reason, s.settings.host)
 
 
 def _ahead_of_me(rival: MemberRecord, mine: GtidState, optime: OptimeRecord | None, *, me_first: bool) -> str | None:
@@ -481,7 +513,27 @@ def _follow(s: Snapshot, leader: LeaderRecord) -> Decision:
             f"rejoining {leader.name} as a replica (my {mine or 'empty'} within its promotion point {at or 'empty'})",
             leader.name,
         )
+    if slave is not None and slave.master_host == address and _lease_expiring(s):
+        # Etcd says the leader's lease has under a second left, so the leader has passed its own fencing
+        # time (last renewal + TTL - margin, margin 1 s): it takes no writes whatever I do. STOP SLAVE away
+        # from a cut-off source waits ~1 s (semi-sync's kill connection); doing it now overlaps that wait
+        # with the lease's last second instead of adding it to the promotion. If the leader renews after
+        # all, FOLLOW starts the IO thread again the next cycle.
+        return Decision(
+            Action.STOP_RECEIVING,
+            f"{leader.name}'s leader lease expires within 1s (it has fenced itself): "
+            "stopping my IO thread ahead of a takeover",
+            leader.name,
+        )
     return Decision(Action.FOLLOW, f"following {leader.name}", leader.name)
+
+
+def _lease_expiring(s: Snapshot) -> bool:
+    """The leader's lease has under a second left in etcd (its TTL reads 0: whole seconds, rounded down;
+    -1 when already gone), and that proves the leader is past its fencing time: only with a fencing margin
+    of a second or more (TTL >= 3 s). A leader renewing every cycle reads TTL - 1 or more."""
+    ttl = s.cluster.leader_ttl_left if s.cluster is not None else None
+    return ttl is not None and ttl < 1 and s.settings.fence_margin >= 1
 
 
 def errant(mine: GtidState, promoted_at: GtidState) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ KINDS = frozenset(
         "semi_sync_restored",
         "switchover",
         "mariadb_restarted",
+        "stop_receiving",
     }
 )
 

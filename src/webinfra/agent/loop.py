@@ -30,7 +30,7 @@ from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
 from webinfra.agent.decide import Action, Decision, decide
 from webinfra.agent.eventlog import EventLog, utc_now
-from webinfra.agent.mysql import DbError, LocalMariaDB
+from webinfra.agent.mysql import DbError, LocalMariaDB, pid_running
 from webinfra.agent.records import cluster_view, member_value
 from webinfra.agent.snapshot import AgentState, ClusterView, DbRole, LocalDb, Settings, Snapshot
 
@@ -39,6 +39,8 @@ log = logging.getLogger("webinfra.agent")
 # Poll interval while a failover is likely. (etcd reports a lease's time to live in whole seconds,
 # rounded down: a healthy leader's lease reads 1 or 2, a silent one 0.)
 EXPIRY_POLL = 0.1
+# How often a leader looks at its mysqld's pid between cycles (a crash is then seen within this).
+PID_WATCH = 0.05
 
 _CHANGES_MARIADB = frozenset(
     {
@@ -51,6 +53,7 @@ _CHANGES_MARIADB = frozenset(
         Action.SWITCHOVER_PREPARE,
         Action.SWITCHOVER_ABORT,
         Action.RESTART_MARIADB,
+        Action.STOP_RECEIVING,
     }
 )
 
@@ -105,6 +108,10 @@ class Agent:
         self._last_logged: tuple[str, str | None, str] | None = None
         self._last_view: ClusterView | None = None
         self._source_lost_at: float | None = None
+        # Set by the leader-key watch (and stop()): the loop's sleep ends at once and a cycle runs.
+        self._wake = threading.Event()
+        self._watch_dcs = dcs is None  # an injected client (tests) is not shared with a watch thread
+        self._mysqld_pid: int | None = None  # as of the last cycle whose facts call got an answer
 
     # -- one cycle ---------------------------------------------------------------------------------------
 
@@ -131,6 +138,8 @@ class Agent:
         self._collect_clone_result()
         state = self.state
         db = self.db.facts()
+        if db.reachable:
+            self._mysqld_pid = self.db.mysqld_pid()  # what the leader watches between cycles (_sleep_until)
         if db.reachable and not db.watchdog_installed:
             self._install_watchdog()
         now = clock.now()
@@ -314,6 +323,8 @@ class Agent:
     def run(self) -> None:
         """Cycle until `stop()`; then step down if leading."""
         interval = self.config.loop_interval
+        if self._watch_dcs:
+            threading.Thread(target=self._watch_leader, name="agent-leader-watch", daemon=True).start()
         while not self._stop.is_set():
             started = clock.now()
             decision = None
@@ -326,18 +337,65 @@ class Agent:
                 # Just promoted: the next cycle settles semi-sync (no replica may be left to acknowledge
                 # writes, which wait until then) and publishes /primary without a loop interval's delay.
                 wake = clock.now()
-            if self._failover_likely() or (self.state.holds_lease and self.state.db_failures):
+            if self.state.holds_lease and self.state.db_failures:
                 # A leader whose MariaDB stopped answering counts its failed checks quickly: releasing
                 # needs several in a row (decide.py), and the replica is waiting for them.
+                wake = started + min(interval, PID_WATCH)
+            elif self._failover_likely() or self._acks_awaited():
                 wake = started + min(interval, EXPIRY_POLL)
             fence_at = self.fence_at()
             if fence_at is not None and not self.state.fenced and self.state.fence_failing_since is None:
                 wake = min(wake, max(fence_at, clock.now() + 0.01))
-            self._stop.wait(max(0.0, wake - clock.now()))
+            self._sleep_until(wake)
         self.state = self.actor.step_down(self.state, "agent stopping: read-only, lease released")
         if self._member_lease:
             with contextlib.suppress(DcsUnreachable, DcsError):
                 self.dcs.revoke(self._member_lease)  # my member key goes at once, not in member_ttl
+
+    def _sleep_until(self, wake: float) -> None:
+        """Sleep until `wake` or `stop()`. A leader also watches its mysqld's pid meanwhile (a /proc read every
+        PID_WATCH seconds): a crashed server is seen at once instead of at the next cycle, up to a loop
+        interval later, and the checks that let the lease go (decide.py) start right away."""
+        pid = self._mysqld_pid if self.state.holds_lease else None
+        if pid is not None and not pid_running(pid):
+            if self.state.db_failures == 0:
+                return  # it died during the cycle that still saw it answer: check again now
+            pid = None  # already counted as failing: the loop's own pace applies
+        while not self._stop.is_set():
+            left = wake - clock.now()
+            if left <= 0 or (pid is not None and not pid_running(pid)):
+                return
+            if self._wake.wait(min(left, PID_WATCH) if pid is not None else left):
+                self._wake.clear()
+                return
+
+    def _watch_leader(self) -> None:
+        """Thread: watch the leader key with a client of its own, waking the loop on every change. A replica
+        then sees a released or expired lease within milliseconds instead of at its next cycle (up to a
+        loop interval). Only an accelerator: the loop polls as before, so a broken watch costs speed only."""
+        client = etcd_client_for(self.config)
+        try:
+            while not self._stop.is_set():
+                try:
+                    client.watch(self.keys.leader, self._wake.set, self._stop)
+                except (DcsUnreachable, DcsError) as exc:
+                    log.debug("leader watch: %s", exc)
+                    self._stop.wait(0.5)
+        finally:
+            client.close()
+
+    def _acks_awaited(self) -> bool:
+        """Leader, semi-sync on, commits waiting for an acknowledgement: poll fast, so a stall (a replica
+        cut off: its connection stays ESTABLISHED) is seen within EXPIRY_POLL and the fallback comes
+        `semi_sync_fallback` later, not up to two loop intervals later. Healthy acks take milliseconds."""
+        s = self.published.snapshot
+        return (
+            s is not None
+            and self.state.holds_lease
+            and not self.state.semi_sync_fallback
+            and s.db.reachable
+            and s.db.semi_master_wait_sessions > 0
+        )
 
     def _failover_likely(self) -> bool:
         """Poll faster while a failover is likely, to take over as soon as the leader key goes:
@@ -360,3 +418,4 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()

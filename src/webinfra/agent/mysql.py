@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket as sockets
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from webinfra.agent import clock, watchdog
@@ -230,27 +231,59 @@ class LocalMariaDB:
         if out.strip() != "0":
             raise DbError(f"relay log not applied up to {received} within {left:.1f}s (the lease would expire)")
 
-    def promote(self, fence_at: float, *, replicating: bool = True) -> str:
-        """Drain the relay log, forget the source, semi-sync master on, publish the watchdog deadline, then
-        writable (in that order: no write is ever acknowledged without a replica, none is lost from the
-        relay log). Bounded by the lease (`fence_at`). Returns the GTID state at that point."""
+    def promote(
+        self,
+        fence_at: float,
+        *,
+        replicating: bool = True,
+        semi_sync: bool = True,
+        before_writable: Callable[[LocalDb], None] | None = None,
+    ) -> str:
+        """Drain the relay log, forget the source, semi-sync master on (or off: `semi_sync`), publish the
+        watchdog deadline, then writable (in that order: no write is ever acknowledged without a replica
+        unless the caller decided so, none is lost from the relay log). `before_writable` runs with the
+        promotion point (binlog tip, server_id) after the reset and before read_only=OFF; its exception
+        leaves the server read-only. Bounded by the lease (`fence_at`). Returns the GTID state at that
+        point."""
         if replicating:
             self.drain_relay_log(fence_at)
-        out = self.run(
-            f"""
+        reset = f"""
 STOP SLAVE;
 RESET SLAVE ALL;
 SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC;
 SET GLOBAL rpl_semi_sync_master_timeout = {SEMI_SYNC_TIMEOUT_MS};
-SET GLOBAL rpl_semi_sync_master_enabled = ON;
+SET GLOBAL rpl_semi_sync_master_enabled = {"ON" if semi_sync else "OFF"};
+"""
+        writable = f"""
 {self._deadline_sql(fence_at)}
 SET GLOBAL read_only = OFF;
 SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
-""",
-            timeout=max(1.0, fence_at - clock.now()),
-        )
+"""
+        if before_writable is None:
+            out = self.run(reset + writable, timeout=max(1.0, fence_at - clock.now()))
+        else:
+            at = self.run(
+                reset + "SELECT @@global.server_id, @@global.gtid_binlog_pos, @@global.gtid_current_pos;",
+                timeout=max(1.0, fence_at - clock.now()),
+            )
+            fields = (at.strip().splitlines()[-1] if at.strip() else "").split("\t")
+            if len(fields) != 3:
+                raise DbError(f"no promotion point in {at.strip()!r}")
+            before_writable(
+                LocalDb(
+                    reachable=True, server_id=_int(fields[0]), gtid_binlog_pos=fields[1], gtid_current_pos=fields[2]
+                )
+            )
+            if clock.now() >= fence_at:
+                raise DbError("no time left in the lease to make the server writable")
+            out = self.run(writable, timeout=max(1.0, fence_at - clock.now()))
         last = out.strip().splitlines()[-1] if out.strip() else ""
         return str(GtidState.parse(*last.split("\t")))
+
+    def stop_receiving(self) -> None:
+        """Stop the IO thread only (the SQL thread goes on applying the relay log). Against a cut-off
+        semi-sync source this waits `rpl_semi_sync_slave_kill_conn_timeout` (1 s in my.cnf)."""
+        self.run("STOP SLAVE IO_THREAD;", timeout=5)
 
     def resume_receiving(self) -> None:
         """After a promotion that could not finish: receive from the source again."""
@@ -431,6 +464,15 @@ def _pid_alive(pid_file: Path | None) -> bool:
     """The pid in `pid_file` is a live (not zombie) mariadbd/mysqld. No pid file configured: unknown, so
     only the socket check counts."""
     return _live_mysqld_pid(pid_file) is not None
+
+
+def pid_running(pid: int) -> bool:
+    """`pid` is still a live process (not gone, not a zombie waiting to be reaped): one /proc read."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def _live_mysqld_pid(pid_file: Path | None) -> int | None:

@@ -28,10 +28,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 
+from webinfra.control import events
 from webinfra.control.cluster import Cluster
 from webinfra.daemons import mariadb
 from webinfra.errors import ClusterError
@@ -39,6 +41,7 @@ from webinfra.model import Role
 from webinfra.model.relocate import amended, example_file
 from webinfra.ops import faults
 from webinfra.proving.bench import WrkResult, wrk
+from webinfra.proving.bench_stages import DbStages, stages_markdown, stages_of
 from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import missing_writes
 from webinfra.proving.loadgen import BackgroundLoad
@@ -302,6 +305,7 @@ class FailoverReport:
     acked_writes_lost: int = 0
     app_crash_failed: list[tuple[int, int, int]] = field(default_factory=list)  # (failed reads, failed writes, all)
     notes: list[str] = field(default_factory=list)
+    db_stages: list[DbStages] = field(default_factory=list)
 
 
 def _first_success(probe: Callable[[], bool], started: float, timeout: float, every: float = 0.05) -> float:
@@ -406,6 +410,7 @@ def run_failover(
                     verify=verify,
                 ) as load:
                     time.sleep(1.0)  # a second of acknowledged writes before the fault
+                    fault_at = datetime.now(UTC)
                     started = time.monotonic()
                     faults.fail(cluster, primary, service, mode)
                     series.append(_first_success(_write_ok(cluster), started, 60))
@@ -416,6 +421,17 @@ def run_failover(
                 assert new_primary is not None
                 report.acked_writes += len(acked)
                 report.acked_writes_lost += len(missing_writes(cluster, new_primary, acked))
+                report.db_stages.append(
+                    stages_of(
+                        events.read(cluster.layout.events_file),
+                        fault=mode,
+                        run=n + 1,
+                        at=fault_at,
+                        old=primary,
+                        new=new_primary,
+                        first_write=series[-1],
+                    )
+                )
                 tick()
             app = next(h.name for h in cluster.topology.with_role(Role.APP) if h.name != roles_of(cluster).primary)
             say(f"run {n + 1}/{runs}: app server on {app} killed under load")
@@ -493,4 +509,5 @@ def failover_markdown(report: FailoverReport, command: str) -> str:
         if report.app_crash_failed
         else "",
     ]
-    return "\n".join(lines) + "\n"
+    stages = stages_markdown(report.db_stages)
+    return "\n".join(lines) + "\n" + (f"\n{stages}" if stages else "")

@@ -37,6 +37,7 @@ def dbproxy_files_and_service(topo: Topology, name: str, dirs: HostDirs) -> tupl
         runtime_socket=dirs.sockets / "dbproxy.sock",
         agent_port=topo.db.agent_port,
         inter_ms=max(100, topo.db.loop_interval_ms // 2),
+        down_inter_ms=100,
         writer_port=topo.db.writer_port,
         reader_port=topo.db.reader_port,
         servers=servers,
