@@ -68,10 +68,22 @@ class MachinesSpec(Frozen):
     # The management machine's address as the servers see it: its SSH is admitted by every firewall even
     # when it is outside the subnet (a laptop). Default: the subnet only.
     management: str | None = None
+    # SSH's known_hosts file for the servers (new keys are accepted and kept). Default: ssh's own.
+    known_hosts: KeyPath | None = None
     hosts: dict[str, SshMachine] = Field(default_factory=dict)
 
     def __hash__(self) -> int:  # Topology is hashed (plans are cached by it); a dict field is not hashable
-        return hash((self.kind, self.key, self.become, self.vip_interface, self.management, *self.hosts.items()))
+        return hash(
+            (
+                self.kind,
+                self.key,
+                self.known_hosts,
+                self.become,
+                self.vip_interface,
+                self.management,
+                *self.hosts.items(),
+            )
+        )
 
     @property
     def ssh(self) -> bool:
