@@ -67,19 +67,33 @@ class Release:
         return f"{self.venv}/bin/python"
 
 
-def referenced(plan: HostPlan, pattern: re.Pattern[str]) -> dict[str, str]:
-    """File name -> the user of the service that names it, for every secret or PKI file this host's configs,
+def referenced(plan: HostPlan, pattern: re.Pattern[str]) -> dict[str, set[str]]:
+    """File name -> the users of the services that name it, for every secret or PKI file this host's configs,
     command lines or environment name: a host receives only those (never the CA key: nothing names it)."""
-    found: dict[str, str] = {}
+    found: dict[str, set[str]] = {}
     for svc in plan.services:
         texts = [f.content for f in plan.files_of(svc)] + list(svc.argv) + [v for _, v in svc.env]
         for text in texts:
             for match in pattern.finditer(text):
-                found.setdefault(match.group(1), units.USER_OF.get(svc.name, "webinfra"))
+                found.setdefault(match.group(1), set()).add(units.USER_OF.get(svc.name, "webinfra"))
+    configs = {path for svc in plan.services for path in svc.configs}
     for spec in plan.files:  # files of no service (the firewall's ruleset): root reads them
+        if spec.path in configs:
+            continue
         for match in pattern.finditer(spec.content):
-            found.setdefault(match.group(1), "root")
+            found.setdefault(match.group(1), set()).add("root")
     return found
+
+
+def ownership(name: str, users: set[str]) -> tuple[str, str, str]:
+    """(owner, group, mode) of a secret or PKI file on the server: certificates are public (0644); a key or
+    password is 0600 and its daemon's, or 0640 for webinfra's group when several daemons read it (a host's
+    key serves nginx and MariaDB)."""
+    if name.endswith((".crt", "ca.pem")):
+        return "root", "root", "644"
+    if len(users) == 1:
+        return next(iter(users)), units.GROUP, "600"
+    return "root", units.GROUP, "640"
 
 
 def owner_of(plan: HostPlan, path: Path) -> str:
@@ -138,15 +152,10 @@ def add_host_ops(
             )
         else:
             add(f"user {user}", server.user, user=user, groups=[units.GROUP], append=True, ensure_home=False)
-    for svc in plan.services:
-        if svc.name in units.DISTRO_UNITS:
-            add(
-                f"Debian's {units.DISTRO_UNITS[svc.name]} off",
-                systemd.service,
-                service=units.DISTRO_UNITS[svc.name],
-                running=False,
-                enabled=False,
-            )
+    # Every Debian unit of a daemon webinfra runs, whether this host runs it or not: a server with the package
+    # installed (an image with every daemon, a former role) must not hold the port another daemon needs.
+    for distro_unit in sorted(set(units.DISTRO_UNITS.values())):
+        add(f"Debian's {distro_unit} off", systemd.service, service=distro_unit, running=False, enabled=False)
 
     for path, user, group, mode in units.DIRECTORIES:
         add(f"directory {path}", files.directory, path=path, user=user, group=group, mode=mode)
@@ -162,15 +171,16 @@ def add_host_ops(
             if name in text:
                 by_secret.setdefault(name, []).append(svc.name)
     for directory, names, local_dir in (("secrets", secrets, local.secrets), ("pki", pki, local.pki)):
-        for name, user in sorted(names.items()):
+        for name, users in sorted(names.items()):
+            owner, group, mode = ownership(name, users)
             meta = add(
                 f"{directory}/{name}",
                 files.put,
                 src=str(local_dir / name),
                 dest=str(SERVER_ETC / directory / name),
-                user=user,
-                group=units.GROUP,
-                mode="600",
+                user=owner,
+                group=group,
+                mode=mode,
             )
             for svc_name in by_secret.get(name, []):
                 changed_by_service[svc_name].append(meta)
