@@ -1,6 +1,6 @@
 """webinfra: one topology file becomes a running web infrastructure.
 
-Layers (each knows only the one below it): model -> plan -> hosts -> services -> control -> cli.
+Layers (each knows only the one below it): model -> plan -> runtime -> services -> control -> cli.
 See docs/ARCHITECTURE.md.
 """
 

@@ -246,7 +246,7 @@ class Node:
     def start_agent(self) -> None:
         log = (self.base / "agent.log").open("ab")
         self.agent = subprocess.Popen(
-            [sys.executable, "-m", "webinfra.control.agent", "--config", str(self.agent_config)],
+            [sys.executable, "-m", "webinfra.agent", "--config", str(self.agent_config)],
             stdout=log,
             stderr=log,
         )

@@ -13,11 +13,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from webinfra.control.agent import api as agent_api
-from webinfra.control.agent import clock
-from webinfra.control.agent.api import AgentHTTPServer, Published, start_api
-from webinfra.control.agent.decide import Action, Decision
-from webinfra.control.agent.snapshot import (
+from webinfra.agent import api as agent_api
+from webinfra.agent import clock
+from webinfra.agent.api import AgentHTTPServer, Published, start_api
+from webinfra.agent.decide import Action, Decision
+from webinfra.agent.snapshot import (
     AgentState,
     ClusterView,
     LocalDb,

@@ -8,8 +8,8 @@ import time
 import pytest
 from agent_testlib import EtcdServer, free_port, wait_for
 
-from webinfra.control.agent.dcs import DcsUnreachable, EtcdClient, Keys
-from webinfra.control.agent.records import cluster_view, leader_value
+from webinfra.agent.dcs import DcsUnreachable, EtcdClient, Keys
+from webinfra.agent.records import cluster_view, leader_value
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from agent_testlib import ETCD, free_port, stop_pid, wait_for
 
-from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
+from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
 from webinfra.services import pki
 
 PREFIX = "/webinfra/tauth/"

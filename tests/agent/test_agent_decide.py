@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from webinfra.control.agent.decide import Action, decide, errant
-from webinfra.control.agent.snapshot import (
+from webinfra.agent.decide import Action, decide, errant
+from webinfra.agent.snapshot import (
     AgentState,
     ClusterView,
     GtidState,

@@ -1,5 +1,5 @@
 """Real failovers on loopback: two throwaway MariaDB nodes (127.77.0.11/.12, GTID + semi-sync), the
-session's etcd, and two agent processes (`python -m webinfra.control.agent`).
+session's etcd, and two agent processes (`python -m webinfra.agent`).
 
 - bootstrap -> SIGKILL the primary's mariadbd -> the replica is promoted, writable, with every row
   committed before the kill -> the old primary restarted rejoins as a read-only replica;
@@ -40,9 +40,9 @@ from agent_testlib import (
     wait_for,
 )
 
-from webinfra.control.agent.dcs import EtcdClient, Keys
-from webinfra.control.agent.records import optime_record
-from webinfra.control.agent.snapshot import GtidState, OptimeRecord, seq_of
+from webinfra.agent.dcs import EtcdClient, Keys
+from webinfra.agent.records import optime_record
+from webinfra.agent.snapshot import GtidState, OptimeRecord, seq_of
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all((MARIADBD, INSTALL_DB, CLIENT)),

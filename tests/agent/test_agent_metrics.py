@@ -9,8 +9,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_agent_api import Api, leader, replica
 
-from webinfra.control.agent.api import Published
-from webinfra.control.agent.metrics import exposition
+from webinfra.agent.api import Published
+from webinfra.agent.metrics import exposition
 
 
 def gauges(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from agent_testlib import CLIENT, INSTALL_DB, MARIADBD, Node, free_port_on, wait_for
 
-from webinfra.control.agent import clock
-from webinfra.control.agent.mysql import DbError, LocalMariaDB
+from webinfra.agent import clock
+from webinfra.agent.mysql import DbError, LocalMariaDB
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not all((MARIADBD, INSTALL_DB, CLIENT)),

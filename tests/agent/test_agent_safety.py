@@ -22,11 +22,11 @@ from test_agent_decide import (
 )
 from test_agent_units import RENDERED
 
-from webinfra.control.agent.actions import Actor, _optime_at
-from webinfra.control.agent.config import AgentConfig
-from webinfra.control.agent.decide import Action, Decision, decide
-from webinfra.control.agent.events import EventLog
-from webinfra.control.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest
+from webinfra.agent.actions import Actor, _optime_at
+from webinfra.agent.config import AgentConfig
+from webinfra.agent.decide import Action, Decision, decide
+from webinfra.agent.events import EventLog
+from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest
 
 # -- 1. histories, not sequence numbers ------------------------------------------------------------------------
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from webinfra.control.agent.clone import aside_path, prune_diverged, restored_state
-from webinfra.control.agent.config import AgentConfig, load_config
-from webinfra.control.agent.dcs import Keys, KeyValue, prefix_end
-from webinfra.control.agent.events import KINDS, EventLog
-from webinfra.control.agent.mysql import local_db_from_rows, parse_vertical
-from webinfra.control.agent.records import cluster_view, history_with, member_value, optime_record, optime_value
-from webinfra.control.agent.snapshot import Gtid, GtidState, MemberRecord, OptimeRecord, gtid_in_domain, seq_of
+from webinfra.agent.clone import aside_path, prune_diverged, restored_state
+from webinfra.agent.config import AgentConfig, load_config
+from webinfra.agent.dcs import Keys, KeyValue, prefix_end
+from webinfra.agent.events import KINDS, EventLog
+from webinfra.agent.mysql import local_db_from_rows, parse_vertical
+from webinfra.agent.records import cluster_view, history_with, member_value, optime_record, optime_value
+from webinfra.agent.snapshot import Gtid, GtidState, MemberRecord, OptimeRecord, gtid_in_domain, seq_of
 
 # The exact shape webinfra's plan renders (src/webinfra/plan/ha.py).
 RENDERED: dict[str, Any] = {

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
 from webinfra.model import parse_topology
 from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import network as netmod
 from webinfra.services import pki
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"
@@ -149,6 +149,6 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 
 def backend_states(cluster: Cluster) -> dict[str, str]:
-    from webinfra.control.status import snapshot
+    from webinfra.observe.status import snapshot
 
     return {b["name"]: b["state"] for b in snapshot(cluster)["lb"]["backends"]}

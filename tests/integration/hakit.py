@@ -1,12 +1,12 @@
 """Helpers for HA integration tests: the hardened topology with fast timings; the split-brain monitor and the
-check that every acknowledged write survived live in webinfra.control.chaos.splitbrain (re-exported here)."""
+check that every acknowledged write survived live in webinfra.proving.chaos.splitbrain (re-exported here)."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from webinfra.control.chaos.splitbrain import SplitBrainMonitor, missing_writes
+from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
 
 __all__ = ["ROOT", "SplitBrainMonitor", "hardened_topology", "missing_writes"]
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from clusterkit import ARTIFACTS, cli, take_down
 
-from webinfra.control.chaos.report import ChaosResult
-from webinfra.control.chaos.run import Timing, bring_up, example_file, run_scenario
 from webinfra.control.cluster import Cluster
+from webinfra.proving.chaos.report import ChaosResult
+from webinfra.proving.chaos.run import Timing, bring_up, example_file, run_scenario
 
 SHORT = Timing.short()
 # The design as drawn does not recover by itself: hold each fault a few seconds, then undo it.

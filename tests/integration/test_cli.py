@@ -56,13 +56,13 @@ def test_plan_diffs_against_the_running_cluster_and_up_applies_it(cluster: Clust
     assert [(h["name"], [(s["name"], s["action"]) for s in h["services"]]) for h in data["hosts"]] == [
         ("lb-01", [("haproxy", "reload")])
     ]
-    haproxy_pid = supervisor.pid_of(cluster.lb_plan().service("haproxy"))
+    haproxy_pid = _haproxy_pid(cluster)
 
     applied = webinfra(cluster, "up", "-f", edited, timeout=180)  # adds nothing, removes nothing: no question
     assert applied.returncode == 0, applied.stdout + applied.stderr
     after = webinfra(cluster, "plan", "-f", edited)
     assert after.returncode == 0, after.stdout
-    assert supervisor.pid_of(cluster.lb_plan().service("haproxy")) == haproxy_pid  # reloaded, as the plan said
+    assert _haproxy_pid(cluster) == haproxy_pid  # reloaded, as the plan said
 
     back = webinfra(cluster, "up", "-f", topology_file(tmp_path, TOPOLOGY), timeout=180)
     assert back.returncode == 0, back.stdout + back.stderr
@@ -78,7 +78,8 @@ def test_up_that_would_remove_a_host_is_refused_without_yes(cluster: Cluster, tm
         "error: up would remove host web-02 (cluster tcli): not a terminal, so not confirmed; pass --yes to go ahead"
     )
     assert proc.stdout == ""
-    assert supervisor.pid_of(cluster.plan.host("web-02").service("nginx")) is not None  # nothing changed
+    web = cluster.plan.host("web-02")
+    assert supervisor.pid_of(cluster.hosts["web-02"], web.service("nginx")) is not None  # nothing changed
     assert webinfra(cluster, "plan", "-f", topology_file(tmp_path, TOPOLOGY)).returncode == 0
 
 
@@ -139,3 +140,8 @@ def test_logs_follow_prints_lines_as_they_are_written(cluster: Cluster) -> None:
         follower.wait(timeout=10)
         webinfra(cluster, "start", "web-02", "nginx")
     wait_for(lambda: backend_states(cluster)["web-02"] == "up", 20, "web-02 back up")
+
+
+def _haproxy_pid(cluster: Cluster) -> int | None:
+    lb = cluster.lb_plan()
+    return supervisor.pid_of(cluster.hosts[lb.name], lb.service("haproxy"))

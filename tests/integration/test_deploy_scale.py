@@ -25,9 +25,9 @@ from hakit import ROOT, missing_writes
 
 from webinfra.control import events
 from webinfra.control.cluster import Cluster
-from webinfra.control.load import BackgroundLoad, LoadResult
-from webinfra.control.status import snapshot
 from webinfra.model import parse_topology
+from webinfra.observe.status import snapshot
+from webinfra.proving.loadgen import BackgroundLoad, LoadResult
 from webinfra.services import mariadb, releases
 
 TOPOLOGY = """# tdeploy: the test cluster of test_deploy_scale.py.

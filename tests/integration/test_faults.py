@@ -10,7 +10,7 @@ import pytest
 from clusterkit import backend_states, bring_up, cli, direct, seed_topology, take_down, wait_for
 
 from webinfra.control.cluster import Cluster
-from webinfra.control.load import BackgroundLoad
+from webinfra.proving.loadgen import BackgroundLoad
 
 # Bounds are several times the goal (health checks every 0.5 s, 2 failures to mark down ≈ 1 s).
 DETECT_BOUND = 10.0
@@ -102,7 +102,7 @@ def test_a_keyed_retry_on_another_server_returns_the_first_result(cluster: Clust
 def test_a_cut_off_server_fails_no_read_and_no_keyed_write(cluster: Cluster) -> None:
     """web-02 partitioned (its requests hang rather than fail): HAProxy gives reads 1 s and keyed POSTs 1.5 s,
     then replays them on web-01. The seed design replicates asynchronously, so no commit waits for web-02."""
-    from webinfra.control import faults
+    from webinfra.ops import faults
 
     load = _outage(
         cluster,

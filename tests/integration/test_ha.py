@@ -15,15 +15,15 @@ from collections.abc import Callable, Iterator
 import httpx
 import pytest
 
-pytest.importorskip("webinfra.control.agent.__main__", reason="the HA agent is not built yet")
+pytest.importorskip("webinfra.agent.__main__", reason="the HA agent is not built yet")
 
 from clusterkit import bring_up, cli, take_down, wait_for
 from hakit import SplitBrainMonitor, hardened_topology, missing_writes
 
-from webinfra.control import ha
+from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
-from webinfra.control.load import BackgroundLoad, LoadResult
-from webinfra.control.status import snapshot
+from webinfra.observe.status import snapshot
+from webinfra.proving.loadgen import BackgroundLoad, LoadResult
 from webinfra.services.supervisor import pid_of
 
 VIP_BOUND = 10.0
@@ -31,7 +31,7 @@ FAILOVER_BOUND = 25.0
 
 
 def _primary(cluster: Cluster) -> str | None:
-    return ha.current_primary(cluster)
+    return hastate.current_primary(cluster)
 
 
 def _wait_primary(cluster: Cluster, name: str | None = None, timeout: float = FAILOVER_BOUND) -> str:
@@ -227,7 +227,7 @@ def test_frozen_primary_agent_is_fenced_by_its_watchdog(cluster: Cluster) -> Non
     read-only before its lease can expire, the replica promotes, and no acknowledged write is lost."""
     old = _wait_primary(cluster)
     new = next(n for n in ("web-01", "web-02") if n != old)
-    pid = pid_of(cluster.plan.host(old).service("agent"))
+    pid = pid_of(cluster.hosts[old], cluster.plan.host(old).service("agent"))
     assert pid is not None
     frozen_at: list[float] = []
 

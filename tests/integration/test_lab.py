@@ -19,9 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from webinfra.cli.main import cli
-from webinfra.hosts import network as netmod
-from webinfra.hosts.process import alive, read_pidfile
-from webinfra.testbed import LabError, LabUsageError
+from webinfra.runtime.emulated import network as netmod
+from webinfra.runtime.emulated.process import alive, read_pidfile
+from webinfra.testbed import LabError, LabUsageError, cgroup
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "tlab", "198.18.240.0/24"
@@ -58,6 +58,7 @@ def leftovers(lab: labs.Lab) -> list[str]:
     ]
     mounts = Path("/proc/self/mountinfo").read_text()
     found += [f"mount {m.rootfs}" for m in lab.machine_list() if f" {m.rootfs} " in mounts]
+    found += [str(path) for m in lab.machine_list() for path in cgroup.machine_cgroups(m.netns) if path.exists()]
     if lab.directory.exists():
         found.append(str(lab.directory))
     return found
@@ -90,6 +91,8 @@ def test_machines_boot_systemd_with_sshd(lab: labs.Lab) -> None:
     assert report["proxy"]["running"] is True
     assert Path(report["ssh_key"]).stat().st_mode & 0o777 == 0o600
     assert len(Path(report["known_hosts"]).read_text().splitlines()) == 2
+    failed = {m["name"]: m["failed_units"] for m in report["machines"] if m["failed_units"]}
+    assert not failed, f"units failed at boot: {failed} (see their journals: lab ssh NODE -- journalctl -b -u UNIT)"
     assert [(m["name"], m["address"], m["systemd"], m["ssh"]) for m in report["machines"]] == [
         ("node-01", "198.18.240.11", "running", True),
         ("node-02", "198.18.240.12", "running", True),

@@ -15,12 +15,12 @@ from typing import Any
 import httpx
 from clusterkit import WEBINFRA, backend_states, cli, leftovers, seed_topology, site, trust, wait_for
 
-from webinfra.control.bench_scale import is_change, scale_topology_text
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
-from webinfra.hosts.process import read_pidfile
 from webinfra.model.load import parse_topology
 from webinfra.plan import monitoring
+from webinfra.proving.bench_scale import is_change, scale_topology_text
+from webinfra.runtime.emulated import network as netmod
+from webinfra.runtime.emulated.process import read_pidfile
 
 ROOT = Path(__file__).resolve().parents[2]
 

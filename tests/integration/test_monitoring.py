@@ -25,12 +25,12 @@ import httpx
 import pytest
 from clusterkit import WEBINFRA, bring_up, cli, seed_topology, take_down, wait_for
 
-from webinfra.control import prom
 from webinfra.control.cluster import Cluster
 from webinfra.control.events import read as read_events
-from webinfra.control.status import snapshot
 from webinfra.dashboard.history import history
 from webinfra.model import Role
+from webinfra.observe import prom
+from webinfra.observe.status import snapshot
 from webinfra.plan import monitoring
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 import pytest
 from clusterkit import ARTIFACTS, cli, take_down
 
-from webinfra.control.chaos.nemesis_plan import FAULT_KINDS
-from webinfra.control.chaos.nemesis_report import timeline_png
-from webinfra.control.chaos.nemesis_run import NemesisSettings, run_nemesis
-from webinfra.control.chaos.run import bring_up, example_file
 from webinfra.control.cluster import Cluster
+from webinfra.proving.chaos.nemesis_plan import FAULT_KINDS
+from webinfra.proving.chaos.nemesis_report import timeline_png
+from webinfra.proving.chaos.nemesis_run import NemesisSettings, run_nemesis
+from webinfra.proving.chaos.run import bring_up, example_file
 
 
 @pytest.fixture(scope="module")

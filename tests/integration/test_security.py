@@ -28,13 +28,14 @@ import httpx
 import pytest
 from clusterkit import backend_states, bring_up, cli, site, take_down, trust, wait_for
 
-from webinfra.control import etcd_access, scale
-from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
+from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials
+from webinfra.control import etcd_access
 from webinfra.control.cluster import Cluster
-from webinfra.hosts.process import read_pidfile
 from webinfra.model import Role
+from webinfra.ops import scale
 from webinfra.plan import firewall as fwplan
 from webinfra.plan.ha import dcs_prefix
+from webinfra.runtime.emulated.process import read_pidfile
 from webinfra.services import mariadb, pki
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -263,10 +264,10 @@ def test_nginx_speaks_only_tls_with_a_certificate_for_its_host(cluster: Cluster)
             return str(tls.version())
 
     lb = cluster.hosts["lb-01"]
-    assert lb.call(plain).status_code == 400  # "plain HTTP request was sent to HTTPS port"
-    assert lb.call(lambda: verified("web-01")) in ("TLSv1.2", "TLSv1.3")
+    assert lb.inside(plain).status_code == 400  # "plain HTTP request was sent to HTTPS port"
+    assert lb.inside(lambda: verified("web-01")) in ("TLSv1.2", "TLSv1.3")
     with pytest.raises(ssl.SSLCertVerificationError):
-        lb.call(lambda: verified("web-02"))  # web-01's certificate is not web-02's
+        lb.inside(lambda: verified("web-02"))  # web-01's certificate is not web-02's
 
 
 def test_haproxy_refuses_a_backend_with_the_wrong_certificate(cluster: Cluster) -> None:
@@ -385,9 +386,8 @@ def test_second_up_changes_nothing(cluster: Cluster) -> None:
 # ---- the hardened example (needs the HA agent): firewall, and etcd's TLS and auth ----
 
 needs_agent = pytest.mark.skipif(
-    importlib.util.find_spec("webinfra.control.agent") is None
-    or importlib.util.find_spec("webinfra.control.agent.__main__") is None,
-    reason="the HA agent (webinfra.control.agent) is not there yet",
+    importlib.util.find_spec("webinfra.agent") is None or importlib.util.find_spec("webinfra.agent.__main__") is None,
+    reason="the HA agent (webinfra.agent) is not there yet",
 )
 
 
@@ -407,7 +407,7 @@ def hardened(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def _in(cluster: Cluster, host: str, fn: Callable[[], T]) -> T:
     """Run `fn` inside `host` (its addresses, its firewall's view of the network)."""
-    return cluster.hosts[host].call(fn)
+    return cluster.hosts[host].inside(fn)  # type: ignore[attr-defined]  # the emulated machine's
 
 
 def _etcd(cluster: Cluster, member: str, creds: EtcdCredentials | None, scheme: str = "https") -> EtcdClient:

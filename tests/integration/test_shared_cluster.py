@@ -11,7 +11,7 @@ import pytest
 from clusterkit import backend_states, cli, direct, site
 
 from webinfra.control.cluster import Cluster
-from webinfra.control.load import BackgroundLoad
+from webinfra.proving.loadgen import BackgroundLoad
 from webinfra.services import mariadb, supervisor
 
 
@@ -47,7 +47,7 @@ def test_weights_split_traffic_3_to_1(shared_cluster: Cluster) -> None:
 
 
 def test_weight_changes_live_without_reload_or_errors(shared_cluster: Cluster) -> None:
-    haproxy_pid = supervisor.pid_of(shared_cluster.lb_plan().service("haproxy"))
+    haproxy_pid = _haproxy_pid(shared_cluster)
     try:
         with BackgroundLoad(shared_cluster.topology.site_url, duration=20, concurrency=4, read_path="/healthz") as load:
             for weight in (5, 0, 2, 1):
@@ -59,7 +59,7 @@ def test_weight_changes_live_without_reload_or_errors(shared_cluster: Cluster) -
     result = load.result
     assert len(result.samples) > 100
     assert not result.failed, result.failed[:5]
-    assert supervisor.pid_of(shared_cluster.lb_plan().service("haproxy")) == haproxy_pid
+    assert _haproxy_pid(shared_cluster) == haproxy_pid
 
 
 def test_weight_zero_takes_a_server_out(shared_cluster: Cluster) -> None:
@@ -201,11 +201,11 @@ def test_malformed_http_is_4xx(shared_cluster: Cluster) -> None:
 
 
 def test_second_up_changes_nothing(shared_cluster: Cluster) -> None:
-    pids = {(hp.name, s.name): supervisor.pid_of(s) for hp in shared_cluster.plan.hosts for s in hp.services}
+    pids = _all_pids(shared_cluster)
     actions: list[str] = []
     shared_cluster.up(lambda host, what, action: actions.append(action))
     assert "started" not in actions and "restarted" not in actions and "reloaded" not in actions
-    assert {(hp.name, s.name): supervisor.pid_of(s) for hp in shared_cluster.plan.hosts for s in hp.services} == pids
+    assert _all_pids(shared_cluster) == pids
 
 
 def test_exec_and_logs(shared_cluster: Cluster) -> None:
@@ -238,3 +238,16 @@ def test_unknown_names_exit_2(shared_cluster: Cluster) -> None:
 def test_all_backends_up(shared_cluster: Cluster) -> None:
     assert backend_states(shared_cluster) == {"web-01": "up", "web-02": "up"}
     assert httpx.get(shared_cluster.topology.site_url, timeout=5).status_code == 200
+
+
+def _haproxy_pid(cluster: Cluster) -> int | None:
+    lb = cluster.lb_plan()
+    return supervisor.pid_of(cluster.hosts[lb.name], lb.service("haproxy"))
+
+
+def _all_pids(cluster: Cluster) -> dict[tuple[str, str], int | None]:
+    return {
+        (hp.name, s.name): supervisor.pid_of(cluster.hosts[hp.name], s)
+        for hp in cluster.plan.hosts
+        for s in hp.services
+    }

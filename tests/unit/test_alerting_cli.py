@@ -11,8 +11,8 @@ from rich.console import Console
 
 from webinfra.cli.alerting import alert_state, silence_rows
 from webinfra.cli.main import cli
-from webinfra.control.alertmanager import label_key, matcher_text, parse_duration, parse_matcher
 from webinfra.control.cluster import UsageError
+from webinfra.observe.alertmanager import label_key, matcher_text, parse_duration, parse_matcher
 
 
 @pytest.mark.parametrize(

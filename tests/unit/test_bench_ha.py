@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from webinfra.control.bench import WrkResult
-from webinfra.control.bench_ha import (
+from webinfra.model import parse_topology
+from webinfra.proving.bench import WrkResult
+from webinfra.proving.bench_ha import (
     MIX_LUA,
     FailoverReport,
     LagRun,
@@ -12,7 +13,6 @@ from webinfra.control.bench_ha import (
     hardened_variant,
     mixes_markdown,
 )
-from webinfra.model import parse_topology
 
 
 def test_variants_differ_only_in_tls() -> None:

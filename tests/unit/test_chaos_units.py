@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from webinfra.control.chaos.plot import buckets, timeline_png
-from webinfra.control.chaos.report import (
+from webinfra.model import parse_topology
+from webinfra.proving.chaos.plot import buckets, timeline_png
+from webinfra.proving.chaos.report import (
     ChaosResult,
     Marks,
     markdown_table,
@@ -19,11 +20,10 @@ from webinfra.control.chaos.report import (
     summarize,
     to_json,
 )
-from webinfra.control.chaos.run import Timing, relocated
-from webinfra.control.chaos.scenarios import NAMES, NotApplicable, Roles, Target, resolve
-from webinfra.control.chaos.splitbrain import count_windows
-from webinfra.control.load import Sample
-from webinfra.model import parse_topology
+from webinfra.proving.chaos.run import Timing, relocated
+from webinfra.proving.chaos.scenarios import NAMES, NotApplicable, Roles, Target, resolve
+from webinfra.proving.chaos.splitbrain import count_windows
+from webinfra.proving.loadgen import Sample
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED = parse_topology((EXAMPLES / "seed.toml").read_text(), "seed.toml")
@@ -197,7 +197,7 @@ def test_buckets_and_png(tmp_path: Path) -> None:
 
 
 def test_compare_page_names_the_single_points_of_failure(tmp_path: Path) -> None:
-    from webinfra.control.chaos.suite import compare_markdown
+    from webinfra.proving.chaos.suite import compare_markdown
 
     samples = _run(3.0, 7.0)
     seed = [summarize(ChaosResult("lb-crash", "seed", "c", target="lb-01"), samples, Marks(3.0, 7.0, 10.0))]
@@ -213,7 +213,7 @@ def test_compare_page_names_the_single_points_of_failure(tmp_path: Path) -> None
 def test_chaos_all_writes_report_and_json(tmp_path: Path) -> None:
     import json
 
-    from webinfra.control.chaos.suite import write_report
+    from webinfra.proving.chaos.suite import write_report
 
     samples = _run(3.0, 4.0)
     r = summarize(ChaosResult("app-crash", "seed", "c", target="web-02"), samples, Marks(3.0, 7.0, 10.0))

@@ -17,14 +17,14 @@ import pytest
 from click.testing import CliRunner
 
 from webinfra.cli.main import cli
-from webinfra.control import deploy as deploy_mod
-from webinfra.control import logs as logmod
 from webinfra.control.cluster import Cluster
-from webinfra.control.status import health
-from webinfra.hosts import network as netmod
 from webinfra.model import load_topology, parse_topology
 from webinfra.model.load import MAX_FILE_BYTES, MAX_HOSTS
+from webinfra.observe import logs as logmod
+from webinfra.observe.status import health
+from webinfra.ops import deploy as deploy_mod
 from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import network as netmod
 from webinfra.services import releases
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -178,7 +178,7 @@ def test_health_of_a_snapshot() -> None:
 
 @pytest.mark.parametrize(("state", "code"), [("healthy", 0), ("degraded", 4), ("down", 5)])
 def test_status_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str, code: int) -> None:
-    from webinfra.control import status
+    from webinfra.observe import status
 
     stored = stored_cluster(tmp_path)
     fake = {"cluster": "seed", "health": {"state": state, "problems": [] if state == "healthy" else ["x is down"]}}
@@ -381,38 +381,38 @@ def test_rollback_deploys_the_kept_release(tmp_path: Path, monkeypatch: pytest.M
         ),
         (
             ["fail", "web-02", "--mode", "partition"],
-            "webinfra.control.faults.fail",
+            "webinfra.ops.faults.fail",
             "partitioned",
             {"host": "web-02", "service": None, "mode": "partition", "fault": "partitioned"},
         ),
-        (["recover", "web-02"], "webinfra.control.faults.recover", None, {"host": "web-02", "recovered": True}),
+        (["recover", "web-02"], "webinfra.ops.faults.recover", None, {"host": "web-02", "recovered": True}),
         (
             ["switchover", "--to", "web-02"],
-            "webinfra.control.ha.switchover",
+            "webinfra.ops.switchover.switchover",
             ("web-01", "web-02", 1.25),
             {"old_primary": "web-01", "new_primary": "web-02", "seconds": 1.25},
         ),
         (
             ["scale", "add-server", "web-03"],
-            "webinfra.control.scale.add_server",
+            "webinfra.ops.scale.add_server",
             "198.18.0.13",
             {"action": "added", "kind": "server", "name": "web-03", "address": "198.18.0.13"},
         ),
         (
             ["scale", "remove-server", "web-02"],
-            "webinfra.control.scale.remove_server",
+            "webinfra.ops.scale.remove_server",
             None,
             {"action": "removed", "kind": "server", "name": "web-02"},
         ),
         (
             ["scale", "add-replica", "db-03"],
-            "webinfra.control.scale.add_replica",
+            "webinfra.ops.scale.add_replica",
             "0-11-5",
             {"action": "added", "kind": "replica", "name": "db-03", "cloned_at": "0-11-5"},
         ),
         (
             ["scale", "remove-replica", "db-03"],
-            "webinfra.control.scale.remove_replica",
+            "webinfra.ops.scale.remove_replica",
             None,
             {"action": "removed", "kind": "replica", "name": "db-03"},
         ),
@@ -451,7 +451,7 @@ def test_deploy_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_bench_json(monkeypatch: pytest.MonkeyPatch) -> None:
-    from webinfra.control import bench
+    from webinfra.proving import bench
 
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     report = bench.BenchReport(cold_up_seconds=12.5, rows={"lb": [bench.WrkResult(1000.0, 1.0, 5.0, 0, 0)]})
@@ -510,7 +510,7 @@ def test_scale_edits_the_local_topology_file_that_named_the_cluster(
 ) -> None:
     state = stored_cluster(tmp_path)
     edited: list[object] = []
-    monkeypatch.setattr("webinfra.control.scale.add_server", lambda *a, **k: edited.append(k["topology_file"]))
+    monkeypatch.setattr("webinfra.ops.scale.add_server", lambda *a, **k: edited.append(k["topology_file"]))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "webinfra.toml").write_text(SEED)
     assert run("scale", "add-server", "web-03", "--state-dir", str(state)).exit_code == 0

@@ -18,8 +18,8 @@ from webinfra.cli import common
 from webinfra.cli.main import cli
 from webinfra.control import plan_diff, preflight
 from webinfra.control.cluster import Cluster
-from webinfra.hosts.process import track, write_pidfile
 from webinfra.plan import build
+from webinfra.runtime.emulated.process import track, write_pidfile
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from topology_cases import GOOD, SPLIT
 
 from webinfra.cli.main import cli
-from webinfra.control.drain import _configured_names, dynamic_server_args
 from webinfra.model import parse_topology
 from webinfra.model.edit import EditError, add_host, next_free_address, remove_host
+from webinfra.ops.drain import _configured_names, dynamic_server_args
 from webinfra.plan.build import build_plan, render_haproxy
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import AppRelease

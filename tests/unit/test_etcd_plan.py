@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from webinfra.control.agent.config import AgentConfig
+from webinfra.agent.config import AgentConfig
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.ha import ETCD_AGENT_SECRET, ETCD_AGENT_USER, etcd_endpoints

@@ -1,5 +1,5 @@
-"""The watcher's pure part: which events two successive looks at a cluster make (control/monitor.py), and the
-live view's rates (control/live.py)."""
+"""The watcher's pure part: which events two successive looks at a cluster make (observe/monitor.py), and the
+live view's rates (observe/live.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from webinfra.control.live import rates, tail_events
-from webinfra.control.monitor import View, advance, backend_state, vip_moves
+from webinfra.observe.live import rates, tail_events
+from webinfra.observe.monitor import View, advance, backend_state, vip_moves
 
 UP = {"web-01": "up", "web-02": "up"}
 RUNNING = {"web-01/app": True, "web-02/app": True}
@@ -138,8 +138,8 @@ def test_certificate_expiry_dates_for_the_alert(tmp_path: Path) -> None:
 
     from topology_cases import GOOD
 
-    from webinfra.control.monitor import cert_expiries
     from webinfra.model import parse_topology
+    from webinfra.observe.monitor import cert_expiries
     from webinfra.plan.layout import Layout
     from webinfra.services import pki
 
@@ -156,7 +156,7 @@ def test_certificate_expiry_dates_for_the_alert(tmp_path: Path) -> None:
 def test_only_one_in_process_watcher_records(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from webinfra.control.monitor import recorder_lock
+    from webinfra.observe.monitor import recorder_lock
 
     cluster = SimpleNamespace(layout=SimpleNamespace(cluster_dir=tmp_path))
     with recorder_lock(cluster) as first, recorder_lock(cluster) as second:

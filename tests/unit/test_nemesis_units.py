@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webinfra.control.chaos.nemesis_check import (
+from webinfra.proving.chaos.nemesis_check import (
     Verdict,
     WriteOp,
     check_checksums,
@@ -12,7 +12,7 @@ from webinfra.control.chaos.nemesis_check import (
     check_writable,
     check_writes,
 )
-from webinfra.control.chaos.nemesis_plan import FAULT_KINDS, OVERLAPS, schedule
+from webinfra.proving.chaos.nemesis_plan import FAULT_KINDS, OVERLAPS, schedule
 
 
 def test_schedule_is_reproducible_and_covers_the_catalogue() -> None:
@@ -101,8 +101,8 @@ def test_errant_transactions_must_name_an_existing_file() -> None:
 
 
 def test_resilience_page_keeps_one_nemesis_section() -> None:
-    from webinfra.control.chaos.nemesis_report import SECTION_END, SECTION_START, markdown, splice
-    from webinfra.control.chaos.nemesis_run import NemesisReport, StepRecord
+    from webinfra.proving.chaos.nemesis_report import SECTION_END, SECTION_START, markdown, splice
+    from webinfra.proving.chaos.nemesis_run import NemesisReport, StepRecord
 
     report = NemesisReport("tnem", 26, "abc", duration=120.0, steps=[StepRecord(0, "a + b", healthy_after=1.5)])
     check_writable([1, 1], 1, report.verdict)
@@ -116,7 +116,7 @@ def test_resilience_page_keeps_one_nemesis_section() -> None:
 
 
 def test_duration_means_steps_until_that_many_seconds() -> None:
-    from webinfra.control.chaos.nemesis_run import NemesisSettings
+    from webinfra.proving.chaos.nemesis_run import NemesisSettings
 
     long = NemesisSettings.for_duration(1800, 7)
     assert long.duration == 1800 and long.seed == 7 and long.steps >= 1000  # time bounds it, not the count

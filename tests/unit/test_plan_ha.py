@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from webinfra.control.agent.config import AgentConfig
+from webinfra.agent.config import AgentConfig
 from webinfra.model import Role, load_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.layout import Layout

@@ -4,35 +4,30 @@ many hosts (firewall rules and Prometheus targets derived once per topology)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from webinfra.control.bench_scale import (
-    FIXED_HOSTS,
-    ScaleReport,
-    ScaleRow,
-    cpu_seconds,
-    fit_growth,
-    is_change,
-    markdown,
-    parse_sizes,
-    rss_kib,
-    scale_topology_text,
-    tree_pids,
-)
 from webinfra.control.cluster import UsageError
-from webinfra.hosts.network import link_in_place
 from webinfra.model import Role, parse_topology
 from webinfra.parallel import map_ordered, serialized
 from webinfra.plan import firewall, monitoring
 from webinfra.plan.build import build_plan
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import PRIMARY_FIRST, SERVICE_ORDER
+from webinfra.proving.bench_scale import (
+    FIXED_HOSTS,
+    ScaleReport,
+    ScaleRow,
+    fit_growth,
+    is_change,
+    markdown,
+    parse_sizes,
+    scale_topology_text,
+)
+from webinfra.runtime.emulated.network import link_in_place
 from webinfra.services.mariadb import first_rows
 from webinfra.services.secrets import ensure_secret
 
@@ -213,18 +208,6 @@ def test_only_what_up_changed_counts_as_a_change() -> None:
         assert is_change(action)
     for action in ("unchanged", "healthy", "holds the VIP 198.18.80.250", "leader (writable primary)", "none"):
         assert not is_change(action)
-
-
-def test_tree_of_a_process_holds_its_children_with_their_memory_and_cpu() -> None:
-    child = subprocess.Popen(["sleep", "30"])
-    try:
-        assert child.pid in tree_pids(os.getpid()) and tree_pids(child.pid) == [child.pid]
-        assert rss_kib(os.getpid()) > rss_kib(child.pid) > 0
-        assert cpu_seconds(os.getpid()) > 0
-    finally:
-        child.kill()
-        child.wait()
-    assert tree_pids(child.pid) == [] and rss_kib(child.pid) == 0 and cpu_seconds(child.pid) == 0.0
 
 
 # ---- plan cost ----

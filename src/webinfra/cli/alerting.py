@@ -1,5 +1,5 @@
 """`webinfra silence add|list|expire`, and what `webinfra alerts` adds from Alertmanager (its silences, and which
-alerts are silenced or inhibited). The API calls are in control/alertmanager.py."""
+alerts are silenced or inhibited). The API calls are in observe/alertmanager.py."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def annotate(cluster: Cluster, shown: list[dict[str, Any]]) -> str | None:
     """Add `alertmanager: {state, silencedBy, inhibitedBy}` to each of Prometheus's alerts Alertmanager holds.
     Returns why that was not possible (None when it was)."""
-    from webinfra.control import alertmanager
+    from webinfra.observe import alertmanager
 
     try:
         status = alertmanager.status_by_alert(cluster)
@@ -44,7 +44,7 @@ def alert_state(alert: dict[str, Any]) -> str:
 
 
 def silence_rows(found: list[dict[str, Any]]) -> Table:
-    from webinfra.control.alertmanager import matcher_text
+    from webinfra.observe.alertmanager import matcher_text
 
     table = Table(title="Silences", title_justify="left")
     table.add_column("ID", no_wrap=True, min_width=36)  # copied into `webinfra silence expire`: never wrapped
@@ -64,7 +64,7 @@ def silence_rows(found: list[dict[str, Any]]) -> Table:
 
 def print_silences(console: Console, cluster: Cluster) -> None:
     """The active and pending silences under `webinfra alerts` (a note when Alertmanager does not answer)."""
-    from webinfra.control import alertmanager
+    from webinfra.observe import alertmanager
 
     try:
         found = alertmanager.silences(cluster)
@@ -103,8 +103,8 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, co
         state_dir: Path | None,
     ) -> None:
         """Silence the alerts matching every MATCHER (NAME=VALUE, NAME!=VALUE, NAME=~REGEX, NAME!~REGEX)."""
-        from webinfra.control import alertmanager
         from webinfra.control.cluster import require_root
+        from webinfra.observe import alertmanager
 
         parsed = [alertmanager.parse_matcher(m) for m in matchers]
         length = alertmanager.parse_duration(duration)
@@ -129,8 +129,8 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, co
         state_dir: Path | None,
     ) -> None:
         """List the silences (active and pending; --all adds the expired)."""
-        from webinfra.control import alertmanager
         from webinfra.control.cluster import require_root
+        from webinfra.observe import alertmanager
 
         require_root()
         found = alertmanager.silences(open_cluster(topology_file, cluster_name, state_dir), include_expired)
@@ -147,8 +147,8 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, co
     @handle_errors
     def expire(silence_id: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
         """End a silence now (its ID is in `webinfra silence list`)."""
-        from webinfra.control import alertmanager
         from webinfra.control.cluster import require_root
+        from webinfra.observe import alertmanager
 
         alertmanager.check_silence_id(silence_id)
         require_root()

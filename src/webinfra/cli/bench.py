@@ -60,7 +60,7 @@ def _progress_mode(
     """Modes with a progress bar (they take minutes): mixes, failover (on the scratch cluster `cluster_at`)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from webinfra.control import bench_ha
+    from webinfra.proving import bench_ha
 
     progress = Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
@@ -97,7 +97,7 @@ class _RunParams(TypedDict):
 
 def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: bool) -> tuple[Any, str]:
     """The default run, and the --tls and --monitoring comparisons."""
-    from webinfra.control.bench import markdown, run_bench, run_tls_bench, tls_markdown
+    from webinfra.proving.bench import markdown, run_bench, run_tls_bench, tls_markdown
 
     flags = f"--duration {duration} --connections {connections} --rounds {rounds}"
     params: _RunParams = {"duration": duration, "connections": connections, "rounds": rounds, "keep": keep}
@@ -106,7 +106,7 @@ def _simple_mode(mode: str, duration: int, connections: int, rounds: int, keep: 
         err_console.print(line, soft_wrap=True)
 
     if mode == "monitoring":
-        from webinfra.control.bench_monitoring import monitoring_markdown, run_monitoring_bench
+        from webinfra.proving.bench_monitoring import monitoring_markdown, run_monitoring_bench
 
         report: Any = run_monitoring_bench(**params, say=say)
         return report, monitoring_markdown(report, f"webinfra bench --monitoring {flags}")
@@ -186,7 +186,7 @@ def bench(
     as_json: bool,
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
-    from webinfra.control.bench_ha import FAILOVER_CLUSTER
+    from webinfra.proving.bench_ha import FAILOVER_CLUSTER
 
     modes = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}
     modes["scale"] = scale_mode
@@ -199,7 +199,7 @@ def bench(
     if scratch_name and mode not in ("failover", "scale"):
         raise UsageError("--scratch-name: only with --failover or --scale")
     if mode == "scale":
-        from webinfra.control.bench_scale import SCALE_CLUSTER, run_from_cli
+        from webinfra.proving.bench_scale import SCALE_CLUSTER, run_from_cli
 
         require_root()
         name = scratch_name or SCALE_CLUSTER
@@ -282,10 +282,10 @@ def chaos(
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    from webinfra.control.chaos import report, suite
-    from webinfra.control.chaos.command import ChaosRequest, failed, run_chaos
-    from webinfra.control.chaos.run import Timing
-    from webinfra.control.chaos.scenarios import NAMES
+    from webinfra.proving.chaos import report, suite
+    from webinfra.proving.chaos.command import ChaosRequest, failed, run_chaos
+    from webinfra.proving.chaos.run import Timing
+    from webinfra.proving.chaos.scenarios import NAMES
 
     if scenario not in (*NAMES, "all", "compare", "nemesis"):
         raise UsageError(f"unknown scenario {scenario!r} (scenarios: {', '.join(NAMES)}; or all, compare, nemesis)")

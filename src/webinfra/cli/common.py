@@ -21,10 +21,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from webinfra.control.cluster import Cluster, ClusterError, UsageError
-from webinfra.hosts.base import CommandError
-from webinfra.hosts.hostd import HostdError
 from webinfra.model import TopologyError
 from webinfra.plan.layout import STATE_ROOT_ENV
+from webinfra.runtime import CommandError, MachineUnreachable
 from webinfra.services.haproxy import RuntimeApiError
 from webinfra.services.supervisor import ServiceError
 
@@ -55,7 +54,7 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except (TopologyError, UsageError) as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(EXIT_USAGE)
-        except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
+        except (ClusterError, ServiceError, CommandError, MachineUnreachable, RuntimeApiError, OSError) as exc:
             err_console.print(f"[bold red]failed:[/] {escape(str(exc))}", soft_wrap=True)
             sys.exit(EXIT_FAILED)
         except KeyboardInterrupt:

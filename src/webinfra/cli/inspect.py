@@ -59,7 +59,7 @@ def logs(
 
     With --json: one object per file, {host, service, file, lines}; with --follow --json, one JSON object
     per line, {host, service, file, line}."""
-    from webinfra.control import logs as logmod
+    from webinfra.observe import logs as logmod
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     since_time = logmod.parse_since(since) if since else None
@@ -136,7 +136,7 @@ def exec_(
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     cluster.host_plan(host)
-    argv = [*cluster.hosts[host].prefix, *command]
+    argv = cluster.hosts[host].local_argv(command)
     sys.stdout.flush()
     os.execvp(argv[0], argv)
 

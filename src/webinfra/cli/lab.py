@@ -18,8 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from webinfra.hosts.base import CommandError
 from webinfra.plan.layout import STATE_ROOT_ENV
+from webinfra.runtime import CommandError
 from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed import lab as labs
 from webinfra.testbed.image import LAB_USER, remove_images
@@ -138,9 +138,8 @@ def lab_status(name: str | None, as_json: bool, state_dir: Path | None, image_di
     )
     table = Table("machine", "address", "container", "systemd", "ssh")
     for row in report["machines"]:
-        table.add_row(
-            row["name"], row["address"], row["container"], row["systemd"], "yes" if row["ssh"] else "[red]no[/]"
-        )
+        systemd = row["systemd"] + (f" (failed: {', '.join(row['failed_units'])})" if row["failed_units"] else "")
+        table.add_row(row["name"], row["address"], row["container"], systemd, "yes" if row["ssh"] else "[red]no[/]")
     console.print(table)
 
 

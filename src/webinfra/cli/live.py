@@ -1,4 +1,4 @@
-"""`webinfra status --watch`: the live frame (control/live.py) as rich tables, redrawn every second."""
+"""`webinfra status --watch`: the live frame (observe/live.py) as rich tables, redrawn every second."""
 
 from __future__ import annotations
 
@@ -114,7 +114,7 @@ def render_frame(frame: dict[str, Any]) -> Group:
 
 def watch(console: Console, cluster: Any, interval: float = 1.0, frames: int | None = None) -> None:
     """Redraw until interrupted (or `frames` frames have been drawn)."""
-    from webinfra.control.live import LiveSampler
+    from webinfra.observe.live import LiveSampler
 
     with contextlib.ExitStack() as stack:
         sampler = stack.enter_context(LiveSampler(cluster))

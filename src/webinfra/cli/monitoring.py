@@ -27,7 +27,7 @@ def alerts(
     from rich.table import Table
 
     from webinfra.cli.alerting import alert_state, annotate, print_silences
-    from webinfra.control.prom import alerts as active_alerts
+    from webinfra.observe.prom import alerts as active_alerts
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)

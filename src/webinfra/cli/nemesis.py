@@ -1,4 +1,4 @@
-"""`webinfra chaos nemesis`: the Jepsen-style run (control/chaos/nemesis_*.py), printed as tables, JSON or a PNG.
+"""`webinfra chaos nemesis`: the Jepsen-style run (proving/chaos/nemesis_*.py), printed as tables, JSON or a PNG.
 Exit 1 when the checker found a problem (a lost, duplicated or divergent write, two writable nodes …)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from webinfra.control.chaos import nemesis_report, suite
-from webinfra.control.chaos.nemesis_run import NemesisReport, NemesisSettings, run_nemesis
-from webinfra.control.chaos.run import example_file
 from webinfra.control.cluster import Cluster
+from webinfra.proving.chaos import nemesis_report, suite
+from webinfra.proving.chaos.nemesis_run import NemesisReport, NemesisSettings, run_nemesis
+from webinfra.proving.chaos.run import example_file
 
 
 def run_command(

@@ -27,7 +27,7 @@ from webinfra.cli.common import (
 from webinfra.control.cluster import UsageError, require_root
 
 if TYPE_CHECKING:
-    from webinfra.control.faults import Mode
+    from webinfra.ops.faults import Mode
 
 STATUS_EXIT = {"healthy": 0, "degraded": EXIT_DEGRADED, "down": EXIT_DOWN}
 
@@ -44,7 +44,7 @@ def status(
 
     Exit 0: healthy; 4: degraded (the site serves, something is missing); 5: the site is down."""
     from webinfra.cli.tables import render_status
-    from webinfra.control.status import snapshot
+    from webinfra.observe.status import snapshot
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     if watch:
@@ -149,7 +149,7 @@ def fail(
     state_dir: Path | None,
 ) -> None:
     """Inject a fault into a host (see also: recover)."""
-    from webinfra.control.faults import fail as inject
+    from webinfra.ops.faults import fail as inject
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
@@ -169,7 +169,7 @@ def recover(
     host: str, as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
 ) -> None:
     """Undo any fault on a host and start its services again."""
-    from webinfra.control.faults import recover as undo
+    from webinfra.ops.faults import recover as undo
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
@@ -197,7 +197,7 @@ def switchover(
     """Planned change of the primary database, without losing a write (writes pause briefly).
 
     Default --to: the most advanced replica."""
-    from webinfra.control.ha import switchover as do_switchover
+    from webinfra.ops.switchover import switchover as do_switchover
 
     require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)

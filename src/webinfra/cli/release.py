@@ -24,7 +24,7 @@ from webinfra.cli.views import print_rows
 from webinfra.control.cluster import Cluster, UsageError
 
 if TYPE_CHECKING:
-    from webinfra.control.deploy import DeployResult
+    from webinfra.ops.deploy import DeployResult
 
 HEALTH_HELP = "Seconds a new app may take to answer /healthz with the new version before it is rolled back."
 
@@ -42,7 +42,7 @@ def _print_deployed(result: DeployResult) -> None:
 
 
 def _print_releases(cluster: Cluster, as_json: bool) -> None:
-    from webinfra.control.deploy import list_releases
+    from webinfra.ops.deploy import list_releases
 
     found = list_releases(cluster)
     if as_json:
@@ -75,7 +75,7 @@ def deploy(
 ) -> None:
     """Ship a code base to the app servers one at a time, with no failed request (default PATH: the
     built-in site package). A server whose new version fails its health check is rolled back."""
-    from webinfra.control.deploy import deploy as rolling_deploy
+    from webinfra.ops.deploy import deploy as rolling_deploy
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     if list_only:
@@ -103,7 +103,7 @@ def rollback(
 ) -> None:
     """Go back to a kept release (default: the one deployed before the one running), one app server at a
     time with the same drain and health checks as deploy. `webinfra deploy --list` shows the releases."""
-    from webinfra.control.deploy import rollback as roll_back
+    from webinfra.ops.deploy import rollback as roll_back
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     result = roll_back(cluster, version, health_timeout=health_timeout, progress=progress_printer(as_json))
@@ -142,7 +142,7 @@ def scale_add_server(
     state_dir: Path | None,
 ) -> None:
     """Add an app server (web + app) and put it into every load balancer without a reload."""
-    from webinfra.control.scale import add_server
+    from webinfra.ops.scale import add_server
 
     cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
     address = add_server(cluster, name, weight, topology_file=edited, progress=progress_printer(as_json))
@@ -158,7 +158,7 @@ def scale_remove_server(
     name: str, as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
 ) -> None:
     """Drain an app server out of rotation, then stop and remove it."""
-    from webinfra.control.scale import remove_server
+    from webinfra.ops.scale import remove_server
 
     cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
     remove_server(cluster, name, topology_file=edited, progress=progress_printer(as_json))
@@ -181,7 +181,7 @@ def scale_add_replica(
 ) -> None:
     """Add a DB replica: cloned with mariabackup from a running node (default: the primary), then
     replicating from the primary."""
-    from webinfra.control.scale import add_replica
+    from webinfra.ops.scale import add_replica
 
     cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
     gtid = add_replica(cluster, name, source, topology_file=edited, progress=progress_printer(as_json))
@@ -197,7 +197,7 @@ def scale_remove_replica(
     name: str, as_json: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None
 ) -> None:
     """Take a DB replica out of the apps' routing, then stop and remove it."""
-    from webinfra.control.scale import remove_replica
+    from webinfra.ops.scale import remove_replica
 
     cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
     remove_replica(cluster, name, topology_file=edited, progress=progress_printer(as_json))

@@ -15,16 +15,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.control import etcd_access, events, ha
-from webinfra.hosts import network as netmod
-from webinfra.hosts.netns import NetnsHost
-from webinfra.hosts.process import read_pidfile, stop_tracked
+from webinfra.control import etcd_access, events, hastate
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.parallel import map_ordered, serialized
 from webinfra.plan.build import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET, build_plan
 from webinfra.plan.ha import AGENT_TOKEN_SECRET, ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
 from webinfra.plan.layout import Layout, state_root
 from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
+from webinfra.runtime import Machine
+from webinfra.runtime.emulated import ClusterNetwork, HostLink, NetnsMachine, foreign_overlaps
 from webinfra.services import firewall, haproxy, keepalived, mariadb, pki, releases, supervisor  # noqa: F401 (hooks)
 from webinfra.services import monitoring as _monitoring_hooks  # noqa: F401 (registers the exporters' start hooks)
 from webinfra.services.secrets import ensure_secret
@@ -59,17 +58,17 @@ class Cluster:
         # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back.
         self.plan: ClusterPlan = build_plan(self.topology, self.layout, releases=releases.deployed(self.layout))
         topo = self.topology
-        self.network = netmod.ClusterNetwork.build(
+        self.network = ClusterNetwork.build(
             topo.name,
             topo.network.subnet,
             topo.gateway,
             [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
-            previous=netmod.ClusterNetwork.load(self.layout.network_file),
+            previous=ClusterNetwork.load(self.layout.network_file),
         )
-        self.hosts: dict[str, NetnsHost] = {
-            link.host: NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host))
-            for link in self.network.links
-        }
+        self.hosts: dict[str, Machine] = {link.host: self._machine(link) for link in self.network.links}
+
+    def _machine(self, link: HostLink) -> NetnsMachine:
+        return NetnsMachine(link.host, link.address, link.netns, self.layout.host(link.host), link.veth)
 
     # ---- finding a cluster ----
     @classmethod
@@ -114,7 +113,7 @@ class Cluster:
     # ---- up / down ----
     def up(self, progress: Progress = _quiet) -> None:
         require_root()
-        clashes = netmod.foreign_overlaps(self.topology.network.subnet, self.network.bridge)
+        clashes = foreign_overlaps(self.topology.network.subnet, self.network.bridge)
         if clashes:
             raise UsageError(
                 f"network.subnet = {self.topology.network.subnet} overlaps addresses already on this machine "
@@ -149,13 +148,13 @@ class Cluster:
         """The host's directories and init process; services its role no longer has stopped."""
         for d in self.layout.host(hp.name).all():
             d.mkdir(parents=True, exist_ok=True)
-        self.hosts[hp.name].ensure_hostd()
+        self.hosts[hp.name].connect()
         self._stop_unplanned(hp, progress)
 
     def _after_phase(self, service: str, progress: Progress) -> None:
         """Cluster-wide waits between start phases of the hardened topology."""
         if service == "etcd":
-            if not ha.wait_etcd_quorum(self):
+            if not hastate.wait_etcd_quorum(self):
                 raise ClusterError("etcd did not reach quorum within 30s (see the hosts' log/etcd.log)")
             progress("etcd", "quorum", "healthy")
             try:
@@ -165,14 +164,14 @@ class Cluster:
             for change in changes:
                 progress("etcd", "auth", change)
         elif service == "mariadb" and self.topology.ha:
-            ha.bootstrapped_marker(self).touch()
+            hastate.bootstrapped_marker(self).touch()
         elif service == "keepalived":
-            holder = ha.wait_for_vip(self)
+            holder = hastate.wait_for_vip(self)
             if holder is None:
                 raise ClusterError("no load balancer took the virtual IP within 15s (see the LBs' log/keepalived.log)")
             progress(holder, "keepalived", f"holds the VIP {self.topology.vip}")
         elif service == "agent":
-            leader = ha.wait_for_leader(self)
+            leader = hastate.wait_for_leader(self)
             if leader is None:
                 raise ClusterError("no DB leader elected within 30s (see the DB hosts' log/agent.log)")
             progress(leader, "agent", "leader (writable primary)")
@@ -205,12 +204,12 @@ class Cluster:
 
     def _stop_unplanned(self, hp: HostPlan, progress: Progress) -> None:
         """Stop services still running on a host whose topology no longer gives it their role."""
-        planned = {svc.pidfile for svc in hp.services}
-        for pidfile in hp.dirs.run.glob("*.svc.pid"):
-            if pidfile not in planned:
-                stop_tracked(read_pidfile(pidfile), timeout=10.0)
-                pidfile.unlink(missing_ok=True)
-                progress(hp.name, pidfile.name.removesuffix(".svc.pid"), "stopped (role removed)")
+        planned = {svc.name for svc in hp.services}
+        machine = self.hosts[hp.name]
+        for name in machine.services():
+            if name not in planned:
+                machine.stop_service(name, timeout=10.0)
+                progress(hp.name, name, "stopped (role removed)")
 
     def _start(self, hp: HostPlan, svc: ServiceSpec, progress: Progress) -> None:
         host = self.hosts[hp.name]
@@ -226,7 +225,7 @@ class Cluster:
         host = self.hosts[hp.name]
         primary = topo.db_primary
         assert primary is not None
-        if topo.ha and ha.bootstrapped_marker(self).exists():
+        if topo.ha and hastate.bootstrapped_marker(self).exists():
             return  # roles are the agents' business once the cluster is initialised
         if hp.name == primary.name:
             mariadb.bootstrap_primary(host, hp, topo, self.layout)
@@ -234,14 +233,14 @@ class Cluster:
             return
         mariadb.setup_replica(host, hp, topo, self.layout, str(topo.address_of(primary.name)))
         primary_plan = self.plan.host(primary.name)
-        if supervisor.pid_of(primary_plan.service("mariadb")) is not None:
+        if supervisor.running(self.hosts[primary.name], primary_plan.service("mariadb")):
             target = mariadb.gtid_binlog_pos(self.hosts[primary.name], primary_plan)
             mariadb.wait_caught_up(host, hp, target)
         progress(hp.name, "mariadb", "replica in sync")
 
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
         require_root()
-        recorded = netmod.ClusterNetwork.load(self.layout.network_file) or self.network
+        recorded = ClusterNetwork.load(self.layout.network_file) or self.network
         progress = serialized(progress)
 
         def stop(step: Step) -> None:
@@ -253,8 +252,7 @@ class Cluster:
             for wave in reversed(waves):
                 map_ordered(stop, wave)
         for link in recorded.links:
-            self._stop_leftovers(link.host)
-            NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
+            self._stop_leftovers(link)
         recorded.remove()
         progress("network", "bridge", "removed")
         self.layout.network_file.unlink(missing_ok=True)
@@ -263,21 +261,21 @@ class Cluster:
             shutil.rmtree(self.layout.cluster_dir, ignore_errors=True)
             progress("state", str(self.layout.cluster_dir), "purged")
 
-    def _stop_leftovers(self, host: str) -> None:
-        """Stop any tracked process of `host` the current plan does not know (e.g. a role removed)."""
-        for pidfile in self.layout.host(host).run.glob("*.svc.pid"):
-            stop_tracked(read_pidfile(pidfile), timeout=10.0)
-            pidfile.unlink(missing_ok=True)
+    def _stop_leftovers(self, link: HostLink) -> None:
+        """Stop any service of a host the current plan does not know (e.g. a role removed), then its hostd."""
+        machine = self._machine(link)
+        for name in machine.services():
+            machine.stop_service(name, timeout=10.0)
+        machine.stop_hostd()
 
     def _remove_stale_hosts(self, progress: Progress) -> None:
-        recorded = netmod.ClusterNetwork.load(self.layout.network_file)
+        recorded = ClusterNetwork.load(self.layout.network_file)
         if recorded is None:
             return
         wanted = {link.host for link in self.network.links}
         for link in recorded.links:
             if link.host not in wanted:
-                self._stop_leftovers(link.host)
-                NetnsHost(link.host, link.address, link.netns, self.layout.host(link.host)).stop_hostd()
+                self._stop_leftovers(link)
                 recorded.remove_host(link)
                 progress(link.host, "host", "removed")
 
@@ -296,10 +294,10 @@ class Cluster:
             # Starting one service needs neither, and may be asked from inside the host itself (the HA
             # agent restarting its MariaDB after a re-clone), where the bridge is not visible.
             self.network.ensure_host(next(link for link in self.network.links if link.host == host))
-            self.hosts[host].ensure_hostd()
+            self.hosts[host].connect()
             self._apply_firewall(hp, progress)  # a namespace made again has no rules yet
         else:
-            self.hosts[host].ensure_hostd()
+            self.hosts[host].connect()
         for svc in self.services_of(host, service):
             self._start(hp, svc, progress)
 
@@ -315,7 +313,7 @@ class Cluster:
         return self.plan.host(self.topology.entry_host.name)
 
     def runtime(self) -> haproxy.HaproxyRuntime:
-        return haproxy.runtime_for(self.lb_plan())
+        return haproxy.runtime_for(self.hosts[self.lb_plan().name], self.lb_plan())
 
     def set_weight(self, server: str, weight: int) -> None:
         """Change a backend's weight live on every running load balancer (runtime API, no reload). The
@@ -349,7 +347,7 @@ class Cluster:
 
     def _apply_weights(self, lb: HostPlan) -> bool:
         """Apply live weight overrides to one LB; False if its runtime API does not answer."""
-        rt = haproxy.runtime_for(lb)
+        rt = haproxy.runtime_for(self.hosts[lb.name], lb)
         try:
             servers = {s.name for s in rt.servers() if s.backend == "site"}
             for name, weight in self.weight_overrides().items():

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
-import httpx
-
-from webinfra.control.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
+from webinfra.agent.dcs import DcsAuthError, DcsError, DcsUnreachable, EtcdClient, EtcdCredentials, prefix_end
 from webinfra.model import Role
 from webinfra.plan.ha import (
     ETCD_AGENT_SECRET,
@@ -30,6 +27,7 @@ from webinfra.plan.ha import (
     etcd_scheme,
     etcd_secured,
 )
+from webinfra.runtime.http import MachineTransport, client_on
 from webinfra.services.secrets import read_secret
 
 if TYPE_CHECKING:
@@ -75,32 +73,22 @@ def on_member(
     creds = credentials(cluster, user) if user else None
     url = member_url(cluster, member)
 
-    def run() -> T:
-        client = EtcdClient([url], timeout=timeout, ca_file=_ca(cluster), credentials=creds)
-        try:
-            return fn(client)
-        finally:
-            client.close()
-
-    return cluster.hosts[member].call(run)
+    transport = MachineTransport(cluster.hosts[member], ca_file=_ca(cluster))
+    client = EtcdClient([url], timeout=timeout, credentials=creds, transport=transport)
+    try:
+        return fn(client)
+    finally:
+        client.close()
 
 
 def healthy(cluster: Cluster, member: str, timeout: float = 0.5) -> bool:
     """The member's /health says true (it has a leader): over https verified against the CA when secured."""
     url = member_url(cluster, member) + "/health"
-    ca = _ca(cluster)
-    verify = ssl.create_default_context(cafile=ca) if ca else True
-
-    def fetch() -> bool:
-        try:
-            resp = httpx.get(url, timeout=timeout, verify=verify)
-            return resp.status_code == 200 and json.loads(resp.text).get("health") == "true"
-        except (httpx.HTTPError, ValueError):
-            return False
-
     try:
-        return cluster.hosts[member].call(fetch)
-    except Exception:  # the namespace may be gone (host down): not healthy
+        with client_on(cluster.hosts[member], ca_file=_ca(cluster), timeout=timeout) as client:
+            resp = client.get(url)
+        return resp.status_code == 200 and json.loads(resp.text).get("health") == "true"
+    except Exception:  # no answer, or the host is gone (down): not healthy
         return False
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from webinfra.control.cluster import Cluster
-from webinfra.hosts import network as netmod
-from webinfra.hosts.process import running_pid
 from webinfra.plan.spec import SERVICE_ORDER, HostPlan
+from webinfra.runtime import Machine
+from webinfra.runtime.emulated import ClusterNetwork
 
 HostAction = Literal["create", "remove", "change", "none"]
 FileAction = Literal["create", "change"]
@@ -139,30 +139,30 @@ def file_changes(hp: HostPlan) -> tuple[FileChange, ...]:
     return tuple(out)
 
 
-def service_changes(hp: HostPlan, changed_files: set[str]) -> tuple[ServiceChange, ...]:
+def service_changes(machine: Machine, hp: HostPlan, changed_files: set[str]) -> tuple[ServiceChange, ...]:
     out = []
     for svc in sorted(hp.services, key=lambda s: SERVICE_ORDER.index(s.name)):
         touched = sorted(p.name for p in svc.configs if str(p) in changed_files)
-        if running_pid(svc.pidfile) is None:
+        if not machine.service_status(svc.name).running:
             out.append(ServiceChange(svc.name, "start", "not running"))
         elif touched:
             action: ServiceAction = "reload" if svc.reload_signal else "restart"
             out.append(ServiceChange(svc.name, action, "config changed: " + ", ".join(touched)))
-    planned = {svc.pidfile for svc in hp.services}
-    for pidfile in sorted(hp.dirs.run.glob("*.svc.pid")):
-        if pidfile not in planned and running_pid(pidfile) is not None:
-            out.append(ServiceChange(pidfile.name.removesuffix(".svc.pid"), "stop", "role removed"))
+    planned = {svc.name for svc in hp.services}
+    for name in machine.services():
+        if name not in planned and machine.service_status(name).running:
+            out.append(ServiceChange(name, "stop", "role removed"))
     return tuple(out)
 
 
 def diff(cluster: Cluster) -> PlanDiff:
     """Compare `cluster.plan` (from the topology file) with what its state directory says runs."""
-    recorded = netmod.ClusterNetwork.load(cluster.layout.network_file)
+    recorded = ClusterNetwork.load(cluster.layout.network_file)
     known = {link.host: link for link in recorded.links} if recorded else {}
     hosts = []
     for hp in cluster.plan.hosts:
         files = file_changes(hp)
-        services = service_changes(hp, {f.path for f in files})
+        services = service_changes(cluster.hosts[hp.name], hp, {f.path for f in files})
         action: HostAction = "change" if hp.name in known else "create"
         if action == "change" and not (files or services) and known[hp.name].address == hp.address:
             action = "none"

@@ -1,5 +1,5 @@
 """The dashboard: one HTML page, a small script and a style sheet (static/, no build step), fed by a stream
-of live frames (control/live.py) over Server-Sent Events, plus three actions.
+of live frames (observe/live.py) over Server-Sent Events, plus three actions.
 
     GET  /                the page (with ?token=...: sets the session cookie, then redirects to /)
     GET  /api/stream      text/event-stream, one frame a second
@@ -38,7 +38,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from webinfra.control import faults
+from webinfra.ops import faults
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -54,7 +54,7 @@ class FrameSource:
     """One sampling thread for all viewers: a frame a second while someone asked for one recently."""
 
     def __init__(self, cluster: Cluster, interval: float = 1.0) -> None:
-        from webinfra.control.live import LiveSampler
+        from webinfra.observe.live import LiveSampler
 
         self.cluster = cluster
         self.interval = interval
@@ -206,7 +206,7 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
         return await act(request, do)
 
     async def fail(request: Request) -> Response:
-        from webinfra.control.faults import fail as inject
+        from webinfra.ops.faults import fail as inject
 
         def do(body: dict[str, Any]) -> str:
             host, mode = body.get("host"), body.get("mode", "stop")
@@ -217,7 +217,7 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
         return await act(request, do)
 
     async def recover(request: Request) -> Response:
-        from webinfra.control.faults import recover as undo
+        from webinfra.ops.faults import recover as undo
 
         def do(body: dict[str, Any]) -> str:
             host = body.get("host")
@@ -258,8 +258,7 @@ class _BadInput(ValueError):
 
 def _run_action(fn: Any, body: dict[str, Any]) -> Response:
     from webinfra.control.cluster import ClusterError, UsageError
-    from webinfra.hosts.base import CommandError
-    from webinfra.hosts.hostd import HostdError
+    from webinfra.runtime import CommandError, MachineUnreachable
     from webinfra.services.haproxy import RuntimeApiError
     from webinfra.services.supervisor import ServiceError
 
@@ -267,5 +266,5 @@ def _run_action(fn: Any, body: dict[str, Any]) -> Response:
         return JSONResponse({"ok": True, "message": fn(body)})
     except (_BadInput, UsageError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-    except (ClusterError, ServiceError, CommandError, HostdError, RuntimeApiError, OSError) as exc:
+    except (ClusterError, ServiceError, CommandError, MachineUnreachable, RuntimeApiError, OSError) as exc:
         return JSONResponse({"ok": False, "error": str(exc)}, status_code=500)

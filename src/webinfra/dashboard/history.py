@@ -15,8 +15,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from webinfra.control import prom
 from webinfra.control.events import read as read_events
+from webinfra.observe import prom
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster

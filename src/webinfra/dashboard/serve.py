@@ -8,8 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from webinfra.hosts import network as netmod
-from webinfra.hosts.process import track, write_pidfile
+from webinfra.runtime.emulated import bridge_name, link_exists, record_process
 from webinfra.services.secrets import ensure_secret
 
 if TYPE_CHECKING:
@@ -31,8 +30,8 @@ def default_bind(cluster: Cluster) -> str:
     from webinfra.control.cluster import UsageError
 
     gateway = str(cluster.topology.gateway)
-    bridge = netmod.bridge_name(cluster.topology.name)
-    if not netmod.link_exists(bridge):
+    bridge = bridge_name(cluster.topology.name)
+    if not link_exists(bridge):
         raise UsageError(
             f"cluster {cluster.topology.name} is not up (no bridge {bridge} holding {gateway}): "
             "run `webinfra up`, or give --bind 127.0.0.1"
@@ -45,8 +44,8 @@ def serve(cluster: Cluster, bind: str, port: int, *, say: Callable[[str], None],
 
     import uvicorn
 
-    from webinfra.control.prom import dashboard_files
     from webinfra.dashboard.app import create_app
+    from webinfra.observe.prom import dashboard_files
 
     secret = token(cluster, renew=renew_token)
     host = f"[{bind}]" if ":" in bind else bind
@@ -58,7 +57,7 @@ def serve(cluster: Cluster, bind: str, port: int, *, say: Callable[[str], None],
         app, host=bind, port=port, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
     server = uvicorn.Server(config)
-    write_pidfile(pidfile, track(os.getpid(), sys.argv))
+    record_process(pidfile, os.getpid(), sys.argv)
     info.write_text(json.dumps({"url": url}) + "\n")
     say(f"dashboard of {cluster.topology.name} at {url}")
     say(f"open (once; it signs this browser in): {url}?token={secret}")

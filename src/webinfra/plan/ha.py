@@ -181,7 +181,7 @@ def agent_files_and_service(
     path = dirs.etc / "agent.json"
     service = ServiceSpec(
         name="agent",
-        argv=(python, "-m", "webinfra.control.agent", "--config", str(path)),
+        argv=(python, "-m", "webinfra.agent", "--config", str(path)),
         probe=Probe("http", address, topo.db.agent_port, "/status"),  # 200 from the first cycle on
         pidfile=dirs.run / "agent.svc.pid",
         log=dirs.log / "agent.log",

@@ -13,7 +13,7 @@
     prometheus       monitoring      scrapes all of the above by address, evaluates the alert rules
                                      (plan/alert_rules.py) and sends what fires to Alertmanager
     alertmanager     monitoring      groups, inhibits, silences and routes the alerts (plan/alertmanager.py)
-    monitor          monitoring      webinfra's watcher (control/monitor.py): records the events it sees
+    monitor          monitoring      webinfra's watcher (observe/monitor.py): records the events it sees
                                      (backend down/up, VIP moved, primary changed) and exports a few gauges
 
 `flows()` lists the traffic a firewall must let through for this (monitoring host -> each exporter).
@@ -160,7 +160,7 @@ def monitor_service(topo: Topology, layout: Layout, name: str, dirs: HostDirs, p
         argv=(
             python,
             "-m",
-            "webinfra.control.monitor",
+            "webinfra.observe.monitor",
             "--state-dir",
             str(layout.cluster_dir.parent),
             "--cluster",

@@ -19,14 +19,16 @@ class FileSpec:
 
 @dataclass(frozen=True)
 class Probe:
-    """How to tell a service is ready: a TCP connect, or an HTTP(S) GET answering 2xx."""
+    """How to tell a service is ready: a TCP connect, an HTTP(S) GET answering 2xx, or a command (`argv`,
+    run on the machine) exiting 0."""
 
-    kind: Literal["tcp", "http", "https"]
+    kind: Literal["tcp", "http", "https", "command"]
     address: str
     port: int
     path: str = "/"
     host_header: str = ""
     ca_file: str = ""  # https: the CA the server's certificate must chain to
+    argv: tuple[str, ...] = ()  # command
 
 
 @dataclass(frozen=True)

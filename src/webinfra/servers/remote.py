@@ -1,15 +1,16 @@
-"""`SshHost`: the `Host` seam over SSH, for the few steps pyinfra's operations do not cover (the MariaDB
-bootstrap and replication setup of services/mariadb.py, run as they are on emulated hosts)."""
+"""`SshRunner`: one command on a server over SSH, for the steps pyinfra's operations do not cover (the MariaDB
+bootstrap and replication setup of services/mariadb.py, which only call `run`, as on emulated machines).
+The full `runtime.machine.Machine` over SSH (services, faults, probes) is a later step."""
 
 from __future__ import annotations
 
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from typing import cast
 
-from webinfra.hosts.base import CommandError, Host
 from webinfra.model.machines import SshAddress
+from webinfra.runtime.machine import CommandError, Machine, RunResult
 
 
 def ssh_options(key: str | None, known_hosts: str | None, port: int) -> list[str]:
@@ -20,15 +21,15 @@ def ssh_options(key: str | None, known_hosts: str | None, port: int) -> list[str
     return options
 
 
-class SshHost(Host):
+class SshRunner:
     def __init__(
         self, name: str, address: str, ssh: SshAddress, key: str | None, become: bool, known_hosts: str | None
     ) -> None:
-        super().__init__(name, address)
+        self.name, self.address = name, address
         self.ssh, self.key, self.become, self.known_hosts = ssh, key, become, known_hosts
 
-    def argv(self, command: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
-        remote = shlex.join([*(f"{k}={v}" for k, v in (env or {}).items()), *command])
+    def local_argv(self, argv: Sequence[str], env: Mapping[str, str] | None = None) -> list[str]:
+        remote = shlex.join([*(f"{k}={v}" for k, v in (env or {}).items()), *argv])
         if env:
             remote = f"env {remote}"
         if self.become:
@@ -48,27 +49,14 @@ class SshHost(Host):
         timeout: float = 60.0,
         check: bool = True,
         env: Mapping[str, str] | None = None,
-    ) -> subprocess.CompletedProcess[str]:
+    ) -> RunResult:
         result = subprocess.run(
-            self.argv(argv, env), input=input, capture_output=True, text=True, timeout=timeout, check=False
+            self.local_argv(argv, env), input=input, capture_output=True, text=True, timeout=timeout, check=False
         )
         if check and result.returncode != 0:
             raise CommandError(self.name, list(argv), result.returncode, result.stderr)
-        return result
+        return RunResult(tuple(argv), result.returncode, result.stdout, result.stderr)
 
-    def spawn(
-        self,
-        argv: Sequence[str],
-        *,
-        log_path: Path,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> int:
-        raise NotImplementedError("servers run their daemons under systemd: webinfra spawns nothing there")
-
-    def write_file(self, path: Path, content: str | bytes, mode: int = 0o644) -> bool:
-        raise NotImplementedError("servers get their files through pyinfra (servers/ops.py)")
-
-    def read_file(self, path: Path) -> str | None:
-        result = self.run(["cat", str(path)], check=False)
-        return result.stdout if result.returncode == 0 else None
+    def as_machine(self) -> Machine:
+        """For services/mariadb.py's SQL helpers, which call only `run`."""
+        return cast(Machine, self)

@@ -35,7 +35,7 @@ from webinfra.plan.layout import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, Se
 from webinfra.plan.spec import ClusterPlan
 from webinfra.servers import ServersError, units
 from webinfra.servers.ops import HostOps, Release, add_host_ops
-from webinfra.servers.remote import SshHost
+from webinfra.servers.remote import SshRunner
 
 Say = Callable[[str, str, str], None]
 PROBE_TIMEOUT = 60.0
@@ -68,9 +68,9 @@ class Target:
         python = release.python if release else f"{units.RELEASES}/none/bin/python"
         return cls(topo, Layout.for_cluster(topo.name, state_dir), build_plan(topo, ServerLayout(), python), release)
 
-    def ssh_host(self, name: str) -> SshHost:
+    def ssh_host(self, name: str) -> SshRunner:
         m = self.topology.machines
-        return SshHost(
+        return SshRunner(
             name,
             str(self.topology.address_of(name)),
             m.address_of(name),
@@ -368,15 +368,15 @@ def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
 def _bootstrap_database(target: Target, say: Say) -> None:
     """The design as drawn: schema and accounts on the primary, replicas pointed at it (services/mariadb.py,
     as on emulated hosts, over SSH). Idempotent."""
+    from webinfra.runtime.probe import check_network, wait_until
     from webinfra.services import mariadb
-    from webinfra.services.probe import probe_once, wait_until
 
     topo, plan = target.topology, target.plan
     primary = topo.db_primary
     if primary is None:
         return
     hp = plan.host(primary.name)
-    prim = target.ssh_host(primary.name)
+    prim = target.ssh_host(primary.name).as_machine()
     socket_ready = lambda: prim.run(["test", "-S", str(mariadb.socket_path(hp))], check=False).returncode == 0  # noqa: E731
     if not wait_until(socket_ready, PROBE_TIMEOUT, 0.5):
         raise ServersError(
@@ -388,9 +388,9 @@ def _bootstrap_database(target: Target, say: Say) -> None:
     target_gtid = mariadb.gtid_binlog_pos(prim, hp)
     for replica in topo.db_replicas:
         rhp = plan.host(replica.name)
-        rep = target.ssh_host(replica.name)
+        rep = target.ssh_host(replica.name).as_machine()
         probe = rhp.service("mariadb").probe
-        if not wait_until(lambda: probe_once(probe), PROBE_TIMEOUT, 0.5):  # noqa: B023 (called at once)
+        if not wait_until(lambda: check_network(probe), PROBE_TIMEOUT, 0.5):  # noqa: B023 (called at once)
             raise ServersError(f"{replica.name}: MariaDB is not answering on {rhp.address}:{topo.db.port}")
         mariadb.setup_replica(rep, rhp, topo, target.local, str(topo.address_of(primary.name)))
         mariadb.wait_caught_up(rep, rhp, target_gtid)
@@ -399,12 +399,12 @@ def _bootstrap_database(target: Target, say: Say) -> None:
 
 def _wait_ready(target: Target, say: Say) -> None:
     """Each service's probe from the management machine, in start order."""
-    from webinfra.services.probe import probe_once, wait_until
+    from webinfra.runtime.probe import check_network, wait_until
 
     for hp, svc in target.plan.start_order():
         if svc.probe.kind == "https" and svc.probe.ca_file:
             continue  # the probe names the server's CA path; checked through the LB below
-        if not wait_until(lambda: probe_once(svc.probe), PROBE_TIMEOUT, 0.2):  # noqa: B023
+        if not wait_until(lambda: check_network(svc.probe), PROBE_TIMEOUT, 0.2):  # noqa: B023
             raise ServersError(
                 f"{hp.name}: {svc.name} not ready on {svc.probe.address}:{svc.probe.port} within "
                 f"{PROBE_TIMEOUT:g}s (journalctl -u {units.unit_name(svc.name)})"

@@ -5,9 +5,9 @@ read back what is loaded. The fault-injection table (`inet webinfra_fault`) is n
 
 from __future__ import annotations
 
-from webinfra.hosts.base import CommandError, Host
 from webinfra.plan.firewall import TABLE, delete_rules
 from webinfra.plan.spec import FileSpec, HostPlan
+from webinfra.runtime import CommandError, Machine
 from webinfra.services.supervisor import ServiceError
 
 RULES_FILE = "firewall.nft"
@@ -18,17 +18,17 @@ def rules_of(plan: HostPlan) -> FileSpec | None:
     return next((f for f in plan.files if f.path.name == RULES_FILE and f.path.parent == plan.dirs.etc), None)
 
 
-def loaded(host: Host) -> bool:
+def loaded(host: Machine) -> bool:
     return host.run(["nft", "list", "table", "inet", TABLE], check=False).returncode == 0
 
 
-def live(host: Host) -> str:
+def live(host: Machine) -> str:
     """The table as the kernel has it now ('' when there is none)."""
     proc = host.run(["nft", "list", "table", "inet", TABLE], check=False)
     return proc.stdout if proc.returncode == 0 else ""
 
 
-def apply(host: Host, plan: HostPlan) -> str:
+def apply(host: Machine, plan: HostPlan) -> str:
     """Bring the host's firewall in line with the plan. Returns what was done: 'loaded', 'unchanged',
     'removed' or 'none' (no firewall wanted, none there). Idempotent; the swap is one nft transaction."""
     spec = rules_of(plan)
@@ -38,7 +38,7 @@ def apply(host: Host, plan: HostPlan) -> str:
             return "none"
         host.run(["nft", "-f", "-"], input=delete_rules())
         return "removed"
-    changed = host.write_file(spec.path, spec.content, spec.mode)
+    changed = host.put_file(spec.path, spec.content, spec.mode)
     if not changed and loaded(host):
         return "unchanged"
     try:

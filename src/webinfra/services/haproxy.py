@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import io
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.hosts.base import Host
 from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.runtime.machine import Machine
 from webinfra.services import supervisor
 
 SITE_BACKENDS = ("site", "site_writes")
@@ -35,25 +34,17 @@ class ServerStat:
 class HaproxyRuntime:
     """Commands over HAProxy's stats socket. One connection per command (HAProxy closes it after each)."""
 
-    def __init__(self, socket_path: Path, timeout: float = 3.0) -> None:
+    def __init__(self, machine: Machine, socket_path: Path, timeout: float = 3.0) -> None:
+        self.machine = machine
         self.socket_path = socket_path
         self.timeout = timeout
 
     def command(self, cmd: str) -> str:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.timeout)
-            try:
-                sock.connect(str(self.socket_path))
-            except OSError as exc:
-                raise RuntimeApiError(f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}") from None
-            sock.sendall(cmd.encode() + b"\n")
-            chunks = []
-            while True:
-                data = sock.recv(65536)
-                if not data:
-                    break
-                chunks.append(data)
-        return b"".join(chunks).decode(errors="replace")
+        try:
+            reply = self.machine.exchange(self.socket_path, cmd.encode() + b"\n", timeout=self.timeout)
+        except OSError as exc:
+            raise RuntimeApiError(f"HAProxy runtime API at {self.socket_path} is not reachable: {exc}") from None
+        return reply.decode(errors="replace")
 
     def servers(self) -> list[ServerStat]:
         text = self.command("show stat")
@@ -110,8 +101,9 @@ class HaproxyRuntime:
             raise RuntimeApiError(f"del server {backend}/{server}: {reply}")
 
 
-def runtime_for(plan: HostPlan) -> HaproxyRuntime:
-    return HaproxyRuntime(plan.dirs.sockets / "haproxy.sock")
+def runtime_for(machine: Machine, plan: HostPlan) -> HaproxyRuntime:
+    """The runtime API of the HAProxy on `machine`, reached through the machine's `exchange` op."""
+    return HaproxyRuntime(machine, plan.dirs.sockets / "haproxy.sock")
 
 
 def _configured_servers(cfg: str) -> dict[tuple[str, str], tuple[str, str, str]]:
@@ -145,29 +137,30 @@ def _config_text(plan: HostPlan, svc: ServiceSpec) -> str | None:
     return next((f.content for f in plan.files_of(svc) if f.path.name == "haproxy.cfg"), None)
 
 
-def save_server_state(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def save_server_state(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     """Dump live weights and admin states where the next HAProxy process reads them back."""
     try:
-        state = runtime_for(plan).servers_state()
+        state = runtime_for(host, plan).servers_state()
     except RuntimeApiError:
         return
     cfg = _config_text(plan, svc)
     if cfg is not None:
         state = matching_state(state, cfg)
     if state.strip():
-        host.write_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
+        host.put_file(plan.dirs.data / "haproxy-server-state", state, 0o600)
 
 
-def ensure_state_file(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def ensure_state_file(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     """An empty state file on first start, so HAProxy does not warn that it is missing; a saved one keeps
     only the servers the config still has as they were."""
     path = plan.dirs.data / "haproxy-server-state"
-    if not path.exists():
-        host.write_file(path, "", 0o600)
+    saved = host.read_file(path)
+    if saved is None:
+        host.put_file(path, "", 0o600)
         return
     cfg = _config_text(plan, svc)
     if cfg is not None:
-        host.write_file(path, matching_state(path.read_text(), cfg), 0o600)
+        host.put_file(path, matching_state(saved, cfg), 0o600)
 
 
 supervisor.register_hooks(

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 
-from webinfra.hosts.base import Host
 from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.runtime import Machine
 from webinfra.services import supervisor
 
 _PEERS = re.compile(r"unicast_peer\s*\{([^}]*)\}", re.S)
@@ -22,7 +22,7 @@ def peers_of(config_text: str) -> list[str]:
     return match.group(1).split() if match else []
 
 
-def resolve_peers(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def resolve_peers(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     for f in plan.files_of(svc):
         for peer in peers_of(f.content):
             host.run(["ping", "-c", "1", "-W", "1", peer], check=False, timeout=5)

@@ -12,12 +12,12 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.hosts.base import CommandError, Host
 from webinfra.model import Topology
 from webinfra.plan.layout import Layout
 from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.runtime import CommandError, Machine
+from webinfra.runtime.probe import wait_until
 from webinfra.services import supervisor
-from webinfra.services.probe import wait_until
 from webinfra.services.secrets import ensure_secret
 from webinfra.site import schema_sql
 from webinfra.sqltext import quote  # re-exported: mariadb.quote is used across the cluster side
@@ -45,7 +45,7 @@ def host_pattern(subnet: ipaddress.IPv4Network) -> str:
     return f"{subnet.network_address}/{subnet.netmask}"
 
 
-def init_datadir(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def init_datadir(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     """Create the system tables on first start (idempotent: an initialised datadir is left alone)."""
     ddir = datadir(plan)
     if (ddir / "mysql").is_dir():
@@ -77,7 +77,7 @@ def _local_client(plan: HostPlan) -> list[str]:
     return ["mariadb", f"--socket={socket_path(plan)}", "--user=root", "--connect-timeout=5", "--skip-ssl"]
 
 
-def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeout: float = 30.0) -> str:
+def admin_sql(host: Machine, plan: HostPlan, sql: str, *, mode: str = "raw", timeout: float = 30.0) -> str:
     """Run SQL as root over the local socket. mode: "raw" (values only, tab-separated), "tsv" (with a header
     line, as `mariadb -e` prints into a pipe) or "table" (boxes, as `mariadb -e` prints on a terminal)."""
     argv = _local_client(plan)
@@ -85,13 +85,13 @@ def admin_sql(host: Host, plan: HostPlan, sql: str, *, mode: str = "raw", timeou
     return host.run(argv, input=sql, timeout=timeout).stdout
 
 
-def query_row(host: Host, plan: HostPlan, sql: str) -> dict[str, str]:
+def query_row(host: Machine, plan: HostPlan, sql: str) -> dict[str, str]:
     """First row of a query as {column: value} (values as text, NULL as '')."""
     rows = query_first_rows(host, plan, sql)
     return rows[0] if rows else {}
 
 
-def query_first_rows(host: Host, plan: HostPlan, sql: str) -> list[dict[str, str]]:
+def query_first_rows(host: Machine, plan: HostPlan, sql: str) -> list[dict[str, str]]:
     """The first row of each result set of `sql` (several statements, one client run). A statement with an
     empty result prints nothing, so only the last statement may return no row."""
     out = host.run([*_local_client(plan), "--batch", "--vertical"], input=sql, timeout=15).stdout
@@ -137,7 +137,7 @@ def replication_tls_clause(topo: Topology, layout: Layout) -> str:
     return f"MASTER_SSL=1, MASTER_SSL_CA={quote(str(layout.ca_cert))}, MASTER_SSL_VERIFY_SERVER_CERT=1"
 
 
-def bootstrap_primary(host: Host, plan: HostPlan, topo: Topology, layout: Layout) -> None:
+def bootstrap_primary(host: Machine, plan: HostPlan, topo: Topology, layout: Layout) -> None:
     """Schema, site user, replication user. Idempotent; replicated to every replica through the binlog."""
     site_pw = ensure_secret(layout, "db-site")
     repl_pw = ensure_secret(layout, "db-repl")
@@ -159,7 +159,7 @@ GRANT REPLICATION SLAVE ON *.* TO {quote(REPL_USER)}@{quote(who)};
     admin_sql(host, plan, sql)
 
 
-def ensure_schema(host: Host, plan: HostPlan, topo: Topology) -> None:
+def ensure_schema(host: Machine, plan: HostPlan, topo: Topology) -> None:
     """The site's schema on the primary `host` (replicated from there). Every statement is CREATE ... IF NOT
     EXISTS, so this only adds what a newer version of the schema has (the HA bootstrap runs once)."""
     admin_sql(host, plan, f"USE `{topo.db.database}`;\n{schema_sql()}")
@@ -170,7 +170,7 @@ EXPORTER_USER = "exporter"
 EXPORTER_PRIVILEGES = "PROCESS, REPLICATION CLIENT, REPLICA MONITOR"
 
 
-def ensure_exporter_user(host: Host, plan: HostPlan, password: str) -> None:
+def ensure_exporter_user(host: Machine, plan: HostPlan, password: str) -> None:
     """The monitoring account of this node: `exporter`@`localhost` (the local socket only), at most 3
     connections. Made on each node with the binlog off, like the hygiene above: an account written on a
     replica would otherwise be an errant transaction, and monitoring may be added to a running cluster
@@ -189,7 +189,7 @@ SET SESSION sql_log_bin = 1;
     )
 
 
-def setup_replica(host: Host, plan: HostPlan, topo: Topology, layout: Layout, source: str) -> None:
+def setup_replica(host: Machine, plan: HostPlan, topo: Topology, layout: Layout, source: str) -> None:
     """Point this replica at `source` (an address) with GTID replication, unless it already replicates
     (then only its TLS settings are brought in line with the topology)."""
     admin_sql(host, plan, _local_hygiene_sql())
@@ -211,7 +211,7 @@ CHANGE MASTER TO MASTER_HOST={quote(source)}, MASTER_PORT={topo.db.port},
     admin_sql(host, plan, "START SLAVE;")
 
 
-def wait_caught_up(host: Host, plan: HostPlan, target_gtid: str, timeout: float = 30.0) -> None:
+def wait_caught_up(host: Machine, plan: HostPlan, target_gtid: str, timeout: float = 30.0) -> None:
     """Wait until this replica has applied `target_gtid` (raise with its replication error otherwise)."""
     if not target_gtid:
         return
@@ -225,7 +225,7 @@ def wait_caught_up(host: Host, plan: HostPlan, target_gtid: str, timeout: float 
         )
 
 
-def gtid_binlog_pos(host: Host, plan: HostPlan) -> str:
+def gtid_binlog_pos(host: Machine, plan: HostPlan) -> str:
     return admin_sql(host, plan, "SELECT @@GLOBAL.gtid_binlog_pos;").strip()
 
 
@@ -243,7 +243,7 @@ class DbFacts:
     last_error: str = ""
 
 
-def facts(host: Host, plan: HostPlan) -> DbFacts:
+def facts(host: Machine, plan: HostPlan) -> DbFacts:
     try:
         # One client run for both (each run is a process and a connection): the SELECT always has a row.
         rows = query_first_rows(
@@ -265,7 +265,7 @@ def facts(host: Host, plan: HostPlan) -> DbFacts:
     )
 
 
-def wait_replicating(host: Host, plan: HostPlan, timeout: float = 30.0) -> bool:
+def wait_replicating(host: Machine, plan: HostPlan, timeout: float = 30.0) -> bool:
     def ok() -> bool:
         f = facts(host, plan)
         return f.io_running == "Yes" and f.sql_running == "Yes"

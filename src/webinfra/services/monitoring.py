@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import contextlib
 
-from webinfra.hosts.base import CommandError, Host
 from webinfra.plan.layout import Layout
 from webinfra.plan.monitoring import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.spec import HostPlan, ServiceSpec
+from webinfra.runtime import CommandError, Machine
 from webinfra.services import mariadb, supervisor
 from webinfra.services.secrets import ensure_secret
 
@@ -26,9 +26,9 @@ def exporter_client_file(plan: HostPlan, password: str) -> str:
     )
 
 
-def before_mysqld_exporter(host: Host, plan: HostPlan, svc: ServiceSpec) -> None:
+def before_mysqld_exporter(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     password = ensure_secret(layout_of(plan), EXPORTER_SECRET)
-    host.write_file(plan.dirs.etc / MYSQLD_EXPORTER_CNF, exporter_client_file(plan, password), 0o600)
+    host.put_file(plan.dirs.etc / MYSQLD_EXPORTER_CNF, exporter_client_file(plan, password), 0o600)
     # MariaDB may be down (a host started service by service): the exporter then reports mysql_up 0, and the
     # account is made at its next start.
     with contextlib.suppress(CommandError):

@@ -164,6 +164,9 @@ PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 EOF
+# The periodic maintenance timers go: apt-daily would take the dpkg lock in the middle of a deployment's
+# apt run, and any of them failing (no route out but the proxy) turns a machine `degraded` at random.
+chroot "$root" systemctl mask apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer
 rm -f "$root"/etc/ssh/ssh_host_*
 : > "$root/etc/machine-id"
 """

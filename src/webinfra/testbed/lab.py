@@ -3,7 +3,7 @@
     <state>/_lab/images/bookworm-<hash>/   the cached root file system (shared by every lab; --image-dir)
     <state>/_lab/apt-cache/<lab>/          apt-cacher-ng's cache, kept by `down` so the next lab is warm
     <state>/_lab/<lab>/lab.json            the record `status` and `down` work from
-    <state>/_lab/<lab>/network.json        bridge, namespaces, veths (hosts/network.py's ClusterNetwork)
+    <state>/_lab/<lab>/network.json        bridge, namespaces, veths (runtime/emulated/network.py's ClusterNetwork)
     <state>/_lab/<lab>/ssh/                the lab's key pair, known_hosts, ssh_config
     <state>/_lab/<lab>/proxy/              apt-cacher-ng's config, logs and pid file
     <state>/_lab/<lab>/machines/<m>/       rootfs/, console.log, nspawn.json (PID + start time)
@@ -26,8 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from webinfra.hosts.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.plan.layout import state_root
+from webinfra.runtime.emulated.network import ClusterNetwork, bridge_name, foreign_overlaps, link_exists
 from webinfra.testbed import LabError, LabUsageError
 from webinfra.testbed.image import (
     LAB_USER,
@@ -275,7 +275,9 @@ def up(spec: LabSpec, paths: LabPaths, mirror: str | None, say: Say, boot_timeou
         machine.start()
     for machine in machines:
         state_now = machine.wait_booted(ssh_dir, boot_timeout)
-        say(f"{machine.name} {machine.address} booted ({state_now}), ssh ok")
+        failed = machine.failed_units(ssh_dir) if state_now == "degraded" else []
+        why = f": failed {', '.join(failed)}" if failed else ""
+        say(f"{machine.name} {machine.address} booted ({state_now}{why}), ssh ok")
     return lab
 
 
@@ -285,6 +287,7 @@ def status(lab: Lab) -> dict[str, Any]:
     def probe(machine: Machine) -> dict[str, Any]:
         running = machine.process() is not None
         state = machine.system_state(lab.ssh_dir) if running else None
+        failed = machine.failed_units(lab.ssh_dir) if state == "degraded" else []
         return {
             "name": machine.name,
             "address": machine.address,
@@ -292,6 +295,7 @@ def status(lab: Lab) -> dict[str, Any]:
             "container": "running" if running else "stopped",
             "systemd": state or "-",
             "ssh": state is not None,
+            "failed_units": failed,
         }
 
     with ThreadPoolExecutor(max_workers=8) as pool:

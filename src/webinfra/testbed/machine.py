@@ -25,8 +25,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from webinfra.hosts.process import TrackedProcess, alive, read_pidfile, track, wait_gone, write_pidfile
-from webinfra.testbed import LabError
+from webinfra.runtime.emulated.process import TrackedProcess, alive, read_pidfile, track, wait_gone, write_pidfile
+from webinfra.testbed import LabError, cgroup
 from webinfra.testbed.image import LAB_USER
 from webinfra.testbed.proxy import apt_proxy_conf
 
@@ -61,8 +61,12 @@ def nspawn_argv(rootfs: Path, netns: str) -> list[str]:
 
 # systemd-nspawn exits with 133 when the machine's systemd asks for a reboot (systemd-nspawn@.service
 # restarts it on that code): this loop does the same, so `systemctl reboot` inside a machine brings it back.
-# SIGTERM to the loop is passed on to nspawn (an orderly poweroff) and ends the loop.
-KEEPER = """trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
+# SIGTERM to the loop is passed on to nspawn (an orderly poweroff) and ends the loop. First the loop enters
+# the machine's own cgroups (testbed/cgroup.py says why).
+KEEPER = """for dir in $WEBINFRA_LAB_CGROUPS; do
+  mkdir -p "$dir" && echo $$ > "$dir/cgroup.procs" || { echo "cannot enter cgroup $dir" >&2; exit 125; }
+done
+trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
 while :; do
   "$@" & child=$!
   wait "$child"; rc=$?
@@ -222,9 +226,10 @@ class Machine:
         if self.process() is not None:
             return False
         argv = keeper_argv(nspawn_argv(self.rootfs, self.netns))
+        env = {**os.environ, "WEBINFRA_LAB_CGROUPS": " ".join(map(str, cgroup.machine_cgroups(self.netns)))}
         with self.console_log.open("ab") as out:
             child = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
             )
         write_pidfile(self.pidfile, track(child.pid, argv))
         return True
@@ -259,7 +264,8 @@ class Machine:
                 raise LabError(f"{self.name}: cannot unmount {self.rootfs}: {proc.stderr.strip()}")
 
     def remove(self) -> None:
-        """Delete the machine's tree (after `stop`); the image below its overlay is untouched."""
+        """Delete the machine's tree and cgroups (after `stop`); the image below its overlay is untouched."""
+        cgroup.remove(self.netns)
         self.unmount()
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -281,6 +287,14 @@ class Machine:
         if proc.returncode == 255:  # ssh's own failure; systemctl exits non-zero for every state but running
             return None
         return proc.stdout.strip() or None
+
+    def failed_units(self, ssh_dir: Path) -> list[str]:
+        """The units systemd counts as failed (what makes it `degraded`); [] if ssh fails."""
+        try:
+            proc = self.run(ssh_dir, ["systemctl", "--failed", "--no-legend", "--plain"], timeout=15)
+        except subprocess.TimeoutExpired:
+            return []
+        return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()] if proc.returncode == 0 else []
 
     def wait_booted(self, ssh_dir: Path, timeout: float) -> str:
         """Poll until systemd inside reports a finished boot (running or degraded) over ssh."""

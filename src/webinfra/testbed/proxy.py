@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from webinfra.hosts.process import TrackedProcess, alive, read_pidfile, stop_tracked, track, write_pidfile
+from webinfra.runtime.emulated.process import TrackedProcess, alive, read_pidfile, stop_tracked, track, write_pidfile
 from webinfra.testbed import LabError, LabUsageError
 
 PROXY_PORT = 3142

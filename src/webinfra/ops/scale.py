@@ -1,0 +1,442 @@
+"""`webinfra scale`: add and remove app servers and DB replicas while the site serves.
+
+Every command edits the topology (model/edit.py keeps the file's comments), acts, then writes the new
+text to the cluster's stored topology.toml and to the user's file (`-f`). A failure part-way undoes what
+it can and leaves both files as they were.
+
+- `add_server`: a new host (web + app, the cluster's current release, in HA its dbproxy too) is created
+  and started; every host's firewall is re-applied (it is derived from the topology); the server is added
+  to every LB through the runtime API (a dynamic server: no reload) and the new haproxy.cfg is written
+  without a reload, so the next reload or restart keeps it.
+- `remove_server`: drained out of every LB (then `del server`), or out of the nginx upstreams for an
+  app-only host; then its services stop and the host is removed.
+- `add_replica`: a new DB host, cloned with mariabackup from a running primary or replica (streamed
+  between the two hosts), prepared, started, replicating with GTID from the primary (TLS when the topology
+  has it); with HA its agent starts too. Then the apps' DB routing learns it (`_refresh`): with HA the
+  dbproxy configs are rewritten and reloaded (invisible to clients); in the seed design site.json changes
+  and the apps restart one at a time, each out of rotation (deploy.cycle).
+- `remove_replica`: out of the routing first (HA: MAINT + sessions cut in every dbproxy, then the new
+  config), then stopped and removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from webinfra.agent.clone import backup_gtid
+from webinfra.control import events, hastate
+from webinfra.control.cluster import Cluster, ClusterError, UsageError, require_root
+from webinfra.model import HostSpec, Role, Topology, parse_topology
+from webinfra.model.edit import EditError, add_host, remove_host
+from webinfra.ops import deploy, drain
+from webinfra.plan.spec import AppRelease, HostPlan, ServiceSpec
+from webinfra.runtime import CommandError
+from webinfra.services import firewall, haproxy, mariadb, releases, supervisor
+from webinfra.services.haproxy import HaproxyRuntime, RuntimeApiError
+from webinfra.services.secrets import ensure_secret
+
+Progress = Callable[[str, str, str], None]
+CLONE_TIMEOUT = 600.0
+
+
+def _quiet(host: str, what: str, action: str) -> None:
+    pass
+
+
+# ---- the topology file ----
+
+
+def _base_text(cluster: Cluster, topology_file: str | Path | None) -> str:
+    """The text to edit: the user's file (which must say what the running cluster was brought up with),
+    else the stored copy."""
+    stored = cluster.layout.topology_file
+    if not stored.exists() or not cluster.layout.network_file.exists():
+        raise UsageError(f"cluster {cluster.topology.name} is not up: run `webinfra up` first")
+    if topology_file is None:
+        return stored.read_text()
+    text = Path(topology_file).read_text()
+    if parse_topology(text, str(topology_file)) != parse_topology(stored.read_text(), str(stored)):
+        raise UsageError(f"{topology_file} differs from the topology the cluster runs: `webinfra up -f` it first")
+    return text
+
+
+def _edit(fn: Callable[[], tuple[str, Topology]]) -> tuple[str, Topology]:
+    try:
+        return fn()
+    except EditError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _save_topology(cluster: Cluster, text: str, topology_file: str | Path | None) -> None:
+    cluster.layout.topology_file.write_text(text)
+    if topology_file is not None:
+        Path(topology_file).write_text(text)
+
+
+# ---- hosts ----
+
+
+def _create_host(new: Cluster, name: str, progress: Progress) -> None:
+    link = next(link for link in new.network.links if link.host == name)
+    new.network.ensure_bridge()
+    new.network.ensure_host(link)
+    new.network.save(new.layout.network_file)
+    for d in new.layout.host(name).all():
+        d.mkdir(parents=True, exist_ok=True)
+    new.hosts[name].connect()
+    progress(name, "host", f"created ({link.address})")
+
+
+def _remove_host(cluster: Cluster, name: str, progress: Progress, *, keep_network: Cluster | None = None) -> None:
+    """Stop every service of `name` (a host of `cluster`) and remove it: namespace, veth, state, sockets."""
+    cluster.stop(name, progress=progress)
+    link = next(link for link in cluster.network.links if link.host == name)
+    cluster.hosts[name].disconnect()
+    cluster.network.remove_host(link)
+    if keep_network is not None:
+        keep_network.network.save(cluster.layout.network_file)
+    dirs = cluster.layout.host(name)
+    shutil.rmtree(dirs.root, ignore_errors=True)
+    shutil.rmtree(dirs.sockets, ignore_errors=True)
+    releases.forget(cluster.layout, name)
+    progress(name, "host", "removed")
+
+
+def _apply_firewalls(new: Cluster, progress: Progress) -> None:
+    """Every host's rules are derived from the topology: re-apply them all (idempotent)."""
+    for hp in new.plan.hosts:
+        action = firewall.apply(new.hosts[hp.name], hp)
+        if action not in ("none", "unchanged"):
+            progress(hp.name, "firewall", action)
+
+
+def _current_release(cluster: Cluster) -> AppRelease:
+    """What a new app host should run: the release most app hosts run."""
+    current = deploy.current_releases(cluster)
+    if not current:
+        return AppRelease(cluster.topology.app.version)
+    version, _ = Counter(r.version for r in current.values()).most_common(1)[0]
+    return next(r for r in current.values() if r.version == version)
+
+
+def _changed(hp: HostPlan, svc: ServiceSpec) -> bool:
+    for f in hp.files_of(svc):
+        try:
+            if f.path.read_text() != f.content:
+                return True
+        except FileNotFoundError:
+            return True
+    return False
+
+
+def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
+    """Bring the other hosts' running services in line with the new topology, each the way clients do not
+    see: firewalls re-applied; HAProxy's file written without a reload (its runtime state was changed
+    live); apps restarted one at a time out of rotation; the leader's agent left running (a restart would
+    hand its lease over: it reads its new config at its next start), and every agent when no single leader
+    answers right now; the rest reloaded or restarted."""
+    _apply_firewalls(new, progress)
+    leader = hastate.current_primary(new) if new.topology.ha else None
+    for hp, svc in new.plan.start_order():
+        if hp.name in skip or not _changed(hp, svc):
+            continue
+        node = new.hosts[hp.name]
+        running = supervisor.running(node, svc)
+        if svc.name == "haproxy":
+            supervisor.write_configs(node, hp, svc)
+            haproxy.save_server_state(node, hp, svc)
+            progress(hp.name, svc.name, "config written (changed live; no reload)")
+        elif not running or svc.name == "mariadb" or (svc.name == "agent" and (leader is None or hp.name == leader)):
+            supervisor.write_configs(node, hp, svc)
+            progress(hp.name, svc.name, "config written (read at its next start)")
+        elif svc.name == "app":
+            release = deploy.current_releases(new)[hp.name]
+            deploy.cycle(new, hp.name, release, progress=progress)
+        else:
+            progress(hp.name, svc.name, supervisor.start(node, hp, svc))
+    for hp, svc in new.plan.start_order():
+        if svc.name == "monitor" and hp.name not in skip and supervisor.running(new.hosts[hp.name], svc):
+            supervisor.stop(new.hosts[hp.name], hp, svc)  # the event watcher reads the topology at start
+            progress(hp.name, svc.name, supervisor.start(new.hosts[hp.name], hp, svc))
+
+
+# ---- app servers ----
+
+
+def add_server(
+    cluster: Cluster,
+    name: str,
+    weight: int | None = None,
+    *,
+    topology_file: str | Path | None = None,
+    progress: Progress = _quiet,
+) -> str:
+    """Add web + app server `name` and put it into every LB live. Returns its address."""
+    text = _base_text(cluster, topology_file)
+    new_text, topo = _edit(
+        lambda: add_host(
+            text, name, ["web", "app"], weight=weight, note=f"{name}: added by `webinfra scale add-server`"
+        )
+    )
+    require_root()
+    new = Cluster(topo, cluster.layout, new_text)
+    release = _current_release(cluster)
+    with deploy.operation_lock(cluster, "scale"):
+        events.record(cluster.layout, "scale_started", name, "add-server")
+        try:
+            if release.app_dir is not None:
+                dest = releases.release_dir(cluster.layout.host(name), release.version)
+                releases.copy_release(release.app_dir, dest)
+                releases.record(cluster.layout, name, AppRelease(release.version, dest))
+                new = Cluster(topo, cluster.layout, new_text)  # its plan runs that release
+            _create_host(new, name, progress)
+            cluster.layout.topology_file.write_text(new_text)
+            new._ensure_pki(progress)
+            _apply_firewalls(new, progress)
+            new.start(name, progress=progress)
+            deploy._smoke(new, name, release.version)
+            progress(name, "app", f"smoke check passed ({release.version})")
+            drain.add_to_lbs(new, name, progress)
+        except BaseException:
+            _undo_add(cluster, new, name, text, progress)
+            raise
+        _refresh(new, {name}, progress)
+        _save_topology(cluster, new_text, topology_file)
+        address = str(topo.address_of(name))
+        events.record(cluster.layout, "server_added", name, f"{address}, weight {topo.host(name).lb_weight}")
+    return address
+
+
+def remove_server(
+    cluster: Cluster, name: str, *, topology_file: str | Path | None = None, progress: Progress = _quiet
+) -> None:
+    """Drain `name` (a web and/or app host) out of rotation, then stop and remove it."""
+    spec = _known(cluster, name)
+    if not set(spec.roles) <= {Role.WEB, Role.APP}:
+        other = ", ".join(r.value for r in spec.roles if r not in (Role.WEB, Role.APP))
+        raise UsageError(f"{name} also has the role(s) {other}: remove-server removes web/app hosts only")
+    text = _base_text(cluster, topology_file)
+    new_text, topo = _edit(lambda: remove_host(text, name))
+    require_root()
+    new = Cluster(topo, cluster.layout, new_text)
+    with deploy.operation_lock(cluster, "scale"):
+        events.record(cluster.layout, "scale_started", name, "remove-server")
+        if spec.has(Role.WEB):
+            drain.remove_from_lbs(cluster, name, progress)
+        else:
+            drain.take_out_app(cluster, name, progress)
+        _refresh(new, set(), progress)  # new haproxy.cfg / nginx upstreams without it, firewalls
+        _remove_host(cluster, name, progress, keep_network=new)
+        weights = cluster.weight_overrides()
+        if weights.pop(name, None) is not None:  # a live weight must not outlive its server
+            (cluster.layout.cluster_dir / "weights.json").write_text(json.dumps(weights, indent=2))
+        _save_topology(cluster, new_text, topology_file)
+        events.record(cluster.layout, "server_removed", name, "drained, stopped, removed")
+
+
+def _known(cluster: Cluster, name: str) -> HostSpec:
+    try:
+        return cluster.topology.host(name)
+    except KeyError:
+        names = ", ".join(h.name for h in cluster.topology.hosts)
+        raise UsageError(f"unknown host {name!r} (hosts: {names})") from None
+
+
+def _undo_add(cluster: Cluster, new: Cluster, name: str, old_text: str, progress: Progress) -> None:
+    """Best effort after a failed add: out of the LBs, host removed, files as they were."""
+    with contextlib.suppress(Exception):
+        for lb in drain.running_lbs(cluster):
+            for stat in lb.runtime.servers():
+                if stat.name == name and stat.backend == "site":
+                    lb.runtime.set_state("site", name, "maint")
+                    lb.runtime.del_server("site", name)
+    with contextlib.suppress(Exception):
+        _remove_host(new, name, progress, keep_network=cluster)
+    cluster.layout.topology_file.write_text(old_text)
+    with contextlib.suppress(Exception):
+        _apply_firewalls(cluster, progress)
+    events.record(cluster.layout, "scale_failed", name, "undone")
+
+
+# ---- replicas ----
+
+
+def add_replica(
+    cluster: Cluster,
+    name: str,
+    source: str | None = None,
+    *,
+    topology_file: str | Path | None = None,
+    progress: Progress = _quiet,
+) -> str:
+    """Add DB replica `name`, cloned from `source` (default: the primary). Returns the GTID it started at."""
+    text = _base_text(cluster, topology_file)
+    new_text, topo = _edit(
+        lambda: add_host(text, name, ["db"], db_role="replica", note=f"{name}: added by `webinfra scale add-replica`")
+    )
+    require_root()
+    primary = _primary(cluster)
+    source = source or primary
+    if source not in {h.name for h in cluster.topology.with_role(Role.DB)}:
+        raise UsageError(f"--from {source!r}: not a DB host")
+    if not supervisor.running(cluster.hosts[source], cluster.plan.host(source).service("mariadb")):
+        raise ClusterError(f"MariaDB on {source} is not running: cannot clone from it")
+    new = Cluster(topo, cluster.layout, new_text)
+    with deploy.operation_lock(cluster, "scale"):
+        events.record(cluster.layout, "scale_started", name, f"add-replica from {source}")
+        try:
+            _create_host(new, name, progress)
+            cluster.layout.topology_file.write_text(new_text)
+            new._ensure_pki(progress)
+            _apply_firewalls(new, progress)  # the primary accepts the new replica before it connects
+            gtid = clone_datadir(new, source, name, progress)
+            hp = new.plan.host(name)
+            node = new.hosts[name]
+            supervisor.start(node, hp, hp.service("mariadb"))
+            replicate_from(new, name, primary, gtid)
+            target = mariadb.gtid_binlog_pos(new.hosts[primary], new.plan.host(primary))
+            mariadb.wait_caught_up(node, hp, target, timeout=60)
+            progress(name, "mariadb", f"replicating from {primary}, caught up to {target or 'empty'}")
+            new.start(name, progress=progress)  # the agent (HA) and any exporters
+        except BaseException:
+            _undo_add(cluster, new, name, text, progress)
+            raise
+        _refresh(new, {name}, progress)  # the apps' DB routing learns it
+        _save_topology(cluster, new_text, topology_file)
+        events.record(cluster.layout, "replica_added", name, f"cloned from {source} at {gtid or 'empty'}")
+    return gtid
+
+
+def remove_replica(
+    cluster: Cluster, name: str, *, topology_file: str | Path | None = None, progress: Progress = _quiet
+) -> None:
+    """Take replica `name` out of the apps' DB routing, then stop and remove it."""
+    spec = _known(cluster, name)
+    if tuple(spec.roles) != (Role.DB,):
+        raise UsageError(f"{name} has the roles {', '.join(spec.roles)}: remove-replica removes DB-only hosts only")
+    primary = _primary(cluster)
+    if name == primary:
+        raise UsageError(f"{name} is the primary: switch over first (`webinfra switchover`)")
+    text = _base_text(cluster, topology_file)
+    new_text, topo = _edit(lambda: remove_host(text, name))
+    require_root()
+    new = Cluster(topo, cluster.layout, new_text)
+    with deploy.operation_lock(cluster, "scale"):
+        events.record(cluster.layout, "scale_started", name, "remove-replica")
+        if cluster.topology.ha:
+            _out_of_dbproxies(cluster, name, progress)
+        _refresh(new, set(), progress)  # site.json (rolling) or dbproxy configs without it
+        _remove_host(cluster, name, progress, keep_network=new)
+        _save_topology(cluster, new_text, topology_file)
+        events.record(cluster.layout, "replica_removed", name, "out of the DB routing, stopped, removed")
+
+
+def _primary(cluster: Cluster) -> str:
+    if cluster.topology.ha:
+        leader = hastate.current_primary(cluster)
+        if leader is None:
+            raise ClusterError("no single writable primary right now (see `webinfra status`)")
+        return leader
+    primary = cluster.topology.db_primary
+    assert primary is not None
+    return primary.name
+
+
+def _out_of_dbproxies(cluster: Cluster, name: str, progress: Progress) -> None:
+    """MAINT for `name` in every app host's DB routing, its sessions cut (the app retries a broken pooled
+    connection once on a fresh one, which goes elsewhere)."""
+    for app in cluster.topology.with_role(Role.APP):
+        rt = HaproxyRuntime(cluster.hosts[app.name], cluster.layout.host(app.name).sockets / "dbproxy.sock")
+        try:
+            for listen in ("writer", "reader"):
+                rt.set_state(listen, name, "maint")
+                rt.command(f"shutdown sessions server {listen}/{name}")
+        except RuntimeApiError as exc:
+            progress(app.name, "dbproxy", f"not reachable ({exc}); its new config removes {name}")
+            continue
+        progress(app.name, "dbproxy", f"{name} in maintenance")
+
+
+def clone_datadir(cluster: Cluster, source: str, target: str, progress: Progress) -> str:
+    """Stream `mariabackup --backup` of `source`'s running MariaDB into `target`'s datadir (xbstream
+    through a pipe: both hosts are on this machine), prepare it; returns the GTID the copy is at."""
+    src, dst = cluster.plan.host(source), cluster.plan.host(target)
+    datadir = mariadb.datadir(dst)
+    staging = datadir.with_name(".mariadb.clone")
+    work = src.dirs.tmp / f"backup-for-{target}"
+    for leftover in (staging, work, datadir):
+        shutil.rmtree(leftover, ignore_errors=True)  # a host not in the topology yet: nothing of it is used
+    staging.mkdir(parents=True)
+    work.mkdir(parents=True)
+    started = time.monotonic()
+    errlog = dst.dirs.log / "clone.log"
+    with open(errlog, "ab") as err:
+        backup = subprocess.Popen(
+            cluster.hosts[source].local_argv(
+                [
+                    "mariabackup",
+                    "--backup",
+                    "--stream=xbstream",
+                    "--user=root",
+                    f"--socket={mariadb.socket_path(src)}",
+                    f"--target-dir={work}",
+                ]
+            ),
+            stdout=subprocess.PIPE,
+            stderr=err,
+        )
+        assert backup.stdout is not None
+        unpack = subprocess.Popen(
+            cluster.hosts[target].local_argv(["mbstream", "-x", "-C", str(staging)]), stdin=backup.stdout, stderr=err
+        )
+        backup.stdout.close()
+        try:
+            rc_unpack = unpack.wait(timeout=CLONE_TIMEOUT)
+            rc_backup = backup.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            backup.kill()
+            unpack.kill()
+            raise ClusterError(f"clone of {source} into {target}: not done after {CLONE_TIMEOUT:g}s") from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    if rc_backup != 0 or rc_unpack != 0:
+        raise ClusterError(f"clone of {source}: mariabackup exited {rc_backup}, mbstream {rc_unpack} (see {errlog})")
+    try:
+        cluster.hosts[target].run(["mariabackup", "--prepare", f"--target-dir={staging}"], timeout=CLONE_TIMEOUT)
+    except CommandError as exc:
+        raise ClusterError(f"mariabackup --prepare of the clone failed: {exc}") from None
+    gtid = backup_gtid(staging)
+    staging.rename(datadir)
+    progress(target, "mariadb", f"cloned from {source} at {gtid or 'empty'} in {time.monotonic() - started:.1f}s")
+    return gtid
+
+
+def replicate_from(cluster: Cluster, replica: str, primary: str, gtid: str) -> None:
+    """Start GTID replication of `replica` from `primary`, right after `gtid` (the clone's position)."""
+    topo, hp = cluster.topology, cluster.plan.host(replica)
+    password = ensure_secret(cluster.layout, "db-repl")
+    q = mariadb.quote
+    mariadb.admin_sql(
+        cluster.hosts[replica],
+        hp,
+        f"""
+SET GLOBAL read_only = ON;
+STOP SLAVE;
+RESET SLAVE ALL;
+SET GLOBAL gtid_slave_pos = {q(gtid)};
+CHANGE MASTER TO MASTER_HOST={q(str(topo.address_of(primary)))}, MASTER_PORT={topo.db.port},
+  MASTER_USER={q(mariadb.REPL_USER)}, MASTER_PASSWORD={q(password)},
+  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {mariadb.replication_tls_clause(topo, cluster.layout)};
+START SLAVE;
+""",
+    )
+    if not mariadb.wait_replicating(cluster.hosts[replica], hp, timeout=30):
+        status = mariadb.facts(cluster.hosts[replica], hp)
+        raise ClusterError(f"{replica}: replication from {primary} did not start ({status.last_error or 'no error'})")

@@ -1,0 +1,328 @@
+"""`webinfra bench`: measured figures for docs/BENCHMARKS.md, always as ratios taken in one run.
+
+It brings up its own cluster (name `bench`, subnet 198.18.250.0/24, the seed design) from cold, so it
+never disturbs a user's cluster, measures, and takes it down again (unless asked to keep it).
+Load comes from wrk (Debian) in the machine's own namespace against the cluster's own addresses only,
+bounded by duration. Paths are interleaved (LB, direct, LB, direct, ...) so drift on a noisy machine
+hits both sides alike; each figure is the median of the rounds.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from webinfra.control.cluster import Cluster, ClusterError
+from webinfra.model import parse_topology
+from webinfra.plan.layout import Layout
+from webinfra.runtime.emulated import sweep_cluster
+
+BENCH_CLUSTER = "bench"
+BENCH_SUBNET = "198.18.250.0/24"
+
+POST_LUA = """
+wrk.method = "POST"
+wrk.body = '{"text": "bench write"}'
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    requests_per_second: float
+    p50_ms: float
+    p99_ms: float
+    non_2xx: int
+    errors: int
+
+
+@dataclass
+class BenchReport:
+    cold_up_seconds: float = 0.0
+    rows: dict[str, list[WrkResult]] = field(default_factory=dict)
+
+    def median(self, key: str, attr: str) -> float:
+        return statistics.median(getattr(r, attr) for r in self.rows[key])
+
+
+def bench_topology_text() -> str:
+    """The seed design (examples/seed.toml's topology: one LB, web-01 primary, web-02 replica; no TLS, no
+    firewall, no monitoring) under the bench cluster's own name and subnet."""
+    text = SEED_TOPOLOGY
+    text = re.sub(r'^name = ".*"$', f'name = "{BENCH_CLUSTER}"', text, count=1, flags=re.M)
+    return re.sub(r'^subnet = ".*"$', f'subnet = "{BENCH_SUBNET}"', text, count=1, flags=re.M)
+
+
+# The hosts of the design as drawn (examples/seed.toml), shared by every bench built on it.
+SEED_HOSTS = """
+[[hosts]]
+name = "lb-01"
+roles = ["lb"]
+
+[[hosts]]
+name = "web-01"
+roles = ["web", "app", "db"]
+db_role = "primary"
+
+[[hosts]]
+name = "web-02"
+roles = ["web", "app", "db"]
+db_role = "replica"
+"""
+
+SEED_TOPOLOGY = (
+    """
+name = "seed"
+firewall = false
+[tls]
+enabled = false
+[network]
+subnet = "198.18.0.0/24"
+[lb]
+route_writes_to = "primary"
+"""
+    + SEED_HOSTS
+)
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(text)
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def parse_wrk(output: str) -> WrkResult:
+    # wrk always prints these three lines; output without them fails here (AttributeError on None), on purpose.
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", output, re.M).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    return WrkResult(
+        rps, p50, p99, int(non2xx.group(1)) if non2xx else 0, sum(int(g) for g in errors.groups()) if errors else 0
+    )
+
+
+def wrk(
+    url: str, *, duration: int, connections: int, script: Path | None = None, headers: tuple[str, ...] = ()
+) -> WrkResult:
+    if shutil.which("wrk") is None:
+        raise ClusterError("wrk is not installed (apt-get install wrk, or `make deps`)")
+    argv = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-H", "Host: www.foobar.com"]
+    for header in headers:
+        argv += ["-H", header]
+    if script:
+        argv += ["-s", str(script)]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=duration + 30, check=True).stdout
+    return parse_wrk(out)
+
+
+def run_bench(
+    *,
+    duration: int = 5,
+    connections: int = 16,
+    rounds: int = 3,
+    keep: bool = False,
+    state_root: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> BenchReport:
+    report = BenchReport()
+    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-"))
+    text = bench_topology_text()
+    topo = parse_topology(text, "<bench>")
+    cluster = Cluster(topo, Layout.for_cluster(BENCH_CLUSTER, root), text)
+    sweep_cluster(BENCH_CLUSTER)
+    say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
+    started = time.monotonic()
+    cluster.up()
+    report.cold_up_seconds = time.monotonic() - started
+    say(f"  cold up: {report.cold_up_seconds:.1f}s")
+    try:
+        lb = topo.site_url.rstrip("/")
+        direct = f"http://{topo.address_of('web-01')}"
+        # Some rows to read, so the list endpoint does real work.
+        import httpx
+
+        with httpx.Client(base_url=lb, timeout=10) as client:
+            for i in range(50):
+                client.post("/api/entries", json={"text": f"seed row {i}"})
+        script = root / "post.lua"
+        script.write_text(POST_LUA)
+        plan = [
+            ("read via LB", f"{lb}/api/entries?limit=10", None),
+            ("read direct (web-01)", f"{direct}/api/entries?limit=10", None),
+            ("write via LB", f"{lb}/api/entries", script),
+            ("write direct (web-01)", f"{direct}/api/entries", script),
+        ]
+        for n in range(rounds):
+            for key, url, lua in plan:
+                result = wrk(url, duration=duration, connections=connections, script=lua)
+                report.rows.setdefault(key, []).append(result)
+                say(
+                    f"  round {n + 1}/{rounds} {key:<22} {result.requests_per_second:8.0f} req/s  "
+                    f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
+                )
+    finally:
+        if not keep:
+            cluster.down(purge=True)
+            shutil.rmtree(root, ignore_errors=True)
+    return report
+
+
+def markdown(report: BenchReport, command: str) -> str:
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"- Cold `up` of the seed design (3 hosts, MariaDB init, replication in sync, all probes green): "
+        f"**{report.cold_up_seconds:.1f} s** (goal ≤ 30 s)",
+        "",
+        "| path | req/s (median) | p50 ms | p99 ms | non-2xx | socket errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, results in report.rows.items():
+        lines.append(
+            f"| {key} | {report.median(key, 'requests_per_second'):.0f} | {report.median(key, 'p50_ms'):.1f} | "
+            f"{report.median(key, 'p99_ms'):.1f} | {sum(r.non_2xx for r in results)} | "
+            f"{sum(r.errors for r in results)} |"
+        )
+    if "read via LB" in report.rows and "read direct (web-01)" in report.rows:
+        ratio = report.median("read via LB", "requests_per_second") / report.median(
+            "read direct (web-01)", "requests_per_second"
+        )
+        lines += ["", f"- Read throughput, LB path / one server direct: **{ratio:.2f}** (goal ≥ 0.9)"]
+    if "write via LB" in report.rows and "write direct (web-01)" in report.rows:
+        ratio = report.median("write via LB", "requests_per_second") / report.median(
+            "write direct (web-01)", "requests_per_second"
+        )
+        lines += [f"- Write throughput, LB path / primary's server direct: **{ratio:.2f}**"]
+    return "\n".join(lines) + "\n"
+
+
+# ---- `webinfra bench --tls`: what HTTPS costs through the LB, with and without re-encryption ----
+
+# Three copies of the seed design, side by side (same hosts, same firewall), differing only in [tls].
+TLS_BENCH = (
+    # (cluster, subnet, row label, [tls] section)
+    ("benchhp", "198.18.37.0/24", "HTTP", "enabled = false"),
+    ("benchhs", "198.18.38.0/24", "HTTPS, re-encrypted to nginx", "enabled = true\nbackend = true"),
+    ("benchhe", "198.18.39.0/24", "HTTPS, clear to nginx", "enabled = true\nbackend = false"),
+)
+# Keep-alive: the TLS cost is the record layer only. New connection per request: a handshake each time,
+# resumed from HAProxy's session cache after the first (wrk keeps its client session).
+TLS_MODES = (("keep-alive", ()), ("new connection per request", ("Connection: close",)))
+
+
+def tls_bench_topology_text(name: str, subnet: str, tls: str) -> str:
+    return (
+        f"""name = "{name}"
+[network]
+subnet = "{subnet}"
+[tls]
+{tls}
+"""
+        + SEED_HOSTS
+    )
+
+
+@dataclass
+class TlsBenchReport:
+    rows: dict[str, list[WrkResult]] = field(default_factory=dict)
+    session_reuse: dict[str, str] = field(default_factory=dict)  # cluster label -> HAProxy's own counters
+
+    def median(self, key: str) -> float:
+        return statistics.median(r.requests_per_second for r in self.rows[key])
+
+
+def _ssl_info(cluster: Cluster) -> str:
+    """HAProxy's TLS counters (`show info`): connections, session-cache lookups and misses (a lookup that
+    hits is a resumed session), and the peak rate of full handshakes (key computations), front and back."""
+    text = cluster.runtime().command("show info")
+    keep = ("CumSslConns", "SslCacheLookups", "SslCacheMisses", "SslFrontendMaxKeyRate", "SslBackendMaxKeyRate")
+    wanted = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines() if ":" in line}
+    return ", ".join(f"{k} {wanted[k]}" for k in keep if k in wanted)
+
+
+def run_tls_bench(
+    *,
+    duration: int = 5,
+    connections: int = 16,
+    rounds: int = 3,
+    path: str = "/healthz",
+    keep: bool = False,
+    state_root: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> TlsBenchReport:
+    """HTTP vs HTTPS (re-encrypted) vs HTTPS (edge only) through the LB, interleaved round by round."""
+    report = TlsBenchReport()
+    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-tls-"))
+    clusters: list[tuple[str, Cluster]] = []
+    try:
+        for name, subnet, label, tls in TLS_BENCH:
+            text = tls_bench_topology_text(name, subnet, tls)
+            cluster = Cluster(parse_topology(text, "<bench>"), Layout.for_cluster(name, root), text)
+            sweep_cluster(name)
+            clusters.append((label, cluster))
+            say(f"up: {name} ({label}, {subnet})...")
+            cluster.up()
+        for n in range(rounds):
+            for mode, headers in TLS_MODES:
+                for label, cluster in clusters:
+                    key = f"{label} ({mode})"
+                    url = cluster.topology.site_url.rstrip("/") + path
+                    result = wrk(url, duration=duration, connections=connections, headers=headers)
+                    report.rows.setdefault(key, []).append(result)
+                    say(
+                        f"  round {n + 1}/{rounds} {key:<52} {result.requests_per_second:8.0f} req/s  "
+                        f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
+                    )
+        for label, cluster in clusters:
+            if cluster.topology.tls.enabled:
+                report.session_reuse[label] = _ssl_info(cluster)
+    finally:
+        if not keep:
+            for _, cluster in clusters:
+                cluster.down(purge=True)
+            shutil.rmtree(root, ignore_errors=True)
+    return report
+
+
+def tls_markdown(report: TlsBenchReport, command: str, path: str = "/healthz") -> str:
+    lines = [
+        f"Command: `{command}` (`GET {path}` through the LB; three copies of the seed design side by side, "
+        "identical but for `[tls]`, measured interleaved)",
+        "",
+        "| path | req/s (median) | p50 ms | p99 ms | non-2xx | socket errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for key, results in report.rows.items():
+        lines.append(
+            f"| {key} | {report.median(key):.0f} | {statistics.median(r.p50_ms for r in results):.1f} | "
+            f"{statistics.median(r.p99_ms for r in results):.1f} | {sum(r.non_2xx for r in results)} | "
+            f"{sum(r.errors for r in results)} |"
+        )
+    lines.append("")
+    http, reenc, edge = (label for _, _, label, _ in TLS_BENCH)
+    for mode, _ in TLS_MODES:
+        keys = {label: f"{label} ({mode})" for label in (http, reenc, edge)}
+        if not all(k in report.rows for k in keys.values()):
+            continue
+        base = report.median(keys[http])
+        lines.append(
+            f"- {mode}: HTTPS re-encrypted / HTTP **{report.median(keys[reenc]) / base:.2f}**; "
+            f"HTTPS clear to nginx / HTTP **{report.median(keys[edge]) / base:.2f}**; "
+            f"re-encrypted / clear to nginx **{report.median(keys[reenc]) / report.median(keys[edge]):.2f}**"
+        )
+    for label, info in report.session_reuse.items():
+        lines.append(f"- HAProxy TLS counters after the run, {label}: {info}")
+    return "\n".join(lines) + "\n"
