@@ -147,8 +147,8 @@ def add_host_ops(
                 shell="/usr/sbin/nologin",
                 home=str(units.SERVER_DATA),
                 ensure_home=False,
-                groups=[units.GROUP],
-                append=True,
+                # Its primary group: as a supplementary one pyinfra would add it again on every run.
+                group=units.GROUP,
             )
         else:
             add(f"user {user}", server.user, user=user, groups=[units.GROUP], append=True, ensure_home=False)
