@@ -84,3 +84,20 @@ def test_a_host_receives_only_the_secrets_its_configs_name() -> None:
     assert ownership("site.pem", {"haproxy"}) == ("haproxy", "webinfra", "600")
     assert ownership("ca.pem", {"haproxy", "etcd"}) == ("root", "root", "644")
     assert ownership("web-01.key", {"www-data", "mysql"}) == ("root", "webinfra", "640")
+
+
+def test_what_is_not_yet_deployable_over_ssh_is_refused_in_one_line() -> None:
+    import pytest
+
+    from webinfra.control.cluster import UsageError
+    from webinfra.model import parse_topology
+    from webinfra.servers.run import check_usable
+
+    text = (EXAMPLES / "servers.toml").read_text().replace('key = "~/.ssh/webinfra"\n', "")
+    check_usable(parse_topology(text, "s.toml"))  # the design as drawn: accepted
+    with pytest.raises(UsageError, match="firewall = true is not yet deployable over SSH"):
+        check_usable(parse_topology(text.replace("firewall = false", "firewall = true"), "s.toml"))
+    with pytest.raises(UsageError, match="does not exist"):
+        check_usable(
+            parse_topology(text.replace("\nbecome = true\n", '\nbecome = true\nkey = "/nonexistent/k"\n'), "s.toml")
+        )

@@ -65,9 +65,6 @@ class MachinesSpec(Frozen):
     key: KeyPath | None = None
     become: Bool = False
     vip_interface: InterfaceName = "eth0"
-    # The management machine's address as the servers see it: its SSH is admitted by every firewall even
-    # when it is outside the subnet (a laptop). Default: the subnet only.
-    management: str | None = None
     # SSH's known_hosts file for the servers (new keys are accepted and kept). Default: ssh's own.
     known_hosts: KeyPath | None = None
     hosts: dict[str, SshMachine] = Field(default_factory=dict)
@@ -80,7 +77,6 @@ class MachinesSpec(Frozen):
                 self.known_hosts,
                 self.become,
                 self.vip_interface,
-                self.management,
                 *self.hosts.items(),
             )
         )

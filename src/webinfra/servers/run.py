@@ -93,6 +93,13 @@ def check_usable(topo: Topology) -> None:
             "the hardened design (etcd, HA agents) is not yet deployable over SSH; the seed and split "
             "designs are (docs/SERVERS.md)"
         )
+    if topo.firewall:
+        # The derived ruleset admits only the cluster's own flows: loaded on a server it would cut the
+        # management SSH off. Refused until the ruleset admits it.
+        raise UsageError(
+            "firewall = true is not yet deployable over SSH (the derived ruleset has no rule for the "
+            "management SSH); set firewall = false (docs/SERVERS.md)"
+        )
     for host in topo.hosts:
         key = _key(topo.machines.key_of(host.name))
         if key and not Path(key).is_file():
