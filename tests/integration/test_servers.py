@@ -153,7 +153,12 @@ def test_seed_serves_through_the_lb(lab: labs.Lab, deployed: tuple[Path, Path, s
     )
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status in (200, 201)
-    replicated = ssh(lab, WEB2, "mariadb -N -e \"SELECT COUNT(*) FROM site.entries WHERE text='deployed over ssh'\"")
+    replicated = ssh(
+        lab,
+        WEB2,
+        "mariadb --socket=/run/webinfra/mariadb.sock -N -e "
+        "\"SELECT COUNT(*) FROM site.entries WHERE text='deployed over ssh'\"",
+    )
     wait_for(
         lambda: ssh(lab, WEB2, 'mariadb -N -e "SELECT COUNT(*) FROM site.entries"').stdout.strip() != "0",
         10,
