@@ -160,3 +160,60 @@ class Layout:
 
     def host(self, name: str) -> HostDirs:
         return HostDirs(self.cluster_dir / "hosts" / name, self.socket_dir / name)
+
+
+# ---- servers ([machines] kind = "ssh") ----
+# The same plan rendered for real machines: each host is a whole server, so every path is that server's own,
+# in Debian's usual places. The management machine keeps its generated secrets and PKI in its own `Layout`;
+# webinfra/servers/ copies to each server only the files its configs name.
+SERVER_ETC = Path("/etc/webinfra")
+SERVER_DATA = Path("/var/lib/webinfra")
+SERVER_RUN = Path("/run/webinfra")
+SERVER_LOG = Path("/var/log/webinfra")
+
+
+@dataclass(frozen=True)
+class ServerHostDirs(HostDirs):
+    """`root` is /var/lib/webinfra (nginx's prefix); configs, logs and runtime files where Debian keeps them."""
+
+    @property
+    def etc(self) -> Path:
+        return SERVER_ETC
+
+    @property
+    def run(self) -> Path:
+        return SERVER_RUN
+
+    @property
+    def log(self) -> Path:
+        return SERVER_LOG
+
+    @property
+    def data(self) -> Path:
+        return SERVER_DATA
+
+    @property
+    def tmp(self) -> Path:
+        return SERVER_DATA / "tmp"
+
+
+@dataclass(frozen=True)
+class ServerLayout(Layout):
+    """Paths on a server. `cluster_dir` is the server's data directory; secrets and PKI live under /etc."""
+
+    cluster_dir: Path = SERVER_DATA
+
+    @property
+    def secrets(self) -> Path:
+        return SERVER_ETC / "secrets"
+
+    @property
+    def pki(self) -> Path:
+        return SERVER_ETC / "pki"
+
+    @property
+    def socket_dir(self) -> Path:
+        return SERVER_RUN
+
+    def host(self, name: str) -> HostDirs:
+        return ServerHostDirs(SERVER_DATA, SERVER_RUN)

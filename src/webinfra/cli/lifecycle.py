@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from webinfra.cli import views
+from webinfra.cli import servers, views
 from webinfra.cli.common import (
     LOCAL_TOPOLOGY,
     cluster_option,
@@ -44,7 +44,11 @@ def up(topology_file: str | None, state_dir: Path | None, yes: bool) -> None:
 
     topology_file = default_topology_file(topology_file)
     # Bad input first (one line, exit 2, for anyone), then root, then the state on disk (root's to read).
-    check_tls_files(load_topology(topology_file), topology_file or DEFAULT_TOPOLOGY_NAME)
+    topo = load_topology(topology_file)
+    check_tls_files(topo, topology_file or DEFAULT_TOPOLOGY_NAME)
+    if topo.machines.ssh:  # servers over SSH: no root needed here, nothing emulated
+        servers.up(topo, Path(topology_file).read_text() if topology_file else "", state_dir)
+        return
     require_root()
     cluster = Cluster.from_file(topology_file, state_dir)
     missing = preflight.missing_programs(cluster.plan)
@@ -76,14 +80,18 @@ def up(topology_file: str | None, state_dir: Path | None, yes: bool) -> None:
 @handle_errors
 def down(purge: bool, yes: bool, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
     """Stop every service and remove namespaces, veths and the bridge. Data is kept unless --purge."""
-    require_root()
     cluster = open_cluster(topology_file, cluster_name, state_dir)
+    if not cluster.topology.machines.ssh:
+        require_root()
     if purge:
         confirm(
             f"down --purge deletes every piece of data of cluster {cluster.topology.name} "
             f"({cluster.layout.cluster_dir}: databases, secrets, logs). Go on?",
             yes,
         )
+    if cluster.topology.machines.ssh:
+        servers.down(cluster.topology, state_dir, purge)
+        return
     cluster.down(purge=purge, progress=progress_printer())
     console.print(f"[bold]down[/] cluster {cluster.topology.name}" + (" (data purged)" if purge else " (data kept)"))
 
@@ -99,10 +107,16 @@ def down(purge: bool, yes: bool, topology_file: str | None, cluster_name: str | 
 )
 @state_dir_option
 @click.option("--full", is_flag=True, help="Print every file `up` would write and the start order, not a diff.")
+@click.option("--diff", "as_diff", is_flag=True, help="The diff (the default); on servers, pyinfra's dry run per host.")
 @json_option
 @handle_errors
 def plan(
-    topology_file: str | None, cluster_name: str | None, state_dir: Path | None, full: bool, as_json: bool
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+    full: bool,
+    as_diff: bool,
+    as_json: bool,
 ) -> None:
     """Show what `up` would change on the running cluster: files (diffs), services, hosts.
 
@@ -113,6 +127,9 @@ def plan(
         cluster = Cluster.existing(cluster_name, state_dir)
     else:
         cluster = Cluster.from_file(default_topology_file(topology_file), state_dir)
+    if cluster.topology.machines.ssh and not full:
+        servers.plan(cluster.topology, state_dir, as_json)
+        return
     if full:
         views.print_full_plan(cluster)
         return

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from webinfra.model.errors import NO_VALUE
+from webinfra.model.machines import MachinesSpec, check_machines
 
 HostName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")]
 ClusterName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9]{0,7}$")]
@@ -253,6 +254,8 @@ class Topology(_Frozen):
     monitoring: MonitoringSpec = MonitoringSpec()
     # nftables in every host: inbound dropped except the flows the topology needs (plan/daemons/firewall.py).
     firewall: Bool = True
+    # How hosts are reached: namespaces on this machine, or servers over SSH (model/machines.py).
+    machines: MachinesSpec = MachinesSpec()
     hosts: tuple[HostSpec, ...] = Field(min_length=1)
 
     @model_validator(mode="before")
@@ -468,7 +471,9 @@ def check_topology(topo: Topology) -> list[Problem]:
         except ipaddress.AddressValueError:  # numbered past 255.255.255.255 (a subnet at the top of the space)
             problems.append((f"{at}.address", None, f"no address left in {subnet} for this host"))
             continue
-        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address, topo.gateway):
+        # On servers the subnet's first address is no longer this machine's: only emulated hosts keep off it.
+        reserved = (subnet.network_address, subnet.broadcast_address) + (() if topo.machines.ssh else (topo.gateway,))
+        if addr not in subnet or addr in reserved:
             problems.append(
                 (
                     f"{at}.address",
@@ -496,6 +501,7 @@ def check_topology(topo: Topology) -> list[Problem]:
             problems.append((f"{at}.db_role", None, 'a \'db\' host needs db_role = "primary" or "replica"'))
         if not host.has(Role.DB) and host.db_role is not None:
             problems.append((f"{at}.db_role", host.db_role, "only a host with the 'db' role has a db_role"))
+    problems += check_machines(topo.machines, [h.name for h in topo.hosts])
     if problems:
         return problems
 

@@ -100,6 +100,7 @@ def keepalived_files_and_service(topo: Topology, name: str, dirs: HostDirs) -> t
         peers=[str(topo.address_of(h.name)) for h in lbs if h.name != name],
         vip=str(vip),
         prefix=topo.network.subnet.prefixlen,
+        interface=topo.machines.vip_interface,
     )
     run = dirs.run
     service = ServiceSpec(

@@ -1,0 +1,419 @@
+"""Connect to the servers, check them, run their operations and report per host: `up`, `plan --diff` (pyinfra's
+dry run) and `down` for `[machines] kind = "ssh"`."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyinfra.api import BaseStateCallback, Config, Inventory, State
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.host import Host as PyinfraHost
+from pyinfra.api.operation import add_op
+from pyinfra.api.operations import run_ops
+from pyinfra.context import ctx_host, ctx_state
+from pyinfra.facts.server import Command, LinuxDistribution
+from pyinfra.operations import files, systemd
+
+import webinfra
+from webinfra.control.cluster import UsageError
+from webinfra.model import Topology
+from webinfra.plan.build import build_plan
+from webinfra.plan.spec import ClusterPlan
+from webinfra.servers import ServersError, units
+from webinfra.servers.ops import HostOps, Release, add_host_ops
+from webinfra.servers.remote import SshRunner
+from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
+
+Say = Callable[[str, str, str], None]
+PROBE_TIMEOUT = 60.0
+# What runs on a server from the release venv (the app, the HA agent, the event watcher): these and their
+# dependencies, not webinfra's whole list (no pyinfra, click or rich on a server).
+SERVER_REQUIREMENTS = (
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "asyncmy",
+    "httpx",
+    "cryptography",
+    "prometheus_client",
+    "jinja2",
+    "pydantic",
+    "pyyaml",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    topology: Topology
+    local: Layout  # the management machine's state: secrets, PKI (the CA key stays here), the topology
+    plan: ClusterPlan  # rendered for the servers' paths (ServerLayout)
+    release: Release | None
+
+    @classmethod
+    def of(cls, topo: Topology, state_dir: Path | None, release: Release | None) -> Target:
+        python = release.python if release else f"{units.RELEASES}/none/bin/python"
+        return cls(topo, Layout.for_cluster(topo.name, state_dir), build_plan(topo, ServerLayout(), python), release)
+
+    def ssh_host(self, name: str) -> SshRunner:
+        m = self.topology.machines
+        return SshRunner(
+            name,
+            str(self.topology.address_of(name)),
+            m.address_of(name),
+            _key(m.key_of(name)),
+            m.become_of(name),
+            m.known_hosts,
+        )
+
+
+def _key(path: str | None) -> str | None:
+    return os.path.expanduser(path) if path else None
+
+
+def check_usable(topo: Topology) -> None:
+    """Bad input before any connection: one line, exit 2."""
+    if not topo.machines.ssh:
+        raise UsageError('not an SSH topology: [machines] kind = "ssh" is missing')
+    if topo.ha:
+        raise UsageError(
+            "the hardened design (etcd, HA agents) is not yet deployable over SSH; the seed and split "
+            "designs are (docs/SERVERS.md)"
+        )
+    if topo.firewall:
+        # The derived ruleset admits only the cluster's own flows: loaded on a server it would cut the
+        # management SSH off. Refused until the ruleset admits it.
+        raise UsageError(
+            "firewall = true is not yet deployable over SSH (the derived ruleset has no rule for the "
+            "management SSH); set firewall = false (docs/SERVERS.md)"
+        )
+    for host in topo.hosts:
+        key = _key(topo.machines.key_of(host.name))
+        if key and not Path(key).is_file():
+            raise UsageError(f"{host.name}: SSH key {key} does not exist")
+
+
+# ---- the wheelhouse: the app and its dependencies, built here, installed there without PyPI ----
+
+
+def source_root() -> Path:
+    root = Path(webinfra.__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise UsageError(
+            f"webinfra is not installed from a source tree ({root}): the servers' wheelhouse is built "
+            "from one (pip install -e .)"
+        )
+    return root
+
+
+def release_ident(root: Path) -> str:
+    """A digest of what goes into the wheels: the package's files, pyproject.toml and constraints.txt."""
+    digest = hashlib.sha256()
+    paths = sorted(p for p in (root / "src" / "webinfra").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    for path in [root / "pyproject.toml", root / "constraints.txt", *paths]:
+        if path.exists():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
+
+
+def ensure_wheelhouse(say: Say, cache: Path | None = None) -> Release:
+    root = source_root()
+    ident = release_ident(root)
+    wheels = (cache or state_root() / "_wheels") / ident
+    if not (wheels / ".complete").exists():
+        say("local", "wheels", f"building {ident} (pip wheel)")
+        wheels.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{ident}.", dir=wheels.parent))
+        constraints = ["-c", str(root / "constraints.txt")] if (root / "constraints.txt").exists() else []
+        (tmp / "requirements.txt").write_text("\n".join(SERVER_REQUIREMENTS) + "\n")
+        pip = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(tmp)]
+        for argv in ([*pip, "--no-deps", str(root)], [*pip, *constraints, "-r", str(tmp / "requirements.txt")]):
+            result = subprocess.run(argv, capture_output=True, text=True, check=False)
+            if result.returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                tail = " | ".join(result.stderr.strip().splitlines()[-2:])
+                raise ServersError(f"local: pip wheel failed: {tail}")
+        (tmp / ".complete").touch()
+        shutil.rmtree(wheels, ignore_errors=True)
+        tmp.rename(wheels)
+    return Release(ident, tuple(sorted([*wheels.glob("*.whl"), wheels / "requirements.txt"])))
+
+
+# ---- pyinfra ----
+
+
+class _Errors(BaseStateCallback):
+    def __init__(self) -> None:
+        self.connect: dict[str, str] = {}
+
+    def host_connect_error(self, state: State, host: PyinfraHost, error: object) -> None:  # type: ignore[override]
+        self.connect[host.name] = str(error)
+
+
+def _inventory(topo: Topology) -> Inventory:
+    m = topo.machines
+    hosts = []
+    for host in topo.hosts:
+        ssh = m.address_of(host.name)
+        data: dict[str, object] = {
+            "ssh_hostname": ssh.host,
+            "ssh_port": ssh.port,
+            "ssh_user": ssh.user,
+            "ssh_allow_agent": False,
+            "ssh_connect_retries": 1,
+        }
+        key = _key(m.key_of(host.name))
+        if key:
+            data["ssh_key"] = key
+            data["ssh_look_for_keys"] = False
+        if m.known_hosts:
+            data["ssh_known_hosts_file"] = _key(m.known_hosts)
+            data["ssh_strict_host_key_checking"] = "accept-new"
+        hosts.append((host.name, data))
+    return Inventory((hosts, {}))
+
+
+@contextmanager
+def connected(topo: Topology, say: Say) -> Iterator[State]:
+    """Every server connected and checked (Debian 12, root or sudo), or one line naming each that is not."""
+    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+    state = State(inventory=_inventory(topo), config=Config(CONNECT_TIMEOUT=10))
+    errors = _Errors()
+    state.add_callback_handler(errors)
+    with contextlib.suppress(PyinfraError):  # every host failed: each is named below
+        connect_all(state)
+    failed = sorted(h.name for h in state.failed_hosts)
+    if failed:
+        raise ServersError(
+            "; ".join(
+                f"{name}: cannot connect over SSH to {topo.machines.address_of(name)}: "
+                f"{_one_line(errors.connect.get(name, 'connection failed'))}"
+                for name in failed
+            )
+        )
+    try:
+        problems = [p for host in state.inventory for p in [_check_host(state, host, topo)] if p]
+        if problems:
+            raise ServersError("; ".join(problems))
+        for host in state.inventory:
+            say(host.name, "ssh", f"connected ({topo.machines.address_of(host.name)}, Debian 12)")
+        yield state
+    finally:
+        disconnect_all(state)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:200]
+
+
+def _check_host(state: State, host: PyinfraHost, topo: Topology) -> str:
+    with ctx_state.use(state), ctx_host.use(host):
+        try:
+            distro = host.get_fact(LinuxDistribution)
+        except PyinfraError as exc:
+            return f"{host.name}: cannot read /etc/os-release: {_one_line(str(exc))}"
+        name, major = (distro or {}).get("name"), (distro or {}).get("major")
+        if name != "Debian" or major != 12:
+            return f"{host.name}: {name or 'unknown'} {major or ''} is not Debian 12".replace("  ", " ")
+        become = topo.machines.become_of(host.name)
+        try:
+            uid = host.get_fact(Command, command="id -u", _sudo=become, _sudo_user=None)
+        except PyinfraError as exc:
+            return f"{host.name}: sudo failed (become = true needs passwordless sudo): {_one_line(str(exc))}"
+        if str(uid).strip() != "0":
+            user = topo.machines.address_of(host.name).user
+            return f"{host.name}: {user} is not root and become = false (set become = true, with passwordless sudo)"
+    return ""
+
+
+def _by_name(state: State) -> dict[str, PyinfraHost]:
+    return {h.name: h for h in state.inventory}
+
+
+def _add_all(state: State, target: Target, dry: bool) -> list[HostOps]:
+    hosts = _by_name(state)
+    topo = target.topology
+    with ctx_state.use(state):
+        return [
+            add_host_ops(
+                state,
+                hosts[plan.name],
+                plan,
+                target.local,
+                target.release,
+                become=topo.machines.become_of(plan.name),
+                firewall=topo.firewall,
+                cluster=topo.name,
+                dry=dry,
+            )
+            for plan in target.plan.hosts
+        ]
+
+
+def _run(state: State, records: list[HostOps]) -> None:
+    with contextlib.suppress(PyinfraError):  # the failed hosts are named below
+        run_ops(state)
+    failed = sorted(h.name for h in state.failed_hosts)
+    if failed:
+        details = []
+        for record in records:
+            if record.name in failed:
+                bad = next((name for name, meta in record.ops if meta.is_complete() and not meta.did_succeed()), "?")
+                details.append(f"{record.name}: operation '{bad}' failed (run `webinfra up` again once fixed)")
+        raise ServersError("; ".join(details) or f"failed: {', '.join(failed)}")
+
+
+def prepare_secrets(target: Target) -> None:
+    """Generate on the management machine every secret and certificate the plan names (the CA key stays)."""
+    from webinfra.servers.ops import SECRET_REF, referenced
+    from webinfra.services.pki import ensure_pki
+    from webinfra.services.secrets import ensure_secret
+
+    names = {n for plan in target.plan.hosts for n in referenced(plan, SECRET_REF)}
+    for name in sorted(names):
+        ensure_secret(target.local, name.removesuffix(".password"))
+    ensure_pki(target.topology, target.local)
+
+
+def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]:
+    """Deploy: returns each host's changed operations (empty: no changes)."""
+    check_usable(topo)
+    release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
+    target = Target.of(topo, state_dir, release)
+    prepare_secrets(target)
+    target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
+    with connected(topo, say) as state:
+        records = _add_all(state, target, dry=False)
+        started = time.monotonic()
+        _run(state, records)
+        for record in records:
+            changed = record.changed()
+            summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
+            say(record.name, "deploy", summary if changed else "no changes")
+        say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
+    _bootstrap_database(target, say)
+    _wait_ready(target, say)
+    return {r.name: r.changed() for r in records}
+
+
+def diff(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]:
+    """pyinfra's dry run: what `up` would change on each host (nothing is changed)."""
+    check_usable(topo)
+    release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
+    target = Target.of(topo, state_dir, release)
+    prepare_secrets(target)
+    with connected(topo, say) as state:
+        records = _add_all(state, target, dry=True)
+        out: dict[str, list[str]] = {}
+        hosts = _by_name(state)
+        for record in records:
+            with ctx_state.use(state), ctx_host.use(hosts[record.name]):
+                out[record.name] = record.pending()
+    return out
+
+
+def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
+    """Stop and disable webinfra's services (reverse start order); `purge` also removes its files and data."""
+    check_usable(topo)
+    target = Target.of(topo, state_dir, None)
+    with connected(topo, say) as state:
+        hosts = _by_name(state)
+        with ctx_state.use(state):
+            for plan in target.plan.hosts:
+                host, become = hosts[plan.name], topo.machines.become_of(plan.name)
+                for svc in reversed(plan.services):
+                    add_op(
+                        state,
+                        systemd.service,
+                        name=f"{plan.name}: stop {svc.name}",
+                        host=host,
+                        _sudo=become,
+                        service=units.unit_name(svc.name),
+                        running=False,
+                        enabled=False,
+                    )
+                if purge:
+                    for svc in plan.services:
+                        add_op(
+                            state,
+                            files.file,
+                            name=f"{plan.name}: remove unit {svc.name}",
+                            host=host,
+                            _sudo=become,
+                            path=f"{units.UNIT_DIR}/{units.unit_name(svc.name)}",
+                            present=False,
+                        )
+                    for path in (SERVER_DATA, SERVER_ETC, SERVER_LOG, Path(units.RELEASES).parent, units.TMPFILES):
+                        op = files.file if str(path).endswith(".conf") else files.directory
+                        add_op(
+                            state,
+                            op,
+                            name=f"{plan.name}: remove {path}",
+                            host=host,
+                            _sudo=become,
+                            path=str(path),
+                            present=False,
+                        )
+        _run(state, [])
+        for plan in target.plan.hosts:
+            say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
+
+
+def _bootstrap_database(target: Target, say: Say) -> None:
+    """The design as drawn: schema and accounts on the primary, replicas pointed at it (services/mariadb.py,
+    as on emulated hosts, over SSH). Idempotent."""
+    from webinfra.daemons import mariadb
+    from webinfra.runtime.probe import check_network, wait_until
+
+    topo, plan = target.topology, target.plan
+    primary = topo.db_primary
+    if primary is None:
+        return
+    hp = plan.host(primary.name)
+    prim = target.ssh_host(primary.name).as_machine()
+    socket_ready = lambda: prim.run(["test", "-S", str(mariadb.socket_path(hp))], check=False).returncode == 0  # noqa: E731
+    if not wait_until(socket_ready, PROBE_TIMEOUT, 0.5):
+        raise ServersError(
+            f"{primary.name}: MariaDB did not open its socket within {PROBE_TIMEOUT:g}s "
+            f"(journalctl -u {units.unit_name('mariadb')})"
+        )
+    mariadb.bootstrap_primary(prim, hp, topo, target.local)
+    say(primary.name, "mariadb", "primary: schema and accounts")
+    target_gtid = mariadb.gtid_binlog_pos(prim, hp)
+    for replica in topo.db_replicas:
+        rhp = plan.host(replica.name)
+        rep = target.ssh_host(replica.name).as_machine()
+        probe = rhp.service("mariadb").probe
+        if not wait_until(lambda: check_network(probe), PROBE_TIMEOUT, 0.5):  # noqa: B023 (called at once)
+            raise ServersError(f"{replica.name}: MariaDB is not answering on {rhp.address}:{topo.db.port}")
+        mariadb.setup_replica(rep, rhp, topo, target.local, str(topo.address_of(primary.name)))
+        mariadb.wait_caught_up(rep, rhp, target_gtid)
+        say(replica.name, "mariadb", f"replica of {primary.name}, caught up")
+
+
+def _wait_ready(target: Target, say: Say) -> None:
+    """Each service's probe from the management machine, in start order."""
+    from webinfra.runtime.probe import check_network, wait_until
+
+    for hp, svc in target.plan.start_order():
+        if svc.probe.kind == "https" and svc.probe.ca_file:
+            continue  # the probe names the server's CA path; checked through the LB below
+        if not wait_until(lambda: check_network(svc.probe), PROBE_TIMEOUT, 0.2):  # noqa: B023
+            raise ServersError(
+                f"{hp.name}: {svc.name} not ready on {svc.probe.address}:{svc.probe.port} within "
+                f"{PROBE_TIMEOUT:g}s (journalctl -u {units.unit_name(svc.name)})"
+            )
+        say(hp.name, svc.name, "ready")

@@ -1,0 +1,249 @@
+"""The SSH target on the lab (docs/SERVERS.md): the seed design deployed with `webinfra up` over SSH to three
+lab machines (systemd-nspawn Debian 12, testbed/), serving www.foobar.com through the LB; a second `up` with
+zero changes that restarts nothing; `plan --diff` clean; a rebooted machine serving again with no webinfra
+command; `down` leaving no webinfra service enabled; bad SSH input as one line naming the host.
+
+Lab `tsrv` on 198.18.150.0/24. Its image carries the seed's daemons pre-installed (the apt path is then only
+verified); the first run of a test session builds that image (~3-5 min)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from webinfra.model.relocate import seed_text
+from webinfra.testbed import LabError
+from webinfra.testbed import lab as labs
+
+NAME, SUBNET = "tsrv", "198.18.150.0/24"
+WEBINFRA = Path(sys.executable).parent / "webinfra"
+# The seed's daemons, baked into the lab image: `up` then finds every package installed.
+INCLUDE = "haproxy,nginx,mariadb-server,mariadb-client,python3-venv"
+LB, WEB1, WEB2 = "198.18.150.11", "198.18.150.12", "198.18.150.13"
+SITE = "www.foobar.com"
+
+
+def topology(lab: labs.Lab, key: Path | None = None, lb_ssh: str | None = None) -> str:
+    """examples/seed.toml (the design as drawn) on the lab machines, reached over SSH."""
+    doc = tomlkit.parse(seed_text())
+    doc["name"] = "srv"
+    doc["firewall"] = False
+    doc.setdefault("site", tomlkit.table())["name"] = SITE
+    doc.setdefault("network", tomlkit.table())["subnet"] = SUBNET
+    doc.setdefault("tls", tomlkit.table())["enabled"] = False
+    doc.setdefault("lb", tomlkit.table())["route_writes_to"] = "primary"
+    addresses = {"lb-01": LB, "web-01": WEB1, "web-02": WEB2}
+    for host in doc["hosts"]:
+        host["address"] = addresses[host["name"]]
+    ssh = lab.ssh_dir
+    machines = tomlkit.table()
+    machines.update({"kind": "ssh", "key": str(key or ssh / "id_ed25519"), "known_hosts": str(ssh / "known_hosts")})
+    hosts = tomlkit.table()
+    for name, address in addresses.items():
+        entry = tomlkit.table()
+        entry["ssh"] = (lb_ssh or f"root@{LB}:22") if name == "lb-01" else f"root@{address}"
+        hosts[name] = entry
+    machines["hosts"] = hosts
+    doc["machines"] = machines
+    return tomlkit.dumps(doc)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, lab_images: Path) -> Iterator[labs.Lab]:
+    paths = labs.LabPaths.under(tmp_path_factory.mktemp("srv-lab"), lab_images)
+    try:
+        made = labs.up(labs.LabSpec.parse(NAME, 3, SUBNET, INCLUDE), paths, None, lambda line: None)
+    except LabError as exc:
+        found = labs.Lab.load(paths, NAME)
+        if found is not None:
+            labs.down(found, lambda line: None)
+        if "systemd-nspawn exited" in str(exc):
+            pytest.skip(f"systemd-nspawn cannot boot a container here: {exc}")
+        raise
+    yield made
+    labs.down(made, lambda line: None)
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """(topology file, state dir, the first `up`'s output)."""
+    work = tmp_path_factory.mktemp("srv")
+    topo = work / "servers.toml"
+    topo.write_text(topology(lab))
+    state = work / "state"
+    result = webinfra("up", "-f", str(topo), "--state-dir", str(state), timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return topo, state, result.stdout
+
+
+def webinfra(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(WEBINFRA), *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def ssh(lab: labs.Lab, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return lab.machine(address).run(lab.ssh_dir, [command], timeout)
+
+
+def get(address: str, path: str = "/", timeout: float = 3.0) -> tuple[int, dict[str, str], str]:
+    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": SITE})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.status, dict(response.headers), response.read().decode()
+
+
+def serving(address: str) -> bool:
+    try:
+        return get(address, "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {timeout:g}s"
+        time.sleep(0.5)
+
+
+def main_pids(lab: labs.Lab, address: str) -> dict[str, str]:
+    units = ["webinfra-mariadb", "webinfra-app", "webinfra-nginx"] if address != LB else ["webinfra-haproxy"]
+    out = ssh(lab, address, f"systemctl show -p Id -p MainPID {' '.join(units)}").stdout
+    values = [line.split("=", 1)[1] for line in out.splitlines() if "=" in line]
+    return dict(zip(values[1::2], values[0::2], strict=True))
+
+
+def test_seed_serves_through_the_lb(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    _, _, output = deployed
+    assert "web-02" in output and "replica of web-01" in output
+    status, _, _ = get(LB, "/healthz")
+    assert status == 200
+    # Each server runs its daemons as their own users, under webinfra's enabled units.
+    users = ssh(lab, WEB1, "ps -o user= -C mariadbd,nginx | sort -u | tr '\\n' ' '").stdout.split()
+    assert "mysql" in users and "www-data" in users and "root" not in users
+    enabled = ssh(lab, LB, "systemctl is-enabled webinfra-haproxy; systemctl is-enabled haproxy || true").stdout
+    assert enabled.split()[:2] == ["enabled", "disabled"]
+    # A write through the LB lands on the primary and is read back from either web server.
+    body = json.dumps({"text": "deployed over ssh"}).encode()
+    request = urllib.request.Request(
+        f"http://{LB}/api/entries",
+        data=body,
+        method="POST",
+        headers={"Host": SITE, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status in (200, 201)
+    replicated = ssh(
+        lab,
+        WEB2,
+        "mariadb --socket=/run/webinfra/mariadb.sock -N -e "
+        "\"SELECT COUNT(*) FROM site.entries WHERE text='deployed over ssh'\"",
+    )
+    wait_for(
+        lambda: ssh(lab, WEB2, 'mariadb -N -e "SELECT COUNT(*) FROM site.entries"').stdout.strip() != "0",
+        10,
+        "the entry replicated to web-02",
+    )
+    assert replicated.returncode == 0, replicated.stderr
+    # The secret files are the daemon's, 0600; the CA key never left (no TLS here: no pki at all).
+    mode = ssh(lab, WEB1, "stat -c '%a %U' /etc/webinfra/secrets/db-site.password").stdout.strip()
+    assert mode == "600 webinfra"
+    assert ssh(lab, LB, "ls /etc/webinfra/secrets").stdout.strip() == ""  # the LB receives no secret
+
+
+def test_second_up_changes_nothing(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    before = {a: main_pids(lab, a) for a in (LB, WEB1, WEB2)}
+    started = time.monotonic()
+    again = webinfra("up", "-f", str(topo), "--state-dir", str(state))
+    elapsed = time.monotonic() - started
+    assert again.returncode == 0, again.stdout + again.stderr
+    for host in ("lb-01", "web-01", "web-02"):
+        assert any(host in line and "no changes" in line for line in again.stdout.splitlines()), again.stdout
+    assert "no changes on any server" in again.stdout
+    assert {a: main_pids(lab, a) for a in (LB, WEB1, WEB2)} == before  # nothing restarted
+    print(f"second up: {elapsed:.1f}s")
+    diff = webinfra("plan", "--diff", "-f", str(topo), "--state-dir", str(state))
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert diff.stdout.count("no changes") == 3
+
+
+def test_a_config_change_reloads_only_its_daemon(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    before = main_pids(lab, LB)
+    changed = topo.with_name("weights.toml")
+    changed.write_text(topo.read_text().replace('db_role = "replica"', 'db_role = "replica"\nweight = 2'))
+    pending = webinfra("plan", "--diff", "-f", str(changed), "--state-dir", str(state))
+    assert pending.returncode == 3, pending.stdout + pending.stderr
+    assert "file /etc/webinfra/haproxy.cfg" in pending.stdout
+    result = webinfra("up", "-f", str(changed), "--state-dir", str(state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert main_pids(lab, LB) == before  # HAProxy reloaded in place (same master), not restarted
+    assert "weight 2" in ssh(lab, LB, "cat /etc/webinfra/haproxy.cfg").stdout
+    webinfra("up", "-f", str(topo), "--state-dir", str(state))
+
+
+def test_a_rebooted_server_serves_again_by_itself(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    machine = lab.machine(WEB1)
+    boot_id = ssh(lab, WEB1, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        machine.run(lab.ssh_dir, ["systemctl", "reboot"], timeout=15)
+
+    def rebooted() -> bool:
+        try:
+            now = ssh(lab, WEB1, "cat /proc/sys/kernel/random/boot_id", timeout=10).stdout.strip()
+        except subprocess.TimeoutExpired:
+            return False
+        return bool(now) and now != boot_id
+
+    wait_for(rebooted, 120, "web-01 rebooted")
+    wait_for(lambda: serving(WEB1), 90, "web-01's nginx and app serving again after the reboot")
+    active = ssh(lab, WEB1, "systemctl is-active webinfra-mariadb webinfra-app webinfra-nginx").stdout.split()
+    assert active == ["active"] * 3
+    assert serving(LB)
+
+
+def test_bad_ssh_input_is_one_line_naming_the_host(lab: labs.Lab, tmp_path: Path) -> None:
+    unreachable = tmp_path / "unreachable.toml"
+    unreachable.write_text(topology(lab, lb_ssh=f"root@{LB}:2"))
+    result = webinfra("up", "-f", str(unreachable), "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and "lb-01: cannot connect over SSH to root@198.18.150.11:2" in errors[0], errors
+
+    wrong = tmp_path / "wrong_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(wrong)], check=True)
+    bad_key = tmp_path / "badkey.toml"
+    bad_key.write_text(topology(lab, key=wrong))
+    result = webinfra("plan", "--diff", "-f", str(bad_key), "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "lb-01: cannot connect over SSH" in result.stderr and "\n" not in result.stderr.strip()
+
+    missing = tmp_path / "missing.toml"
+    missing.write_text(topology(lab, key=tmp_path / "nope"))
+    result = webinfra("up", "-f", str(missing), "--state-dir", str(tmp_path / "s"))
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    result = webinfra("down", "-f", str(topo), "--state-dir", str(state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    for address in (LB, WEB1, WEB2):
+        listed = ssh(lab, address, "systemctl list-unit-files 'webinfra-*' --state=enabled --no-legend").stdout
+        assert listed.strip() == "", listed
+        running = ssh(lab, address, "systemctl list-units 'webinfra-*' --state=active --no-legend").stdout
+        assert running.strip() == "", running
+    assert not serving(LB)
+    # Data is kept without --purge; --purge removes it.
+    assert ssh(lab, WEB1, "test -d /var/lib/webinfra/mariadb/mysql").returncode == 0
+    purged = webinfra("down", "--purge", "--yes", "-f", str(topo), "--state-dir", str(state))
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert ssh(lab, WEB1, "test -e /var/lib/webinfra || test -e /etc/webinfra").returncode != 0
