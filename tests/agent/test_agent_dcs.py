@@ -147,13 +147,13 @@ def test_watch_calls_back_when_the_key_changes(client: EtcdClient, prefix: str) 
     thread.start()
     try:
         # A change made before the watch exists is not reported: put until one is.
-        wait_for("the watch to be live", lambda: client.put(key, "probe") or bool(changes), 5, interval=0.1)
+        wait_for(lambda: client.put(key, "probe") or bool(changes), 5.0, "the watch to be live", interval=0.1)
         lease = client.grant(5)
         client.put(key, "web-01", lease=lease)
         seen = len(changes)
         revoked = time.monotonic()
         client.revoke(lease)  # deletes the key: what a replica waits for
-        wait_for("the revoke's delete to be reported", lambda: len(changes) > seen and changes[-1] > revoked, 5)
+        wait_for(lambda: len(changes) > seen and changes[-1] > revoked, 5.0, "the revoke's delete to be reported")
         assert changes[-1] - revoked < 1.0, changes
     finally:
         stop.set()

@@ -158,7 +158,7 @@ def test_failover_and_rejoin(two_nodes: TwoNodes) -> None:
     assert status["role"] == "primary" and status["leader"] == a.name and status["dcs_reachable"]
     # A bootstraps acknowledging alone (no replica yet) and turns semi-sync on once B has reached its
     # "not sync" optime mark (B's member key shows it, up to a cycle after B streams).
-    wait_for("semi-sync on", lambda: a.status().get("semi_sync") == "on", timeout=5)
+    wait_for(lambda: a.status().get("semi_sync") == "on", 5.0, "semi-sync on")
     initialized = two_nodes.dcs.get(two_nodes.keys.initialized)
     assert initialized is not None and initialized.value == a.name.encode()
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import tomlkit
 
+from testkit import wait_for
 from webinfra.model.relocate import seed_text
 from webinfra.testbed import LabError
 from webinfra.testbed import lab as labs
@@ -106,13 +107,6 @@ def serving(address: str) -> bool:
         return False
 
 
-def wait_for(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} within {timeout:g}s"
-        time.sleep(0.5)
-
-
 def main_pids(lab: labs.Lab, address: str) -> dict[str, str]:
     units = ["webinfra-mariadb", "webinfra-app", "webinfra-nginx"] if address != LB else ["webinfra-haproxy"]
     out = ssh(lab, address, f"systemctl show -p Id -p MainPID {' '.join(units)}").stdout
@@ -150,6 +144,7 @@ def test_seed_serves_through_the_lb(lab: labs.Lab, deployed: tuple[Path, Path, s
         lambda: ssh(lab, WEB2, 'mariadb -N -e "SELECT COUNT(*) FROM site.entries"').stdout.strip() != "0",
         10,
         "the entry replicated to web-02",
+        interval=0.5,
     )
     assert replicated.returncode == 0, replicated.stderr
     # The secret files are the daemon's, 0600; the CA key never left (no TLS here: no pki at all).
@@ -203,8 +198,8 @@ def test_a_rebooted_server_serves_again_by_itself(lab: labs.Lab, deployed: tuple
             return False
         return bool(now) and now != boot_id
 
-    wait_for(rebooted, 120, "web-01 rebooted")
-    wait_for(lambda: serving(WEB1), 90, "web-01's nginx and app serving again after the reboot")
+    wait_for(rebooted, 120, "web-01 rebooted", interval=0.5)
+    wait_for(lambda: serving(WEB1), 90, "web-01's nginx and app serving again after the reboot", interval=0.5)
     active = ssh(lab, WEB1, "systemctl is-active webinfra-mariadb webinfra-app webinfra-nginx").stdout.split()
     assert active == ["active"] * 3
     assert serving(LB)
