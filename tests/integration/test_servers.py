@@ -174,7 +174,9 @@ def test_a_config_change_reloads_only_its_daemon(lab: labs.Lab, deployed: tuple[
     topo, state, _ = deployed
     before = main_pids(lab, LB)
     changed = topo.with_name("weights.toml")
-    changed.write_text(topo.read_text().replace('db_role = "replica"', 'db_role = "replica"\nweight = 2'))
+    doc = tomlkit.parse(topo.read_text())
+    next(host for host in doc["hosts"] if host["name"] == "web-02")["weight"] = 2
+    changed.write_text(tomlkit.dumps(doc))
     pending = webinfra("plan", "--diff", "-f", str(changed), "--state-dir", str(state))
     assert pending.returncode == 3, pending.stdout + pending.stderr
     assert "file /etc/webinfra/haproxy.cfg" in pending.stdout
