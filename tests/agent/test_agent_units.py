@@ -248,7 +248,7 @@ def test_a_replica_that_stopped_receiving_ahead_of_a_takeover_still_serves_reads
     from test_agent_api import replica
 
     from webinfra.agent import clock
-    from webinfra.agent.decide import Action, Decision
+    from webinfra.agent.decision import Action, Decision
 
     stopped = replica(lag=None, running="No")
     assert not stopped.replica_ok()  # an IO thread that stopped on its own: not a healthy replica

@@ -22,7 +22,8 @@ from typing import Any
 from webinfra.agent import clock
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
-from webinfra.agent.decide import Action, Decision, acks_required
+from webinfra.agent.decide_leader import acks_required
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.eventlog import EventLog, utc_now
 from webinfra.agent.mysql import DbError, LocalMariaDB
 from webinfra.agent.records import history_with, leader_value, optime_value
@@ -100,7 +101,7 @@ class Actor:
     def _semi_sync_back_on(self, s: Snapshot, d: Decision) -> None:
         """Just after switching semi-sync master back on: if writes were acknowledged without a replica,
         the position now is past every one of them. Record it as the mark a replica must reach before the
-        optime says sync again (decide.leader_optime)."""
+        optime says sync again (decide_leader.leader_optime)."""
         record = d.optime or (s.cluster.optime if s.cluster else None)
         if record is not None and not record.sync:
             db = self.db.facts()
@@ -197,7 +198,7 @@ class Actor:
         record = _optime_at(self.me, sync, db if db.reachable else s.db)
         try:
             self._put_optime(record)
-        except (DcsUnreachable, DcsError) as exc:  # the next LEAD cycle writes it (decide.leader_optime)
+        except (DcsUnreachable, DcsError) as exc:  # the next LEAD cycle writes it (decide_leader.leader_optime)
             log.warning("could not write the optime after promoting: %s", exc)
 
     def _append_history(self, previous: str | None, reason: str, gtid: str) -> None:

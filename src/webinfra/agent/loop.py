@@ -28,7 +28,8 @@ from webinfra.agent.api import Published
 from webinfra.agent.clone import reclone
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
-from webinfra.agent.decide import Action, Decision, decide
+from webinfra.agent.decide import decide
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.eventlog import EventLog, utc_now
 from webinfra.agent.mysql import DbError, LocalMariaDB, pid_running
 from webinfra.agent.records import cluster_view, member_value

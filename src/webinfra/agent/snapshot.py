@@ -251,7 +251,7 @@ class OptimeRecord:
 
     `sync`: every write the leader acknowledged is on a replica (semi-sync acks required). False while it
     acknowledged (or could acknowledge) writes no replica has: then `gtid`/`gtid_seq` say how far those
-    go, and no member behind that point may take over (decide.py)."""
+    go, and no member behind that point may take over (decide_elect.py)."""
 
     leader: str
     sync: bool
