@@ -13,17 +13,19 @@ import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from webinfra.control.cluster import Cluster
 from webinfra.errors import ClusterError
 from webinfra.model.relocate import amended, relocated, seed_text
 from webinfra.proving import scratch
+from webinfra.proving.chaos.run import verify_for
 
 BENCH_CLUSTER = "bench"
 BENCH_SUBNET = "198.18.250.0/24"
@@ -95,34 +97,35 @@ def wrk(
     return parse_wrk(out)
 
 
+def seed_rows(cluster: Cluster, count: int = 50) -> None:
+    """Some rows to read, so the list endpoint does real work."""
+    with httpx.Client(base_url=cluster.topology.site_url, verify=verify_for(cluster), timeout=10) as client:
+        for i in range(count):
+            client.post("/api/entries", json={"text": f"seed row {i}"})
+
+
 def run_bench(
     *,
     duration: int = 5,
     connections: int = 16,
     rounds: int = 3,
     keep: bool = False,
-    state_root: Path | None = None,
+    root: Path | None = None,
     say: Callable[[str], None] = print,
 ) -> BenchReport:
     report = BenchReport()
-    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-"))
-    cluster = scratch.prepare(bench_topology_text(), root, source="<bench>")
-    topo = cluster.topology
-    say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
-    started = time.monotonic()
-    cluster.up()
-    report.cold_up_seconds = time.monotonic() - started
-    say(f"  cold up: {report.cold_up_seconds:.1f}s")
-    try:
+    with scratch.scratch_run("webinfra-bench-", root, keep) as run:
+        cluster = run.prepare(bench_topology_text(), source="<bench>")
+        topo = cluster.topology
+        say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
+        started = time.monotonic()
+        cluster.up()
+        report.cold_up_seconds = time.monotonic() - started
+        say(f"  cold up: {report.cold_up_seconds:.1f}s")
         lb = topo.site_url.rstrip("/")
         direct = f"http://{topo.address_of('web-01')}"
-        # Some rows to read, so the list endpoint does real work.
-        import httpx
-
-        with httpx.Client(base_url=lb, timeout=10) as client:
-            for i in range(50):
-                client.post("/api/entries", json={"text": f"seed row {i}"})
-        script = root / "post.lua"
+        seed_rows(cluster)
+        script = run.root / "post.lua"
         script.write_text(POST_LUA)
         plan = [
             ("read via LB", f"{lb}/api/entries?limit=10", None),
@@ -138,10 +141,6 @@ def run_bench(
                     f"  round {n + 1}/{rounds} {key:<22} {result.requests_per_second:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                 )
-    finally:
-        if not keep:
-            scratch.take_down(cluster)
-            shutil.rmtree(root, ignore_errors=True)
     return report
 
 
@@ -218,16 +217,15 @@ def run_tls_bench(
     rounds: int = 3,
     path: str = "/healthz",
     keep: bool = False,
-    state_root: Path | None = None,
+    root: Path | None = None,
     say: Callable[[str], None] = print,
 ) -> TlsBenchReport:
     """HTTP vs HTTPS (re-encrypted) vs HTTPS (edge only) through the LB, interleaved round by round."""
     report = TlsBenchReport()
-    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-tls-"))
-    clusters: list[tuple[str, Cluster]] = []
-    try:
+    with scratch.scratch_run("webinfra-bench-tls-", root, keep) as run:
+        clusters: list[tuple[str, Cluster]] = []
         for name, subnet, label, tls in TLS_BENCH:
-            cluster = scratch.prepare(tls_bench_topology_text(name, subnet, tls), root, source="<bench>")
+            cluster = run.prepare(tls_bench_topology_text(name, subnet, tls), source="<bench>")
             clusters.append((label, cluster))
             say(f"up: {name} ({label}, {subnet})...")
             cluster.up()
@@ -245,11 +243,6 @@ def run_tls_bench(
         for label, cluster in clusters:
             if cluster.topology.tls.enabled:
                 report.session_reuse[label] = _ssl_info(cluster)
-    finally:
-        if not keep:
-            for _, cluster in clusters:
-                scratch.take_down(cluster)
-            shutil.rmtree(root, ignore_errors=True)
     return report
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webinfra.errors import UsageError
-from webinfra.proving import bench, bench_ha, bench_monitoring
+from webinfra.proving import bench, bench_failover, bench_mixes, bench_monitoring
 
 Say = Callable[[str], None]
 PROGRESS_MODES = ("mixes", "failover")  # they take minutes: the CLI shows a progress bar
@@ -49,22 +49,22 @@ def choose_mode(flags: Mapping[str, bool], scratch_name: str | None, scratch_sub
 
 def steps(mode: str, params: BenchParams) -> int:
     """How many steps a progress mode reports through `tick`."""
-    return bench_ha.mixes_steps(params.rounds) if mode == "mixes" else bench_ha.failover_steps(params.runs)
+    return bench_mixes.mixes_steps(params.rounds) if mode == "mixes" else bench_failover.failover_steps(params.runs)
 
 
 def run_mode(mode: str, params: BenchParams, say: Say, tick: Callable[[], None]) -> tuple[Any, str]:
     """Run `mode`; returns its report and the Markdown that quotes the command."""
     duration, connections, rounds, keep = params.duration, params.connections, params.rounds, params.keep
     if mode == "mixes":
-        report: Any = bench_ha.run_mixes(
+        report: Any = bench_mixes.run_mixes(
             duration=duration, connections=connections, rounds=rounds, keep=keep, say=say, tick=tick
         )
-        return report, bench_ha.mixes_markdown(report, f"webinfra bench --mixes {params.flags}")
+        return report, bench_mixes.mixes_markdown(report, f"webinfra bench --mixes {params.flags}")
     if mode == "failover":
-        report = bench_ha.run_failover(
+        report = bench_failover.run_failover(
             runs=params.runs, keep=params.keep, say=say, tick=tick, cluster_at=params.cluster_at
         )
-        return report, bench_ha.failover_markdown(report, f"webinfra bench --failover --runs {params.runs}")
+        return report, bench_failover.failover_markdown(report, f"webinfra bench --failover --runs {params.runs}")
     if mode == "monitoring":
         report = bench_monitoring.run_monitoring_bench(
             duration=duration, connections=connections, rounds=rounds, keep=keep, say=say
