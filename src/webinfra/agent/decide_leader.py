@@ -14,6 +14,7 @@ from webinfra.agent.snapshot import (
     OptimeRecord,
     Snapshot,
     gtid_in_domain,
+    optime_at,
 )
 
 
@@ -137,18 +138,16 @@ def leader_optime(s: Snapshot, *, going_async: bool = False) -> OptimeRecord | N
     """
     assert s.cluster is not None
     me, db, current = s.settings.host, s.db, s.cluster.optime
-    here = db.last_gtid
-    gtid, seq, sid = (str(here), here.seq, db.server_id) if here is not None else ("", 0, db.server_id)
     if going_async or not acks_required(db):
-        want = OptimeRecord(me, False, gtid, seq, server_id=sid)
+        want = optime_at(me, False, db)
     elif current is None or current.sync:
-        want = OptimeRecord(me, True, gtid, seq, server_id=sid)
+        want = optime_at(me, True, db)
         if current is not None and current.leader == me:
             return None  # a sync record is not rewritten as the position moves
     elif db.semi_master_clients >= 1 and _replica_reached(s, gtid_in_domain(current.gtid), current.gtid_seq):
-        want = OptimeRecord(me, True, gtid, seq, server_id=sid)
+        want = optime_at(me, True, db)
     else:
-        want = OptimeRecord(me, False, current.gtid, current.gtid_seq, server_id=sid)
+        want = OptimeRecord(me, False, current.gtid, current.gtid_seq, server_id=db.server_id)
     return None if want.same_promise(current) else want
 
 
