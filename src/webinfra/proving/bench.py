@@ -55,6 +55,22 @@ class BenchReport:
         return statistics.median(getattr(r, attr) for r in self.rows[key])
 
 
+@dataclass(frozen=True)
+class BenchParams:
+    """What every bench runner takes (`webinfra bench`'s flags); a mode reads the fields it uses."""
+
+    duration: int
+    connections: int
+    rounds: int
+    keep: bool
+    runs: int  # --failover: runs of each fault
+    cluster_at: tuple[str, str]  # --failover: (name, subnet) of its scratch cluster
+
+    @property
+    def flags(self) -> str:
+        return f"--duration {self.duration} --connections {self.connections} --rounds {self.rounds}"
+
+
 def bench_topology_text() -> str:
     """The seed design (examples/seed.toml: one LB, web-01 primary, web-02 replica; no TLS, no firewall, no
     monitoring) under the bench cluster's own name and subnet."""
@@ -104,17 +120,9 @@ def seed_rows(cluster: Cluster, count: int = 50) -> None:
             client.post("/api/entries", json={"text": f"seed row {i}"})
 
 
-def run_bench(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    keep: bool = False,
-    root: Path | None = None,
-    say: Callable[[str], None] = print,
-) -> BenchReport:
+def run_bench(params: BenchParams, *, root: Path | None = None, say: Callable[[str], None] = print) -> BenchReport:
     report = BenchReport()
-    with scratch.scratch_run("webinfra-bench-", root, keep) as run:
+    with scratch.scratch_run("webinfra-bench-", root, params.keep) as run:
         cluster = run.prepare(bench_topology_text(), source="<bench>")
         topo = cluster.topology
         say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
@@ -133,12 +141,12 @@ def run_bench(
             ("write via LB", f"{lb}/api/entries", script),
             ("write direct (web-01)", f"{direct}/api/entries", script),
         ]
-        for n in range(rounds):
+        for n in range(params.rounds):
             for key, url, lua in plan:
-                result = wrk(url, duration=duration, connections=connections, script=lua)
+                result = wrk(url, duration=params.duration, connections=params.connections, script=lua)
                 report.rows.setdefault(key, []).append(result)
                 say(
-                    f"  round {n + 1}/{rounds} {key:<22} {result.requests_per_second:8.0f} req/s  "
+                    f"  round {n + 1}/{params.rounds} {key:<22} {result.requests_per_second:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                 )
     return report
@@ -211,33 +219,26 @@ def _ssl_info(cluster: Cluster) -> str:
 
 
 def run_tls_bench(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    path: str = "/healthz",
-    keep: bool = False,
-    root: Path | None = None,
-    say: Callable[[str], None] = print,
+    params: BenchParams, *, path: str = "/healthz", root: Path | None = None, say: Callable[[str], None] = print
 ) -> TlsBenchReport:
     """HTTP vs HTTPS (re-encrypted) vs HTTPS (edge only) through the LB, interleaved round by round."""
     report = TlsBenchReport()
-    with scratch.scratch_run("webinfra-bench-tls-", root, keep) as run:
+    with scratch.scratch_run("webinfra-bench-tls-", root, params.keep) as run:
         clusters: list[tuple[str, Cluster]] = []
         for name, subnet, label, tls in TLS_BENCH:
             cluster = run.prepare(tls_bench_topology_text(name, subnet, tls), source="<bench>")
             clusters.append((label, cluster))
             say(f"up: {name} ({label}, {subnet})...")
             cluster.up()
-        for n in range(rounds):
+        for n in range(params.rounds):
             for mode, headers in TLS_MODES:
                 for label, cluster in clusters:
                     key = f"{label} ({mode})"
                     url = cluster.topology.site_url.rstrip("/") + path
-                    result = wrk(url, duration=duration, connections=connections, headers=headers)
+                    result = wrk(url, duration=params.duration, connections=params.connections, headers=headers)
                     report.rows.setdefault(key, []).append(result)
                     say(
-                        f"  round {n + 1}/{rounds} {key:<52} {result.requests_per_second:8.0f} req/s  "
+                        f"  round {n + 1}/{params.rounds} {key:<52} {result.requests_per_second:8.0f} req/s  "
                         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                     )
         for label, cluster in clusters:

@@ -26,6 +26,7 @@ from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.model.relocate import example_file
 from webinfra.ops import faults
+from webinfra.proving.bench import BenchParams
 from webinfra.proving.bench_stages import DbStages, stages_markdown, stages_of
 from webinfra.proving.chaos.run import roles_of, verify_for, wait_healthy
 from webinfra.proving.chaos.splitbrain import missing_writes
@@ -196,22 +197,15 @@ def _app_crash(cluster: Cluster, say: Say) -> tuple[int, int, int]:
 
 
 def run_failover(
-    *,
-    runs: int = 3,
-    keep: bool = False,
-    root: Path | None = None,
-    say: Say = _quiet,
-    tick: Tick = _noop,
-    cluster_at: tuple[str, str] = FAILOVER_CLUSTER,
+    params: BenchParams, *, root: Path | None = None, say: Say = _quiet, tick: Tick = _noop
 ) -> FailoverReport:
-    """`cluster_at`: (name, subnet) of the scratch cluster it brings up."""
     report = FailoverReport()
-    name, subnet = cluster_at
-    with scratch_run("webinfra-bench-failover-", root, keep, say) as run:
+    name, subnet = params.cluster_at
+    with scratch_run("webinfra-bench-failover-", root, params.keep, say) as run:
         cluster = run.bring_up(example_file("hardened.toml").read_text(), name=name, subnet=subnet)
         tick()
-        for n in range(runs):
-            step = _prefixed(say, f"run {n + 1}/{runs}")
+        for n in range(params.runs):
+            step = _prefixed(say, f"run {n + 1}/{params.runs}")
             for service, series in (("haproxy", report.vip_haproxy_killed), (None, report.vip_host_down)):
                 series.append(_vip_takeover(cluster, service, step))
                 tick()

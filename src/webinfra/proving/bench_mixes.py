@@ -29,7 +29,7 @@ from webinfra.daemons import mariadb
 from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.model.relocate import amended, example_file
-from webinfra.proving.bench import WrkResult, seed_rows, wrk
+from webinfra.proving.bench import BenchParams, WrkResult, seed_rows, wrk
 from webinfra.proving.chaos.run import roles_of
 from webinfra.proving.scratch import scratch_run
 
@@ -184,18 +184,9 @@ def _mix_paths(clusters: dict[str, Cluster]) -> list[tuple[str, str]]:
     ]
 
 
-def run_mixes(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    keep: bool = False,
-    root: Path | None = None,
-    say: Say = _quiet,
-    tick: Tick = _noop,
-) -> MixReport:
+def run_mixes(params: BenchParams, *, root: Path | None = None, say: Say = _quiet, tick: Tick = _noop) -> MixReport:
     report = MixReport()
-    with scratch_run("webinfra-bench-mixes-", root, keep, say) as run:
+    with scratch_run("webinfra-bench-mixes-", root, params.keep, say) as run:
         clusters: dict[str, Cluster] = {}
         for label, (name, subnet) in MIX_CLUSTERS.items():
             clusters[label] = run.bring_up(hardened_variant(tls=label == "HTTPS"), name=name, subnet=subnet)
@@ -206,18 +197,18 @@ def run_mixes(
             scripts[mix].write_text(MIX_LUA.format(every=every))
         for cluster in clusters.values():
             seed_rows(cluster)
-        for n in range(rounds):
+        for n in range(params.rounds):
             for mix, _ in MIXES:
                 for path, url in _mix_paths(clusters):
                     key = f"{mix} {path}"
-                    say(f"round {n + 1}/{rounds}: {key}")
-                    result = wrk(url, duration=duration, connections=connections, script=scripts[mix])
+                    say(f"round {n + 1}/{params.rounds}: {key}")
+                    result = wrk(url, duration=params.duration, connections=params.connections, script=scripts[mix])
                     report.rows.setdefault(key, []).append(result)
                     tick()
             for label, cluster in clusters.items():
-                say(f"round {n + 1}/{rounds}: replication lag under write load ({label})")
+                say(f"round {n + 1}/{params.rounds}: replication lag under write load ({label})")
                 report.lag.setdefault(label, []).append(
-                    measure_lag(cluster, duration=duration, connections=connections)
+                    measure_lag(cluster, duration=params.duration, connections=params.connections)
                 )
                 tick()
     return report

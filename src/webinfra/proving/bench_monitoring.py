@@ -24,7 +24,7 @@ from webinfra.model import Role, parse_topology
 from webinfra.model.relocate import amended, relocated, seed_text
 from webinfra.observe import prom
 from webinfra.proving import scratch
-from webinfra.proving.bench import WrkResult, seed_rows, wrk
+from webinfra.proving.bench import BenchParams, WrkResult, seed_rows, wrk
 
 CLUSTER = "benchmon"
 SUBNET = "198.18.58.0/24"
@@ -98,16 +98,10 @@ def set_monitoring(cluster: Cluster, on: bool) -> None:
 
 
 def run_monitoring_bench(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    keep: bool = False,
-    root: Path | None = None,
-    say: Callable[[str], None] = print,
+    params: BenchParams, *, root: Path | None = None, say: Callable[[str], None] = print
 ) -> MonitoringBenchReport:
     report = MonitoringBenchReport()
-    with scratch.scratch_run("webinfra-bench-mon-", root, keep) as run:
+    with scratch.scratch_run("webinfra-bench-mon-", root, params.keep) as run:
         cluster = run.prepare(topology_text(), source="<bench>")
         say(f"up: {CLUSTER} (seed design + mon-01, {SUBNET})...")
         cluster.up()
@@ -115,19 +109,19 @@ def run_monitoring_bench(
         set_monitoring(cluster, True)
         report.targets = len(prom.targets(cluster))
         url = f"{cluster.topology.site_url.rstrip('/')}/api/entries?limit=10"
-        wrk(url, duration=duration, connections=connections)  # warm-up (pools, caches), not counted
-        for n in range(rounds):
+        wrk(url, duration=params.duration, connections=params.connections)  # warm-up (pools, caches), not counted
+        for n in range(params.rounds):
             order = (ON, OFF) if n % 2 == 0 else (OFF, ON)
             for key in order:
                 set_monitoring(cluster, key == ON)
                 cpu_before, started = collector_cpu_seconds(cluster), time.monotonic()
-                result = wrk(url, duration=duration, connections=connections)
+                result = wrk(url, duration=params.duration, connections=params.connections)
                 if key == ON:
                     used = collector_cpu_seconds(cluster) - cpu_before
                     report.collector_cores.append(used / (time.monotonic() - started))
                 report.rows.setdefault(key, []).append(result)
                 say(
-                    f"  round {n + 1}/{rounds} {key:<15} {result.requests_per_second:8.0f} req/s  "
+                    f"  round {n + 1}/{params.rounds} {key:<15} {result.requests_per_second:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                 )
         set_monitoring(cluster, True)
