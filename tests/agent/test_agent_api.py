@@ -16,7 +16,7 @@ import pytest
 from webinfra.agent import api as agent_api
 from webinfra.agent import clock
 from webinfra.agent.api import AgentHTTPServer, Published, start_api
-from webinfra.agent.decide import Action, Decision
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.snapshot import (
     AgentState,
     ClusterView,

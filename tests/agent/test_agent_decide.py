@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from webinfra.agent.decide import Action, decide, errant
+from webinfra.agent.decide import decide
+from webinfra.agent.decide_follow import errant
+from webinfra.agent.decision import Action
 from webinfra.agent.snapshot import (
     AgentState,
     ClusterView,

@@ -25,13 +25,14 @@ from test_agent_decide import (
 )
 from test_agent_units import RENDERED
 
-from webinfra.agent.actions import Actor, _optime_at
+from webinfra.agent.actions import Actor
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsUnreachable
-from webinfra.agent.decide import Action, Decision, decide
+from webinfra.agent.decide import decide
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.eventlog import EventLog
 from webinfra.agent.mysql import DbError
-from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest
+from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, SwitchoverRequest, optime_at
 
 # -- 1. histories, not sequence numbers ------------------------------------------------------------------------
 
@@ -249,7 +250,7 @@ def test_a_node_taking_the_lease_back_marks_its_own_binlog_tip_not_its_stale_sla
     d = decide(snap("web-02", stepped_down, view(None, optime=before)))
     assert d.action == Action.ACQUIRE, d
     # What the actor records right after promoting (previous record not sync: stays not sync).
-    promoted = _optime_at("web-02", False, stepped_down)
+    promoted = optime_at("web-02", False, stepped_down)
     assert (promoted.sync, promoted.gtid, promoted.server_id) == (False, "0-13-1614", 13)
     # And what each LEAD cycle keeps there while acknowledging alone.
     leading = replace(stepped_down, read_only=False, gtid_current_pos="0-13-1614")
@@ -343,7 +344,7 @@ def test_an_async_promotion_records_not_sync_before_the_server_is_writable(tmp_p
     assert state.holds_lease and state.semi_sync_fallback
     events = (tmp_path / "events.jsonl").read_text()
     assert '"semi_sync_fallback"' in events and "promoted without a healthy replica" in events
-    # The next cycle as leader keeps it not sync at the moving tip (decide.leader_optime), never "sync".
+    # The next cycle as leader keeps it not sync at the moving tip (decide_leader.leader_optime), never "sync".
     leading = replace(primary_db(seq=60, server_id=2, semi=False, clients=0), gtid_binlog_pos="0-2-60")
     nxt = decide(snap("web-02", leading, view("web-02", optime=rec.optimes[0]), replace(state, last_renewal_sent=NOW)))
     assert nxt.action == Action.LEAD and nxt.optime is not None and not nxt.optime.sync, nxt

@@ -13,7 +13,7 @@ from webinfra.agent.clone import aside_path, prune_diverged, restored_state
 from webinfra.agent.config import AgentConfig, load_config
 from webinfra.agent.dcs import Keys, KeyValue, prefix_end
 from webinfra.agent.eventlog import KINDS, EventLog
-from webinfra.agent.mysql import local_db_from_rows, parse_vertical
+from webinfra.agent.mysql_facts import local_db_from_rows, parse_vertical
 from webinfra.agent.records import cluster_view, history_with, member_value, optime_record, optime_value
 from webinfra.agent.snapshot import Gtid, GtidState, MemberRecord, OptimeRecord, gtid_in_domain, seq_of
 
@@ -248,7 +248,7 @@ def test_a_replica_that_stopped_receiving_ahead_of_a_takeover_still_serves_reads
     from test_agent_api import replica
 
     from webinfra.agent import clock
-    from webinfra.agent.decide import Action, Decision
+    from webinfra.agent.decision import Action, Decision
 
     stopped = replica(lag=None, running="No")
     assert not stopped.replica_ok()  # an IO thread that stopped on its own: not a healthy replica

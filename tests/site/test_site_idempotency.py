@@ -12,7 +12,7 @@ import pytest
 from asyncmy.cursors import Cursor
 from site_testlib import AppClient, Cluster, gtid_cookie
 
-from webinfra.site.db import IDLE_TRANSACTION_SECONDS
+from webinfra.site.dbconn import IDLE_TRANSACTION_SECONDS
 
 pytestmark = pytest.mark.anyio
 

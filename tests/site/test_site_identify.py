@@ -19,14 +19,8 @@ from asyncmy.connection import Connection
 from asyncmy.errors import OperationalError
 from site_testlib import ADMIN, AppClient, Cluster, MariaDB, TCPProxy, gtid_cookie
 
-from webinfra.site.db import (
-    BrokenSession,
-    Served,
-    ServerIdentity,
-    is_read_only_refusal,
-    parse_identity,
-    server_errno,
-)
+from webinfra.site.db import Served
+from webinfra.site.dbconn import BrokenSession, ServerIdentity, is_read_only_refusal, parse_identity, server_errno
 
 pytestmark = pytest.mark.anyio
 

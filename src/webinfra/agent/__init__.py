@@ -32,7 +32,8 @@ Public entry points: `Agent`, `AgentConfig`/`load_config`, `decide`, `Decision`,
 """
 
 from webinfra.agent.config import AgentConfig, load_config
-from webinfra.agent.decide import Action, Decision, decide
+from webinfra.agent.decide import decide
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.loop import Agent
 from webinfra.agent.snapshot import Snapshot
 

@@ -17,36 +17,18 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
 
 from webinfra.agent import clock
 from webinfra.agent.config import AgentConfig
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys
-from webinfra.agent.decide import Action, Decision, acks_required
+from webinfra.agent.decide_leader import acks_required
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.eventlog import EventLog, utc_now
 from webinfra.agent.mysql import DbError, LocalMariaDB
 from webinfra.agent.records import history_with, leader_value, optime_value
-from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot
+from webinfra.agent.snapshot import AgentState, LocalDb, OptimeRecord, Snapshot, optime_at, released, without_switchover
 
 log = logging.getLogger("webinfra.agent")
-
-
-def released(state: AgentState, **changes: Any) -> AgentState:
-    """The memory of an agent that no longer holds the leader lease (and runs no switchover)."""
-    return replace(
-        state,
-        holds_lease=False,
-        lease_id=0,
-        last_renewal_sent=None,
-        renewed_this_cycle=False,
-        switchover_started=None,
-        switchover_target=None,
-        **changes,
-    )
-
-
-def without_switchover(state: AgentState, **changes: Any) -> AgentState:
-    return replace(state, switchover_started=None, switchover_target=None, **changes)
 
 
 class Actor:
@@ -95,12 +77,12 @@ class Actor:
             log.info("optime: NOT sync: writes acknowledged without a replica up to %s", at)
 
     def _async_at(self, db: LocalDb) -> OptimeRecord:
-        return _optime_at(self.me, False, db)
+        return optime_at(self.me, False, db)
 
     def _semi_sync_back_on(self, s: Snapshot, d: Decision) -> None:
         """Just after switching semi-sync master back on: if writes were acknowledged without a replica,
         the position now is past every one of them. Record it as the mark a replica must reach before the
-        optime says sync again (decide.leader_optime)."""
+        optime says sync again (decide_leader.leader_optime)."""
         record = d.optime or (s.cluster.optime if s.cluster else None)
         if record is not None and not record.sync:
             db = self.db.facts()
@@ -178,7 +160,7 @@ class Actor:
         is writable, as before any fallback (the loop keeps it current from the next cycle on). A DCS
         failure here stops the promotion with the server still read-only."""
         try:
-            self._put_optime(_optime_at(self.me, False, at))
+            self._put_optime(optime_at(self.me, False, at))
         except (DcsUnreachable, DcsError) as exc:
             raise DbError(f"could not record the optime before acknowledging alone: {exc}") from exc
 
@@ -194,10 +176,10 @@ class Actor:
             db = self.db.facts()
         except DbError:
             db = s.db
-        record = _optime_at(self.me, sync, db if db.reachable else s.db)
+        record = optime_at(self.me, sync, db if db.reachable else s.db)
         try:
             self._put_optime(record)
-        except (DcsUnreachable, DcsError) as exc:  # the next LEAD cycle writes it (decide.leader_optime)
+        except (DcsUnreachable, DcsError) as exc:  # the next LEAD cycle writes it (decide_leader.leader_optime)
             log.warning("could not write the optime after promoting: %s", exc)
 
     def _append_history(self, previous: str | None, reason: str, gtid: str) -> None:
@@ -413,9 +395,3 @@ class Actor:
             self.dcs.revoke(lease)
         except (DcsUnreachable, DcsError) as exc:
             log.info("could not revoke lease %d: %s", lease, exc)
-
-
-def _optime_at(me: str, sync: bool, db: LocalDb) -> OptimeRecord:
-    """An optime record at the last transaction in `db`'s binlog (LocalDb.last_gtid)."""
-    here = db.last_gtid
-    return OptimeRecord(me, sync, str(here) if here else "", here.seq if here else 0, server_id=db.server_id)

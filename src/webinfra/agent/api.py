@@ -35,7 +35,7 @@ from typing import Any
 from webinfra.agent import clock
 from webinfra.agent import metrics as agent_metrics
 from webinfra.agent.clone import GTID_STATE_HEADER, backup_stream
-from webinfra.agent.decide import Action, Decision
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.mysql import DbError, LocalMariaDB
 from webinfra.agent.snapshot import ClusterView, DbRole, Snapshot
 

@@ -53,6 +53,18 @@ class CloneError(RuntimeError):
 # -- source side ---------------------------------------------------------------------------------------------
 
 
+def backup_argv(socket: Path, target: Path) -> list[str]:
+    """mariabackup streaming xbstream of the MariaDB at `socket` (also what `webinfra scale add-replica` runs)."""
+    return [
+        "mariabackup",
+        "--backup",
+        "--stream=xbstream",
+        "--user=root",
+        f"--socket={socket}",
+        f"--target-dir={target}",
+    ]
+
+
 @contextlib.contextmanager
 def backup_stream(socket: Path, workdir: Path) -> Iterator[tuple[Iterator[bytes], subprocess.Popen[bytes]]]:
     """Run mariabackup streaming xbstream; yield (chunks, process). The caller checks the exit code after
@@ -60,14 +72,7 @@ def backup_stream(socket: Path, workdir: Path) -> Iterator[tuple[Iterator[bytes]
     target = Path(tempfile.mkdtemp(prefix="clone-", dir=workdir))
     errlog = target.with_suffix(".log").open("wb")
     proc = subprocess.Popen(
-        [
-            "mariabackup",
-            "--backup",
-            "--stream=xbstream",
-            "--user=root",
-            f"--socket={socket}",
-            f"--target-dir={target}",
-        ],
+        backup_argv(socket, target),
         stdout=subprocess.PIPE,
         stderr=errlog,
     )

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from webinfra.agent.snapshot import Settings
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -123,3 +125,19 @@ class AgentConfig(_Strict):
 def load_config(path: Path) -> AgentConfig:
     """Read and validate `path`; raises `ValueError` (pydantic's `ValidationError`) or `OSError`."""
     return AgentConfig.model_validate(json.loads(path.read_text()))
+
+
+def settings_of(config: AgentConfig) -> Settings:
+    """The slice of the config `decide` reads."""
+    return Settings(
+        host=config.host,
+        initial_primary=config.initial_primary,
+        lease_ttl=float(config.lease_ttl),
+        fence_margin=config.fence_margin,
+        replica_max_lag=config.replica_max_lag,
+        when_no_replica_acks=config.when_no_replica_acks,
+        semi_sync_fallback=config.semi_sync_fallback_ms / 1000,
+        switchover_timeout=config.switchover_timeout,
+        restart_hung_after=3.0 * config.lease_ttl,
+        members={name: m.address for name, m in config.members.items()},
+    )

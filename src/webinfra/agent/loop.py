@@ -26,13 +26,14 @@ from webinfra.agent import clock
 from webinfra.agent.actions import Actor
 from webinfra.agent.api import Published
 from webinfra.agent.clone import reclone
-from webinfra.agent.config import AgentConfig
+from webinfra.agent.config import AgentConfig, settings_of
 from webinfra.agent.dcs import DcsError, DcsUnreachable, EtcdClient, Keys, etcd_client_for
-from webinfra.agent.decide import Action, Decision, decide
+from webinfra.agent.decide import decide
+from webinfra.agent.decision import Action, Decision
 from webinfra.agent.eventlog import EventLog, utc_now
 from webinfra.agent.mysql import DbError, LocalMariaDB, pid_running
 from webinfra.agent.records import cluster_view, member_value
-from webinfra.agent.snapshot import AgentState, ClusterView, DbRole, LocalDb, Settings, Snapshot
+from webinfra.agent.snapshot import AgentState, ClusterView, DbRole, LocalDb, Snapshot, role_of
 
 log = logging.getLogger("webinfra.agent")
 
@@ -56,31 +57,6 @@ _CHANGES_MARIADB = frozenset(
         Action.STOP_RECEIVING,
     }
 )
-
-
-def settings_of(config: AgentConfig) -> Settings:
-    return Settings(
-        host=config.host,
-        initial_primary=config.initial_primary,
-        lease_ttl=float(config.lease_ttl),
-        fence_margin=config.fence_margin,
-        replica_max_lag=config.replica_max_lag,
-        when_no_replica_acks=config.when_no_replica_acks,
-        semi_sync_fallback=config.semi_sync_fallback_ms / 1000,
-        switchover_timeout=config.switchover_timeout,
-        restart_hung_after=3.0 * config.lease_ttl,
-        members={name: m.address for name, m in config.members.items()},
-    )
-
-
-def role_of(state: AgentState, db: LocalDb) -> DbRole:
-    if state.holds_lease:
-        return DbRole.PRIMARY
-    if state.cloning:
-        return DbRole.CLONING
-    if db.reachable and db.replication_configured:
-        return DbRole.REPLICA
-    return DbRole.UNKNOWN
 
 
 class Agent:

@@ -15,105 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 from webinfra.agent import clock, watchdog
-from webinfra.agent.snapshot import GtidState, LocalDb, SlaveStatus
+from webinfra.agent.mysql_facts import FACTS_SQL, int_or_0, local_db_from_rows, parse_vertical
+from webinfra.agent.snapshot import GtidState, LocalDb
 from webinfra.sqltext import quote
 
 # "Forever" for rpl_semi_sync_master_timeout (ms): MariaDB must never fall back to async on its own;
 # falling back is the agent's decision, taken only while it holds a fresh lease.
 SEMI_SYNC_TIMEOUT_MS = 4294967295
 
-_FACTS_SQL = f"""
-SELECT @@global.read_only AS read_only, @@global.server_id AS server_id,
-  @@global.gtid_binlog_pos AS gtid_binlog_pos, @@global.gtid_slave_pos AS gtid_slave_pos,
-  @@global.gtid_binlog_state AS gtid_binlog_state, {watchdog.INSTALLED_SQL},
-  @@global.gtid_current_pos AS gtid_current_pos,
-  @@global.rpl_semi_sync_master_enabled AS semi_master_enabled,
-  @@global.rpl_semi_sync_master_wait_point AS semi_wait_point,
-  @@global.rpl_semi_sync_master_timeout AS semi_master_timeout,
-  @@global.rpl_semi_sync_slave_enabled AS semi_slave_enabled,
-  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS') AS semi_master_clients,
-  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS') AS semi_master_status,
-  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS') AS semi_master_wait_sessions,
-  (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-    WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_YES_TX') AS semi_master_yes_tx;
-SHOW SLAVE STATUS;
-"""
-
 
 class DbError(RuntimeError):
     """A statement failed or the server did not answer."""
-
-
-def parse_vertical(text: str) -> list[dict[str, str]]:
-    """Rows printed by `mariadb --batch --vertical` (any number of result sets) as dicts; NULL -> ''."""
-    rows: list[dict[str, str]] = []
-    for line in text.splitlines():
-        if line.startswith("*****") and line.rstrip().endswith("*"):
-            rows.append({})
-            continue
-        if not rows or ":" not in line:
-            continue
-        key, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        rows[-1][key.strip()] = "" if value == "NULL" else value
-    return rows
-
-
-def _int(text: str | None) -> int:
-    try:
-        return int(text or 0)
-    except ValueError:
-        return 0
-
-
-def _on(text: str | None) -> bool:
-    return (text or "").strip().upper() in ("1", "ON", "YES")
-
-
-def local_db_from_rows(rows: list[dict[str, str]]) -> LocalDb:
-    """Build `LocalDb` from the rows of `_FACTS_SQL` (variables row, then the slave row if any)."""
-    var = next((r for r in rows if "gtid_binlog_pos" in r), None)
-    if var is None:
-        return LocalDb(reachable=False, error="no answer to the facts query")
-    sl = next((r for r in rows if "Slave_IO_Running" in r), None)
-    slave = None
-    if sl is not None:
-        lag = sl.get("Seconds_Behind_Master", "")
-        slave = SlaveStatus(
-            master_host=sl.get("Master_Host", ""),
-            master_port=_int(sl.get("Master_Port")),
-            io_running=sl.get("Slave_IO_Running", ""),
-            sql_running=sl.get("Slave_SQL_Running", ""),
-            using_gtid=sl.get("Using_Gtid", ""),
-            gtid_io_pos=sl.get("Gtid_IO_Pos", ""),
-            seconds_behind=float(lag) if lag else None,
-            last_io_errno=_int(sl.get("Last_IO_Errno")),
-            last_io_error=sl.get("Last_IO_Error", ""),
-            last_sql_errno=_int(sl.get("Last_SQL_Errno")),
-            last_sql_error=sl.get("Last_SQL_Error", ""),
-        )
-    return LocalDb(
-        reachable=True,
-        read_only=_on(var.get("read_only")),
-        server_id=_int(var.get("server_id")),
-        gtid_binlog_pos=var.get("gtid_binlog_pos", ""),
-        gtid_binlog_state=var.get("gtid_binlog_state", ""),
-        watchdog_installed=_int(var.get("watchdog_installed")) > 0,
-        gtid_slave_pos=var.get("gtid_slave_pos", ""),
-        gtid_current_pos=var.get("gtid_current_pos", ""),
-        semi_master_enabled=_on(var.get("semi_master_enabled")),
-        semi_master_status=_on(var.get("semi_master_status")),
-        semi_master_clients=_int(var.get("semi_master_clients")),
-        semi_master_wait_sessions=_int(var.get("semi_master_wait_sessions")),
-        semi_master_yes_tx=_int(var.get("semi_master_yes_tx")),
-        semi_wait_point=var.get("semi_wait_point", ""),
-        semi_master_timeout=_int(var.get("semi_master_timeout")),
-        semi_slave_enabled=_on(var.get("semi_slave_enabled")),
-        slave=slave,
-    )
 
 
 class LocalMariaDB:
@@ -173,7 +85,7 @@ class LocalMariaDB:
     def facts(self) -> LocalDb:
         try:
             db = local_db_from_rows(
-                parse_vertical(self.run(self._deadline_sql(self.fence_at) + _FACTS_SQL, vertical=True))
+                parse_vertical(self.run(self._deadline_sql(self.fence_at) + FACTS_SQL, vertical=True))
             )
         except DbError as exc:
             return LocalDb(reachable=False, error=str(exc), gone=self.mysqld_gone())
@@ -271,7 +183,7 @@ SELECT @@global.gtid_binlog_state, @@global.gtid_current_pos;
                 raise DbError(f"no promotion point in {at.strip()!r}")
             before_writable(
                 LocalDb(
-                    reachable=True, server_id=_int(fields[0]), gtid_binlog_pos=fields[1], gtid_current_pos=fields[2]
+                    reachable=True, server_id=int_or_0(fields[0]), gtid_binlog_pos=fields[1], gtid_current_pos=fields[2]
                 )
             )
             if clock.now() >= fence_at:

@@ -13,8 +13,9 @@ another history.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 # MariaDB error numbers that mean "this replica's history diverged from its source's"; only a re-clone
 # repairs them. 1236: the source's binlog lacks the GTID the replica asks for (errant or purged);
@@ -251,7 +252,7 @@ class OptimeRecord:
 
     `sync`: every write the leader acknowledged is on a replica (semi-sync acks required). False while it
     acknowledged (or could acknowledge) writes no replica has: then `gtid`/`gtid_seq` say how far those
-    go, and no member behind that point may take over (decide.py)."""
+    go, and no member behind that point may take over (decide_elect.py)."""
 
     leader: str
     sync: bool
@@ -354,3 +355,39 @@ class Snapshot:
         sent = self.me.last_renewal_sent
         s = self.settings
         return sent is not None and self.now < sent + s.lease_ttl - s.fence_margin
+
+
+def released(state: AgentState, **changes: Any) -> AgentState:
+    """The memory of an agent that no longer holds the leader lease (and runs no switchover)."""
+    return replace(
+        state,
+        holds_lease=False,
+        lease_id=0,
+        last_renewal_sent=None,
+        renewed_this_cycle=False,
+        switchover_started=None,
+        switchover_target=None,
+        **changes,
+    )
+
+
+def without_switchover(state: AgentState, **changes: Any) -> AgentState:
+    """The memory of an agent that runs no switchover (any more)."""
+    return replace(state, switchover_started=None, switchover_target=None, **changes)
+
+
+def role_of(state: AgentState, db: LocalDb) -> DbRole:
+    """The role this agent publishes in its member key."""
+    if state.holds_lease:
+        return DbRole.PRIMARY
+    if state.cloning:
+        return DbRole.CLONING
+    if db.reachable and db.replication_configured:
+        return DbRole.REPLICA
+    return DbRole.UNKNOWN
+
+
+def optime_at(me: str, sync: bool, db: LocalDb) -> OptimeRecord:
+    """An optime record at the last transaction in `db`'s binlog (LocalDb.last_gtid)."""
+    here = db.last_gtid
+    return OptimeRecord(me, sync, str(here) if here else "", here.seq if here else 0, server_id=db.server_id)

@@ -134,7 +134,7 @@ def bench(
 ) -> None:
     """Measure cold up time, and LB vs direct throughput and latency, in one run (own cluster)."""
     from webinfra.proving import bench_modes
-    from webinfra.proving.bench_ha import FAILOVER_CLUSTER
+    from webinfra.proving.bench_failover import FAILOVER_CLUSTER
     from webinfra.proving.scratch import scratch_at
 
     flags = {"tls": tls_mode, "monitoring": monitoring_mode, "mixes": mixes_mode, "failover": failover_mode}

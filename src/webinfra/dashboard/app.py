@@ -38,7 +38,9 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from webinfra.dashboard.history import RANGES_MINUTES, history
 from webinfra.errors import EXPECTED, UsageError, is_usage
+from webinfra.observe.live import LiveSampler
 from webinfra.ops import faults
 
 if TYPE_CHECKING:
@@ -55,8 +57,6 @@ class FrameSource:
     """One sampling thread for all viewers: a frame a second while someone asked for one recently."""
 
     def __init__(self, cluster: Cluster, interval: float = 1.0) -> None:
-        from webinfra.observe.live import LiveSampler
-
         self.cluster = cluster
         self.interval = interval
         self.sampler = LiveSampler(cluster)
@@ -169,8 +169,6 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
         return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
 
     async def history_(request: Request) -> Response:
-        from webinfra.dashboard.history import RANGES_MINUTES, history
-
         if not authorized(request):
             return refused()
         minutes = request.query_params.get("minutes", "15")
@@ -207,24 +205,20 @@ def create_app(cluster: Cluster, token: str, frames: FrameSource | None = None) 
         return await act(request, do)
 
     async def fail(request: Request) -> Response:
-        from webinfra.ops.faults import fail as inject
-
         def do(body: dict[str, Any]) -> str:
             host, mode = body.get("host"), body.get("mode", "stop")
             if not isinstance(host, str) or mode not in FAULT_MODES:
                 raise _BadInput(f'give {{"host": name, "mode": one of {", ".join(FAULT_MODES)}}}')
-            return f"{host}: {inject(cluster, host, None, mode)}"
+            return f"{host}: {faults.fail(cluster, host, None, mode)}"
 
         return await act(request, do)
 
     async def recover(request: Request) -> Response:
-        from webinfra.ops.faults import recover as undo
-
         def do(body: dict[str, Any]) -> str:
             host = body.get("host")
             if not isinstance(host, str):
                 raise _BadInput('give {"host": name}')
-            undo(cluster, host)
+            faults.recover(cluster, host)
             return f"{host}: recovered"
 
         return await act(request, do)

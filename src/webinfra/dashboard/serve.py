@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import uvicorn
+
+from webinfra.dashboard.app import create_app
+from webinfra.errors import UsageError
 from webinfra.runtime.emulated import bridge_name, link_exists, record_process
 from webinfra.services.secrets import ensure_secret
 
@@ -27,8 +32,6 @@ def token(cluster: Cluster, *, renew: bool = False) -> str:
 
 def default_bind(cluster: Cluster) -> str:
     """The cluster's gateway: the management side of its bridge, in the machine's own namespace."""
-    from webinfra.errors import UsageError
-
     gateway = str(cluster.topology.gateway)
     bridge = bridge_name(cluster.topology.name)
     if not link_exists(bridge):
@@ -40,12 +43,6 @@ def default_bind(cluster: Cluster) -> str:
 
 
 def serve(cluster: Cluster, bind: str, port: int, *, say: Callable[[str], None], renew_token: bool = False) -> None:
-    import json
-
-    import uvicorn
-
-    from webinfra.dashboard.app import create_app
-
     secret = token(cluster, renew=renew_token)
     host = f"[{bind}]" if ":" in bind else bind
     url = f"http://{host}:{port}/"

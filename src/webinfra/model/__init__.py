@@ -8,18 +8,8 @@ Imports only errors and state of webinfra (import-linter: model is at the bottom
 
 from webinfra.model.errors import TopologyError
 from webinfra.model.load import DEFAULT_TOPOLOGY, load_topology, parse_topology
-from webinfra.model.topology import (
-    AppSpec,
-    DbSpec,
-    HostSpec,
-    LbSpec,
-    MonitoringSpec,
-    NetworkSpec,
-    Role,
-    SiteSpec,
-    TlsSpec,
-    Topology,
-)
+from webinfra.model.settings import AppSpec, DbSpec, LbSpec, MonitoringSpec, NetworkSpec, SiteSpec, TlsSpec
+from webinfra.model.topology import HostSpec, Role, Topology
 
 __all__ = [
     "DEFAULT_TOPOLOGY",

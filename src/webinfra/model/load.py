@@ -13,8 +13,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from webinfra.model.checks import check_topology
 from webinfra.model.errors import NO_VALUE, TopologyError
-from webinfra.model.topology import Topology, check_topology
+from webinfra.model.topology import Topology
 
 DEFAULT_TOPOLOGY_NAME = "<built-in default>"
 

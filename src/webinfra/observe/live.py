@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from webinfra.daemons import haproxy
 from webinfra.observe import monitor, prom
+from webinfra.observe.status import snapshot
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -149,8 +150,6 @@ class LiveSampler:
         }
 
     def frame(self) -> dict[str, Any]:
-        from webinfra.observe.status import snapshot
-
         if self.watcher is not None:
             with contextlib.suppress(Exception):  # events are a courtesy here; the frame still draws
                 self.watcher.tick()

@@ -33,15 +33,12 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from webinfra.control import events
+from webinfra.control import events, hastate
+from webinfra.control.cluster import Cluster
 from webinfra.daemons import haproxy
 from webinfra.model import Role
 from webinfra.services import supervisor
-
-if TYPE_CHECKING:
-    from webinfra.control.cluster import Cluster
 
 log = logging.getLogger("webinfra.monitor")
 
@@ -129,8 +126,6 @@ def vip_holder(cluster: Cluster) -> str | None:
 
 
 def look(cluster: Cluster) -> View:
-    from webinfra.control import hastate
-
     topo = cluster.topology
     holder = vip_holder(cluster)
     backends = {w.name: UNKNOWN for w in topo.with_role(Role.WEB)}
@@ -195,6 +190,8 @@ class Watcher:
 
 def cert_expiries(cluster: Cluster) -> dict[str, float]:
     """not_after (Unix time) of each certificate webinfra serves or trusts: the CA, the site's, the hosts'."""
+    # Here, not at the top: `status --watch` imports this module (observe/live.py) for `look`, and must not
+    # load cryptography (tests/unit/test_cli_lazy.py); only the watcher service reads certificates.
     from cryptography import x509
 
     layout, tls = cluster.layout, cluster.topology.tls
@@ -216,6 +213,7 @@ def cert_expiries(cluster: Cluster) -> dict[str, float]:
 
 class MonitorService:
     def __init__(self, cluster: Cluster, interval: float = 1.0) -> None:
+        # Only the watcher service exports metrics: `status --watch` imports this module without it.
         from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
         disable_created_metrics()
@@ -268,9 +266,7 @@ class MonitorService:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from prometheus_client import start_http_server
-
-    from webinfra.control.cluster import Cluster
+    from prometheus_client import start_http_server  # the service only (see MonitorService)
 
     parser = argparse.ArgumentParser(prog="python -m webinfra.observe.monitor", description=__doc__.split("\n")[0])
     parser.add_argument("--state-dir", type=Path, required=True)

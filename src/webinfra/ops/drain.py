@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from webinfra.daemons import haproxy
 from webinfra.daemons.haproxy import HaproxyRuntime, RuntimeApiError, ServerStat
+from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import BackendServer
@@ -41,8 +42,6 @@ def _quiet(host: str, what: str, action: str) -> None:
 
 
 def _error(message: str) -> Exception:
-    from webinfra.errors import ClusterError
-
     return ClusterError(message)
 
 

@@ -19,6 +19,7 @@ import json
 from typing import TYPE_CHECKING, Literal
 
 from webinfra.control import events
+from webinfra.errors import ClusterError, UsageError
 from webinfra.runtime import FaultError
 from webinfra.services import supervisor
 
@@ -48,8 +49,6 @@ def _remember(cluster: Cluster, host: str, what: str | None) -> None:
 
 def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "crash") -> str:
     """Inject a fault; returns a one-line description."""
-    from webinfra.errors import UsageError
-
     hp = cluster.host_plan(host)
     if service is not None:
         cluster.service_plan(host, service)
@@ -60,8 +59,6 @@ def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "
         try:
             what = machine.slow()
         except FaultError as exc:
-            from webinfra.errors import ClusterError
-
             raise ClusterError(str(exc)) from None
     elif mode == "partition":
         if service is not None:

@@ -12,7 +12,7 @@ it can and leaves both files as they were.
   app-only host; then its services stop and the host is removed.
 - `add_replica`: a new DB host, cloned with mariabackup from a running primary or replica (streamed
   between the two hosts), prepared, started, replicating with GTID from the primary (TLS when the topology
-  has it); with HA its agent starts too. Then the apps' DB routing learns it (`_refresh`): with HA the
+  has it); with HA its agent starts too. Then the apps' DB routing learns it (ops/refresh.py): with HA the
   dbproxy configs are rewritten and reloaded (invisible to clients); in the seed design site.json changes
   and the apps restart one at a time, each out of rotation (deploy.cycle).
 - `remove_replica`: out of the routing first (HA: MAINT + sessions cut in every dbproxy, then the new
@@ -23,29 +23,22 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import subprocess
-import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from webinfra.agent.clone import backup_gtid
 from webinfra.control import events, hastate
-from webinfra.control.cluster import Cluster, require_root
-from webinfra.daemons import firewall, haproxy, mariadb, registry
+from webinfra.control.cluster import Cluster, Progress, require_root
+from webinfra.daemons import haproxy, mariadb
 from webinfra.daemons.haproxy import HaproxyRuntime, RuntimeApiError
-from webinfra.daemons.registry import Refresh
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model import HostSpec, Role, Topology, parse_topology
 from webinfra.model.edit import EditError, add_host, remove_host
 from webinfra.ops import deploy, drain
-from webinfra.plan.spec import AppRelease, HostPlan, ServiceSpec
-from webinfra.runtime import CommandError
+from webinfra.ops.refresh import apply_firewalls, refresh
+from webinfra.ops.replica_clone import clone_datadir, replicate_from
+from webinfra.plan.spec import AppRelease
 from webinfra.services import releases, supervisor
-from webinfra.services.secrets import ensure_secret
-
-Progress = Callable[[str, str, str], None]
-CLONE_TIMEOUT = 600.0
 
 
 def _quiet(host: str, what: str, action: str) -> None:
@@ -96,6 +89,15 @@ def _create_host(new: Cluster, name: str, progress: Progress) -> None:
     progress(name, "host", f"created ({link.address})")
 
 
+def _bring_in(new: Cluster, name: str, new_text: str, progress: Progress) -> None:
+    """A new host up to where its services can start: created, in the stored topology, its certificates
+    issued, and every host's firewall re-applied (the others admit it)."""
+    _create_host(new, name, progress)
+    new.layout.topology_file.write_text(new_text)
+    new._ensure_pki(progress)
+    apply_firewalls(new, progress)
+
+
 def _remove_host(cluster: Cluster, name: str, progress: Progress, *, keep_network: Cluster | None = None) -> None:
     """Stop every service of `name` (a host of `cluster`) and remove it: namespace, veth, state, sockets."""
     cluster.stop(name, progress=progress)
@@ -111,14 +113,6 @@ def _remove_host(cluster: Cluster, name: str, progress: Progress, *, keep_networ
     progress(name, "host", "removed")
 
 
-def _apply_firewalls(new: Cluster, progress: Progress) -> None:
-    """Every host's rules are derived from the topology: re-apply them all (idempotent)."""
-    for hp in new.plan.hosts:
-        action = firewall.apply(new.hosts[hp.name], hp)
-        if action not in ("none", "unchanged"):
-            progress(hp.name, "firewall", action)
-
-
 def _current_release(cluster: Cluster) -> AppRelease:
     """What a new app host should run: the release most app hosts run."""
     current = deploy.current_releases(cluster)
@@ -126,53 +120,6 @@ def _current_release(cluster: Cluster) -> AppRelease:
         return AppRelease(cluster.topology.app.version)
     version, _ = Counter(r.version for r in current.values()).most_common(1)[0]
     return next(r for r in current.values() if r.version == version)
-
-
-def _changed(hp: HostPlan, svc: ServiceSpec) -> bool:
-    for f in hp.files_of(svc):
-        try:
-            if f.path.read_text() != f.content:
-                return True
-        except FileNotFoundError:
-            return True
-    return False
-
-
-def _refresh(new: Cluster, skip: set[str], progress: Progress) -> None:
-    """Bring the other hosts' running services in line with the new topology, each the way clients do not
-    see: firewalls re-applied; HAProxy's file written without a reload (its runtime state was changed
-    live); apps restarted one at a time out of rotation; the leader's agent left running (a restart would
-    hand its lease over: it reads its new config at its next start), and every agent when no single leader
-    answers right now; the rest reloaded or restarted."""
-    _apply_firewalls(new, progress)
-    leader = hastate.current_primary(new) if new.topology.ha else None
-    for hp, svc in new.plan.start_order():
-        if hp.name in skip or not _changed(hp, svc):
-            continue
-        node = new.hosts[hp.name]
-        running = supervisor.running(node, svc)
-        daemon = registry.daemon(svc.name)
-        how = daemon.refresh
-        if how is Refresh.LEADER_KEEPS:
-            how = Refresh.NEXT_START if leader is None or hp.name == leader else Refresh.APPLY
-        if how is Refresh.LIVE:
-            supervisor.write_configs(node, hp, svc)
-            if daemon.hooks.before_reload is not None:  # what a reload would have saved (HAProxy: its state)
-                daemon.hooks.before_reload(node, hp, svc)
-            progress(hp.name, svc.name, "config written (changed live; no reload)")
-        elif not running or how is Refresh.NEXT_START:
-            supervisor.write_configs(node, hp, svc)
-            progress(hp.name, svc.name, "config written (read at its next start)")
-        elif how is Refresh.CYCLE:
-            release = deploy.current_releases(new)[hp.name]
-            deploy.cycle(new, hp.name, release, progress=progress)
-        else:
-            progress(hp.name, svc.name, supervisor.start(node, hp, svc))
-    for hp, svc in new.plan.start_order():
-        restart = registry.daemon(svc.name).refresh is Refresh.RESTART
-        if restart and hp.name not in skip and supervisor.running(new.hosts[hp.name], svc):
-            supervisor.stop(new.hosts[hp.name], hp, svc)
-            progress(hp.name, svc.name, supervisor.start(new.hosts[hp.name], hp, svc))
 
 
 # ---- app servers ----
@@ -198,24 +145,18 @@ def add_server(
     release = _current_release(cluster)
     with deploy.operation_lock(cluster, "scale"):
         events.record(cluster.layout, "scale_started", name, "add-server")
-        try:
+        with _undone_on_failure(cluster, new, name, text, progress):
             if release.app_dir is not None:
                 dest = releases.release_dir(cluster.layout.host(name), release.version)
                 releases.copy_release(release.app_dir, dest)
                 releases.record(cluster.layout, name, AppRelease(release.version, dest))
                 new = Cluster(topo, cluster.layout, new_text)  # its plan runs that release
-            _create_host(new, name, progress)
-            cluster.layout.topology_file.write_text(new_text)
-            new._ensure_pki(progress)
-            _apply_firewalls(new, progress)
+            _bring_in(new, name, new_text, progress)
             new.start(name, progress=progress)
             deploy._smoke(new, name, release.version)
             progress(name, "app", f"smoke check passed ({release.version})")
             drain.add_to_lbs(new, name, progress)
-        except BaseException:
-            _undo_add(cluster, new, name, text, progress)
-            raise
-        _refresh(new, {name}, progress)
+        refresh(new, {name}, progress)
         _save_topology(cluster, new_text, topology_file)
         address = str(topo.address_of(name))
         events.record(cluster.layout, "server_added", name, f"{address}, weight {topo.host(name).lb_weight}")
@@ -240,7 +181,7 @@ def remove_server(
             drain.remove_from_lbs(cluster, name, progress)
         else:
             drain.take_out_app(cluster, name, progress)
-        _refresh(new, set(), progress)  # new haproxy.cfg / nginx upstreams without it, firewalls
+        refresh(new, set(), progress)  # new haproxy.cfg / nginx upstreams without it, firewalls
         _remove_host(cluster, name, progress, keep_network=new)
         weights = cluster.weight_overrides()
         if weights.pop(name, None) is not None:  # a live weight must not outlive its server
@@ -257,6 +198,16 @@ def _known(cluster: Cluster, name: str) -> HostSpec:
         raise UsageError(f"unknown host {name!r} (hosts: {names})") from None
 
 
+@contextlib.contextmanager
+def _undone_on_failure(cluster: Cluster, new: Cluster, name: str, old_text: str, progress: Progress) -> Iterator[None]:
+    """An add either completes or, on any failure (an interrupt too), is undone before the error goes on."""
+    try:
+        yield
+    except BaseException:
+        _undo_add(cluster, new, name, old_text, progress)
+        raise
+
+
 def _undo_add(cluster: Cluster, new: Cluster, name: str, old_text: str, progress: Progress) -> None:
     """Best effort after a failed add: out of the LBs, host removed, files as they were."""
     with contextlib.suppress(Exception):
@@ -269,7 +220,7 @@ def _undo_add(cluster: Cluster, new: Cluster, name: str, old_text: str, progress
         _remove_host(new, name, progress, keep_network=cluster)
     cluster.layout.topology_file.write_text(old_text)
     with contextlib.suppress(Exception):
-        _apply_firewalls(cluster, progress)
+        apply_firewalls(cluster, progress)
     events.record(cluster.layout, "scale_failed", name, "undone")
 
 
@@ -299,11 +250,8 @@ def add_replica(
     new = Cluster(topo, cluster.layout, new_text)
     with deploy.operation_lock(cluster, "scale"):
         events.record(cluster.layout, "scale_started", name, f"add-replica from {source}")
-        try:
-            _create_host(new, name, progress)
-            cluster.layout.topology_file.write_text(new_text)
-            new._ensure_pki(progress)
-            _apply_firewalls(new, progress)  # the primary accepts the new replica before it connects
+        with _undone_on_failure(cluster, new, name, text, progress):
+            _bring_in(new, name, new_text, progress)  # the primary's firewall accepts it before it connects
             gtid = clone_datadir(new, source, name, progress)
             hp = new.plan.host(name)
             node = new.hosts[name]
@@ -313,10 +261,7 @@ def add_replica(
             mariadb.wait_caught_up(node, hp, target, timeout=60)
             progress(name, "mariadb", f"replicating from {primary}, caught up to {target or 'empty'}")
             new.start(name, progress=progress)  # the agent (HA) and any exporters
-        except BaseException:
-            _undo_add(cluster, new, name, text, progress)
-            raise
-        _refresh(new, {name}, progress)  # the apps' DB routing learns it
+        refresh(new, {name}, progress)  # the apps' DB routing learns it
         _save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "replica_added", name, f"cloned from {source} at {gtid or 'empty'}")
     return gtid
@@ -340,7 +285,7 @@ def remove_replica(
         events.record(cluster.layout, "scale_started", name, "remove-replica")
         if cluster.topology.ha:
             _out_of_dbproxies(cluster, name, progress)
-        _refresh(new, set(), progress)  # site.json (rolling) or dbproxy configs without it
+        refresh(new, set(), progress)  # site.json (rolling) or dbproxy configs without it
         _remove_host(cluster, name, progress, keep_network=new)
         _save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "replica_removed", name, "out of the DB routing, stopped, removed")
@@ -370,81 +315,3 @@ def _out_of_dbproxies(cluster: Cluster, name: str, progress: Progress) -> None:
             progress(app.name, "dbproxy", f"not reachable ({exc}); its new config removes {name}")
             continue
         progress(app.name, "dbproxy", f"{name} in maintenance")
-
-
-def clone_datadir(cluster: Cluster, source: str, target: str, progress: Progress) -> str:
-    """Stream `mariabackup --backup` of `source`'s running MariaDB into `target`'s datadir (xbstream
-    through a pipe: both hosts are on this machine), prepare it; returns the GTID the copy is at."""
-    src, dst = cluster.plan.host(source), cluster.plan.host(target)
-    datadir = mariadb.datadir(dst)
-    staging = datadir.with_name(".mariadb.clone")
-    work = src.dirs.tmp / f"backup-for-{target}"
-    for leftover in (staging, work, datadir):
-        shutil.rmtree(leftover, ignore_errors=True)  # a host not in the topology yet: nothing of it is used
-    staging.mkdir(parents=True)
-    work.mkdir(parents=True)
-    started = time.monotonic()
-    errlog = dst.dirs.log / "clone.log"
-    with open(errlog, "ab") as err:
-        backup = subprocess.Popen(
-            cluster.hosts[source].local_argv(
-                [
-                    "mariabackup",
-                    "--backup",
-                    "--stream=xbstream",
-                    "--user=root",
-                    f"--socket={mariadb.socket_path(src)}",
-                    f"--target-dir={work}",
-                ]
-            ),
-            stdout=subprocess.PIPE,
-            stderr=err,
-        )
-        assert backup.stdout is not None
-        unpack = subprocess.Popen(
-            cluster.hosts[target].local_argv(["mbstream", "-x", "-C", str(staging)]), stdin=backup.stdout, stderr=err
-        )
-        backup.stdout.close()
-        try:
-            rc_unpack = unpack.wait(timeout=CLONE_TIMEOUT)
-            rc_backup = backup.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            backup.kill()
-            unpack.kill()
-            raise ClusterError(f"clone of {source} into {target}: not done after {CLONE_TIMEOUT:g}s") from None
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    if rc_backup != 0 or rc_unpack != 0:
-        raise ClusterError(f"clone of {source}: mariabackup exited {rc_backup}, mbstream {rc_unpack} (see {errlog})")
-    try:
-        cluster.hosts[target].run(["mariabackup", "--prepare", f"--target-dir={staging}"], timeout=CLONE_TIMEOUT)
-    except CommandError as exc:
-        raise ClusterError(f"mariabackup --prepare of the clone failed: {exc}") from None
-    gtid = backup_gtid(staging)
-    staging.rename(datadir)
-    progress(target, "mariadb", f"cloned from {source} at {gtid or 'empty'} in {time.monotonic() - started:.1f}s")
-    return gtid
-
-
-def replicate_from(cluster: Cluster, replica: str, primary: str, gtid: str) -> None:
-    """Start GTID replication of `replica` from `primary`, right after `gtid` (the clone's position)."""
-    topo, hp = cluster.topology, cluster.plan.host(replica)
-    password = ensure_secret(cluster.layout, "db-repl")
-    q = mariadb.quote
-    mariadb.admin_sql(
-        cluster.hosts[replica],
-        hp,
-        f"""
-SET GLOBAL read_only = ON;
-STOP SLAVE;
-RESET SLAVE ALL;
-SET GLOBAL gtid_slave_pos = {q(gtid)};
-CHANGE MASTER TO MASTER_HOST={q(str(topo.address_of(primary)))}, MASTER_PORT={topo.db.port},
-  MASTER_USER={q(mariadb.REPL_USER)}, MASTER_PASSWORD={q(password)},
-  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {mariadb.replication_tls_clause(topo, cluster.layout)};
-START SLAVE;
-""",
-    )
-    if not mariadb.wait_replicating(cluster.hosts[replica], hp, timeout=30):
-        status = mariadb.facts(cluster.hosts[replica], hp)
-        raise ClusterError(f"{replica}: replication from {primary} did not start ({status.last_error or 'no error'})")

@@ -13,17 +13,19 @@ import re
 import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from webinfra.control.cluster import Cluster
 from webinfra.errors import ClusterError
 from webinfra.model.relocate import amended, relocated, seed_text
 from webinfra.proving import scratch
+from webinfra.proving.chaos.run import verify_for
 
 BENCH_CLUSTER = "bench"
 BENCH_SUBNET = "198.18.250.0/24"
@@ -51,6 +53,22 @@ class BenchReport:
 
     def median(self, key: str, attr: str) -> float:
         return statistics.median(getattr(r, attr) for r in self.rows[key])
+
+
+@dataclass(frozen=True)
+class BenchParams:
+    """What every bench runner takes (`webinfra bench`'s flags); a mode reads the fields it uses."""
+
+    duration: int
+    connections: int
+    rounds: int
+    keep: bool
+    runs: int  # --failover: runs of each fault
+    cluster_at: tuple[str, str]  # --failover: (name, subnet) of its scratch cluster
+
+    @property
+    def flags(self) -> str:
+        return f"--duration {self.duration} --connections {self.connections} --rounds {self.rounds}"
 
 
 def bench_topology_text() -> str:
@@ -95,34 +113,27 @@ def wrk(
     return parse_wrk(out)
 
 
-def run_bench(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    keep: bool = False,
-    state_root: Path | None = None,
-    say: Callable[[str], None] = print,
-) -> BenchReport:
+def seed_rows(cluster: Cluster, count: int = 50) -> None:
+    """Some rows to read, so the list endpoint does real work."""
+    with httpx.Client(base_url=cluster.topology.site_url, verify=verify_for(cluster), timeout=10) as client:
+        for i in range(count):
+            client.post("/api/entries", json={"text": f"seed row {i}"})
+
+
+def run_bench(params: BenchParams, *, root: Path | None = None, say: Callable[[str], None] = print) -> BenchReport:
     report = BenchReport()
-    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-"))
-    cluster = scratch.prepare(bench_topology_text(), root, source="<bench>")
-    topo = cluster.topology
-    say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
-    started = time.monotonic()
-    cluster.up()
-    report.cold_up_seconds = time.monotonic() - started
-    say(f"  cold up: {report.cold_up_seconds:.1f}s")
-    try:
+    with scratch.scratch_run("webinfra-bench-", root, params.keep) as run:
+        cluster = run.prepare(bench_topology_text(), source="<bench>")
+        topo = cluster.topology
+        say(f"cold up of the seed design ({len(topo.hosts)} hosts)...")
+        started = time.monotonic()
+        cluster.up()
+        report.cold_up_seconds = time.monotonic() - started
+        say(f"  cold up: {report.cold_up_seconds:.1f}s")
         lb = topo.site_url.rstrip("/")
         direct = f"http://{topo.address_of('web-01')}"
-        # Some rows to read, so the list endpoint does real work.
-        import httpx
-
-        with httpx.Client(base_url=lb, timeout=10) as client:
-            for i in range(50):
-                client.post("/api/entries", json={"text": f"seed row {i}"})
-        script = root / "post.lua"
+        seed_rows(cluster)
+        script = run.root / "post.lua"
         script.write_text(POST_LUA)
         plan = [
             ("read via LB", f"{lb}/api/entries?limit=10", None),
@@ -130,18 +141,14 @@ def run_bench(
             ("write via LB", f"{lb}/api/entries", script),
             ("write direct (web-01)", f"{direct}/api/entries", script),
         ]
-        for n in range(rounds):
+        for n in range(params.rounds):
             for key, url, lua in plan:
-                result = wrk(url, duration=duration, connections=connections, script=lua)
+                result = wrk(url, duration=params.duration, connections=params.connections, script=lua)
                 report.rows.setdefault(key, []).append(result)
                 say(
-                    f"  round {n + 1}/{rounds} {key:<22} {result.requests_per_second:8.0f} req/s  "
+                    f"  round {n + 1}/{params.rounds} {key:<22} {result.requests_per_second:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                 )
-    finally:
-        if not keep:
-            scratch.take_down(cluster)
-            shutil.rmtree(root, ignore_errors=True)
     return report
 
 
@@ -212,44 +219,31 @@ def _ssl_info(cluster: Cluster) -> str:
 
 
 def run_tls_bench(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    path: str = "/healthz",
-    keep: bool = False,
-    state_root: Path | None = None,
-    say: Callable[[str], None] = print,
+    params: BenchParams, *, path: str = "/healthz", root: Path | None = None, say: Callable[[str], None] = print
 ) -> TlsBenchReport:
     """HTTP vs HTTPS (re-encrypted) vs HTTPS (edge only) through the LB, interleaved round by round."""
     report = TlsBenchReport()
-    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-tls-"))
-    clusters: list[tuple[str, Cluster]] = []
-    try:
+    with scratch.scratch_run("webinfra-bench-tls-", root, params.keep) as run:
+        clusters: list[tuple[str, Cluster]] = []
         for name, subnet, label, tls in TLS_BENCH:
-            cluster = scratch.prepare(tls_bench_topology_text(name, subnet, tls), root, source="<bench>")
+            cluster = run.prepare(tls_bench_topology_text(name, subnet, tls), source="<bench>")
             clusters.append((label, cluster))
             say(f"up: {name} ({label}, {subnet})...")
             cluster.up()
-        for n in range(rounds):
+        for n in range(params.rounds):
             for mode, headers in TLS_MODES:
                 for label, cluster in clusters:
                     key = f"{label} ({mode})"
                     url = cluster.topology.site_url.rstrip("/") + path
-                    result = wrk(url, duration=duration, connections=connections, headers=headers)
+                    result = wrk(url, duration=params.duration, connections=params.connections, headers=headers)
                     report.rows.setdefault(key, []).append(result)
                     say(
-                        f"  round {n + 1}/{rounds} {key:<52} {result.requests_per_second:8.0f} req/s  "
+                        f"  round {n + 1}/{params.rounds} {key:<52} {result.requests_per_second:8.0f} req/s  "
                         f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                     )
         for label, cluster in clusters:
             if cluster.topology.tls.enabled:
                 report.session_reuse[label] = _ssl_info(cluster)
-    finally:
-        if not keep:
-            for _, cluster in clusters:
-                scratch.take_down(cluster)
-            shutil.rmtree(root, ignore_errors=True)
     return report
 
 

@@ -10,28 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from webinfra.errors import UsageError
-from webinfra.proving import bench, bench_ha, bench_monitoring
+from webinfra.proving import bench, bench_failover, bench_mixes, bench_monitoring
+from webinfra.proving.bench import BenchParams
 
 Say = Callable[[str], None]
 PROGRESS_MODES = ("mixes", "failover")  # they take minutes: the CLI shows a progress bar
-
-
-@dataclass(frozen=True)
-class BenchParams:
-    duration: int
-    connections: int
-    rounds: int
-    keep: bool
-    runs: int  # --failover: runs of each fault
-    cluster_at: tuple[str, str]  # --failover: (name, subnet) of its scratch cluster
-
-    @property
-    def flags(self) -> str:
-        return f"--duration {self.duration} --connections {self.connections} --rounds {self.rounds}"
 
 
 def choose_mode(flags: Mapping[str, bool], scratch_name: str | None, scratch_subnet: str | None) -> str:
@@ -49,31 +35,24 @@ def choose_mode(flags: Mapping[str, bool], scratch_name: str | None, scratch_sub
 
 def steps(mode: str, params: BenchParams) -> int:
     """How many steps a progress mode reports through `tick`."""
-    return bench_ha.mixes_steps(params.rounds) if mode == "mixes" else bench_ha.failover_steps(params.runs)
+    return bench_mixes.mixes_steps(params.rounds) if mode == "mixes" else bench_failover.failover_steps(params.runs)
 
 
 def run_mode(mode: str, params: BenchParams, say: Say, tick: Callable[[], None]) -> tuple[Any, str]:
     """Run `mode`; returns its report and the Markdown that quotes the command."""
-    duration, connections, rounds, keep = params.duration, params.connections, params.rounds, params.keep
     if mode == "mixes":
-        report: Any = bench_ha.run_mixes(
-            duration=duration, connections=connections, rounds=rounds, keep=keep, say=say, tick=tick
-        )
-        return report, bench_ha.mixes_markdown(report, f"webinfra bench --mixes {params.flags}")
+        report: Any = bench_mixes.run_mixes(params, say=say, tick=tick)
+        return report, bench_mixes.mixes_markdown(report, f"webinfra bench --mixes {params.flags}")
     if mode == "failover":
-        report = bench_ha.run_failover(
-            runs=params.runs, keep=params.keep, say=say, tick=tick, cluster_at=params.cluster_at
-        )
-        return report, bench_ha.failover_markdown(report, f"webinfra bench --failover --runs {params.runs}")
+        report = bench_failover.run_failover(params, say=say, tick=tick)
+        return report, bench_failover.failover_markdown(report, f"webinfra bench --failover --runs {params.runs}")
     if mode == "monitoring":
-        report = bench_monitoring.run_monitoring_bench(
-            duration=duration, connections=connections, rounds=rounds, keep=keep, say=say
-        )
+        report = bench_monitoring.run_monitoring_bench(params, say=say)
         return report, bench_monitoring.monitoring_markdown(report, f"webinfra bench --monitoring {params.flags}")
     if mode == "tls":
-        report = bench.run_tls_bench(duration=duration, connections=connections, rounds=rounds, keep=keep, say=say)
+        report = bench.run_tls_bench(params, say=say)
         return report, bench.tls_markdown(report, f"webinfra bench --tls {params.flags}")
-    report = bench.run_bench(duration=duration, connections=connections, rounds=rounds, keep=keep, say=say)
+    report = bench.run_bench(params, say=say)
     return report, bench.markdown(report, f"webinfra bench {params.flags}")
 
 

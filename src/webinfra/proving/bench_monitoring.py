@@ -12,9 +12,7 @@ frontend (idle when nobody scrapes).
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +22,9 @@ from webinfra.control.cluster import Cluster
 from webinfra.errors import ClusterError
 from webinfra.model import Role, parse_topology
 from webinfra.model.relocate import amended, relocated, seed_text
+from webinfra.observe import prom
 from webinfra.proving import scratch
-from webinfra.proving.bench import WrkResult, wrk
+from webinfra.proving.bench import BenchParams, WrkResult, seed_rows, wrk
 
 CLUSTER = "benchmon"
 SUBNET = "198.18.58.0/24"
@@ -76,8 +75,6 @@ def collector_cpu_seconds(cluster: Cluster) -> float:
 
 
 def set_monitoring(cluster: Cluster, on: bool) -> None:
-    from webinfra.observe import prom
-
     pairs = collectors(cluster)
     if not on:
         for host, service in reversed(pairs):
@@ -101,53 +98,35 @@ def set_monitoring(cluster: Cluster, on: bool) -> None:
 
 
 def run_monitoring_bench(
-    *,
-    duration: int = 5,
-    connections: int = 16,
-    rounds: int = 3,
-    keep: bool = False,
-    state_root: Path | None = None,
-    say: Callable[[str], None] = print,
+    params: BenchParams, *, root: Path | None = None, say: Callable[[str], None] = print
 ) -> MonitoringBenchReport:
-    import httpx
-
-    from webinfra.observe import prom
-
     report = MonitoringBenchReport()
-    root = state_root or Path(tempfile.mkdtemp(prefix="webinfra-bench-mon-"))
-    cluster = scratch.prepare(topology_text(), root, source="<bench>")
-    say(f"up: {CLUSTER} (seed design + mon-01, {SUBNET})...")
-    cluster.up()
-    try:
-        lb = cluster.topology.site_url.rstrip("/")
-        with httpx.Client(base_url=lb, timeout=10) as client:
-            for i in range(50):
-                client.post("/api/entries", json={"text": f"seed row {i}"})
+    with scratch.scratch_run("webinfra-bench-mon-", root, params.keep) as run:
+        cluster = run.prepare(topology_text(), source="<bench>")
+        say(f"up: {CLUSTER} (seed design + mon-01, {SUBNET})...")
+        cluster.up()
+        seed_rows(cluster)
         set_monitoring(cluster, True)
         report.targets = len(prom.targets(cluster))
-        url = f"{lb}/api/entries?limit=10"
-        wrk(url, duration=duration, connections=connections)  # warm-up (pools, caches), not counted
-        for n in range(rounds):
+        url = f"{cluster.topology.site_url.rstrip('/')}/api/entries?limit=10"
+        wrk(url, duration=params.duration, connections=params.connections)  # warm-up (pools, caches), not counted
+        for n in range(params.rounds):
             order = (ON, OFF) if n % 2 == 0 else (OFF, ON)
             for key in order:
                 set_monitoring(cluster, key == ON)
                 cpu_before, started = collector_cpu_seconds(cluster), time.monotonic()
-                result = wrk(url, duration=duration, connections=connections)
+                result = wrk(url, duration=params.duration, connections=params.connections)
                 if key == ON:
                     used = collector_cpu_seconds(cluster) - cpu_before
                     report.collector_cores.append(used / (time.monotonic() - started))
                 report.rows.setdefault(key, []).append(result)
                 say(
-                    f"  round {n + 1}/{rounds} {key:<15} {result.requests_per_second:8.0f} req/s  "
+                    f"  round {n + 1}/{params.rounds} {key:<15} {result.requests_per_second:8.0f} req/s  "
                     f"p50 {result.p50_ms:6.1f} ms  p99 {result.p99_ms:6.1f} ms"
                 )
         set_monitoring(cluster, True)
         rate = prom.query(cluster, "rate(prometheus_tsdb_head_samples_appended_total[1m])")
         report.samples_per_second = rate[0][1] if rate else None
-    finally:
-        if not keep:
-            scratch.take_down(cluster)
-            shutil.rmtree(root, ignore_errors=True)
     return report
 
 

@@ -3,14 +3,18 @@ nemesis run or one test module, and taken down afterwards. The one place that do
 and tests/integration/clusterkit.py use it).
 
 Leftovers of a crashed earlier run under the same name (namespaces, veths, the bridge) are swept first, so
-they cannot hold the addresses.
+they cannot hold the addresses. `scratch_run` is the frame of a bench run: a state root, the clusters it
+brings up there, and their teardown.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
-from collections.abc import Callable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -98,3 +102,42 @@ def on_cluster(
     finally:
         if not keep:
             take_down(cluster, say)
+
+
+class ScratchRun:
+    """The clusters of one run, under one state root; `scratch_run` takes down every one it prepared."""
+
+    def __init__(self, root: Path, say: Say) -> None:
+        self.root = root
+        self.say = say
+        self._teardown = contextlib.ExitStack()
+
+    def prepare(self, text: str, *, name: str | None = None, subnet: str | None = None, source: str = "") -> Cluster:
+        """`prepare` under this run's root; the cluster is taken down with the run (unless kept)."""
+        cluster = prepare(text, self.root, name=name, subnet=subnet, source=source)
+        self._teardown.callback(take_down, cluster)
+        return cluster
+
+    def bring_up(self, text: str, *, name: str | None = None, subnet: str | None = None, source: str = "") -> Cluster:
+        """`bring_up` under this run's root, said through the run's `say`."""
+        cluster = self.prepare(text, name=name, subnet=subnet, source=source)
+        _up(cluster, self.say, None)
+        return cluster
+
+
+@contextlib.contextmanager
+def scratch_run(prefix: str, root: Path | None, keep: bool, say: Say = _quiet) -> Iterator[ScratchRun]:
+    """The frame every bench runner shares: a state root (a new temporary one unless `root` is given), the
+    clusters the body prepares there, and at the end, unless `keep`, each taken down (the last one first,
+    all of them even when one fails, and also when the body or an `up` failed) and a temporary root removed."""
+    state = root or Path(tempfile.mkdtemp(prefix=prefix))
+    run = ScratchRun(state, say)
+    try:
+        yield run
+    finally:
+        if not keep:
+            try:
+                run._teardown.close()
+            finally:
+                if root is None:
+                    shutil.rmtree(state, ignore_errors=True)

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import webinfra.site
 from webinfra.errors import EXIT_USAGE, WebinfraError
 from webinfra.plan.spec import AppRelease
 from webinfra.state import HostDirs, Layout
@@ -47,8 +48,6 @@ class CodeBaseError(WebinfraError, ValueError):
 
 def builtin_code_base() -> Path:
     """The installed `webinfra/site` package: what `deploy` ships without a PATH."""
-    import webinfra.site
-
     return Path(webinfra.site.__file__).parent
 
 

@@ -3,7 +3,8 @@
 Modules:
 
 * :mod:`webinfra.site.config` - :class:`SiteConfig`, the per-server JSON config.
-* :mod:`webinfra.site.db` - asyncmy pools, read/write routing, failover, read-your-writes.
+* :mod:`webinfra.site.db` - read/write routing, failover, read-your-writes.
+* :mod:`webinfra.site.dbconn` - the asyncmy pools, sessions and server identities.
 * :mod:`webinfra.site.entries` - the ``entries`` table's queries.
 * :mod:`webinfra.site.validation` - pure validators for client input.
 * :mod:`webinfra.site.routes` / :mod:`webinfra.site.app` - the Starlette app; run it with

@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, ExceptionHandler, Message, Receive, Scope, 
 
 from webinfra.site.auth import AdminToken, Signer
 from webinfra.site.config import SiteConfig, load_config
-from webinfra.site.db import Database, DBUnavailable
+from webinfra.site.db import Database
+from webinfra.site.dbconn import DBUnavailable
 from webinfra.site.entries import EntryStore
 from webinfra.site.metrics import ROUTE as METRICS_ROUTE
 from webinfra.site.metrics import MetricsMiddleware, SiteMetrics

@@ -15,7 +15,8 @@ from typing import Any
 from asyncmy.cursors import Cursor
 from asyncmy.errors import IntegrityError
 
-from webinfra.site.db import Database, Served, server_errno
+from webinfra.site.db import Database, Served
+from webinfra.site.dbconn import server_errno
 from webinfra.site.validation import InputError
 
 _SELECT = "SELECT id, text, author_host, created_at FROM entries"

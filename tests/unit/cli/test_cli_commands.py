@@ -455,7 +455,7 @@ def test_bench_json(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     report = bench.BenchReport(cold_up_seconds=12.5, rows={"lb": [bench.WrkResult(1000.0, 1.0, 5.0, 0, 0)]})
-    monkeypatch.setattr(bench, "run_bench", lambda **kw: report)
+    monkeypatch.setattr(bench, "run_bench", lambda params, **kw: report)
     monkeypatch.setattr(bench, "markdown", lambda r, command: f"Command: `{command}`\n\ntable")
     result = run("bench", "--json", "--duration", "2")
     assert result.exit_code == 0, result.output

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from webinfra.model import parse_topology
 from webinfra.proving.bench import WrkResult
-from webinfra.proving.bench_ha import (
-    MIX_LUA,
-    FailoverReport,
-    LagRun,
-    MixReport,
-    failover_markdown,
-    hardened_variant,
-    mixes_markdown,
-)
+from webinfra.proving.bench_failover import FailoverReport, failover_markdown
+from webinfra.proving.bench_mixes import MIX_LUA, LagRun, MixReport, hardened_variant, mixes_markdown
 
 
 def test_variants_differ_only_in_tls() -> None:

@@ -104,6 +104,7 @@ def write_docs(report: NemesisReport, docs: Path, command: str) -> Path:
 
 
 def timeline_png(report: NemesisReport, path: Path) -> Path:
+    # matplotlib is the optional [plots] extra, and heavy: loaded only when a PNG is drawn.
     import matplotlib
 
     matplotlib.use("Agg")

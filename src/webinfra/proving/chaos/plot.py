@@ -45,6 +45,7 @@ def buckets(
 
 
 def timeline_png(result: ChaosResult, samples: Sequence[Sample], path: Path) -> Path:
+    # matplotlib is the optional [plots] extra, and heavy: loaded only when a PNG is drawn.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,7 +91,7 @@ def timeline_png(result: ChaosResult, samples: Sequence[Sample], path: Path) -> 
 def shrink(path: Path, colors: int = 64) -> None:
     """Rewrite a PNG with a small palette: a plot has few colours, and the file becomes a quarter the size
     (these are committed under docs/resilience/)."""
-    from PIL import Image
+    from PIL import Image  # pillow comes with the optional [plots] extra (matplotlib's dependency)
 
     with Image.open(path) as image:
         small = image.convert("RGB").quantize(colors=colors)

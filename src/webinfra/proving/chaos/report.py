@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from rich.table import Table
+
 from webinfra.proving.loadgen import Sample
 
 
@@ -212,8 +214,6 @@ HEADERS = [
 
 
 def rich_table(results: Sequence[ChaosResult], title: str = "") -> Any:
-    from rich.table import Table
-
     table = Table(*HEADERS, title=title or None)
     for r in results:
         cells = row(r)

@@ -27,6 +27,7 @@ from webinfra.daemons import mariadb
 from webinfra.errors import ClusterError
 from webinfra.model import Role
 from webinfra.ops import faults
+from webinfra.proving.chaos.plot import timeline_png
 from webinfra.proving.chaos.report import QUIET_GAP, ChaosResult, Marks, served_again, summarize
 from webinfra.proving.chaos.scenarios import NotApplicable, Roles, Target, resolve
 from webinfra.proving.chaos.splitbrain import SplitBrainMonitor, missing_writes
@@ -225,8 +226,6 @@ def run_scenario(
     result.split_brain_windows = monitor.windows()
     result.split_brain_polls = monitor.samples
     if png is not None:
-        from webinfra.proving.chaos.plot import timeline_png
-
         result.png = str(timeline_png(result, samples, png))
     return result
 
