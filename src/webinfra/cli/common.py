@@ -13,19 +13,33 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import click
 from click.shell_completion import CompletionItem
-from rich.console import Console
-from rich.markup import escape
 
 from webinfra.control.cluster import Cluster
 from webinfra.errors import EXIT_INTERRUPTED, EXPECTED, UsageError, exit_code_of, label_of
 from webinfra.state import STATE_ROOT_ENV
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+# `console` and `err_console` are made on first use: rich costs ~0.02-0.09 s of start-up, which `status
+# --json` (click.echo only) need not pay.
+@functools.cache
+def _consoles() -> dict[str, Console]:
+    from rich.console import Console
+
+    return {"console": Console(highlight=False), "err_console": Console(stderr=True, highlight=False)}
+
+
+def __getattr__(name: str) -> Console:
+    if name in ("console", "err_console"):
+        return _consoles()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -47,7 +61,7 @@ def error_handler(interrupted: str = "interrupted") -> Callable[[Callable[P, R]]
             except EXPECTED as exc:
                 fail(exc)
             except KeyboardInterrupt:
-                err_console.print(interrupted)
+                _consoles()["err_console"].print(interrupted)
                 sys.exit(EXIT_INTERRUPTED)
 
         return wrapper
@@ -60,7 +74,9 @@ handle_errors = error_handler()
 
 def fail(exc: BaseException) -> NoReturn:
     """Print an expected error as `error: …` (bad input) or `failed: …` and exit with its code."""
-    err_console.print(f"[bold red]{label_of(exc)}:[/] {escape(str(exc))}", soft_wrap=True)
+    from rich.markup import escape
+
+    _consoles()["err_console"].print(f"[bold red]{label_of(exc)}:[/] {escape(str(exc))}", soft_wrap=True)
     sys.exit(exit_code_of(exc))
 
 
@@ -168,7 +184,7 @@ def print_json(data: Any) -> None:
 def progress_printer(as_json: bool = False) -> Callable[[str, str, str], None]:
     """Steps as they happen; to stderr when stdout carries JSON."""
     started = time.monotonic()
-    out = err_console if as_json else console
+    out = _consoles()["err_console" if as_json else "console"]
 
     def report(host: str, what: str, action: str) -> None:
         mark = "[green]✓[/]" if action not in ("stopped", "killed", "removed", "purged") else "[yellow]■[/]"
@@ -179,6 +195,9 @@ def progress_printer(as_json: bool = False) -> Callable[[str, str, str], None]:
 
 def wide_console() -> Console:
     """Into a pipe or file, rich would wrap at 80 columns; a table that is read later wants full rows."""
+    from rich.console import Console
+
+    console = _consoles()["console"]
     return console if console.is_terminal else Console(highlight=False, width=160)
 
 

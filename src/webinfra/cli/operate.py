@@ -7,12 +7,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
+from webinfra.cli import common
 from webinfra.cli.common import (
     cluster_option,
     complete_host,
-    console,
     handle_errors,
     host_argument,
     json_option,
@@ -26,6 +25,8 @@ from webinfra.control.cluster import require_root
 from webinfra.errors import EXIT_DEGRADED, EXIT_DOWN, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from webinfra.ops.faults import Mode
 
 STATUS_EXIT = {"healthy": 0, "degraded": EXIT_DEGRADED, "down": EXIT_DOWN}
@@ -42,7 +43,6 @@ def status(
     """Show hosts, services, load-balancer backends and database replication.
 
     Exit 0: healthy; 4: degraded (the site serves, something is missing); 5: the site is down."""
-    from webinfra.cli.tables import render_status
     from webinfra.observe.status import snapshot
 
     cluster = open_cluster(topology_file, cluster_name, state_dir)
@@ -51,12 +51,14 @@ def status(
             raise UsageError("--watch draws tables; it does not go with --json")
         from webinfra.cli.watch import watch as watch_live
 
-        watch_live(console, cluster)
+        watch_live(common.console, cluster)
         return
     snap = snapshot(cluster)
     if as_json:
         print_json(snap)
     else:
+        from webinfra.cli.tables import render_status  # rich: only for the table
+
         out: Console = wide_console()
         render_status(out, snap)
         for problem in snap["health"]["problems"]:
@@ -84,7 +86,7 @@ def weight(
     if as_json:
         print_json({"cluster": cluster.topology.name, "server": server, "weight": weight})
     else:
-        console.print(f"weight of {server} is now {weight}")
+        common.console.print(f"weight of {server} is now {weight}")
 
 
 @click.command()
@@ -156,7 +158,7 @@ def fail(
     if as_json:
         print_json({"cluster": cluster.topology.name, "host": host, "service": service, "mode": mode, "fault": what})
     else:
-        console.print(f"{host}: {what}")
+        common.console.print(f"{host}: {what}")
 
 
 @click.command()
@@ -176,7 +178,7 @@ def recover(
     if as_json:
         print_json({"cluster": cluster.topology.name, "host": host, "recovered": True})
     else:
-        console.print(f"{host}: recovered")
+        common.console.print(f"{host}: recovered")
 
 
 @click.command()
@@ -204,4 +206,4 @@ def switchover(
     if as_json:
         print_json({"cluster": cluster.topology.name, "old_primary": old, "new_primary": new, "seconds": seconds})
     else:
-        console.print(f"primary: {old} -> {new} in {seconds:.1f}s")
+        common.console.print(f"primary: {old} -> {new} in {seconds:.1f}s")

@@ -21,7 +21,6 @@ from webinfra.errors import WebinfraError
 from webinfra.model import Role
 from webinfra.plan.daemons.agent import dcs_prefix
 from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_AGENT_USER, ETCD_ROOT_SECRET, etcd_scheme, etcd_secured
-from webinfra.runtime.http import MachineTransport, client_on
 from webinfra.services.secrets import read_secret
 
 if TYPE_CHECKING:
@@ -30,7 +29,8 @@ if TYPE_CHECKING:
 
 # The etcd client is the agent's (agent/dcs.py), imported inside the functions that use it:
 # importing any module of the agent package loads the whole agent (~0.18 s), which `status` and every
-# other command that imports Cluster would pay at start-up without ever talking to etcd.
+# other command that imports Cluster would pay at start-up without ever talking to etcd. httpx
+# (runtime/client.py) likewise: `status` makes no httpx call.
 
 T = TypeVar("T")
 ROOT_USER = "root"
@@ -75,6 +75,7 @@ def on_member(
     url = member_url(cluster, member)
 
     from webinfra.agent.dcs import EtcdClient  # not at start-up: see the note at the top
+    from webinfra.runtime.client import MachineTransport
 
     transport = MachineTransport(cluster.hosts[member], ca_file=_ca(cluster))
     client = EtcdClient([url], timeout=timeout, credentials=creds, transport=transport)
@@ -86,6 +87,8 @@ def on_member(
 
 def healthy(cluster: Cluster, member: str, timeout: float = 0.5) -> bool:
     """The member's /health says true (it has a leader): over https verified against the CA when secured."""
+    from webinfra.runtime.client import client_on  # not at start-up: see the note at the top
+
     url = member_url(cluster, member) + "/health"
     try:
         with client_on(cluster.hosts[member], ca_file=_ca(cluster), timeout=timeout) as client:

@@ -7,20 +7,21 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from webinfra.control import etcd_access
 from webinfra.model import Role
 from webinfra.parallel import map_ordered
-from webinfra.runtime import client_on
 from webinfra.runtime.probe import wait_until
 
 if TYPE_CHECKING:
+    import httpx
+
     from webinfra.control.cluster import Cluster
 
 
 def _get(cluster: Cluster, host: str, port: int, path: str, timeout: float = 0.5) -> httpx.Response | None:
     """GET from inside `host` (its own network view) to itself."""
+    from webinfra.runtime.client import client_on  # httpx: not at start-up (`status` makes no httpx call)
+
     address = str(cluster.topology.address_of(host))
 
     try:
@@ -90,14 +91,15 @@ def vip_holders(cluster: Cluster) -> list[str]:
     vip = cluster.topology.vip
     if vip is None:
         return []
+    # Asked of each LB's machine (a bind to the address, in the emulated host's namespace: no process per
+    # question, which `up` polls every 0.1 s and `status` asks once).
     holders = []
     for lb in cluster.topology.with_role(Role.LB):
         try:
-            out = cluster.hosts[lb.name].run(["ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False).stdout
-        except Exception:
+            if cluster.hosts[lb.name].holds_address(str(vip)):
+                holders.append(lb.name)
+        except Exception:  # the host is gone: it holds nothing
             continue
-        if f" {vip}/" in out:
-            holders.append(lb.name)
     return holders
 
 

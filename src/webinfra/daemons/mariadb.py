@@ -19,7 +19,6 @@ from webinfra.runtime import CommandError, Machine
 from webinfra.runtime.probe import wait_until
 from webinfra.services import supervisor
 from webinfra.services.secrets import ensure_secret
-from webinfra.site import schema_sql
 from webinfra.sqltext import quote  # re-exported: mariadb.quote is used across the cluster side
 from webinfra.state import Layout
 
@@ -152,7 +151,7 @@ def bootstrap_primary(host: Machine, plan: HostPlan, topo: Topology, layout: Lay
 {_local_hygiene_sql()}
 CREATE DATABASE IF NOT EXISTS `{db}` CHARACTER SET utf8mb4;
 USE `{db}`;
-{schema_sql()}
+{_schema_sql()}
 CREATE USER IF NOT EXISTS {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)} {tls};
 ALTER USER {quote(SITE_USER)}@{quote(who)} IDENTIFIED BY {quote(site_pw)} {tls};
 GRANT {SITE_PRIVILEGES} ON `{db}`.* TO {quote(SITE_USER)}@{quote(who)};
@@ -163,10 +162,18 @@ GRANT REPLICATION SLAVE ON *.* TO {quote(REPL_USER)}@{quote(who)};
     admin_sql(host, plan, sql)
 
 
+def _schema_sql() -> str:
+    # webinfra.site's package imports its pydantic config model (~0.01-0.05 s): only the bootstrap needs it,
+    # not every command that imports the daemons' registry (`status`).
+    from webinfra.site import schema_sql
+
+    return schema_sql()
+
+
 def ensure_schema(host: Machine, plan: HostPlan, topo: Topology) -> None:
     """The site's schema on the primary `host` (replicated from there). Every statement is CREATE ... IF NOT
     EXISTS, so this only adds what a newer version of the schema has (the HA bootstrap runs once)."""
-    admin_sql(host, plan, f"USE `{topo.db.database}`;\n{schema_sql()}")
+    admin_sql(host, plan, f"USE `{topo.db.database}`;\n{_schema_sql()}")
 
 
 EXPORTER_USER = "exporter"

@@ -11,15 +11,17 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
 from webinfra.errors import ClusterError
 from webinfra.plan.daemons.alertmanager import url as alertmanager_url
-from webinfra.runtime import client_on
 from webinfra.runtime.emulated import running_pid
 
 if TYPE_CHECKING:
+    import httpx
+
     from webinfra.control.cluster import Cluster
+
+# httpx is imported where a request is made, not at start-up: `status` imports this module for
+# `monitoring_status` and makes no request to Prometheus.
 
 
 T = TypeVar("T")
@@ -42,6 +44,8 @@ def on_monitoring_host(cluster: Cluster, fetch: Callable[[httpx.Client], T]) -> 
     host = cluster.topology.monitoring_host
     if host is None:
         raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
+    from webinfra.runtime.client import client_on
+
     try:
         with client_on(cluster.hosts[host.name]) as client:
             return fetch(client)
@@ -56,6 +60,8 @@ def api(cluster: Cluster, path: str, params: dict[str, str] | None = None, timeo
     url = prometheus_url(cluster)
     if url is None:
         raise PrometheusError(f"cluster {cluster.topology.name} has no monitoring host (give a host the role)")
+
+    import httpx
 
     def fetch(client: httpx.Client) -> Any:
         try:

@@ -3,10 +3,11 @@ rows for the table. Reading status never changes anything."""
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
-
-import httpx
 
 from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
@@ -15,8 +16,9 @@ from webinfra.model import HostSpec, Role
 from webinfra.observe.prom import monitoring_status
 from webinfra.ops.faults import active_faults
 from webinfra.parallel import map_ordered
-from webinfra.plan.spec import HostPlan
-from webinfra.runtime import CommandError, client_on
+from webinfra.plan.spec import HostPlan, Probe
+from webinfra.runtime import CommandError, HttpFailure, HttpResponse, Machine, MachineUnreachable
+from webinfra.runtime.probe import probe_request
 from webinfra.services import supervisor
 
 SCHEMA_VERSION = 1
@@ -25,58 +27,96 @@ SCHEMA_VERSION = 1
 # Reading status is mostly waiting (probes, admin SQL, the agents' and the LBs' APIs), each on its own host:
 # hosts are read side by side, and the LB and DB parts alongside them.
 STATUS_WORKERS = 16
+PROBE_TIMEOUT = 0.5
+# Services whose probe answer `status` also reads, so that one request per service serves both: the app's
+# /healthz names its code version, the agent's /status is the node's HA view (role, lease).
+READ_ANSWER_OF = ("app", "agent")
+
+
+@dataclass(frozen=True)
+class HostReading:
+    """One host as read: its part of `hosts`, and the probe answers kept (READ_ANSWER_OF)."""
+
+    row: dict[str, Any]
+    answers: dict[str, HttpResponse]
 
 
 def snapshot(cluster: Cluster) -> dict[str, Any]:
     topo = cluster.topology
-    parts: list[Callable[[], Any]] = [
-        lambda: map_ordered(lambda hp: _host(cluster, hp), cluster.plan.hosts, max_workers=STATUS_WORKERS),
-        lambda: _lb(cluster),
-        lambda: _db(cluster),
-    ]
-    hosts, lb, db = map_ordered(lambda part: part(), parts)
+    db_specs = topo.with_role(Role.DB)
+    # One pool for every read, the slow ones first (the DB nodes' admin SQL is a client process each):
+    # the LB part, each DB node's facts, then each host (its services' probes, one after the other).
+    tasks: list[Callable[[], Any]] = [functools.partial(_lb, cluster)]
+    tasks += [functools.partial(_db_facts, cluster, spec.name) for spec in db_specs]
+    tasks += [functools.partial(_read_host, cluster, hp) for hp in cluster.plan.hosts]
+    results = map_ordered(lambda task: task(), tasks, max_workers=STATUS_WORKERS)
+    lb = results[0]
+    facts = dict(zip((spec.name for spec in db_specs), results[1 : 1 + len(db_specs)], strict=True))
+    readings: list[HostReading] = results[1 + len(db_specs) :]
     snap = {
         "schema_version": SCHEMA_VERSION,
         "cluster": topo.name,
         "site_name": topo.site.name,
         "site_url": topo.site_url,
-        "hosts": hosts,
+        "hosts": [r.row for r in readings],
         "lb": lb,
         "faults": active_faults(cluster),
-        "db": db,
+        "db": _db(cluster, facts, {r.row["name"]: r.answers for r in readings}),
         "monitoring": monitoring_status(cluster),
     }
     snap["health"] = health(snap)
     return snap
 
 
-def _host(cluster: Cluster, hp: HostPlan) -> dict[str, Any]:
+def _read_host(cluster: Cluster, hp: HostPlan) -> HostReading:
     machine = cluster.hosts[hp.name]
     services = []
+    answers: dict[str, HttpResponse] = {}
     for svc in hp.services:
         known = machine.service_status(svc.name)
-        state = supervisor.state_of(machine, svc, known)
+        if known.running and svc.name in READ_ANSWER_OF and svc.probe.kind in ("http", "https"):
+            answer = _probe_answer(machine, svc.probe)
+            if answer is not None:
+                answers[svc.name] = answer
+            ok = answer is not None and 200 <= answer.status < 300  # what the probe itself asks
+            state = supervisor.ServiceState.RUNNING if ok else supervisor.ServiceState.STARTING
+        else:
+            state = supervisor.state_of(machine, svc, known)
         services.append({"name": svc.name, "state": state.value, "pid": known.pid})
-    return {
+    row = {
         "name": hp.name,
         "address": hp.address,
         "roles": list(hp.roles),
         "up": machine.is_up(),
         "services": services,
-        "code_version": _code_version(cluster, hp.name) if "app" in hp.roles else None,
+        "code_version": _code_version(answers.get("app")) if "app" in hp.roles else None,
     }
+    return HostReading(row, answers)
 
 
-def _code_version(cluster: Cluster, host: str) -> str | None:
-    """The code version the host's app runs, as its /healthz says (None when it does not answer)."""
-    topo = cluster.topology
-    url = f"http://{topo.address_of(host)}:{topo.app.port}/healthz"
-
+def _probe_answer(machine: Machine, probe: Probe) -> HttpResponse | None:
+    """The service's HTTP(S) probe, made from its machine as `Machine.probe` makes it; the answer, or None
+    when nothing answered."""
     try:
-        with client_on(cluster.hosts[host], timeout=0.5) as client:
-            version = client.get(url, headers={"Host": topo.site.name}).json().get("version")
-    except (httpx.HTTPError, ValueError, AttributeError, CommandError):  # CommandError: the host is gone
+        return machine.http(probe_request(probe, PROBE_TIMEOUT))
+    except (HttpFailure, CommandError, MachineUnreachable):  # no answer, or the host is gone
         return None
+
+
+def _json_of(answer: HttpResponse | None) -> dict[str, Any] | None:
+    """A 200 answer's JSON object, else None."""
+    if answer is None or answer.status != 200:
+        return None
+    try:
+        data = json.loads(answer.body)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _code_version(answer: HttpResponse | None) -> str | None:
+    """The code version the host's app runs, as its /healthz says (None when it does not answer)."""
+    version = (_json_of(answer) or {}).get("version")
     return str(version) if version is not None else None
 
 
@@ -142,15 +182,25 @@ def _backend_state(stat: haproxy.ServerStat) -> str:
     return s.lower() or "unknown"
 
 
-def _db(cluster: Cluster) -> dict[str, Any]:
+def _db_facts(cluster: Cluster, name: str) -> mariadb.DbFacts:
+    hp = cluster.plan.host(name)
+    machine = cluster.hosts[name]
+    if not supervisor.running(machine, hp.service("mariadb")):
+        return mariadb.DbFacts(reachable=False)
+    return mariadb.facts(machine, hp)
+
+
+def _db(
+    cluster: Cluster, facts_of: dict[str, mariadb.DbFacts], answers_of: dict[str, dict[str, HttpResponse]]
+) -> dict[str, Any]:
+    """The DB part, from each node's facts and its agent's /status (read with the host's probes)."""
     topo = cluster.topology
     primary = topo.db_primary
 
     def node(spec: HostSpec) -> dict[str, Any]:
         hp = cluster.plan.host(spec.name)
-        running = supervisor.running(cluster.hosts[spec.name], hp.service("mariadb"))
-        facts = mariadb.facts(cluster.hosts[spec.name], hp) if running else mariadb.DbFacts(reachable=False)
-        agent = hastate.agent_status(cluster, spec.name) if topo.ha else None
+        facts = facts_of[spec.name]
+        agent = _json_of(answers_of[spec.name].get("agent")) if topo.ha else None
         if topo.ha:
             role = (agent or {}).get("role") or ("unknown" if facts.reachable else "down")
         else:
@@ -170,7 +220,7 @@ def _db(cluster: Cluster) -> dict[str, Any]:
             "error": facts.last_error or None,
         }
 
-    nodes = map_ordered(node, topo.with_role(Role.DB))
+    nodes = [node(spec) for spec in topo.with_role(Role.DB)]
     if topo.ha:
         writable = [n["name"] for n in nodes if n["role"] == "primary"]
         current = writable[0] if len(writable) == 1 else None

@@ -40,6 +40,18 @@ def render(template: str, **values: object) -> str:
     return _env().get_template(template).render(**values)
 
 
+def yaml_text(data: object, *, allow_unicode: bool = True) -> str:
+    """Block-style YAML, keys in their given order, lines unwrapped. With libyaml's dumper when PyYAML has
+    it: the same text (the golden tests) ~10x faster; the pure-Python one took ~0.08 s for the Prometheus
+    config and rules of 40 hosts, on every command that builds the plan (`status` too)."""
+    import yaml  # here: most of the plan needs no YAML
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return yaml.dump(
+        data, Dumper=dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=allow_unicode
+    )
+
+
 def host_tls(topo: Topology, layout: Layout, name: str) -> dict[str, str]:
     """A web or DB host's own certificate (services/pki.py makes it), and what to verify peers against."""
     return {

@@ -6,8 +6,10 @@ the firewall on) from cold on its own scratch cluster and subnet, one size after
 
     cold up        `Cluster.up()` from nothing
     second up      `Cluster.up()` again, unchanged (nothing may report a change; median of 3 runs)
-    status         `webinfra status --json` as a user runs it (a new process; median of 3 runs), next
-                   to `webinfra --help` (the CLI's start-up alone, interleaved) and `snapshot()` in process
+    status         `webinfra status --json` as a user runs it (a new process; median of 3 runs): its wall
+                   and CPU time, next to `webinfra --version` (the CLI's bare start-up: the interpreter,
+                   click and the command group, no command's module; interleaved, so that both see the
+                   same load) and `snapshot()` in process; and the load average meanwhile
     memory         RSS of each host's daemons (every tracked service with its children, and hostd itself)
     idle CPU       what those daemons use with no traffic (health checks, scrapes, agents), in cores
     Prometheus     active targets (and how many are up) and its ingest rate, from its own metrics
@@ -19,6 +21,8 @@ least squares, so "seconds per added host" is `b`.
 from __future__ import annotations
 
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -141,7 +145,10 @@ class ScaleRow:
     status_seconds: float
     status_runs: list[float]
     status_in_process_seconds: float  # `snapshot()` alone, without the CLI's start-up
-    cli_startup_seconds: float  # `webinfra --help`, measured between the status runs
+    cli_startup_seconds: float  # `webinfra --version` (bare start-up), measured between the status runs
+    status_cpu_seconds: float  # CPU (user + system) of the status process and its children, median
+    status_to_startup: float  # each status run / the start-up run just before it, median
+    load_average: float  # the machine's 1-minute load average after the status runs
     rss_mib_per_host: float  # mean over the hosts
     idle_cpu_cores: float  # CPU the cluster's daemons use with no traffic (checks, scrapes, agents), in cores
     idle_cpu_cores_by_service: dict[str, float]  # the same, per service over all hosts, largest first
@@ -168,6 +175,7 @@ class ScaleReport:
             "second_up_seconds",
             "status_seconds",
             "status_in_process_seconds",
+            "status_cpu_seconds",
             "rss_mib_per_host",
             "idle_cpu_cores",
         )
@@ -177,32 +185,66 @@ class ScaleReport:
         }
 
 
-def _cli_seconds(*args: str) -> tuple[float, str]:
-    """Wall time and stdout of `webinfra ARGS` in a new process, as a user runs it."""
+@dataclass(frozen=True)
+class CliRun:
+    seconds: float  # wall
+    cpu_seconds: float  # user + system of the process and the children it waited for
+    stdout: str
+
+
+def _children_cpu() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def _cli_run(*args: str) -> CliRun:
+    """`webinfra ARGS` in a new process, as a user runs it. Its CPU is what this process's finished
+    children grew by: nothing else of the bench runs a child meanwhile (the hostds never finish)."""
     argv = [str(Path(sys.executable).parent / "webinfra"), *args]
-    started = time.monotonic()
+    cpu, started = _children_cpu(), time.monotonic()
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-    elapsed = time.monotonic() - started
+    elapsed, cpu = time.monotonic() - started, _children_cpu() - cpu
     if proc.returncode != 0:
         raise ClusterError(f"webinfra {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()[-300:]}")
-    return elapsed, proc.stdout
+    return CliRun(elapsed, cpu, proc.stdout)
 
 
-def _status_figures(cluster: Cluster) -> tuple[list[float], float, float]:
-    """(`status --json` runs, median CLI start-up, median in-process snapshot), interleaved so that load
-    from elsewhere on the machine hits each alike; the JSON must parse and name every host."""
+@dataclass(frozen=True)
+class StatusFigures:
+    runs: list[float]  # `status --json`, wall
+    cpu: float  # median CPU of those runs
+    startup: float  # median bare start-up (`webinfra --version`)
+    ratio: float  # median of each status run over the start-up run just before it
+    in_process: float  # median `snapshot()` in this process
+    load: float  # 1-minute load average afterwards
+
+
+def _status_figures(cluster: Cluster) -> StatusFigures:
+    """`status --json` interleaved with the CLI's bare start-up and an in-process snapshot, so that load
+    from elsewhere on the machine hits each alike; the JSON must parse and name every host (and status
+    exit 0: a cluster just up is healthy)."""
     where = ("--state-dir", str(cluster.layout.cluster_dir.parent), "--cluster", cluster.topology.name)
-    runs, startups, in_process = [], [], []
+    runs, cpus, startups, ratios, in_process = [], [], [], [], []
     for _ in range(STATUS_RUNS):
-        startups.append(_cli_seconds("--help")[0])
-        elapsed, out = _cli_seconds("status", "--json", *where)
-        if len(json.loads(out)["hosts"]) != len(cluster.topology.hosts):
+        bare = _cli_run("--version")
+        status = _cli_run("status", "--json", *where)
+        if len(json.loads(status.stdout)["hosts"]) != len(cluster.topology.hosts):
             raise ClusterError("webinfra status --json did not list every host")
-        runs.append(elapsed)
+        runs.append(status.seconds)
+        cpus.append(status.cpu_seconds)
+        startups.append(bare.seconds)
+        ratios.append(status.seconds / bare.seconds)
         started = time.monotonic()
         snapshot(cluster)
         in_process.append(time.monotonic() - started)
-    return runs, statistics.median(startups), statistics.median(in_process)
+    return StatusFigures(
+        runs,
+        statistics.median(cpus),
+        statistics.median(startups),
+        statistics.median(ratios),
+        statistics.median(in_process),
+        os.getloadavg()[0],
+    )
 
 
 INGEST_WINDOW = 20  # seconds of Prometheus's own counter the ingest rate is taken over
@@ -253,7 +295,7 @@ def measure_size(
             cluster.up(progress=note)
             second_runs.append(time.monotonic() - started)
         second = statistics.median(second_runs)
-        runs, startup, in_process = _status_figures(cluster)
+        status = _status_figures(cluster)
         cpu_before, cpu_started = cpu_by_service(cluster), time.monotonic()
         targets, targets_up, ingest, expected_ingest = _prometheus_figures(cluster)  # waits a steady window
         cpu_after, window = cpu_by_service(cluster), time.monotonic() - cpu_started
@@ -269,10 +311,13 @@ def measure_size(
         second_up_seconds=round(second, 2),
         second_up_runs=[round(r, 2) for r in second_runs],
         second_up_changed=changed,
-        status_seconds=round(statistics.median(runs), 2),
-        status_runs=[round(r, 2) for r in runs],
-        status_in_process_seconds=round(in_process, 2),
-        cli_startup_seconds=round(startup, 2),
+        status_seconds=round(statistics.median(status.runs), 2),
+        status_runs=[round(r, 2) for r in status.runs],
+        status_in_process_seconds=round(status.in_process, 2),
+        cli_startup_seconds=round(status.startup, 2),
+        status_cpu_seconds=round(status.cpu, 2),
+        status_to_startup=round(status.ratio, 1),
+        load_average=round(status.load, 1),
         rss_mib_per_host=round(statistics.fmean(rss.values()), 1),
         idle_cpu_cores=round(sum(idle_by_service.values()), 2),
         idle_cpu_cores_by_service={
@@ -287,8 +332,10 @@ def measure_size(
     busiest = ", ".join(f"{n} {c:.2f}" for n, c in list(row.idle_cpu_cores_by_service.items())[:3])
     say(
         f"  {size} hosts: cold up {row.cold_up_seconds:.1f}s, second up {row.second_up_seconds:.1f}s"
-        f" ({len(changed)} changed), status {row.status_seconds:.2f}s (in process {in_process:.2f}s, CLI start-up"
-        f" {startup:.2f}s), {row.rss_mib_per_host:.0f} MiB/host, idle CPU"
+        f" ({len(changed)} changed), status {row.status_seconds:.2f}s (CPU {row.status_cpu_seconds:.2f}s,"
+        f" {row.status_to_startup:.1f}x the bare start-up {row.cli_startup_seconds:.2f}s; in process"
+        f" {row.status_in_process_seconds:.2f}s; load {row.load_average:.1f}), {row.rss_mib_per_host:.0f} MiB/host,"
+        f" idle CPU"
         f" {row.idle_cpu_cores:.2f} cores ({busiest}),"
         f" {targets_up}/{targets} targets up, {row.ingest_samples_per_second} samples/s"
     )
@@ -328,17 +375,19 @@ def markdown(report: ScaleReport, command: str) -> str:
     lines = [
         f"`{command}`",
         "",
-        "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | of which CLI start-up (s) "
-        "| snapshot in process (s) | RSS/host (MiB) | idle CPU (cores) | Prometheus targets (up) | ingest (samples/s) "
+        "| hosts | app servers | cold up (s) | second up (s) | status --json (s) | its CPU (s) "
+        "| bare start-up `--version` (s) | status / start-up | snapshot in process (s) | load (1 min) "
+        "| RSS/host (MiB) | idle CPU (cores) | Prometheus targets (up) | ingest (samples/s) "
         "| scraped per round / interval (samples/s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
         ingest = f"{r.ingest_samples_per_second:.0f}" if r.ingest_samples_per_second is not None else "n/a"
         scraped = f"{r.scraped_samples_per_second:.0f}" if r.scraped_samples_per_second is not None else "n/a"
         lines.append(
             f"| {r.hosts} | {r.app_servers} | {r.cold_up_seconds:.1f} | {r.second_up_seconds:.1f} "
-            f"| {r.status_seconds:.2f} | {r.cli_startup_seconds:.2f} | {r.status_in_process_seconds:.2f} "
+            f"| {r.status_seconds:.2f} | {r.status_cpu_seconds:.2f} | {r.cli_startup_seconds:.2f} "
+            f"| {r.status_to_startup:.1f} | {r.status_in_process_seconds:.2f} | {r.load_average:.1f} "
             f"| {r.rss_mib_per_host:.0f} | {r.idle_cpu_cores:.2f} | {r.prometheus_targets} "
             f"({r.prometheus_targets_up}) | {ingest} | {scraped} |"
         )

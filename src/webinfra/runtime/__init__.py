@@ -4,7 +4,8 @@ service, evaluate a readiness `Probe`, make an HTTP call or talk to a unix socke
 network faults (partition, slow, crash, heal). See `machine.py` for the operations.
 
     machine.py   the `Machine` protocol and its values (`RunResult`, `ServiceRun`, `ServiceStatus`), `CommandError`
-    http.py      `HttpRequest`/`HttpResponse`, `perform` (make the call from here), `client_on(machine)` (httpx)
+    http.py      `HttpRequest`/`HttpResponse`, `perform` (make the call from here; standard library only)
+    client.py    `client_on(machine)`: an httpx client whose requests the machine makes (`MachineTransport`)
     probe.py     `check_network` (a TCP/HTTP(S) probe from here), `wait_until`
     helper.py    `python3 -m webinfra.runtime.helper OP` (JSON in, JSON out): the ops a remote machine runs
     emulated/    network namespaces with hostd: the only place that knows PIDs, the kernel's process
@@ -31,7 +32,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse, client_on
+    from webinfra.runtime.client import client_on
+    from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse
     from webinfra.runtime.machine import (
         SIGNALS,
         CommandError,
@@ -57,7 +59,7 @@ _HOME = {
     "ServiceRun": "webinfra.runtime.machine",
     "ServiceStatus": "webinfra.runtime.machine",
     "ServiceUsage": "webinfra.runtime.machine",
-    "client_on": "webinfra.runtime.http",
+    "client_on": "webinfra.runtime.client",
 }
 __all__ = [
     "SIGNALS",

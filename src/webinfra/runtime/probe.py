@@ -24,19 +24,23 @@ def check_network(probe: Probe, timeout: float = 1.0) -> bool:
                 return True
         except OSError:
             return False
+    try:
+        return 200 <= perform(probe_request(probe, timeout)).status < 300
+    except HttpFailure:
+        return False
+
+
+def probe_request(probe: Probe, timeout: float = 1.0) -> HttpRequest:
+    """The GET an HTTP(S) probe makes (`status` makes it through `Machine.http` to read the answer too)."""
     if probe.kind not in ("http", "https"):
         raise ValueError(f"not a network probe: {probe.kind}")
-    request = HttpRequest(
+    return HttpRequest(
         "GET",
         f"{probe.kind}://{probe.address}:{probe.port}{probe.path}",
         headers=(("Host", probe.host_header or probe.address),),
         ca_file=probe.ca_file or None,
         timeout=timeout,
     )
-    try:
-        return 200 <= perform(request).status < 300
-    except HttpFailure:
-        return False
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:

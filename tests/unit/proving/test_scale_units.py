@@ -180,7 +180,10 @@ def _row(hosts: int, cold: float) -> ScaleRow:
         status_seconds=0.4,
         status_runs=[0.4],
         status_in_process_seconds=0.1,
-        cli_startup_seconds=0.3,
+        cli_startup_seconds=0.1,
+        status_cpu_seconds=0.3,
+        status_to_startup=4.0,
+        load_average=1.5,
         rss_mib_per_host=100.0,
         idle_cpu_cores=0.5,
         idle_cpu_cores_by_service={"agent": 0.3, "app": 0.2},
@@ -197,7 +200,8 @@ def test_report_fits_growth_per_host_and_prints_a_table() -> None:
     assert report.growth("cold_up_seconds") == pytest.approx(0.5)
     assert report.as_dict()["growth_per_host"]["second_up_seconds"] == pytest.approx(0.0)  # type: ignore[index]
     text = markdown(report, "webinfra bench --scale --sizes 7,10,20")
-    assert "| 20 | 14 | 16.5 | 0.5 | 0.40 | 0.30 | 0.10 | 100 | 0.50 | 80 (80) | 1000 | 990 |" in text
+    row = "| 20 | 14 | 16.5 | 0.5 | 0.40 | 0.30 | 0.10 | 4.0 | 0.10 | 1.5 | 100 | 0.50 | 80 (80) | 1000 | 990 |"
+    assert row in text
     assert "cold up +0.500 s" in text
     assert "changed something" not in text
     assert ScaleReport([_row(7, 1.0)]).growth("cold_up_seconds") is None

@@ -13,9 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from webinfra.model import Topology
+from webinfra.plan.render import yaml_text
 
 # Seconds. Conditions that come and go in a normal failover (a few seconds without a leader, an etcd election)
 # must hold for longer than that before they page anyone.
@@ -258,11 +257,4 @@ def alert_rules(topo: Topology) -> list[dict[str, Any]]:
 
 def render_alert_rules(topo: Topology) -> str:
     header = f"# Rendered by webinfra ({topo.name}). Do not edit: `webinfra up` rewrites it.\n"
-    body = yaml.safe_dump(
-        {"groups": [{"name": "webinfra", "rules": alert_rules(topo)}]},
-        sort_keys=False,
-        default_flow_style=False,
-        width=1000,
-        allow_unicode=True,
-    )
-    return header + body
+    return header + yaml_text({"groups": [{"name": "webinfra", "rules": alert_rules(topo)}]})

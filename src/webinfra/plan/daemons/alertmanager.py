@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from webinfra.model import Topology
+from webinfra.plan.render import yaml_text
 from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
 from webinfra.state import HostDirs
 
@@ -86,7 +85,7 @@ def render_config(topo: Topology, host: str) -> str:
     header = f"# Rendered by webinfra for {host} ({topo.name}). Do not edit: `webinfra up` rewrites it.\n"
     if not (topo.monitoring.alerts.webhook_urls or topo.monitoring.alerts.email_to):
         header += "# No route in [monitoring.alerts]: alerts are grouped and can be silenced, but sent nowhere.\n"
-    return header + yaml.safe_dump(config(topo), sort_keys=False, default_flow_style=False, width=1000)
+    return header + yaml_text(config(topo), allow_unicode=False)
 
 
 def files_and_service(topo: Topology, name: str, dirs: HostDirs) -> tuple[list[FileSpec], ServiceSpec]:

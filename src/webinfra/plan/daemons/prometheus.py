@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from webinfra.model import Role, Topology
 from webinfra.plan.daemons import alertmanager
 from webinfra.plan.daemons.alert_rules import render_alert_rules
+from webinfra.plan.render import yaml_text
 from webinfra.plan.spec import FileSpec, Flow, Probe, ServiceSpec
 from webinfra.state import HostDirs, Layout
 
@@ -100,8 +99,7 @@ def _duration(ms: int) -> str:
 
 
 def _yaml(header: str, data: Any) -> str:
-    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True)
-    return header + body
+    return header + yaml_text(data)
 
 
 def render_prometheus_config(topo: Topology, host: str, rules_file: Any) -> str:
