@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -27,7 +28,6 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import webinfra.site
 from webinfra.errors import EXIT_USAGE, WebinfraError
 from webinfra.plan.spec import AppRelease
 from webinfra.state import HostDirs, Layout
@@ -47,8 +47,11 @@ class CodeBaseError(WebinfraError, ValueError):
 
 
 def builtin_code_base() -> Path:
-    """The installed `webinfra/site` package: what `deploy` ships without a PATH."""
-    return Path(webinfra.site.__file__).parent
+    """The installed `webinfra/site` package: what `deploy` ships without a PATH. Found, not imported: the
+    site's config model (pydantic) is no cost for `status` and the other commands that load this module."""
+    spec = importlib.util.find_spec("webinfra.site")
+    assert spec is not None and spec.origin is not None, "webinfra.site is part of webinfra"
+    return Path(spec.origin).parent
 
 
 def _files(root: Path) -> list[Path]:
