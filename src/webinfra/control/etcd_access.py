@@ -21,7 +21,7 @@ from webinfra.errors import WebinfraError
 from webinfra.model import Role
 from webinfra.plan.daemons.agent import dcs_prefix
 from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_AGENT_USER, ETCD_ROOT_SECRET, etcd_scheme, etcd_secured
-from webinfra.runtime.http import MachineTransport, client_on
+from webinfra.runtime.client import MachineTransport, client_on
 from webinfra.services.secrets import read_secret
 
 if TYPE_CHECKING:

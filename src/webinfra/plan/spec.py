@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from webinfra.model import Topology
 from webinfra.state import HostDirs, Layout
+
+if TYPE_CHECKING:  # only named in annotations: the helper that runs on servers (runtime/ssh.py) ships this
+    # module with the standard library alone, without the model (pydantic)
+    from webinfra.model import Topology
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse, client_on
+    from webinfra.runtime.client import client_on
+    from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse
     from webinfra.runtime.machine import (
         SIGNALS,
         CommandError,
@@ -57,7 +58,7 @@ _HOME = {
     "ServiceRun": "webinfra.runtime.machine",
     "ServiceStatus": "webinfra.runtime.machine",
     "ServiceUsage": "webinfra.runtime.machine",
-    "client_on": "webinfra.runtime.http",
+    "client_on": "webinfra.runtime.client",
 }
 __all__ = [
     "SIGNALS",

@@ -1,8 +1,8 @@
 """HTTP calls made from a machine, as values: `HttpRequest` in, `HttpResponse` (or `HttpFailure`) out.
 
 `perform` makes the call from wherever it runs (inside the emulated host's namespace, or in the helper on
-a remote machine). `MachineTransport` plugs a machine into httpx, so code above the seam keeps using an
-`httpx.Client` while every request travels as data to the machine.
+a remote machine). `client.py`'s `MachineTransport` plugs a machine into httpx. This module needs only the
+standard library: the SSH machine ships it to servers as part of its helper (runtime/ssh.py).
 """
 
 from __future__ import annotations
@@ -13,12 +13,6 @@ import os
 import ssl
 import urllib.parse
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import httpx
-
-if TYPE_CHECKING:
-    from webinfra.runtime.machine import Machine
 
 
 @dataclass(frozen=True)
@@ -83,36 +77,3 @@ def perform(request: HttpRequest) -> HttpResponse:
         raise HttpFailure(f"{request.url}: {type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
-
-
-class MachineTransport(httpx.BaseTransport):
-    """An httpx transport that hands each request, as an `HttpRequest`, to a machine."""
-
-    def __init__(self, machine: Machine, ca_file: str | None = None) -> None:
-        self.machine = machine
-        self.ca_file = ca_file
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        timeouts = request.extensions.get("timeout", {})
-        timeout = timeouts.get("read") or timeouts.get("connect") or 5.0
-        value = HttpRequest(
-            method=request.method,
-            url=str(request.url),
-            headers=tuple((k, v) for k, v in request.headers.items() if k.lower() != "accept-encoding"),
-            body=request.read(),
-            ca_file=self.ca_file,
-            timeout=float(timeout),
-        )
-        try:
-            answer = self.machine.http(value)
-        except HttpFailure as exc:
-            if exc.timed_out:
-                raise httpx.ReadTimeout(str(exc), request=request) from None
-            raise httpx.ConnectError(str(exc), request=request) from None
-        headers = [(k, v) for k, v in answer.headers if k.lower() not in ("content-encoding", "transfer-encoding")]
-        return httpx.Response(answer.status, headers=headers, content=answer.body, request=request)
-
-
-def client_on(machine: Machine, *, ca_file: str | None = None, timeout: float = 2.0) -> httpx.Client:
-    """An httpx client whose requests are made from `machine` (its loopback, its firewall, its routes)."""
-    return httpx.Client(transport=MachineTransport(machine, ca_file), timeout=timeout)
