@@ -92,6 +92,7 @@ class HostPlan:
     files: tuple[FileSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
     lb_servers: tuple[BackendServer, ...] = ()  # with the `lb` role: haproxy.cfg's servers
+    vrrp_peers: tuple[str, ...] = ()  # with an LB pair: the other LB's address, keepalived's unicast peer
 
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:
