@@ -7,6 +7,7 @@ name absolute paths and every layer asks one place where a file lives. Imports n
     network.json             what `up` created (bridge, namespaces, veths), for `down`
     events.jsonl             every state change webinfra causes or sees
     weights.json             live HAProxy weights set by `webinfra weight`, applied to an LB that starts later
+    server-python            servers: the release venv's python the last `up` installed
     faults.json              faults injected by `webinfra fail`, shown by `status` until `recover`
     deploy.json              the release each app host runs (`up` keeps it)
     db-bootstrapped          marker: with HA, the first `up` set the DB roles; from then on the agents own them
@@ -97,6 +98,11 @@ class Layout:
     @property
     def weights_file(self) -> Path:
         return self.cluster_dir / "weights.json"
+
+    @property
+    def server_python_file(self) -> Path:
+        """Servers: the python of the release venv the last `up` installed (the plan's command lines name it)."""
+        return self.cluster_dir / "server-python"
 
     @property
     def faults_file(self) -> Path:

@@ -229,6 +229,81 @@ def test_bad_ssh_input_is_one_line_naming_the_host(lab: labs.Lab, tmp_path: Path
     assert result.returncode == 2 and "does not exist" in result.stderr
 
 
+def test_status_json_over_ssh_shows_every_service_up(deployed: tuple[Path, Path, str]) -> None:
+    """The emulated status contract, read through the SSH machines (systemd units, the helper's probes, the
+    LB's runtime API and the replicas' SQL on the servers)."""
+    topo, state, _ = deployed
+    wait_for(lambda: webinfra("status", "-f", str(topo), "--state-dir", str(state)).returncode == 0, 60, "healthy")
+    started = time.monotonic()
+    result = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    snap = json.loads(result.stdout)
+    assert set(snap) >= {"schema_version", "cluster", "hosts", "lb", "db", "faults", "health", "monitoring"}
+    assert [h["name"] for h in snap["hosts"]] == ["lb-01", "web-01", "web-02"]
+    for host in snap["hosts"]:
+        assert host["up"], host
+        assert host["services"] and all(s["state"] == "running" and s["pid"] for s in host["services"]), host
+    assert snap["lb"]["runtime_api"] and {b["state"] for b in snap["lb"]["backends"]} == {"up"}
+    assert snap["db"]["primary"] == "web-01"
+    [replica] = snap["db"]["replicas"]
+    assert replica["name"] == "web-02" and replica["io_running"] == "Yes"
+    assert snap["health"] == {"state": "healthy", "problems": []}
+    print(f"status --json over ssh: {elapsed:.2f}s")
+
+
+def test_weight_is_changed_live_on_the_lb(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    before = main_pids(lab, LB)
+    result = webinfra("weight", "web-02", "3", "-f", str(topo), "--state-dir", str(state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    show = "echo 'show stat' | python3 -c \"import socket,sys; s=socket.socket(socket.AF_UNIX); "
+    show += "s.connect('/run/webinfra/haproxy.sock'); s.sendall(sys.stdin.buffer.read()); "
+    show += 'print(s.makefile().read())"'
+    rows = [line.split(",") for line in ssh(lab, LB, show).stdout.splitlines() if line.startswith("site,web-02")]
+    assert rows and rows[0][18] == "3", rows  # field 19 of `show stat`: the weight
+    snap = json.loads(webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state)).stdout)
+    assert next(b for b in snap["lb"]["backends"] if b["name"] == "web-02")["weight"] == 3
+    assert main_pids(lab, LB) == before  # live: no reload, no restart
+    assert webinfra("weight", "web-02", "1", "-f", str(topo), "--state-dir", str(state)).returncode == 0
+
+
+def test_an_app_crashed_on_a_server_recovers(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    before = main_pids(lab, WEB2)["webinfra-app.service"]
+    result = webinfra("fail", "web-02", "--service", "app", "-f", str(topo), "--state-dir", str(state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "app crashed (SIGKILL)" in result.stdout
+    # systemd restarts a killed unit (Restart=always) as on any server; either way it is a new process.
+    wait_for(
+        lambda: main_pids(lab, WEB2)["webinfra-app.service"] not in (before, "0"), 30, "the app restarted", interval=0.5
+    )
+    snap = json.loads(webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state)).stdout)
+    assert snap["faults"] == {"web-02": "app crashed (SIGKILL)"} and snap["health"]["state"] == "degraded"
+    result = webinfra("recover", "web-02", "-f", str(topo), "--state-dir", str(state))
+    assert result.returncode == 0, result.stdout + result.stderr
+    status = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["faults"] == {}
+    assert serving(WEB2) and serving(LB)
+
+
+def test_logs_exec_and_sql_on_servers(deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    result = webinfra("logs", "web-01", "app", "-n", "5", "--json", *where)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [entry] = json.loads(result.stdout)
+    assert entry["file"] == "webinfra-app.service" and 0 < len(entry["lines"]) <= 5
+    assert all("webinfra-app" in line for line in entry["lines"]), entry["lines"]
+    assert webinfra("exec", "lb-01", *where, "--", "cat", "/etc/hostname").stdout.strip()
+    sql = webinfra("sql", "web-01", "-e", "SELECT COUNT(*) AS n FROM site.entries", *where)
+    assert sql.returncode == 0 and sql.stdout.splitlines()[0] == "n", sql.stdout + sql.stderr
+    refused = webinfra("deploy", *where)
+    assert refused.returncode == 2 and "not yet supported on servers" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
     topo, state, _ = deployed
     result = webinfra("down", "-f", str(topo), "--state-dir", str(state))

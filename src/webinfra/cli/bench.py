@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from webinfra.cli.common import F, console, err_console, handle_errors, state_dir_option
+from webinfra.cli.common import F, console, err_console, handle_errors, refuse_on_servers, state_dir_option
 from webinfra.control.cluster import require_root
 
 if TYPE_CHECKING:
@@ -212,9 +212,9 @@ def chaos(
     `nemesis` (writers the whole time, a seeded schedule of single and overlapping faults for --duration
     seconds, then a check of the data: lost, duplicated or divergent writes, two writable nodes).
     """
-    from webinfra.proving.chaos.command import chaos_request, chaos_scratch, failed, require_plots
+    from webinfra.proving.chaos.command import chaos_request, failed, require_plots
 
-    scratch = chaos_scratch(scenario, cluster_name, scratch_name, scratch_subnet)
+    scratch = _chaos_scratch(scenario, topology_file, cluster_name, state_dir, scratch_name, scratch_subnet)
     if scenario == "nemesis":
         from webinfra.cli import nemesis
 
@@ -252,6 +252,21 @@ def chaos(
     results = _run_chaos_with_progress(req, as_json)
     if failed(results):
         sys.exit(1)
+
+
+def _chaos_scratch(
+    scenario: str,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+    scratch_name: str | None,
+    scratch_subnet: str | None,
+) -> tuple[str, str]:
+    """The arguments checked (chaos runs on emulated clusters only) and the scratch cluster's (name, subnet)."""
+    from webinfra.proving.chaos.command import chaos_scratch
+
+    refuse_on_servers(topology_file, cluster_name, state_dir, "webinfra chaos")
+    return chaos_scratch(scenario, cluster_name, scratch_name, scratch_subnet)
 
 
 def _run_chaos_with_progress(req: ChaosRequest, as_json: bool) -> list[ChaosResult]:

@@ -103,6 +103,42 @@ def open_cluster(topology_file: str | None, cluster_name: str | None, state_dir:
     return Cluster.from_file(path, state_dir) if path else Cluster.existing(cluster_name, state_dir)
 
 
+def open_operable(
+    topology_file: str | None, cluster_name: str | None, state_dir: Path | None, *, unsupported: str | None = None
+) -> Cluster:
+    """`open_cluster` for a command that operates the machines: root where they are this machine's namespaces
+    (servers need none); `unsupported` names a command not yet supported on servers (one line, exit 2)."""
+    from webinfra.control.cluster import require_root
+    from webinfra.control.machines import not_on_servers
+
+    try:
+        cluster = open_cluster(topology_file, cluster_name, state_dir)
+    except PermissionError:  # an emulated cluster's state is root's
+        require_root()
+        raise
+    if unsupported and cluster.servers:
+        raise not_on_servers(unsupported)
+    cluster.require_local()
+    return cluster
+
+
+def refuse_on_servers(topology_file: str | None, cluster_name: str | None, state_dir: Path | None, what: str) -> None:
+    """For commands that bring up clusters of their own from a design (chaos, bench): one line, exit 2, when
+    the design names servers."""
+    from webinfra.control.machines import not_on_servers
+    from webinfra.model import load_topology, parse_topology
+    from webinfra.state import Layout
+
+    if topology_file:
+        ssh = load_topology(topology_file).machines.ssh
+    elif cluster_name and (stored := Layout.for_cluster(cluster_name, state_dir).topology_file).is_file():
+        ssh = parse_topology(stored.read_text(), str(stored)).machines.ssh
+    else:
+        return
+    if ssh:
+        raise not_on_servers(what)
+
+
 def _quiet_cluster(ctx: click.Context) -> Cluster | None:
     """The cluster a command line being completed names, or None (completion never prints an error)."""
     params = ctx.params

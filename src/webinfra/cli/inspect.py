@@ -18,10 +18,11 @@ from webinfra.cli.common import (
     host_argument,
     json_option,
     open_cluster,
+    open_operable,
     print_json,
     service_argument,
 )
-from webinfra.control.cluster import require_root
+from webinfra.control.machines import not_on_servers
 from webinfra.errors import UsageError
 
 
@@ -65,9 +66,10 @@ def logs(
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     since_time = logmod.parse_since(since) if since else None
     files = logmod.log_files(cluster, [host] if host else [], [*([service] if service else []), *service_filter])
+    if follow and cluster.servers:
+        raise not_on_servers("logs --follow (use `webinfra exec HOST -- journalctl -f -u webinfra-SERVICE`)")
     stream = logmod.follow(files) if follow else None  # from the ends now: no line between tail and follow lost
-    count = lines if lines is not None else (None if since_time else 50)
-    shown = [(f, logmod.read_tail(f, count, since_time)) for f in files]
+    shown = logmod.tails(cluster, files, lines if lines is not None else (None if since_time else 50), since_time)
     if as_json and not follow:
         print_json([{"host": f.host, "service": f.service, "file": str(f.path), "lines": text} for f, text in shown])
         return
@@ -134,8 +136,7 @@ def exec_(
     state_dir: Path | None,
 ) -> None:
     """Run a command inside a host: webinfra exec web-01 -- ss -tlnp"""
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     cluster.host_plan(host)
     argv = cluster.hosts[host].local_argv(command)
     sys.stdout.flush()
@@ -151,8 +152,7 @@ def sql(host: str, query: str, topology_file: str | None, cluster_name: str | No
     """Run admin SQL on a host's MariaDB (output like `mariadb -e`)."""
     from webinfra.daemons import mariadb
 
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     hp = cluster.host_plan(host)
     cluster.service_plan(host, "mariadb")
     mode = "table" if sys.stdout.isatty() else "tsv"
@@ -190,7 +190,7 @@ def firewall_(
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     hp = cluster.host_plan(host)
     if live:
-        require_root()
+        cluster.require_local()
         click.echo(firewall.live(cluster.hosts[host]) or f"# {host}: no webinfra firewall loaded\n", nl=False)
         return
     spec = firewall.rules_of(hp)

@@ -8,8 +8,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
-from webinfra.cli.common import cluster_option, console, handle_errors, open_cluster
-from webinfra.control.cluster import require_root
+from webinfra.cli.common import cluster_option, console, handle_errors, open_operable
 
 
 @click.command()
@@ -29,8 +28,7 @@ def alerts(
     from webinfra.cli.alerting import alert_state, annotate, print_silences
     from webinfra.observe.prom import alerts as active_alerts
 
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra alerts")
     shown = [a for a in active_alerts(cluster) if pending or a.get("state") == "firing"]
     annotate(cluster, shown)
     if as_json:
@@ -70,8 +68,7 @@ def dashboard(
     """Serve a live web page of the cluster (management side only; the URL printed carries its token)."""
     from webinfra.dashboard.serve import default_bind, serve
 
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra dashboard")
     serve(
         cluster,
         bind or default_bind(cluster),

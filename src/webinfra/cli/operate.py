@@ -16,12 +16,12 @@ from webinfra.cli.common import (
     host_argument,
     json_option,
     open_cluster,
+    open_operable,
     print_json,
     progress_printer,
     service_argument,
     wide_console,
 )
-from webinfra.control.cluster import require_root
 from webinfra.errors import EXIT_DEGRADED, EXIT_DOWN, UsageError
 
 if TYPE_CHECKING:
@@ -50,6 +50,11 @@ def status(
         if as_json:
             raise UsageError("--watch draws tables; it does not go with --json")
         from webinfra.cli.watch import watch as watch_live
+
+        if cluster.servers:
+            from webinfra.control.machines import not_on_servers
+
+            raise not_on_servers("status --watch")
 
         watch_live(common.console, cluster)
         return
@@ -152,8 +157,7 @@ def fail(
     """Inject a fault into a host (see also: recover)."""
     from webinfra.ops.faults import fail as inject
 
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     what = inject(cluster, host, service, mode)
     if as_json:
         print_json({"cluster": cluster.topology.name, "host": host, "service": service, "mode": mode, "fault": what})
@@ -172,8 +176,7 @@ def recover(
     """Undo any fault on a host and start its services again."""
     from webinfra.ops.faults import recover as undo
 
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     undo(cluster, host)
     if as_json:
         print_json({"cluster": cluster.topology.name, "host": host, "recovered": True})
@@ -200,8 +203,7 @@ def switchover(
     Default --to: the most advanced replica."""
     from webinfra.ops.switchover import switchover as do_switchover
 
-    require_root()
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra switchover")
     old, new, seconds = do_switchover(cluster, target, timeout)
     if as_json:
         print_json({"cluster": cluster.topology.name, "old_primary": old, "new_primary": new, "seconds": seconds})

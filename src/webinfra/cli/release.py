@@ -17,7 +17,7 @@ from webinfra.cli.common import (
     console,
     handle_errors,
     json_option,
-    open_cluster,
+    open_operable,
     print_json,
     progress_printer,
 )
@@ -81,7 +81,7 @@ def deploy(
     built-in site package). A server whose new version fails its health check is rolled back."""
     from webinfra.ops.deploy import deploy as rolling_deploy
 
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra deploy")
     if list_only:
         if path or version:
             raise UsageError("--list shows the releases; it takes no PATH or --version")
@@ -109,7 +109,7 @@ def rollback(
     time with the same drain and health checks as deploy. `webinfra deploy --list` shows the releases."""
     from webinfra.ops.deploy import rollback as roll_back
 
-    cluster = open_cluster(topology_file, cluster_name, state_dir)
+    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra rollback")
     result = roll_back(cluster, version, health_timeout=health_timeout, progress=progress_printer(as_json))
     print_json(_deploy_json(cluster, result)) if as_json else _print_deployed(result)
 
@@ -129,7 +129,8 @@ def _scale(
 ) -> None:
     """What every `scale` command does around its operation: open the cluster and the file it edits, run it
     with progress lines, print `{action} {kind} {name}` (with the address or clone position) or JSON."""
-    cluster, edited = open_cluster(topology_file, cluster_name, state_dir), cluster_file(topology_file, cluster_name)
+    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra scale")
+    edited = cluster_file(topology_file, cluster_name)
     detail = run(cluster, edited, progress_printer(as_json))
     action, kind, name = what
     if as_json:

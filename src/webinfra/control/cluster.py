@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from webinfra.control import events, hastate
+from webinfra.control import events, hastate, machines
+from webinfra.control.machines import EmulatedFleet, Fleet
 from webinfra.daemons import firewall, haproxy, registry
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model import Role, Topology, load_topology, parse_topology
@@ -50,20 +51,36 @@ class Cluster:
 
     def __post_init__(self) -> None:
         registry.install_hooks()
-        # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back.
-        self.plan: ClusterPlan = build_plan(self.topology, self.layout, releases=releases.deployed(self.layout))
-        topo = self.topology
-        self.network = ClusterNetwork.build(
-            topo.name,
-            topo.network.subnet,
-            topo.gateway,
-            [(h.name, str(topo.address_of(h.name))) for h in topo.hosts],
-            previous=ClusterNetwork.load(self.layout.network_file),
+        # The machines the hosts are, from the factory of `[machines] kind` (control/machines.py).
+        self.fleet: Fleet = machines.fleet_for(self.topology, self.layout)
+        # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back (emulated;
+        # on servers the release is the venv `up` installed).
+        deployed = releases.deployed(self.layout) if not self.servers else None
+        self.plan: ClusterPlan = build_plan(
+            self.topology, self.fleet.plan_layout, self.fleet.plan_python, releases=deployed
         )
-        self.hosts: dict[str, Machine] = {link.host: self._machine(link) for link in self.network.links}
+        self.hosts: dict[str, Machine] = self.fleet.hosts
+
+    @property
+    def servers(self) -> bool:
+        """The hosts are servers over SSH: `up`, `down` and `plan --diff` go through servers/ (pyinfra)."""
+        return self.topology.machines.ssh
+
+    @property
+    def network(self) -> ClusterNetwork:
+        """The emulated hosts' network (bridge, namespaces, veths)."""
+        if not isinstance(self.fleet, EmulatedFleet):
+            raise machines.not_on_servers("this operation (it changes the emulated network)")
+        return self.fleet.network
 
     def _machine(self, link: HostLink) -> NetnsMachine:
-        return NetnsMachine(link.host, link.address, link.netns, self.layout.host(link.host), link.veth)
+        assert isinstance(self.fleet, EmulatedFleet)  # only the emulated up/down call it
+        return self.fleet.machine(link)
+
+    def require_local(self) -> None:
+        """Root, where the machines are this machine's namespaces (servers need none)."""
+        if self.fleet.needs_root:
+            require_root()
 
     # ---- finding a cluster ----
     @classmethod
@@ -107,6 +124,8 @@ class Cluster:
 
     # ---- up / down ----
     def up(self, progress: Progress = _quiet) -> None:
+        if self.servers:
+            raise machines.not_on_servers("Cluster.up (servers are deployed by `webinfra up`, through servers/)")
         require_root()
         clashes = foreign_overlaps(self.topology.network.subnet, self.network.bridge)
         if clashes:
@@ -200,6 +219,8 @@ class Cluster:
             step(self, hp, action, progress)
 
     def down(self, purge: bool = False, progress: Progress = _quiet) -> None:
+        if self.servers:
+            raise machines.not_on_servers("Cluster.down (servers are taken down by `webinfra down`, through servers/)")
         require_root()
         recorded = ClusterNetwork.load(self.layout.network_file) or self.network
         progress = serialized(progress)
@@ -271,22 +292,23 @@ class Cluster:
         return [self.service_plan(host, service)]
 
     def start(self, host: str, service: str | None = None, progress: Progress = _quiet) -> None:
-        require_root()
+        self.require_local()
         hp = self.host_plan(host)
         if service is None:
             # A whole host: make sure it exists (its namespace may have been removed) and has its rules.
             # Starting one service needs neither, and may be asked from inside the host itself (the HA
             # agent restarting its MariaDB after a re-clone), where the bridge is not visible.
-            self.network.ensure_host(next(link for link in self.network.links if link.host == host))
+            self.fleet.ensure_host(host)
             self.hosts[host].connect()
-            self._apply_firewall(hp, progress)  # a namespace made again has no rules yet
+            if not self.servers:  # a server's firewall is the nftables service `up` deployed
+                self._apply_firewall(hp, progress)  # a namespace made again has no rules yet
         else:
             self.hosts[host].connect()
         for svc in self.services_of(host, service):
             self._start(hp, svc, progress)
 
     def stop(self, host: str, service: str | None = None, *, kill: bool = False, progress: Progress = _quiet) -> None:
-        require_root()
+        self.require_local()
         hp = self.host_plan(host)
         for svc in reversed(self.services_of(host, service)):
             if supervisor.stop(self.hosts[host], hp, svc, kill=kill):

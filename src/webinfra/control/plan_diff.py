@@ -1,7 +1,7 @@
 """`webinfra plan`: what `up` would change on a cluster, against what runs now (like `terraform plan`).
 
 Read-only. "What runs" is what the cluster's state directory records: the hosts in network.json (what `up`
-created), the config files on disk, the services' PID files. For each host of the new plan:
+created), the config files on each host (read through its machine), the services' state. For each host of the new plan:
 - a host not recorded is created, one recorded but no longer in the file is removed;
 - a file whose content differs from the one on disk is shown as a unified diff (a missing file: created);
 - a service that does not run is started; one that runs and whose configs change is reloaded (when its
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from webinfra.control.cluster import Cluster
 from webinfra.plan.spec import SERVICE_ORDER, HostPlan
-from webinfra.runtime import Machine
+from webinfra.runtime import CommandError, Machine
 from webinfra.runtime.emulated import ClusterNetwork
 
 HostAction = Literal["create", "remove", "change", "none"]
@@ -112,12 +112,11 @@ class PlanDiff:
         }
 
 
-def _read(path: Path) -> str | None:
+def _read(machine: Machine, path: Path) -> str | None:
+    """The file as the host has it, asked of its machine (not read here: a server's files are its own)."""
     try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
+        return machine.read_file(path)
+    except (OSError, UnicodeDecodeError, CommandError) as exc:
         return f"<unreadable: {exc.__class__.__name__}>\n"
 
 
@@ -128,10 +127,10 @@ def _unified(old: str, new: str, path: Path) -> str:
     return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines)
 
 
-def file_changes(hp: HostPlan) -> tuple[FileChange, ...]:
+def file_changes(machine: Machine, hp: HostPlan) -> tuple[FileChange, ...]:
     out = []
     for f in hp.files:
-        old = _read(f.path)
+        old = _read(machine, f.path)
         if old is None:
             out.append(FileChange(str(f.path), "create", _unified("", f.content, f.path)))
         elif old != f.content:
@@ -161,7 +160,7 @@ def diff(cluster: Cluster) -> PlanDiff:
     known = {link.host: link for link in recorded.links} if recorded else {}
     hosts = []
     for hp in cluster.plan.hosts:
-        files = file_changes(hp)
+        files = file_changes(cluster.hosts[hp.name], hp)
         services = service_changes(cluster.hosts[hp.name], hp, {f.path for f in files})
         action: HostAction = "change" if hp.name in known else "create"
         if action == "change" and not (files or services) and known[hp.name].address == hp.address:

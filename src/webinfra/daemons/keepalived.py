@@ -8,7 +8,6 @@ declares itself master, sees the peer's lower priority and keeps the VIP: the VI
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING
 
 from webinfra.control import hastate
@@ -20,18 +19,10 @@ from webinfra.services import supervisor
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster, Progress
 
-_PEERS = re.compile(r"unicast_peer\s*\{([^}]*)\}", re.S)
-
-
-def peers_of(config_text: str) -> list[str]:
-    match = _PEERS.search(config_text)
-    return match.group(1).split() if match else []
-
 
 def resolve_peers(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
-    for f in plan.files_of(svc):
-        for peer in peers_of(f.content):
-            host.run(["ping", "-c", "1", "-W", "1", peer], check=False, timeout=5)
+    for peer in plan.vrrp_peers:  # the plan's values, not the rendered config parsed back
+        host.run(["ping", "-c", "1", "-W", "1", peer], check=False, timeout=5)
 
 
 HOOKS = supervisor.Hooks(before_start=resolve_peers)

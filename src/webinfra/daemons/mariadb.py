@@ -51,9 +51,10 @@ def host_pattern(subnet: ipaddress.IPv4Network) -> str:
 def init_datadir(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
     """Create the system tables on first start (idempotent: an initialised datadir is left alone)."""
     ddir = datadir(plan)
-    if (ddir / "mysql").is_dir():
+    # Asked of the machine: the datadir is the host's (a server's is initialised by `up`, as user mysql).
+    if host.run(["test", "-d", str(ddir / "mysql")], check=False).returncode == 0:
         return
-    ddir.mkdir(parents=True, exist_ok=True)
+    host.run(["mkdir", "-p", str(ddir)])
     host.run(
         [
             "mariadb-install-db",

@@ -1,6 +1,8 @@
 """`webinfra logs`: the services' log files of the hosts, their ends, the lines since a time, and following
 them as they grow (`--follow`).
 
+On servers each service logs to journald instead: its unit's journal (`journalctl -u`, run on the server).
+
 Each daemon writes its own file (<host>/log/<service>*.log) in its own format, so `--since` reads the time
 at the start of a line in the formats these daemons use (ISO 8601 as MariaDB, etcd, Prometheus and the
 agents write it, nginx's `05/Dec/2026:07:40:27`, syslog's `Dec  5 07:40:27`); a line without a time (a
@@ -19,6 +21,8 @@ from pathlib import Path
 
 from webinfra.control.cluster import Cluster
 from webinfra.errors import UsageError
+from webinfra.runtime import Machine
+from webinfra.runtime.ssh import unit_name
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,9 @@ def log_files(cluster: Cluster, hosts: list[str], services: list[str]) -> list[L
         wanted = [s for s in planned if not services or s in services]
         if hosts and services and not wanted:
             raise UsageError(f"host {host!r} runs none of {', '.join(services)} (it runs: {', '.join(planned)})")
+        if cluster.servers:  # a server's services log to journald, one unit each
+            out += [LogFile(host, service, Path(unit_name(service))) for service in wanted]
+            continue
         log_dir = cluster.layout.host(host).log
         taken: set[Path] = set()
         for service in sorted(wanted, key=len, reverse=True):  # longest first: a name may prefix another
@@ -126,6 +133,26 @@ def read_tail(log: LogFile, lines: int | None, since: datetime | None = None) ->
     if lines is None:
         return text
     return text[len(text) - lines :] if 0 < lines < len(text) else (text if lines > 0 else [])
+
+
+def tails(
+    cluster: Cluster, logs: list[LogFile], lines: int | None, since: datetime | None
+) -> list[tuple[LogFile, list[str]]]:
+    """Each log's end: a file here (emulated), or its unit's journal on the server."""
+    if cluster.servers:
+        return [(log, read_journal(cluster.hosts[log.host], log, lines, since)) for log in logs]
+    return [(log, read_tail(log, lines, since)) for log in logs]
+
+
+def read_journal(machine: Machine, log: LogFile, lines: int | None, since: datetime | None = None) -> list[str]:
+    """A server's: the unit's journal, the last `lines` lines (all when None) of those since `since`."""
+    argv = ["journalctl", "--no-pager", "--quiet", "-o", "short-iso", "-u", log.path.name]
+    if since is not None:
+        argv += ["--since", f"@{int(since.timestamp())}"]
+    if lines is not None:
+        argv += ["-n", str(max(lines, 0))]
+    text = machine.run(argv, timeout=30).stdout.splitlines()
+    return text if lines is None or lines > 0 else []
 
 
 def follow(logs: list[LogFile], poll: float = 0.2, stop_after: float | None = None) -> Iterator[tuple[LogFile, str]]:

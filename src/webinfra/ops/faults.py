@@ -89,8 +89,7 @@ def fail(cluster: Cluster, host: str, service: str | None = None, mode: Mode = "
 
 def recover(cluster: Cluster, host: str) -> str:
     cluster.host_plan(host)
-    link = next(link for link in cluster.network.links if link.host == host)
-    cluster.network.ensure_host(link)
+    cluster.fleet.ensure_host(host)  # emulated: the namespace and link made again if gone
     cluster.hosts[host].heal()  # link up, no fault rules, no delay, frozen services resumed
     cluster.start(host)
     _remember(cluster, host, None)

@@ -68,11 +68,13 @@ def _host_plan(ctx: HostContext) -> HostPlan:
     files: list[FileSpec] = []
     services: list[ServiceSpec] = []
     lb_servers: tuple[BackendServer, ...] = ()
+    vrrp_peers: tuple[str, ...] = ()
     for contribute in CONTRIBUTORS:
         part = contribute(ctx)
         files += part.files
         services += part.services
         lb_servers += part.lb_servers
+        vrrp_peers += part.vrrp_peers
     return HostPlan(
         name=ctx.name,
         address=ctx.address,
@@ -81,4 +83,5 @@ def _host_plan(ctx: HostContext) -> HostPlan:
         files=tuple(files),
         services=tuple(services),
         lb_servers=lb_servers,
+        vrrp_peers=vrrp_peers,
     )

@@ -105,6 +105,7 @@ class Contribution(NamedTuple):
     files: list[FileSpec]
     services: list[ServiceSpec]
     lb_servers: tuple[BackendServer, ...] = ()  # HAProxy's server lines, as values
+    vrrp_peers: tuple[str, ...] = ()  # keepalived's unicast peers (addresses)
 
 
 NOTHING = Contribution([], [])

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from webinfra.model import Topology
 from webinfra.state import HostDirs, Layout
+
+if TYPE_CHECKING:  # only named in annotations: the helper that runs on servers (runtime/ssh.py) ships this
+    # module with the standard library alone, without the model (pydantic)
+    from webinfra.model import Topology
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class HostPlan:
     files: tuple[FileSpec, ...] = ()
     services: tuple[ServiceSpec, ...] = ()
     lb_servers: tuple[BackendServer, ...] = ()  # with the `lb` role: haproxy.cfg's servers
+    vrrp_peers: tuple[str, ...] = ()  # with an LB pair: the other LB's address, keepalived's unicast peer
 
     def service(self, name: str) -> ServiceSpec:
         for svc in self.services:

@@ -1,8 +1,8 @@
 """HTTP calls made from a machine, as values: `HttpRequest` in, `HttpResponse` (or `HttpFailure`) out.
 
 `perform` makes the call from wherever it runs (inside the emulated host's namespace, or in the helper on
-a remote machine), with the standard library only. httpx on a machine (`client_on`) is in client.py:
-importing httpx costs ~0.05-0.2 s of start-up, which `status` (values only) need not pay.
+a remote machine). `client.py`'s `MachineTransport` plugs a machine into httpx. This module needs only the
+standard library: the SSH machine ships it to servers as part of its helper (runtime/ssh.py).
 """
 
 from __future__ import annotations

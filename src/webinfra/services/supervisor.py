@@ -107,8 +107,8 @@ def launch(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
 
 
 def _spawn(host: Machine, plan: HostPlan, svc: ServiceSpec) -> None:
-    for d in plan.dirs.all():
-        d.mkdir(parents=True, exist_ok=True)
+    # On the machine, not here: a server's directories are its own (they exist once `up` deployed it).
+    host.run(["mkdir", "-p", *(str(d) for d in plan.dirs.all())])
     hooks = HOOKS.get(svc.name)
     if hooks and hooks.before_start:
         hooks.before_start(host, plan, svc)

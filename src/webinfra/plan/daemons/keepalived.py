@@ -134,4 +134,5 @@ def contribute(ctx: HostContext) -> Contribution:
     if not (ctx.spec.has(Role.LB) and ctx.topo.lb_pair):
         return NOTHING
     files, service = keepalived_files_and_service(ctx.topo, ctx.name, ctx.dirs)
-    return Contribution(files, [service])
+    peers = tuple(str(ctx.topo.address_of(h.name)) for h in ctx.topo.with_role(Role.LB) if h.name != ctx.name)
+    return Contribution(files, [service], vrrp_peers=peers)
