@@ -6,16 +6,21 @@ pure `decide(snapshot) -> Decision(action, reason, target)`, acts, and logs the 
     config.py    AgentConfig: the agent.json webinfra renders (pydantic, extra="forbid")
     snapshot.py  frozen values a cycle knows: LocalDb, ClusterView, AgentState, Settings, Snapshot; GTIDs
                  and GtidState (histories compared per domain and server_id, never by bare seq_no)
-    decide.py    decide(): pure rules -> Decision (Action, one-line reason, target)
+    decision.py  Action, Decision (what to do, the one-line reason, the target)
+    decide.py    decide(): the overview and the dispatch by role, pure
+    decide_leader.py, decide_elect.py, decide_follow.py
+                 the rules of the lease holder, of a cluster with no leader, of a follower
     dcs.py       EtcdClient: etcd v3 over its JSON gateway (leases, range, put, txn); Keys under the prefix
     records.py   JSON of the DCS keys (leader, optime, members/<host>, history) <-> snapshot records
     mysql.py     LocalMariaDB: facts and the few changes (promote, fence, follow) via the `mariadb` client
+    mysql_facts.py  the facts query and its pure parsing
     actions.py   Actor: carries out a Decision; returns the agent's new memory; appends events
     clone.py     re-clone: mariabackup stream from the leader -> mbstream -> prepare -> swap datadir
     api.py       HTTP API (/primary /replica /read /health /status /clone) from the last published cycle
     watchdog.py  the MariaDB EVENT that fences the server itself once the agent's lease deadline passes
     clock.py     CLOCK_BOOTTIME for lease arithmetic
-    events.py    EventLog: JSON lines appended to the cluster's events file
+    eventlog.py  EventLog: JSON lines appended to the cluster's events file
+    metrics.py   the agent's Prometheus metrics (/metrics)
     loop.py      Agent: gather -> decide -> act -> publish, every loop_interval; fencing on time
     __main__.py  python -m webinfra.agent --config agent.json
 
