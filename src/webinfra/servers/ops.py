@@ -239,9 +239,9 @@ def add_host_ops(
             conf = add(
                 "nftables.conf",
                 files.put,
-                src=io.StringIO(
-                    f'#!/usr/sbin/nft -f\n# Written by webinfra.\nflush ruleset\ninclude "{ruleset.path}"\n'
-                ),
+                # No `flush ruleset`: the included file replaces only webinfra's own table (atomically), so a
+                # reload keeps the fault-injection table and any table the server's owner keeps.
+                src=io.StringIO(f'#!/usr/sbin/nft -f\n# Written by webinfra.\ninclude "{ruleset.path}"\n'),
                 dest=NFTABLES_CONF,
                 mode="755",
             )
