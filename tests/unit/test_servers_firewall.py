@@ -22,7 +22,7 @@ RULE = 'tcp dport {port} accept comment "management -> ssh"'
 
 def servers(management: str = "", lb_port: int = 22) -> str:
     text = SERVERS.replace('key = "~/.ssh/webinfra"\n', "")
-    text = text.replace("firewall = false", "firewall = true").replace("\nkind = ", f"\n{management}\nkind = ")
+    text = text.replace("\nkind = ", f"\n{management}\nkind = ")  # the example keeps the default firewall
     return text.replace('ssh = "admin@10.20.0.10:22"', f'ssh = "admin@10.20.0.10:{lb_port}"')
 
 
@@ -49,7 +49,7 @@ def test_unknown_management_admits_ssh_from_anywhere_rather_than_lock_out() -> N
 def test_up_derives_management_from_the_ssh_connections_or_refuses_a_lockout() -> None:
     said: list[str] = []
     topo = parse_topology(servers(), "s.toml")
-    sources = {"lb-01": "10.20.0.1", "web-01": "10.20.0.1", "web-02": "10.20.0.1"}
+    sources = {h.name: "10.20.0.1" for h in topo.hosts}
     derived = with_management(topo, sources, lambda host, step, line: said.append(line))
     assert [str(n) for n in derived.machines.management] == ["10.20.0.1/32"]
     assert rule_lines(ruleset(derived, "web-02")) == ["ip saddr 10.20.0.1/32 " + RULE.format(port=22)]
@@ -59,7 +59,7 @@ def test_up_derives_management_from_the_ssh_connections_or_refuses_a_lockout() -
     with pytest.raises(UsageError, match=r"does not cover where SSH comes from: web-01 \(from 10.9.9.9\)"):
         with_management(given, {**sources, "web-01": "10.9.9.9"}, lambda *a: None)
     # Without the firewall nothing is derived or checked.
-    off = parse_topology(servers().replace("firewall = true", "firewall = false"), "s.toml")
+    off = parse_topology(servers().replace('name = "srv"', 'name = "srv"\nfirewall = false'), "s.toml")
     assert with_management(off, {"lb-01": "10.9.9.9"}, lambda *a: None) is off
 
 
@@ -82,3 +82,25 @@ def test_the_server_ruleset_is_valid_nftables(tmp_path: Path) -> None:
     if "Operation not permitted" in result.stderr:
         pytest.skip("nft -c needs CAP_NET_ADMIN")
     assert result.returncode == 0, result.stderr
+
+
+def test_the_hardened_design_on_servers_holds_its_agents_and_stops_mariadb_through_systemd() -> None:
+    import json
+
+    from webinfra.plan.build import build_plan
+    from webinfra.servers import units
+    from webinfra.state import ServerLayout
+
+    topo = parse_topology(servers(), "s.toml")
+    plan = build_plan(topo, ServerLayout(), f"{units.RELEASES}/abc/bin/python")
+    agent = json.loads(next(f.content for f in plan.host("web-01").files if f.path.name == "agent.json"))
+    assert agent["mariadb_control"]["stop"] == ["systemctl", "stop", "webinfra-mariadb.service"]
+    assert units.packages(plan.host("lb-01"), firewall=True) == [
+        "etcd-server",
+        "haproxy",
+        "iproute2",
+        "keepalived",
+        "nftables",
+    ]
+    assert "mariadb-backup" in units.packages(plan.host("web-01"), firewall=True)
+    assert units.users(plan.host("etcd-01")) == ["etcd"]

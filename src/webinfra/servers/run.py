@@ -30,10 +30,10 @@ from pyinfra.operations import files, systemd
 
 import webinfra
 from webinfra.control.cluster import UsageError
-from webinfra.model import Topology
+from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import ClusterPlan, Probe
-from webinfra.servers import ServersError, units
+from webinfra.servers import ServersError, hardened, units
 from webinfra.servers.ops import HostOps, Release, add_host_ops
 from webinfra.servers.remote import SshRunner
 from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
@@ -89,10 +89,10 @@ def check_usable(topo: Topology) -> None:
     """Bad input before any connection: one line, exit 2."""
     if not topo.machines.ssh:
         raise UsageError('not an SSH topology: [machines] kind = "ssh" is missing')
-    if topo.ha:
+    if topo.with_role(Role.MONITORING):
         raise UsageError(
-            "the hardened design (etcd, HA agents) is not yet deployable over SSH; the seed and split "
-            "designs are (docs/SERVERS.md)"
+            "a monitoring host (Prometheus, exporters, the event watcher) is not yet deployable over SSH; "
+            "the seed, split and hardened designs are (docs/SERVERS.md)"
         )
     for host in topo.hosts:
         key = _key(topo.machines.key_of(host.name))
@@ -279,7 +279,7 @@ def _by_name(state: State) -> dict[str, PyinfraHost]:
     return {h.name: h for h in state.inventory}
 
 
-def _add_all(state: State, target: Target, dry: bool) -> list[HostOps]:
+def _add_all(state: State, target: Target, dry: bool, hold: frozenset[str] = frozenset()) -> list[HostOps]:
     hosts = _by_name(state)
     topo = target.topology
     with ctx_state.use(state):
@@ -294,6 +294,7 @@ def _add_all(state: State, target: Target, dry: bool) -> list[HostOps]:
                 firewall=topo.firewall,
                 cluster=topo.name,
                 dry=dry,
+                hold=hold,
             )
             for plan in target.plan.hosts
         ]
@@ -332,7 +333,8 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
         target = Target.of(with_management(topo, ssh_sources(state), say), state_dir, release)
         prepare_secrets(target)
         target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
-        records = _add_all(state, target, dry=False)
+        hold = hardened.held(target.topology, target.local)
+        records = _add_all(state, target, dry=False, hold=hold)
         started = time.monotonic()
         _run(state, records)
         for record in records:
@@ -340,7 +342,16 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
             summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
             say(record.name, "deploy", summary if changed else "no changes")
         say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
-    _bootstrap_database(target, say)
+    if not target.topology.ha:
+        _bootstrap_database(target, say)
+    else:
+        cluster = hardened.ServerCluster.of(target.topology, target.local, target.plan, target.ssh_host)
+        hardened.etcd_ready(cluster, say)
+        if not hardened.bootstrapped(target.topology, target.local):
+            _bootstrap_database(target, say)  # once: from then on roles are the agents' business
+            target.local.db_bootstrapped_marker.touch()
+        hardened.agents_ready(cluster, hold, say)
+        hardened.vip_ready(cluster, say)
     _wait_ready(target, say)
     return {r.name: r.changed() for r in records}
 
@@ -460,7 +471,7 @@ def ready_check(target: Target, probe: Probe, host: str) -> Callable[[], bool]:
     /dev/tcp, over SSH) says the daemon listens, as the emulated probe from inside the host does."""
     from webinfra.runtime.probe import check_network
 
-    if not target.topology.firewall and probe.kind != "command":
+    if not target.topology.firewall and probe.kind != "command" and not probe.address.startswith("127."):
         return lambda: check_network(probe)
     runner = target.ssh_host(host)
     if probe.kind == "command":
