@@ -17,7 +17,7 @@ etcd and the agents), so every request leaves from inside the cluster as on emul
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
@@ -53,16 +53,9 @@ class ServerMachine:
     def name(self) -> str:
         return self.runner.name
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        input: str | None = None,
-        timeout: float = 60.0,
-        check: bool = True,
-        env: Mapping[str, str] | None = None,
-    ) -> RunResult:
-        return self.runner.run(argv, input=input, timeout=timeout, check=check, env=env)
+    @property
+    def run(self) -> Callable[..., RunResult]:
+        return self.runner.run  # Machine.run's keywords (input, timeout, check, env) as they are
 
     def http(self, request: HttpRequest) -> HttpResponse:
         from webinfra.runtime.helper import decode_response, encode_request
