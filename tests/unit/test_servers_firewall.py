@@ -100,6 +100,7 @@ def test_the_hardened_design_on_servers_holds_its_agents_and_stops_mariadb_throu
         "haproxy",
         "iproute2",
         "keepalived",
+        "netbase",
         "nftables",
     ]
     assert "mariadb-backup" in units.packages(plan.host("web-01"), firewall=True)

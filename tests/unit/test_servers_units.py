@@ -36,6 +36,7 @@ def test_packages_are_only_what_the_roles_need() -> None:
     assert units.packages(plan.host("web-01"), firewall=True) == [
         "mariadb-client",
         "mariadb-server",
+        "netbase",
         "nftables",
         "nginx",
         "python3",

@@ -22,11 +22,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, cast
 
 from webinfra.model import Role, Topology
+from webinfra.plan.daemons.etcd import ETCD_ROOT_SECRET, etcd_secured
 from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse
 from webinfra.runtime.machine import Machine, RunResult
 from webinfra.runtime.probe import wait_until
 from webinfra.servers import ServersError, units
 from webinfra.servers.remote import SshRunner
+from webinfra.services.secrets import ensure_secret
 from webinfra.state import Layout, ServerLayout
 
 if TYPE_CHECKING:
@@ -115,6 +117,8 @@ def etcd_ready(cluster: Cluster, say: Say) -> None:
             f"etcd has no quorum within {QUORUM_TIMEOUT:g}s (journalctl -u {units.unit_name('etcd')} on its members)"
         )
     say("all", "etcd", "quorum")
+    if etcd_secured(cluster.topology):  # root's password: only webinfra uses it, from here (never on a server)
+        ensure_secret(cluster.layout, ETCD_ROOT_SECRET)
     try:
         changes = etcd_access.ensure_auth(cluster)
     except etcd_access.EtcdAuthError as exc:

@@ -445,9 +445,19 @@ def _bootstrap_database(target: Target, say: Say) -> None:
         rep = target.ssh_host(replica.name).as_machine()
         if not wait_until(ready_check(target, rhp.service("mariadb").probe, replica.name), PROBE_TIMEOUT, 0.5):
             raise ServersError(f"{replica.name}: MariaDB is not answering on {rhp.address}:{topo.db.port}")
-        mariadb.setup_replica(rep, rhp, topo, target.local, str(topo.address_of(primary.name)))
+        mariadb.setup_replica(rep, rhp, topo, ServerCa(target.local.cluster_dir), str(topo.address_of(primary.name)))
         mariadb.wait_caught_up(rep, rhp, target_gtid)
         say(replica.name, "mariadb", f"replica of {primary.name}, caught up")
+
+
+@dataclass(frozen=True)
+class ServerCa(Layout):
+    """The management side's secrets, with the CA named where the servers keep it (CHANGE MASTER's
+    MASTER_SSL_CA is read by the replica's MariaDB)."""
+
+    @property
+    def ca_cert(self) -> Path:
+        return ServerLayout().ca_cert
 
 
 def _wait_ready(target: Target, say: Say) -> None:

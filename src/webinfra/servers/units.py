@@ -67,7 +67,8 @@ def runs_python(svc: ServiceSpec) -> bool:
 
 def packages(plan: HostPlan, firewall: bool) -> list[str]:
     """The Debian packages this host's services need, and nothing else."""
-    wanted: list[str] = ["nftables"] if firewall else []
+    # netbase: /etc/protocols, where nft resolves `ip protocol vrrp` (a minimal Debian lacks it).
+    wanted: list[str] = ["nftables", "netbase"] if firewall else []
     for svc in plan.services:
         programs = [*HELPERS.get(svc.name, ()), *EXTRA_PROGRAMS.get(svc.name, ())]
         if runs_python(svc):
