@@ -41,6 +41,8 @@ ADDRESSES = {
 }
 VIP = "198.18.160.100"
 SITE = "www.foobar.com"
+# The cold `up` alone (wheelhouse, packages through the proxy, five servers) takes minutes: above the default.
+pytestmark = pytest.mark.timeout(1500)
 
 
 def topology(lab: labs.Lab) -> str:
