@@ -17,6 +17,9 @@ from pathlib import Path
 
 from webinfra.runtime.probe import wait_until
 
+REPO = Path(__file__).resolve().parents[1]  # the source tree: examples/, src/, pyproject.toml
+EXAMPLES = REPO / "examples"
+
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/sbin"])
 MARIADBD = shutil.which("mariadbd", path=SBIN_PATH)
 INSTALL_DB = shutil.which("mariadb-install-db", path=SBIN_PATH)

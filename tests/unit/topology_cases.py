@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from testkit import EXAMPLES
+
 
 def host(name: str, *roles: str, **fields: str) -> str:
     lines = ["[[hosts]]", f'name = "{name}"', "roles = [" + ", ".join(f'"{r}"' for r in roles) + "]"]
@@ -370,3 +372,15 @@ def haproxy_sections(cfg: str) -> dict[str, list[str]]:
         else:
             current.append(line)
     return sections
+
+
+# The monitoring host, and the switches that keep a plan plain (no TLS, no firewall), for monitoring tests.
+MON = host("mon-01", "monitoring")
+PLAIN = "firewall = false\n[tls]\nenabled = false\n"
+
+
+def hardened_with_monitoring() -> str:
+    text = (EXAMPLES / "hardened.toml").read_text()
+    return text.replace(
+        'name = "webinfra"', 'name = "webinfra"\n' + PLAIN.replace("[tls]\nenabled = false\n", ""), 1
+    ) + ('\n[[hosts]]\nname = "mon-01"\nroles = ["monitoring"]\n')

@@ -11,7 +11,10 @@ Modules:
 * ``schema.sql`` - the schema, exposed by :func:`schema_sql` for the DB bootstrap.
 
 Only the light-weight pieces are imported here, so the rest of webinfra can use
-:func:`schema_sql` and :class:`SiteConfig` without pulling in the web stack.
+:func:`schema_sql` and `SiteConfig` without pulling in the web stack.
+
+Self-contained: it imports nothing else of webinfra (import-linter), because `webinfra deploy` ships a copy
+of it as a release that must not depend on the installed package.
 """
 
 from __future__ import annotations

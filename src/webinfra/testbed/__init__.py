@@ -5,6 +5,9 @@ for trying and testing webinfra's real-server target.
     proxy.py    apt-cacher-ng on the bridge's gateway: the machines' only way to Debian packages
     machine.py  one machine: its copy of the image, its keys, the systemd-nspawn process, ssh to it
     lab.py      a lab of N machines: validation, record on disk, up / status / down
+    cgroup.py   each nspawn keeper in its own cgroup, so systemd inside sees a clean tree
+May import control/ and below, and runtime/emulated's network and process modules (it builds its bridge and
+namespaces with them); only cli/ and the tests import it.
 """
 
 from __future__ import annotations

@@ -65,14 +65,18 @@ def nspawn_argv(rootfs: Path, netns: str) -> list[str]:
 # systemd-nspawn exits with 133 when the machine's systemd asks for a reboot (systemd-nspawn@.service
 # restarts it on that code): this loop does the same, so `systemctl reboot` inside a machine brings it back.
 # SIGTERM to the loop is passed on to nspawn (an orderly poweroff) and ends the loop. First the loop enters
-# the machine's own cgroups (testbed/cgroup.py says why).
+# the machine's own cgroups (testbed/cgroup.py says why). A SIGTERM that lands between the fork and `child=$!`
+# (seen under load) is remembered in `stop` and passed on as soon as the child is known.
 KEEPER = """for dir in $WEBINFRA_LAB_CGROUPS; do
   mkdir -p "$dir" && echo $$ > "$dir/cgroup.procs" || { echo "cannot enter cgroup $dir" >&2; exit 125; }
 done
-trap 'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0' TERM
+child= stop=
+trap 'stop=1; [ -z "$child" ] || kill -TERM "$child" 2>/dev/null' TERM
 while :; do
   "$@" & child=$!
+  [ -z "$stop" ] || kill -TERM "$child" 2>/dev/null
   wait "$child"; rc=$?
+  if [ -n "$stop" ]; then wait "$child"; exit 0; fi
   [ "$rc" -eq 133 ] || exit "$rc"
 done"""
 

@@ -12,15 +12,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_monitoring_plan import MON, PLAIN, hardened_with_monitoring
-from topology_cases import GOOD
+from topology_cases import GOOD, MON, PLAIN, hardened_with_monitoring
 
+from testkit import REPO
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.daemons import alert_rules, alertmanager, keepalived, prometheus
 from webinfra.state import Layout
 
-ROOT = Path(__file__).resolve().parents[2]
 AMTOOL = shutil.which("amtool")
 PROMTOOL = shutil.which("promtool")
 needs_amtool = pytest.mark.skipif(AMTOOL is None, reason="amtool (Debian: prometheus-alertmanager) not installed")
@@ -176,7 +175,7 @@ def every_alert_name() -> set[str]:
 
 
 def test_every_alert_links_to_its_runbook_section() -> None:
-    runbook = (ROOT / "docs" / "RUNBOOK.md").read_text()
+    runbook = (REPO / "docs" / "RUNBOOK.md").read_text()
     sections = {m.lower() for m in re.findall(r"^## (\w+)$", runbook, flags=re.M)}
     names = every_alert_name()
     assert {"DbNoLeader", "SemiSyncFallback", "EtcdNoQuorum", "DiskFilling", "CertificateExpiringSoon"} <= names

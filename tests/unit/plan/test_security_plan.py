@@ -17,6 +17,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from topology_cases import GOOD, SPLIT, host
 
+from testkit import EXAMPLES
 from webinfra.cli.main import cli
 from webinfra.model import TopologyError, load_topology, parse_topology
 from webinfra.plan.build import build_plan
@@ -26,7 +27,6 @@ from webinfra.plan.render import TLS12_CIPHERS
 from webinfra.services import pki
 from webinfra.state import Layout
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HARDENED_PRIMARY = (EXAMPLES / "hardened.toml").read_text().replace('route_writes_to = "any"\n', "")
 MONITORED_SPLIT = (EXAMPLES / "split.toml").read_text() + host("mon-01", "monitoring")
 

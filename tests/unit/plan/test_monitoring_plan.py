@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from topology_cases import GOOD, host
+from topology_cases import GOOD, MON, PLAIN, hardened_with_monitoring, host
 
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.model.topology import listeners
@@ -19,19 +19,9 @@ from webinfra.plan.daemons import alert_rules, prometheus
 from webinfra.plan.daemons.haproxy import render_haproxy
 from webinfra.state import Layout
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 PROMTOOL = shutil.which("promtool")
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if Path("/usr/sbin/haproxy").exists() else None)
-MON = host("mon-01", "monitoring")
-PLAIN = "firewall = false\n[tls]\nenabled = false\n"
 needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="promtool (Debian: prometheus) not installed")
-
-
-def hardened_with_monitoring() -> str:
-    text = (EXAMPLES / "hardened.toml").read_text()
-    return text.replace(
-        'name = "webinfra"', 'name = "webinfra"\n' + PLAIN.replace("[tls]\nenabled = false\n", ""), 1
-    ) + ('\n[[hosts]]\nname = "mon-01"\nroles = ["monitoring"]\n')
 
 
 def services(plan, name: str) -> list[str]:  # type: ignore[no-untyped-def]

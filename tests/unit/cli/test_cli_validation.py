@@ -11,11 +11,10 @@ import pytest
 from click.testing import CliRunner, Result
 from topology_cases import BAD_TOPOLOGIES, GOOD
 
+from testkit import EXAMPLES
 from webinfra.cli.main import cli
 from webinfra.control.cluster import Cluster
 from webinfra.state import SOCKET_ROOT_ENV
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 @pytest.fixture

@@ -11,12 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from topology_cases import BAD_TOPOLOGIES, GOOD, haproxy_sections, host
 
+from testkit import EXAMPLES
 from webinfra.model import Role, TopologyError, load_topology, parse_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.daemons.haproxy import render_haproxy
 from webinfra.state import Layout
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def assert_one_line_from(error: TopologyError, source: str) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from testkit import EXAMPLES
 from webinfra.cli.main import cli
 from webinfra.control.cluster import Cluster
 from webinfra.model import load_topology, parse_topology
@@ -27,7 +28,6 @@ from webinfra.runtime.emulated import network as netmod
 from webinfra.services import releases
 from webinfra.state import Layout
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED = (EXAMPLES / "seed.toml").read_text()
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from testkit import REPO
 from webinfra import errors
 from webinfra.cli import common
 from webinfra.cli.main import cli
@@ -22,8 +23,7 @@ from webinfra.control.cluster import Cluster
 from webinfra.plan.daemons import nginx
 from webinfra.runtime.emulated.process import track, write_pidfile
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
+EXAMPLES = REPO / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "plan"
 GOLDEN_ENV = {"WEBINFRA_STATE_DIR": "/golden/state", "WEBINFRA_RUN_DIR": "/golden/run", "COLUMNS": "100"}
 CASES = {"default": [], **{p.stem: ["-f", str(p)] for p in sorted(EXAMPLES.glob("*.toml"))}}

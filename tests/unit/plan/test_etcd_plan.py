@@ -7,14 +7,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from testkit import EXAMPLES
 from webinfra.agent.config import AgentConfig
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_AGENT_USER, etcd_endpoints
 from webinfra.plan.spec import ClusterPlan
 from webinfra.state import Layout
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def _plan(topo: Topology, tmp_path: Path) -> ClusterPlan:

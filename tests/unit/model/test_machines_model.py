@@ -7,11 +7,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from testkit import REPO
 from webinfra.cli.main import cli
 from webinfra.model import TopologyError, parse_topology
 from webinfra.model.machines import SshAddress, parse_ssh_address
 
-SEED = (Path(__file__).parents[2] / "examples" / "seed.toml").read_text()
+SEED = (REPO / "examples" / "seed.toml").read_text()
 SSH = """
 [machines]
 kind = "ssh"
@@ -97,7 +98,7 @@ def test_keepalived_names_the_vip_interface() -> None:
     from webinfra.plan.build import build_plan
     from webinfra.state import Layout
 
-    default = Path(__file__).parents[2] / "src" / "webinfra" / "model" / "default.toml"
+    default = REPO / "src" / "webinfra" / "model" / "default.toml"
     topo = parse_topology(default.read_text() + '\n[machines]\nvip_interface = "ens5"\n', "d.toml")
     plan = build_plan(topo, Layout(Path("/s/x")))
     conf = next(f.content for h in plan.hosts for f in h.files if f.path.name == "keepalived.conf")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
+from testkit import REPO
 from webinfra.daemons import registry
 from webinfra.plan.spec import SERVICE_ORDER
 from webinfra.services import supervisor
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "webinfra"
+SRC = REPO / "src" / "webinfra"
 
 
 def test_one_entry_per_planned_service_in_start_order() -> None:

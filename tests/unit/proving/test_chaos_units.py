@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit import EXAMPLES
 from webinfra.model import parse_topology
 from webinfra.model.relocate import relocated
 from webinfra.proving.chaos.plot import buckets, timeline_png
@@ -26,7 +27,6 @@ from webinfra.proving.chaos.scenarios import NAMES, NotApplicable, Roles, Target
 from webinfra.proving.chaos.splitbrain import count_windows
 from webinfra.proving.loadgen import Sample
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED = parse_topology((EXAMPLES / "seed.toml").read_text(), "seed.toml")
 HARDENED = parse_topology((EXAMPLES / "hardened.toml").read_text(), "hardened.toml")
 

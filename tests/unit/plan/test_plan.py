@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from topology_cases import GOOD, haproxy_sections, host
 
+from testkit import EXAMPLES
 from webinfra.model import Role, Topology, load_topology, parse_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.daemons.haproxy import render_haproxy
@@ -25,7 +26,6 @@ from webinfra.services import pki
 from webinfra.site import SiteConfig
 from webinfra.state import SOCKET_ROOT_ENV, STATE_ROOT_ENV, Layout
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 GOLDEN = Path(__file__).resolve().parent / "golden"
 ROOT_PLACEHOLDER = "@ROOT@"
 # The non-HA designs; the hardened default (HA, LB pair) has its own checks in test_plan_ha.py.

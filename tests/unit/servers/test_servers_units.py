@@ -3,15 +3,13 @@ secrets a host receives (servers/units.py, servers/ops.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from testkit import EXAMPLES
 from webinfra.model import load_topology
 from webinfra.plan.build import build_plan
 from webinfra.servers import units
 from webinfra.servers.ops import PKI_REF, SECRET_REF, ownership, referenced
 from webinfra.state import ServerLayout
 
-EXAMPLES = Path(__file__).parents[2] / "examples"
 PYTHON = f"{units.RELEASES}/abc/bin/python"
 
 

@@ -13,14 +13,13 @@ from types import SimpleNamespace
 import pytest
 import yaml
 from starlette.testclient import TestClient
-from test_monitoring_plan import MON, PLAIN
-from topology_cases import GOOD
+from topology_cases import GOOD, MON, PLAIN
 
+from testkit import REPO
 from webinfra.dashboard import grafana, history
 from webinfra.dashboard.app import create_app
 from webinfra.model import parse_topology
 
-ROOT = Path(__file__).resolve().parents[2]
 PROMTOOL = shutil.which("promtool")
 
 
@@ -73,7 +72,7 @@ def test_history_needs_the_token_a_known_range_and_a_monitoring_host() -> None:
 
 
 def test_the_grafana_dashboard_ships_the_same_panels() -> None:
-    shipped = json.loads((ROOT / "examples" / "grafana-dashboard.json").read_text())
+    shipped = json.loads((REPO / "examples" / "grafana-dashboard.json").read_text())
     assert shipped == grafana.dashboard(), "regenerate: python -m webinfra.dashboard.grafana > examples/..."
     exprs = [p["targets"][0]["expr"] for p in shipped["panels"]]
     assert exprs == [p.promql.replace("$window", "$__rate_interval") for p in history.PANELS]

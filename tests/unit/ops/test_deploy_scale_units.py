@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 from topology_cases import GOOD, SPLIT
 
+from testkit import EXAMPLES
 from webinfra.cli.main import cli
 from webinfra.model import parse_topology
 from webinfra.model.edit import EditError, add_host, next_free_address, remove_host
@@ -22,7 +23,6 @@ from webinfra.services import releases
 from webinfra.services.releases import CodeBaseError
 from webinfra.state import Layout
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SEED = (EXAMPLES / "seed.toml").read_text()
 
 

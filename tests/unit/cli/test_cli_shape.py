@@ -4,9 +4,10 @@ layers below (docs/ARCHITECTURE.md, issue 9)."""
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-CLI = Path(__file__).resolve().parents[2] / "src" / "webinfra" / "cli"
+from testkit import REPO
+
+CLI = REPO / "src" / "webinfra" / "cli"
 LIMIT = 40
 
 

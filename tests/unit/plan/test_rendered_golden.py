@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from testkit import REPO
 from webinfra.model import load_topology, parse_topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import AppRelease, ClusterPlan
 from webinfra.state import Layout
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "examples"
-DEFAULT = ROOT / "src" / "webinfra" / "model" / "default.toml"
+EXAMPLES = REPO / "examples"
+DEFAULT = REPO / "src" / "webinfra" / "model" / "default.toml"
 GOLDEN = Path(__file__).resolve().parent / "golden" / "rendered"
 STATE = Path("/golden/state")
 

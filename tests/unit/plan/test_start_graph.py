@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from testkit import EXAMPLES
 from webinfra.model import load_topology, parse_topology
 from webinfra.parallel import run_graph
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import SERVICE_ORDER, START_AFTER
 from webinfra.proving.bench_scale import scale_topology_text
 from webinfra.state import Layout
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 # ---- run_graph ----
 
