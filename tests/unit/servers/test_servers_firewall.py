@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
+from testkit import EXAMPLES
 from webinfra.control.cluster import UsageError
 from webinfra.model import TopologyError, parse_topology
 from webinfra.model.relocate import seed_text
 from webinfra.plan.daemons.firewall import ruleset
 from webinfra.servers.run import with_management
 
-SERVERS = (Path(__file__).parents[2] / "examples" / "servers.toml").read_text()
+SERVERS = (EXAMPLES / "servers.toml").read_text()
 RULE = 'tcp dport {port} accept comment "management -> ssh"'
 
 
