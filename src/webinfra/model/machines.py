@@ -7,6 +7,7 @@ host is a Debian 12 server reached over SSH, and the topology's addresses are th
     kind = "ssh"
     key = "~/.ssh/webinfra"        # default for every host
     vip_interface = "ens3"         # the interface keepalived puts the VIP on
+    management = ["203.0.113.5"]   # where SSH comes from (the firewall admits it); default: derived at `up`
     [machines.hosts.lb-01]
     ssh = "admin@203.0.113.10:22"
     become = true                  # sudo (needed unless the user is root)
@@ -14,11 +15,13 @@ host is a Debian 12 server reached over SSH, and the topology's addresses are th
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints
+from pydantic_core import PydanticCustomError
 
 # user@host:port; the user and the port may be left out (root, 22). The host is a name or an IPv4 address.
 SSH_ADDRESS = re.compile(
@@ -27,6 +30,16 @@ SSH_ADDRESS = re.compile(
 InterfaceName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$")]
 KeyPath = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 Bool = Annotated[bool, Strict()]
+
+
+def _network_text(value: Any) -> Any:
+    # A bare integer would otherwise become an address (`management = [5]` -> 0.0.0.5/32).
+    if isinstance(value, str | ipaddress.IPv4Network):
+        return value
+    raise PydanticCustomError("ip_type", "Input should be a string")
+
+
+Network = Annotated[ipaddress.IPv4Network, BeforeValidator(_network_text)]
 
 
 class Frozen(BaseModel):
@@ -67,6 +80,10 @@ class MachinesSpec(Frozen):
     vip_interface: InterfaceName = "eth0"
     # SSH's known_hosts file for the servers (new keys are accepted and kept). Default: ssh's own.
     known_hosts: KeyPath | None = None
+    # The management machine's addresses or networks: with `firewall = true` every server's ruleset accepts
+    # its SSH port from them. Empty: `up` derives them from where its SSH connections come from
+    # ($SSH_CONNECTION on each server), so the ruleset never locks out the machine that loads it.
+    management: tuple[Network, ...] = ()
     hosts: dict[str, SshMachine] = Field(default_factory=dict)
 
     def __hash__(self) -> int:  # Topology is hashed (plans are cached by it); a dict field is not hashable
@@ -77,6 +94,7 @@ class MachinesSpec(Frozen):
                 self.known_hosts,
                 self.become,
                 self.vip_interface,
+                self.management,
                 *self.hosts.items(),
             )
         )
@@ -97,6 +115,11 @@ class MachinesSpec(Frozen):
         own = self.hosts[host].become
         return self.become if own is None else own
 
+    def admits(self, address: str) -> bool:
+        """Whether `management` covers `address` (an SSH connection's source)."""
+        ip = ipaddress.IPv4Address(address)
+        return any(ip in net for net in self.management)
+
 
 Problem = tuple[str, object, str]
 
@@ -107,6 +130,8 @@ def check_machines(machines: MachinesSpec, host_names: list[str]) -> list[Proble
     if not machines.ssh:
         if machines.hosts:
             problems.append(("machines.hosts", sorted(machines.hosts), 'SSH addresses need kind = "ssh"'))
+        if machines.management:
+            problems.append(("machines.management", [str(n) for n in machines.management], 'needs kind = "ssh"'))
         return problems
     known = set(host_names)
     for name, machine in machines.hosts.items():

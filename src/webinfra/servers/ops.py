@@ -126,7 +126,10 @@ def add_host_ops(
     firewall: bool,
     cluster: str,
     dry: bool = False,
+    hold: frozenset[str] = frozenset(),
 ) -> HostOps:
+    """`hold`: services whose unit is written but not started by these operations (the HA agents, until the
+    database is bootstrapped; servers/hardened.py starts them then)."""
     record = HostOps(plan.name)
     add = Adder(state, host, record, become)
 
@@ -239,9 +242,9 @@ def add_host_ops(
             conf = add(
                 "nftables.conf",
                 files.put,
-                src=io.StringIO(
-                    f'#!/usr/sbin/nft -f\n# Written by webinfra.\nflush ruleset\ninclude "{ruleset.path}"\n'
-                ),
+                # No `flush ruleset`: the included file replaces only webinfra's own table (atomically), so a
+                # reload keeps the fault-injection table and any table the server's owner keeps.
+                src=io.StringIO(f'#!/usr/sbin/nft -f\n# Written by webinfra.\ninclude "{ruleset.path}"\n'),
                 dest=NFTABLES_CONF,
                 mode="755",
             )
@@ -267,7 +270,8 @@ def add_host_ops(
         add("systemctl daemon-reload", systemd.daemon_reload, _if=lambda: any(m.did_change() for m in metas))
 
     for svc in plan.services:
-        _service_ops(add, svc, cluster, unit_metas[svc.name], changed_by_service[svc.name], dry)
+        if svc.name not in hold:
+            _service_ops(add, svc, cluster, unit_metas[svc.name], changed_by_service[svc.name], dry)
     return record
 
 

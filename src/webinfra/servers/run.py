@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import ipaddress
 import logging
 import os
 import shutil
@@ -29,10 +30,10 @@ from pyinfra.operations import files, systemd
 
 import webinfra
 from webinfra.control.cluster import UsageError
-from webinfra.model import Topology
+from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
-from webinfra.plan.spec import ClusterPlan
-from webinfra.servers import ServersError, units
+from webinfra.plan.spec import ClusterPlan, Probe
+from webinfra.servers import ServersError, hardened, units
 from webinfra.servers.ops import HostOps, Release, add_host_ops
 from webinfra.servers.remote import SshRunner
 from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
@@ -88,17 +89,10 @@ def check_usable(topo: Topology) -> None:
     """Bad input before any connection: one line, exit 2."""
     if not topo.machines.ssh:
         raise UsageError('not an SSH topology: [machines] kind = "ssh" is missing')
-    if topo.ha:
+    if topo.with_role(Role.MONITORING):
         raise UsageError(
-            "the hardened design (etcd, HA agents) is not yet deployable over SSH; the seed and split "
-            "designs are (docs/SERVERS.md)"
-        )
-    if topo.firewall:
-        # The derived ruleset admits only the cluster's own flows: loaded on a server it would cut the
-        # management SSH off. Refused until the ruleset admits it.
-        raise UsageError(
-            "firewall = true is not yet deployable over SSH (the derived ruleset has no rule for the "
-            "management SSH); set firewall = false (docs/SERVERS.md)"
+            "a monitoring host (Prometheus, exporters, the event watcher) is not yet deployable over SSH; "
+            "the seed, split and hardened designs are (docs/SERVERS.md)"
         )
     for host in topo.hosts:
         key = _key(topo.machines.key_of(host.name))
@@ -239,11 +233,53 @@ def _check_host(state: State, host: PyinfraHost, topo: Topology) -> str:
     return ""
 
 
+def ssh_sources(state: State) -> dict[str, str]:
+    """Each server's view of where its SSH connection comes from (the first field of $SSH_CONNECTION, read
+    without sudo, which would drop it): the management machine's address as the firewall must admit it
+    (behind NAT or a bastion, the translated address)."""
+    out: dict[str, str] = {}
+    for host in state.inventory:
+        with ctx_state.use(state), ctx_host.use(host):
+            try:
+                text = str(host.get_fact(Command, command="echo $SSH_CONNECTION") or "")
+            except PyinfraError as exc:
+                raise ServersError(f"{host.name}: cannot read $SSH_CONNECTION: {_one_line(str(exc))}") from None
+        fields = text.split()
+        try:
+            out[host.name] = str(ipaddress.IPv4Address(fields[0]))
+        except (IndexError, ValueError):
+            raise ServersError(
+                f"{host.name}: $SSH_CONNECTION does not name an IPv4 client ({text.strip() or 'empty'}): "
+                "set [machines] management"
+            ) from None
+    return out
+
+
+def with_management(topo: Topology, sources: dict[str, str], say: Say) -> Topology:
+    """The topology whose firewall admits the management SSH: `[machines] management` as given (refused when
+    it leaves out an address the SSH connections come from now: loading it would lock this `up` out), or
+    derived from those addresses."""
+    if not topo.firewall:
+        return topo
+    machines = topo.machines
+    if machines.management:
+        outside = sorted(f"{host} (from {addr})" for host, addr in sources.items() if not machines.admits(addr))
+        if outside:
+            raise UsageError(
+                f"[machines] management does not cover where SSH comes from: {', '.join(outside)}; the "
+                "firewall would lock this machine out (add the address, or leave management unset)"
+            )
+        return topo
+    derived = tuple(ipaddress.IPv4Network(a) for a in sorted(set(sources.values())))
+    say("all", "firewall", f"management SSH admitted from {', '.join(str(n) for n in derived)} (derived)")
+    return topo.model_copy(update={"machines": machines.model_copy(update={"management": derived})})
+
+
 def _by_name(state: State) -> dict[str, PyinfraHost]:
     return {h.name: h for h in state.inventory}
 
 
-def _add_all(state: State, target: Target, dry: bool) -> list[HostOps]:
+def _add_all(state: State, target: Target, dry: bool, hold: frozenset[str] = frozenset()) -> list[HostOps]:
     hosts = _by_name(state)
     topo = target.topology
     with ctx_state.use(state):
@@ -258,6 +294,7 @@ def _add_all(state: State, target: Target, dry: bool) -> list[HostOps]:
                 firewall=topo.firewall,
                 cluster=topo.name,
                 dry=dry,
+                hold=hold,
             )
             for plan in target.plan.hosts
         ]
@@ -292,11 +329,12 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
     """Deploy: returns each host's changed operations (empty: no changes)."""
     check_usable(topo)
     release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
-    target = Target.of(topo, state_dir, release)
-    prepare_secrets(target)
-    target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
     with connected(topo, say) as state:
-        records = _add_all(state, target, dry=False)
+        target = Target.of(with_management(topo, ssh_sources(state), say), state_dir, release)
+        prepare_secrets(target)
+        target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
+        hold = hardened.held(target.topology, target.local)
+        records = _add_all(state, target, dry=False, hold=hold)
         started = time.monotonic()
         _run(state, records)
         for record in records:
@@ -304,7 +342,16 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
             summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
             say(record.name, "deploy", summary if changed else "no changes")
         say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
-    _bootstrap_database(target, say)
+    if not target.topology.ha:
+        _bootstrap_database(target, say)
+    else:
+        cluster = hardened.ServerCluster.of(target.topology, target.local, target.plan, target.ssh_host)
+        hardened.etcd_ready(cluster, say)
+        if not hardened.bootstrapped(target.topology, target.local):
+            _bootstrap_database(target, say)  # once: from then on roles are the agents' business
+            target.local.db_bootstrapped_marker.touch()
+        hardened.agents_ready(cluster, hold, say)
+        hardened.vip_ready(cluster, say)
     _wait_ready(target, say)
     return {r.name: r.changed() for r in records}
 
@@ -313,9 +360,9 @@ def diff(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str
     """pyinfra's dry run: what `up` would change on each host (nothing is changed)."""
     check_usable(topo)
     release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
-    target = Target.of(topo, state_dir, release)
-    prepare_secrets(target)
     with connected(topo, say) as state:
+        target = Target.of(with_management(topo, ssh_sources(state), say), state_dir, release)
+        prepare_secrets(target)
         records = _add_all(state, target, dry=True)
         out: dict[str, list[str]] = {}
         hosts = _by_name(state)
@@ -376,7 +423,7 @@ def _bootstrap_database(target: Target, say: Say) -> None:
     """The design as drawn: schema and accounts on the primary, replicas pointed at it (services/mariadb.py,
     as on emulated hosts, over SSH). Idempotent."""
     from webinfra.daemons import mariadb
-    from webinfra.runtime.probe import check_network, wait_until
+    from webinfra.runtime.probe import wait_until
 
     topo, plan = target.topology, target.plan
     primary = topo.db_primary
@@ -396,24 +443,49 @@ def _bootstrap_database(target: Target, say: Say) -> None:
     for replica in topo.db_replicas:
         rhp = plan.host(replica.name)
         rep = target.ssh_host(replica.name).as_machine()
-        probe = rhp.service("mariadb").probe
-        if not wait_until(lambda: check_network(probe), PROBE_TIMEOUT, 0.5):  # noqa: B023 (called at once)
+        if not wait_until(ready_check(target, rhp.service("mariadb").probe, replica.name), PROBE_TIMEOUT, 0.5):
             raise ServersError(f"{replica.name}: MariaDB is not answering on {rhp.address}:{topo.db.port}")
-        mariadb.setup_replica(rep, rhp, topo, target.local, str(topo.address_of(primary.name)))
+        mariadb.setup_replica(rep, rhp, topo, ServerCa(target.local.cluster_dir), str(topo.address_of(primary.name)))
         mariadb.wait_caught_up(rep, rhp, target_gtid)
         say(replica.name, "mariadb", f"replica of {primary.name}, caught up")
 
 
+@dataclass(frozen=True)
+class ServerCa(Layout):
+    """The management side's secrets, with the CA named where the servers keep it (CHANGE MASTER's
+    MASTER_SSL_CA is read by the replica's MariaDB)."""
+
+    @property
+    def ca_cert(self) -> Path:
+        return ServerLayout().ca_cert
+
+
 def _wait_ready(target: Target, say: Say) -> None:
     """Each service's probe from the management machine, in start order."""
-    from webinfra.runtime.probe import check_network, wait_until
+    from webinfra.runtime.probe import wait_until
 
     for hp, svc in target.plan.start_order():
         if svc.probe.kind == "https" and svc.probe.ca_file:
             continue  # the probe names the server's CA path; checked through the LB below
-        if not wait_until(lambda: check_network(svc.probe), PROBE_TIMEOUT, 0.2):  # noqa: B023
+        if not wait_until(ready_check(target, svc.probe, hp.name), PROBE_TIMEOUT, 0.2):
             raise ServersError(
                 f"{hp.name}: {svc.name} not ready on {svc.probe.address}:{svc.probe.port} within "
                 f"{PROBE_TIMEOUT:g}s (journalctl -u {units.unit_name(svc.name)})"
             )
         say(hp.name, svc.name, "ready")
+
+
+def ready_check(target: Target, probe: Probe, host: str) -> Callable[[], bool]:
+    """One attempt of a readiness probe. From here while no firewall stands between; with the firewall the
+    management machine reaches only SSH and the public ports, so a TCP connect from inside the server (bash's
+    /dev/tcp, over SSH) says the daemon listens, as the emulated probe from inside the host does."""
+    from webinfra.runtime.probe import check_network
+
+    if not target.topology.firewall and probe.kind != "command" and not probe.address.startswith("127."):
+        return lambda: check_network(probe)
+    runner = target.ssh_host(host)
+    if probe.kind == "command":
+        argv = list(probe.argv)
+    else:
+        argv = ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{probe.address}/{probe.port}"]
+    return lambda: runner.run(argv, check=False, timeout=15).returncode == 0

@@ -51,6 +51,8 @@ DISTRO_UNITS = {
     "nginx-exporter": "prometheus-nginx-exporter.service",
     "mysqld-exporter": "prometheus-mysqld-exporter.service",
 }
+# Programs webinfra runs on a server beside a daemon: `ip` shows which LB holds the VIP (servers/hardened.py).
+EXTRA_PROGRAMS = {"keepalived": ("ip",)}
 # Daemons that bind a port below 1024 as their own user.
 LOW_PORTS = ("haproxy", "nginx", "dbproxy")
 
@@ -65,12 +67,15 @@ def runs_python(svc: ServiceSpec) -> bool:
 
 def packages(plan: HostPlan, firewall: bool) -> list[str]:
     """The Debian packages this host's services need, and nothing else."""
-    wanted: list[str] = ["nftables"] if firewall else []
+    # netbase: /etc/protocols, where nft resolves `ip protocol vrrp` (a minimal Debian lacks it).
+    wanted: list[str] = ["nftables", "netbase"] if firewall else []
     for svc in plan.services:
+        programs = [*HELPERS.get(svc.name, ()), *EXTRA_PROGRAMS.get(svc.name, ())]
         if runs_python(svc):
             wanted += ["python3", "python3-venv"]
-            continue
-        for program in (svc.argv[0], *HELPERS.get(svc.name, ())):
+        else:
+            programs.insert(0, svc.argv[0])
+        for program in programs:
             if program in PACKAGE_OF:
                 wanted.append(PACKAGE_OF[program])
     return sorted(set(wanted))

@@ -50,6 +50,9 @@ def nspawn_argv(rootfs: Path, netns: str) -> list[str]:
         f"--directory={rootfs}",
         "--boot",
         f"--network-namespace-path=/run/netns/{netns}",
+        # Its own network namespace is the machine's alone: like a server, it may set its firewall (nftables)
+        # and addresses (keepalived's VIP). nspawn keeps CAP_NET_ADMIN only with --private-network.
+        "--capability=CAP_NET_ADMIN",
         "--register=no",
         "--keep-unit",
         f"--machine={netns}",

@@ -34,6 +34,7 @@ def test_packages_are_only_what_the_roles_need() -> None:
     assert units.packages(plan.host("web-01"), firewall=True) == [
         "mariadb-client",
         "mariadb-server",
+        "netbase",
         "nftables",
         "nginx",
         "python3",
@@ -92,9 +93,10 @@ def test_what_is_not_yet_deployable_over_ssh_is_refused_in_one_line() -> None:
     from webinfra.servers.run import check_usable
 
     text = (EXAMPLES / "servers.toml").read_text().replace('key = "~/.ssh/webinfra"\n', "")
-    check_usable(parse_topology(text, "s.toml"))  # the design as drawn: accepted
-    with pytest.raises(UsageError, match="firewall = true is not yet deployable over SSH"):
-        check_usable(parse_topology(text.replace("firewall = false", "firewall = true"), "s.toml"))
+    check_usable(parse_topology(text, "s.toml"))  # the hardened design, with its firewall: accepted
+    monitored = text.replace('roles = ["etcd"]', 'roles = ["etcd", "monitoring"]')
+    with pytest.raises(UsageError, match=r"a monitoring host .* is not yet deployable over SSH"):
+        check_usable(parse_topology(monitored, "s.toml"))
     with pytest.raises(UsageError, match="does not exist"):
         check_usable(
             parse_topology(text.replace("\nbecome = true\n", '\nbecome = true\nkey = "/nonexistent/k"\n'), "s.toml")

@@ -68,10 +68,7 @@ def agent_files_and_service(
         "repl_password_file": str(layout.secret("db-repl")),
         "token_file": str(layout.secret(AGENT_TOKEN_SECRET)),
         **({"repl_ssl_ca": str(layout.ca_cert)} if topo.tls.enabled else {}),
-        "mariadb_control": {
-            "stop": [wi, "stop", *where, name, "mariadb"],
-            "start": [wi, "start", *where, name, "mariadb"],
-        },
+        "mariadb_control": _mariadb_control(topo, wi, where, name),
         "events_file": str(layout.events_file),
     }
     path = dirs.etc / "agent.json"
@@ -85,6 +82,14 @@ def agent_files_and_service(
         stop_timeout=5.0,
     )
     return FileSpec(path, json.dumps(config, indent=2) + "\n"), service
+
+
+def _mariadb_control(topo: Topology, wi: str, where: list[str], name: str) -> dict[str, list[str]]:
+    """How the agent stops and starts its MariaDB: through webinfra on emulated hosts; through systemd on a
+    server (servers/units.py names the unit `webinfra-mariadb.service`; the agent runs as root there)."""
+    if topo.machines.ssh:
+        return {verb: ["systemctl", verb, "webinfra-mariadb.service"] for verb in ("stop", "start")}
+    return {verb: [wi, verb, *where, name, "mariadb"] for verb in ("stop", "start")}
 
 
 def _local_first(endpoints: list[str], address: str) -> list[str]:

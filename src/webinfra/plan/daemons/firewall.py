@@ -5,7 +5,9 @@ topology (who proxies to whom, who reads which database, who holds the VIP, who 
 same ports `listeners()` gives, and `ruleset()` turns the flows that end at one host into its input
 chain: policy drop; loopback, replies and ping from the subnet accepted; then one commented accept per
 flow. Everything webinfra itself does on a host (readiness probes, status, admin SQL, the HAProxy
-runtime API) runs inside that host over loopback or unix sockets, so no management port is opened.
+runtime API) runs inside that host over loopback or unix sockets, so no management port is opened on
+emulated hosts. On servers (`[machines] kind = "ssh"`) the one exception is SSH from the management
+machine (`[machines] management`): every server's ruleset accepts it first.
 
 The file loads atomically and idempotently (`table` + `delete table` + the new table, in one
 transaction), and never touches the fault-injection table (`inet webinfra_fault`).
@@ -28,6 +30,11 @@ TABLE = "webinfra"
 def _addrs(topo: Topology, hosts: Iterable[HostSpec], exclude: str) -> tuple[str, ...]:
     """Addresses of `hosts`, without `exclude` (a host reaches itself over loopback), in file order."""
     return tuple(str(topo.address_of(h.name)) for h in hosts if h.name != exclude)
+
+
+def management_sources(topo: Topology) -> tuple[str, ...] | None:
+    """Where the management SSH may come from: `[machines] management`, None (anywhere) when unset."""
+    return tuple(str(net) for net in topo.machines.management) or None
 
 
 def lb_checks_agents(topo: Topology) -> bool:
@@ -55,6 +62,12 @@ def flows(topo: Topology) -> tuple[Flow, ...]:
         ) -> None:
             if sources is None or sources:  # no peer of that kind: no rule
                 out.append(Flow(flow_name, dest, sources, proto, tuple(ports)))
+
+        if topo.machines.ssh:
+            # Servers: the management machine's SSH, first and always, or loading the ruleset would cut off
+            # the connection that loads it (and every later `up`). Unknown management (a plan rendered
+            # offline): admitted from anywhere rather than locked out; `up` always knows it.
+            add("management -> ssh", management_sources(topo), topo.machines.address_of(name).port)
 
         if host.has(Role.LB):
             ports = (topo.lb.port, topo.lb.https_port) if topo.tls.enabled else (topo.lb.port,)

@@ -1,0 +1,190 @@
+"""The hardened design over SSH (docs/SERVERS.md): examples/servers.toml (two LBs sharing a VIP, two
+web/app/db servers under the HA agents, three etcd members, TLS and a firewall per host) deployed with
+`webinfra up` to five lab machines (systemd-nspawn Debian 12, testbed/). The site answers through the VIP over
+HTTPS; a write is read back; the firewall keeps SSH from the management side open and refuses a flow the
+design has not (the LB to MariaDB); a second `up` changes nothing; keepalived killed on the VIP holder moves
+the VIP and the site keeps serving. Prints the cold and the second `up`'s seconds.
+
+Lab `thard` on 198.18.160.0/24; its image carries the design's daemons (built once, ~3-5 min)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import tomlkit
+
+from testkit import wait_for
+from webinfra.testbed import LabError
+from webinfra.testbed import lab as labs
+
+NAME, SUBNET = "thard", "198.18.160.0/24"
+ROOT = Path(__file__).parents[2]
+WEBINFRA = Path(sys.executable).parent / "webinfra"
+INCLUDE = (
+    "haproxy,nginx,mariadb-server,mariadb-client,mariadb-backup,python3-venv,nftables,keepalived,etcd-server,iproute2"
+)
+ADDRESSES = {
+    "lb-01": "198.18.160.11",
+    "lb-02": "198.18.160.12",
+    "web-01": "198.18.160.13",
+    "web-02": "198.18.160.14",
+    "etcd-01": "198.18.160.15",
+}
+VIP = "198.18.160.100"
+SITE = "www.foobar.com"
+# The cold `up` alone (wheelhouse, packages through the proxy, five servers) takes minutes: above the default.
+pytestmark = pytest.mark.timeout(1500)
+
+
+def topology(lab: labs.Lab) -> str:
+    """examples/servers.toml on the lab machines: addresses, root over SSH with the lab's key, eth0."""
+    doc = tomlkit.parse((ROOT / "examples" / "servers.toml").read_text())
+    doc["name"] = "hard"
+    doc["network"]["subnet"] = SUBNET
+    doc["lb"]["vip"] = VIP
+    for host in doc["hosts"]:
+        host["address"] = ADDRESSES[host["name"]]
+    machines = doc["machines"]
+    machines["key"] = str(lab.ssh_dir / "id_ed25519")
+    machines["known_hosts"] = str(lab.ssh_dir / "known_hosts")
+    machines["become"] = False
+    machines["vip_interface"] = "eth0"
+    for name, address in ADDRESSES.items():
+        machines["hosts"][name]["ssh"] = f"root@{address}"
+    return tomlkit.dumps(doc)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory, lab_images: Path) -> Iterator[labs.Lab]:
+    paths = labs.LabPaths.under(tmp_path_factory.mktemp("hard-lab"), lab_images)
+    try:
+        made = labs.up(labs.LabSpec.parse(NAME, 5, SUBNET, INCLUDE), paths, None, lambda line: None)
+    except LabError as exc:
+        found = labs.Lab.load(paths, NAME)
+        if found is not None:
+            labs.down(found, lambda line: None)
+        if "systemd-nspawn exited" in str(exc):
+            pytest.skip(f"systemd-nspawn cannot boot a container here: {exc}")
+        raise
+    yield made
+    labs.down(made, lambda line: None)
+
+
+def webinfra(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(WEBINFRA), *argv], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """(topology file, state dir, the cold `up`'s output)."""
+    work = tmp_path_factory.mktemp("hard")
+    topo = work / "servers.toml"
+    topo.write_text(topology(lab))
+    state = work / "state"
+    started = time.monotonic()
+    result = webinfra("up", "-f", str(topo), "--state-dir", str(state))
+    print(f"\ncold up (hardened, 5 lab machines): {time.monotonic() - started:.1f}s")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return topo, state, result.stdout
+
+
+def ssh(lab: labs.Lab, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return lab.machine(address).run(lab.ssh_dir, [command], timeout)
+
+
+def request(state: Path, path: str, body: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, str]:
+    """HTTPS through the VIP, checked against the cluster's CA (on the management side)."""
+    context = ssl.create_default_context(cafile=str(state / "hard" / "pki" / "ca.pem"))
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        f"https://{VIP}{path}",
+        data=data,
+        method="POST" if data else "GET",
+        headers={"Host": SITE, "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
+        return response.status, response.read().decode()
+
+
+def serving(state: Path) -> bool:
+    try:
+        return request(state, "/healthz", timeout=3.0)[0] == 200
+    except OSError:
+        return False
+
+
+def vip_holders(lab: labs.Lab) -> list[str]:
+    return [
+        name
+        for name in ("lb-01", "lb-02")
+        if f" {VIP}/" in ssh(lab, ADDRESSES[name], "ip -o -4 addr show dev eth0").stdout
+    ]
+
+
+def reachable(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def test_the_site_serves_through_the_vip_over_https(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    _, state, output = deployed
+    assert "leader (writable primary)" in output and "holds the VIP" in output, output
+    wait_for(lambda: serving(state), 30, "the site through the VIP", interval=0.5)
+    status, _ = request(state, "/api/entries", {"text": "hardened over ssh"})
+    assert status in (200, 201)
+    wait_for(
+        lambda: "hardened over ssh" in request(state, "/api/entries")[1],
+        20,
+        "the entry read back through the VIP",
+        interval=0.5,
+    )
+    # Each host holds only its own key; the CA key stays on the management side.
+    assert ssh(lab, ADDRESSES["web-01"], "ls /etc/webinfra/pki").stdout.split().count("web-02.key") == 0
+    assert "ca.key" not in ssh(lab, ADDRESSES["lb-01"], "ls /etc/webinfra/pki").stdout
+    users = ssh(lab, ADDRESSES["lb-01"], "ps -o user= -C etcd,haproxy | sort -u | tr '\\n' ' '").stdout.split()
+    assert sorted(users) == ["etcd", "haproxy"]
+
+
+def test_the_firewall_keeps_ssh_and_refuses_undeclared_flows(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    for address in ADDRESSES.values():
+        assert ssh(lab, address, "systemctl is-active nftables").stdout.strip() == "active"
+        assert "management -> ssh" in ssh(lab, address, "nft list table inet webinfra").stdout
+    # The management side reaches SSH and the LBs' HTTPS, not MariaDB; the LB does not reach MariaDB either.
+    assert reachable(ADDRESSES["web-01"], 22)
+    assert not reachable(ADDRESSES["web-01"], 3306)
+    from_lb = ssh(lab, ADDRESSES["lb-01"], f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ADDRESSES['web-01']}/3306'")
+    assert from_lb.returncode != 0
+    from_app = ssh(lab, ADDRESSES["web-02"], f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ADDRESSES['web-01']}/3306'")
+    assert from_app.returncode == 0, from_app.stderr
+
+
+def test_second_up_changes_nothing(deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    started = time.monotonic()
+    again = webinfra("up", "-f", str(topo), "--state-dir", str(state))
+    print(f"\nsecond up (hardened, 5 lab machines): {time.monotonic() - started:.1f}s")
+    assert again.returncode == 0, again.stdout + again.stderr
+    for host in ADDRESSES:
+        assert any(host in line and "no changes" in line for line in again.stdout.splitlines()), again.stdout
+
+
+def test_the_vip_moves_when_keepalived_dies(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    _, state, _ = deployed
+    wait_for(lambda: len(vip_holders(lab)) == 1, 30, "one VIP holder", interval=0.5)
+    holder = vip_holders(lab)[0]
+    other = "lb-02" if holder == "lb-01" else "lb-01"
+    ssh(lab, ADDRESSES[holder], "systemctl kill -s KILL webinfra-keepalived.service")
+    wait_for(lambda: vip_holders(lab) == [other], 30, f"the VIP on {other}", interval=0.5)
+    wait_for(lambda: serving(state), 30, "the site through the VIP after the move", interval=0.5)
