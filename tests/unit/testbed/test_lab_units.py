@@ -138,6 +138,7 @@ def test_apt_proxy_for_the_machines() -> None:
     conf = apt_proxy_conf("198.18.250.1")
     assert 'Acquire::http::Proxy "http://198.18.250.1:3142/";' in conf
     assert 'Acquire::https::Proxy "http://198.18.250.1:3142/";' in conf
+    assert 'Acquire::http::Timeout "20";' in conf and 'Acquire::Retries "5";' in conf  # the proxy's race
 
 
 def test_apt_cacher_ng_config_binds_the_gateway_and_keeps_to_its_dirs() -> None:
