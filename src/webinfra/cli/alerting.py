@@ -77,7 +77,7 @@ def print_silences(console: Console, cluster: Cluster) -> None:
         console.print("no silences (webinfra silence add NAME=VALUE... to add one)")
 
 
-def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, console: Console) -> click.Group:
+def silence_group(cluster_option: Any, handle_errors: Any, open_operable: Any, console: Console) -> click.Group:
     """The `silence` command group, built with main.py's shared options (passed in: no import cycle)."""
 
     @click.group()
@@ -103,13 +103,11 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, co
         state_dir: Path | None,
     ) -> None:
         """Silence the alerts matching every MATCHER (NAME=VALUE, NAME!=VALUE, NAME=~REGEX, NAME!~REGEX)."""
-        from webinfra.control.cluster import require_root
         from webinfra.observe import alertmanager
 
         parsed = [alertmanager.parse_matcher(m) for m in matchers]
         length = alertmanager.parse_duration(duration)
-        require_root()
-        cluster = open_cluster(topology_file, cluster_name, state_dir)
+        cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra silence")
         silence_id = alertmanager.add_silence(cluster, parsed, length, comment, author or getpass.getuser())
         if as_json:
             click.echo(json.dumps({"id": silence_id}))
@@ -129,11 +127,10 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, co
         state_dir: Path | None,
     ) -> None:
         """List the silences (active and pending; --all adds the expired)."""
-        from webinfra.control.cluster import require_root
         from webinfra.observe import alertmanager
 
-        require_root()
-        found = alertmanager.silences(open_cluster(topology_file, cluster_name, state_dir), include_expired)
+        cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra silence list")
+        found = alertmanager.silences(cluster, include_expired)
         if as_json:
             click.echo(json.dumps(found, indent=2))
         elif found:
@@ -147,12 +144,11 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_cluster: Any, co
     @handle_errors
     def expire(silence_id: str, topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> None:
         """End a silence now (its ID is in `webinfra silence list`)."""
-        from webinfra.control.cluster import require_root
         from webinfra.observe import alertmanager
 
         alertmanager.check_silence_id(silence_id)
-        require_root()
-        alertmanager.expire_silence(open_cluster(topology_file, cluster_name, state_dir), silence_id)
+        cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra silence expire")
+        alertmanager.expire_silence(cluster, silence_id)
         console.print(f"expired silence {silence_id}")
 
     return silence

@@ -50,7 +50,7 @@ def load_command(name: str) -> click.Command:
     if name == "silence":  # built from the shared options, which alerting.py may not import itself
         from webinfra.cli import common
 
-        found = found(common.cluster_option, common.handle_errors, common.open_cluster, common.console)
+        found = found(common.cluster_option, common.handle_errors, common.open_operable, common.console)
     assert isinstance(found, click.Command)
     return found
 
