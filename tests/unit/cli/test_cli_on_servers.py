@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from testkit import EXAMPLES
 
+from testkit import EXAMPLES
 from webinfra.cli.main import cli
 
 REFUSED = [
