@@ -14,17 +14,13 @@ from webinfra.state import Layout
 
 
 def up(topo: Topology, topology_text: str, state_dir: Path | None) -> None:
-    from webinfra.servers import run, units
+    from webinfra.servers import run
 
     started = time.monotonic()
     console.print(f"[bold]webinfra up[/] cluster [cyan]{topo.name}[/] ({len(topo.hosts)} servers over SSH)")
     changes = run.up(topo, state_dir, progress_printer())
-    # `down -c NAME` and `plan -c NAME` find the servers through the topology last applied; operations
-    # (status, start …) build the plan with the release venv's python the units name.
-    layout = Layout.for_cluster(topo.name, state_dir)
-    layout.topology_file.write_text(topology_text)
-    release = run.release_ident(run.source_root())
-    layout.server_python_file.write_text(f"{units.RELEASES}/{release}/bin/python\n")
+    # `down -c NAME` and `plan -c NAME` find the servers through the topology last applied.
+    Layout.for_cluster(topo.name, state_dir).topology_file.write_text(topology_text)
     total = sum(len(c) for c in changes.values())
     console.print(
         f"[bold green]up[/] in {time.monotonic() - started:.1f}s — "

@@ -58,7 +58,9 @@ def credentials(cluster: Cluster, user: str) -> EtcdCredentials | None:
 
 
 def _ca(cluster: Cluster) -> str | None:
-    return str(cluster.layout.ca_cert) if etcd_secured(cluster.topology) else None
+    """The CA as the member sees it: requests are made from the member's machine (a server names its own
+    path; an emulated host reads the state dir's)."""
+    return str(cluster.fleet.plan_layout.ca_cert) if etcd_secured(cluster.topology) else None
 
 
 def on_member(

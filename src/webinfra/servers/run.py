@@ -29,7 +29,8 @@ from pyinfra.facts.server import Command, LinuxDistribution
 from pyinfra.operations import files, systemd
 
 import webinfra
-from webinfra.control.cluster import UsageError
+from webinfra.control.cluster import Cluster
+from webinfra.errors import UsageError
 from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import ClusterPlan, Probe
@@ -342,10 +343,13 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
             summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
             say(record.name, "deploy", summary if changed else "no changes")
         say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
+    # Operations (status, start …) build the plan with the release venv's python the units name.
+    target.local.server_python_file.write_text(f"{release.python}\n")
     if not target.topology.ha:
         _bootstrap_database(target, say)
     else:
-        cluster = hardened.ServerCluster.of(target.topology, target.local, target.plan, target.ssh_host)
+        # The servers as every other command sees them: SshMachines from the machine factory.
+        cluster = Cluster(target.topology, target.local)
         hardened.etcd_ready(cluster, say)
         if not hardened.bootstrapped(target.topology, target.local):
             _bootstrap_database(target, say)  # once: from then on roles are the agents' business
