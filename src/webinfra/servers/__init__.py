@@ -1,9 +1,13 @@
 """The SSH target: the same `ClusterPlan` deployed to Debian 12 servers through pyinfra's Python API
 ([machines] kind = "ssh"; docs/SERVERS.md). `units.py` is pure (packages, users, systemd units), `ops.py`
-turns a plan into pyinfra operations, `run.py` connects, runs and reports, `remote.py` gives a server as a
-`Machine` (runtime/ssh.py; the MariaDB bootstrap and every operation on a running cluster use it)."""
+turns a plan into pyinfra operations, `wheels.py` builds the release's wheelhouse, `run.py` connects, runs and
+reports; after the operations, `bootstrap.py` (the MariaDB bootstrap, readiness) and `hardened.py` (etcd, the
+agents, the VIP) work on the servers' `Cluster`, whose machines are `SshMachine`s (control/machines.py), as
+every operation on a running cluster does.
 
-from webinfra.control.cluster import ClusterError
+May import: control, daemons, services, runtime, plan, model, state, errors; pyinfra."""
+
+from webinfra.errors import ClusterError
 
 
 class ServersError(ClusterError):

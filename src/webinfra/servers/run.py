@@ -4,14 +4,9 @@ dry run) and `down` for `[machines] kind = "ssh"`."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import ipaddress
 import logging
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,34 +23,17 @@ from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.server import Command, LinuxDistribution
 from pyinfra.operations import files, systemd
 
-import webinfra
 from webinfra.control.cluster import Cluster
 from webinfra.errors import UsageError
 from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
-from webinfra.plan.spec import ClusterPlan, Probe
-from webinfra.servers import ServersError, hardened, units
+from webinfra.plan.spec import ClusterPlan
+from webinfra.servers import ServersError, bootstrap, hardened, units
 from webinfra.servers.ops import HostOps, Release, add_host_ops
-from webinfra.servers.remote import SshRunner
+from webinfra.servers.wheels import ensure_wheelhouse
 from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
 
 Say = Callable[[str, str, str], None]
-PROBE_TIMEOUT = 60.0
-# What runs on a server from the release venv (the app, the HA agent, the event watcher): these and their
-# dependencies, not webinfra's whole list (no pyinfra, click or rich on a server).
-SERVER_REQUIREMENTS = (
-    "starlette",
-    "uvicorn",
-    "uvloop",
-    "httptools",
-    "asyncmy",
-    "httpx",
-    "cryptography",
-    "prometheus_client",
-    "jinja2",
-    "pydantic",
-    "pyyaml",
-)
 
 
 @dataclass(frozen=True)
@@ -69,17 +47,6 @@ class Target:
     def of(cls, topo: Topology, state_dir: Path | None, release: Release | None) -> Target:
         python = release.python if release else f"{units.RELEASES}/none/bin/python"
         return cls(topo, Layout.for_cluster(topo.name, state_dir), build_plan(topo, ServerLayout(), python), release)
-
-    def ssh_host(self, name: str) -> SshRunner:
-        m = self.topology.machines
-        return SshRunner(
-            name,
-            str(self.topology.address_of(name)),
-            m.address_of(name),
-            _key(m.key_of(name)),
-            m.become_of(name),
-            m.known_hosts,
-        )
 
 
 def _key(path: str | None) -> str | None:
@@ -99,52 +66,6 @@ def check_usable(topo: Topology) -> None:
         key = _key(topo.machines.key_of(host.name))
         if key and not Path(key).is_file():
             raise UsageError(f"{host.name}: SSH key {key} does not exist")
-
-
-# ---- the wheelhouse: the app and its dependencies, built here, installed there without PyPI ----
-
-
-def source_root() -> Path:
-    root = Path(webinfra.__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").is_file():
-        raise UsageError(
-            f"webinfra is not installed from a source tree ({root}): the servers' wheelhouse is built "
-            "from one (pip install -e .)"
-        )
-    return root
-
-
-def release_ident(root: Path) -> str:
-    """A digest of what goes into the wheels: the package's files, pyproject.toml and constraints.txt."""
-    digest = hashlib.sha256()
-    paths = sorted(p for p in (root / "src" / "webinfra").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
-    for path in [root / "pyproject.toml", root / "constraints.txt", *paths]:
-        if path.exists():
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()[:12]
-
-
-def ensure_wheelhouse(say: Say, cache: Path | None = None) -> Release:
-    root = source_root()
-    ident = release_ident(root)
-    wheels = (cache or state_root() / "_wheels") / ident
-    if not (wheels / ".complete").exists():
-        say("local", "wheels", f"building {ident} (pip wheel)")
-        wheels.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{ident}.", dir=wheels.parent))
-        constraints = ["-c", str(root / "constraints.txt")] if (root / "constraints.txt").exists() else []
-        (tmp / "requirements.txt").write_text("\n".join(SERVER_REQUIREMENTS) + "\n")
-        pip = [sys.executable, "-m", "pip", "wheel", "-q", "--wheel-dir", str(tmp)]
-        for argv in ([*pip, "--no-deps", str(root)], [*pip, *constraints, "-r", str(tmp / "requirements.txt")]):
-            result = subprocess.run(argv, capture_output=True, text=True, check=False)
-            if result.returncode != 0:
-                shutil.rmtree(tmp, ignore_errors=True)
-                tail = " | ".join(result.stderr.strip().splitlines()[-2:])
-                raise ServersError(f"local: pip wheel failed: {tail}")
-        (tmp / ".complete").touch()
-        shutil.rmtree(wheels, ignore_errors=True)
-        tmp.rename(wheels)
-    return Release(ident, tuple(sorted([*wheels.glob("*.whl"), wheels / "requirements.txt"])))
 
 
 # ---- pyinfra ----
@@ -345,18 +266,18 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
         say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
     # Operations (status, start …) build the plan with the release venv's python the units name.
     target.local.server_python_file.write_text(f"{release.python}\n")
+    # The servers as every other command sees them: SshMachines from the machine factory.
+    cluster = Cluster(target.topology, target.local)
     if not target.topology.ha:
-        _bootstrap_database(target, say)
+        bootstrap.bootstrap_database(cluster, say)
     else:
-        # The servers as every other command sees them: SshMachines from the machine factory.
-        cluster = Cluster(target.topology, target.local)
         hardened.etcd_ready(cluster, say)
         if not hardened.bootstrapped(target.topology, target.local):
-            _bootstrap_database(target, say)  # once: from then on roles are the agents' business
+            bootstrap.bootstrap_database(cluster, say)  # once: from then on roles are the agents' business
             target.local.db_bootstrapped_marker.touch()
         hardened.agents_ready(cluster, hold, say)
         hardened.vip_ready(cluster, say)
-    _wait_ready(target, say)
+    bootstrap.wait_ready(cluster, say)
     return {r.name: r.changed() for r in records}
 
 
@@ -421,75 +342,3 @@ def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
         _run(state, [])
         for plan in target.plan.hosts:
             say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
-
-
-def _bootstrap_database(target: Target, say: Say) -> None:
-    """The design as drawn: schema and accounts on the primary, replicas pointed at it (services/mariadb.py,
-    as on emulated hosts, over SSH). Idempotent."""
-    from webinfra.daemons import mariadb
-    from webinfra.runtime.probe import wait_until
-
-    topo, plan = target.topology, target.plan
-    primary = topo.db_primary
-    if primary is None:
-        return
-    hp = plan.host(primary.name)
-    prim = target.ssh_host(primary.name).as_machine()
-    socket_ready = lambda: prim.run(["test", "-S", str(mariadb.socket_path(hp))], check=False).returncode == 0  # noqa: E731
-    if not wait_until(socket_ready, PROBE_TIMEOUT, 0.5):
-        raise ServersError(
-            f"{primary.name}: MariaDB did not open its socket within {PROBE_TIMEOUT:g}s "
-            f"(journalctl -u {units.unit_name('mariadb')})"
-        )
-    mariadb.bootstrap_primary(prim, hp, topo, target.local)
-    say(primary.name, "mariadb", "primary: schema and accounts")
-    target_gtid = mariadb.gtid_binlog_pos(prim, hp)
-    for replica in topo.db_replicas:
-        rhp = plan.host(replica.name)
-        rep = target.ssh_host(replica.name).as_machine()
-        if not wait_until(ready_check(target, rhp.service("mariadb").probe, replica.name), PROBE_TIMEOUT, 0.5):
-            raise ServersError(f"{replica.name}: MariaDB is not answering on {rhp.address}:{topo.db.port}")
-        mariadb.setup_replica(rep, rhp, topo, ServerCa(target.local.cluster_dir), str(topo.address_of(primary.name)))
-        mariadb.wait_caught_up(rep, rhp, target_gtid)
-        say(replica.name, "mariadb", f"replica of {primary.name}, caught up")
-
-
-@dataclass(frozen=True)
-class ServerCa(Layout):
-    """The management side's secrets, with the CA named where the servers keep it (CHANGE MASTER's
-    MASTER_SSL_CA is read by the replica's MariaDB)."""
-
-    @property
-    def ca_cert(self) -> Path:
-        return ServerLayout().ca_cert
-
-
-def _wait_ready(target: Target, say: Say) -> None:
-    """Each service's probe from the management machine, in start order."""
-    from webinfra.runtime.probe import wait_until
-
-    for hp, svc in target.plan.start_order():
-        if svc.probe.kind == "https" and svc.probe.ca_file:
-            continue  # the probe names the server's CA path; checked through the LB below
-        if not wait_until(ready_check(target, svc.probe, hp.name), PROBE_TIMEOUT, 0.2):
-            raise ServersError(
-                f"{hp.name}: {svc.name} not ready on {svc.probe.address}:{svc.probe.port} within "
-                f"{PROBE_TIMEOUT:g}s (journalctl -u {units.unit_name(svc.name)})"
-            )
-        say(hp.name, svc.name, "ready")
-
-
-def ready_check(target: Target, probe: Probe, host: str) -> Callable[[], bool]:
-    """One attempt of a readiness probe. From here while no firewall stands between; with the firewall the
-    management machine reaches only SSH and the public ports, so a TCP connect from inside the server (bash's
-    /dev/tcp, over SSH) says the daemon listens, as the emulated probe from inside the host does."""
-    from webinfra.runtime.probe import check_network
-
-    if not target.topology.firewall and probe.kind != "command" and not probe.address.startswith("127."):
-        return lambda: check_network(probe)
-    runner = target.ssh_host(host)
-    if probe.kind == "command":
-        argv = list(probe.argv)
-    else:
-        argv = ["timeout", "2", "bash", "-c", f"exec 3<>/dev/tcp/{probe.address}/{probe.port}"]
-    return lambda: runner.run(argv, check=False, timeout=15).returncode == 0

@@ -67,8 +67,10 @@ def runs_python(svc: ServiceSpec) -> bool:
 
 def packages(plan: HostPlan, firewall: bool) -> list[str]:
     """The Debian packages this host's services need, and nothing else."""
-    # netbase: /etc/protocols, where nft resolves `ip protocol vrrp` (a minimal Debian lacks it).
-    wanted: list[str] = ["nftables", "netbase"] if firewall else []
+    # python3 on every server: webinfra's probes and HTTP requests from the server run its helper
+    # (runtime/ssh.py). netbase: /etc/protocols, where nft resolves `ip protocol vrrp` (a minimal Debian
+    # lacks it).
+    wanted: list[str] = ["python3", *(["nftables", "netbase"] if firewall else [])]
     for svc in plan.services:
         programs = [*HELPERS.get(svc.name, ()), *EXTRA_PROGRAMS.get(svc.name, ())]
         if runs_python(svc):

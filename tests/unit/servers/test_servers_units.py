@@ -30,7 +30,7 @@ def test_the_server_layout_uses_debian_places() -> None:
 
 def test_packages_are_only_what_the_roles_need() -> None:
     plan = seed_plan()
-    assert units.packages(plan.host("lb-01"), firewall=False) == ["haproxy"]
+    assert units.packages(plan.host("lb-01"), firewall=False) == ["haproxy", "python3"]  # python3: the probe helper
     assert units.packages(plan.host("web-01"), firewall=True) == [
         "mariadb-client",
         "mariadb-server",
