@@ -16,6 +16,8 @@ from pathlib import Path
 
 from webinfra.control.cluster import Cluster
 from webinfra.daemons import mariadb
+from webinfra.parallel import map_ordered
+from webinfra.plan.spec import HostPlan
 from webinfra.runtime.probe import wait_until
 from webinfra.servers import ServersError, units
 from webinfra.state import Layout, ServerLayout
@@ -63,12 +65,17 @@ def bootstrap_database(cluster: Cluster, say: Say) -> None:
 
 
 def wait_ready(cluster: Cluster, say: Say) -> None:
-    """Each service's probe, on its server, in start order."""
-    for hp, svc in cluster.plan.start_order():
+    """Each service's probe on its server; the hosts side by side (one SSH connection each), a host's services
+    in start order."""
+
+    def host_ready(hp: HostPlan) -> None:
         machine = cluster.hosts[hp.name]
-        if not wait_until(lambda: machine.probe(svc.probe, timeout=2.0), PROBE_TIMEOUT, 0.2):  # noqa: B023
-            raise ServersError(
-                f"{hp.name}: {svc.name} not ready on {svc.probe.address}:{svc.probe.port} within "
-                f"{PROBE_TIMEOUT:g}s (journalctl -u {units.unit_name(svc.name)})"
-            )
-        say(hp.name, svc.name, "ready")
+        for svc in hp.services:
+            if not wait_until(lambda: machine.probe(svc.probe, timeout=2.0), PROBE_TIMEOUT, 0.2):  # noqa: B023
+                raise ServersError(
+                    f"{hp.name}: {svc.name} not ready on {svc.probe.address}:{svc.probe.port} within "
+                    f"{PROBE_TIMEOUT:g}s (journalctl -u {units.unit_name(svc.name)})"
+                )
+            say(hp.name, svc.name, "ready")
+
+    map_ordered(host_ready, cluster.plan.hosts)
