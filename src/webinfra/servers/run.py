@@ -223,9 +223,13 @@ def _add_all(state: State, target: Target, dry: bool, hold: frozenset[str] = fro
 
 
 def _run(state: State, records: list[HostOps]) -> None:
+    """Each host runs its operations on its own (pyinfra's no_wait): a host's operations concern that host
+    only (what spans hosts, the database bootstrap, the agents and the VIP, comes after), so no host waits
+    at every operation for the slowest one. A failure stops that host; the others go on."""
     with contextlib.suppress(PyinfraError):  # the failed hosts are named below
-        run_ops(state)
-    failed = sorted(h.name for h in state.failed_hosts)
+        run_ops(state, no_wait=True)
+    stopped = {r.name for r in records if any(not meta.did_succeed(_raise_if_not_complete=False) for _, meta in r.ops)}
+    failed = sorted({h.name for h in state.failed_hosts} | stopped)
     if failed:
         details = []
         for record in records:

@@ -25,15 +25,17 @@ PROXY_PORT = 3142
 def apt_proxy_conf(gateway: str, port: int = PROXY_PORT) -> str:
     """The machines' /etc/apt/apt.conf.d file: every http(s) fetch goes through the lab's proxy.
 
-    A short timeout and retries: when several machines fetch the same index at once, apt-cacher-ng may fail
-    one of them ("Failure to move file ... out of the way") and leave that client waiting with no answer;
-    seen as an `apt-get update` hanging for minutes in a cold `up` of five machines."""
+    No pipelining, a short timeout and retries: when several machines fetch the same index at once,
+    apt-cacher-ng may fail one of them ("Failure to move file ... out of the way") or close a pipelined
+    connection that apt's http method then never reads to its end (left in CLOSE-WAIT, the method waiting);
+    both were seen as an `apt-get update` hanging for minutes in a cold `up` of five machines."""
     url = f"http://{gateway}:{port}/"
     return (
         "// webinfra lab: packages come through apt-cacher-ng on the bridge gateway\n"
         f'Acquire::http::Proxy "{url}";\n'
         f'Acquire::https::Proxy "{url}";\n'
-        "// a fetch the proxy leaves unanswered is given up and tried again\n"
+        "// one request per connection, and a fetch the proxy leaves unanswered is given up and tried again\n"
+        'Acquire::http::Pipeline-Depth "0";\n'
         'Acquire::http::Timeout "20";\n'
         'Acquire::Retries "5";\n'
     )

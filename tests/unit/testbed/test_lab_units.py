@@ -139,6 +139,7 @@ def test_apt_proxy_for_the_machines() -> None:
     assert 'Acquire::http::Proxy "http://198.18.250.1:3142/";' in conf
     assert 'Acquire::https::Proxy "http://198.18.250.1:3142/";' in conf
     assert 'Acquire::http::Timeout "20";' in conf and 'Acquire::Retries "5";' in conf  # the proxy's race
+    assert 'Acquire::http::Pipeline-Depth "0";' in conf
 
 
 def test_apt_cacher_ng_config_binds_the_gateway_and_keeps_to_its_dirs() -> None:
