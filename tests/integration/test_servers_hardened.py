@@ -3,7 +3,9 @@ web/app/db servers under the HA agents, three etcd members, TLS and a firewall p
 `webinfra up` to five lab machines (systemd-nspawn Debian 12, testbed/). The site answers through the VIP over
 HTTPS; a write is read back; the firewall keeps SSH from the management side open and refuses a flow the
 design has not (the LB to MariaDB); a second `up` changes nothing; keepalived killed on the VIP holder moves
-the VIP and the site keeps serving. Prints the cold and the second `up`'s seconds.
+the VIP and the site keeps serving; `switchover` moves the primary, and a crash of the primary's server
+(`webinfra fail`) is taken over by the other agent, the server rejoining as a replica after `recover`.
+Prints the cold and the second `up`'s seconds, the switchover's and the crash's.
 
 Lab `thard` on 198.18.160.0/24; its image carries the design's daemons (built once, ~3-5 min)."""
 
@@ -188,3 +190,55 @@ def test_the_vip_moves_when_keepalived_dies(lab: labs.Lab, deployed: tuple[Path,
     ssh(lab, ADDRESSES[holder], "systemctl kill -s KILL webinfra-keepalived.service")
     wait_for(lambda: vip_holders(lab) == [other], 30, f"the VIP on {other}", interval=0.5)
     wait_for(lambda: serving(state), 30, "the site through the VIP after the move", interval=0.5)
+
+
+def primary_of(topo: Path, state: Path) -> str | None:
+    result = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state), timeout=120)
+    if result.returncode not in (0, 1):  # 1: unhealthy, still a snapshot
+        return None
+    primary: str | None = json.loads(result.stdout)["db"]["primary"]
+    return primary
+
+
+def written_and_read(state: Path, text: str) -> bool:
+    try:
+        if request(state, "/api/entries", {"text": text})[0] not in (200, 201):
+            return False
+        return text in request(state, "/api/entries")[1]
+    except OSError:
+        return False
+
+
+def test_switchover_and_a_primary_host_crash_on_servers(deployed: tuple[Path, Path, str]) -> None:
+    """`webinfra switchover` moves the primary role over SSH (the agents, etcd); then `webinfra fail` crashes
+    the new primary's server (every unit killed and held, the server partitioned but for management SSH): the
+    other agent promotes and writes go on through the VIP; `recover` brings the old primary back as a
+    replica."""
+    topo, state, _ = deployed
+    wait_for(lambda: primary_of(topo, state) is not None, 60, "a primary in status --json", interval=1.0)
+    old = primary_of(topo, state)
+    result = webinfra("switchover", "--json", "-f", str(topo), "--state-dir", str(state), timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    moved = json.loads(result.stdout)
+    assert moved["old_primary"] == old and moved["new_primary"] != old, moved
+    new = moved["new_primary"]
+    print(f"\nswitchover over ssh: {old} -> {new} in {moved['seconds']:.1f}s")
+    wait_for(lambda: written_and_read(state, "after the switchover"), 60, "a write after the switchover", interval=1.0)
+
+    crashed = webinfra("fail", new, "-f", str(topo), "--state-dir", str(state), timeout=180)
+    assert crashed.returncode == 0, crashed.stdout + crashed.stderr
+    try:
+        started = time.monotonic()
+        wait_for(lambda: written_and_read(state, "after the crash"), 120, "a write after the crash", interval=0.5)
+        print(f"primary server crash over ssh -> first write read back: {time.monotonic() - started:.1f}s")
+    finally:
+        recovered = webinfra("recover", new, "-f", str(topo), "--state-dir", str(state), timeout=180)
+        assert recovered.returncode == 0, recovered.stdout + recovered.stderr
+    wait_for(lambda: primary_of(topo, state) == old, 60, f"{old} the primary", interval=1.0)
+
+    def replica_back() -> bool:
+        result = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state), timeout=120)
+        replicas = json.loads(result.stdout)["db"]["replicas"] if result.stdout.strip() else []
+        return any(r["name"] == new and r["io_running"] == "Yes" for r in replicas)
+
+    wait_for(replica_back, 120, f"{new} replicating again", interval=2.0)

@@ -203,7 +203,7 @@ def switchover(
     Default --to: the most advanced replica."""
     from webinfra.ops.switchover import switchover as do_switchover
 
-    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra switchover")
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     old, new, seconds = do_switchover(cluster, target, timeout)
     if as_json:
         print_json({"cluster": cluster.topology.name, "old_primary": old, "new_primary": new, "seconds": seconds})

@@ -15,7 +15,6 @@ REFUSED = [
     (["deploy"], "webinfra deploy"),
     (["rollback"], "webinfra rollback"),
     (["scale", "add-server", "web-09"], "webinfra scale"),
-    (["switchover"], "webinfra switchover"),
     (["chaos", "app-crash"], "webinfra chaos"),
     (["chaos", "nemesis"], "webinfra chaos"),
     (["alerts"], "webinfra alerts"),
