@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from labkit import start_lab, stop_lab
 
 from webinfra.cli.main import cli
 from webinfra.runtime.emulated import network as netmod
 from webinfra.runtime.emulated.process import alive, read_pidfile
-from webinfra.testbed import LabError, LabUsageError, cgroup
+from webinfra.testbed import LabUsageError, cgroup
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "tlab", "198.18.240.0/24"
@@ -31,23 +32,12 @@ SECOND_UP_BOUND = 60.0
 
 
 def bring_up(paths: labs.LabPaths) -> labs.Lab:
-    """`lab up 2`; skipped (not failed) only when this kernel/container runtime cannot start systemd in an
-    nspawn container at all: nspawn exited and the machine's systemd never printed a line."""
-    try:
-        return labs.up(labs.LabSpec.parse(NAME, 2, SUBNET), paths, None, lambda line: None)
-    except LabError as exc:
-        console = paths.lab(NAME) / "machines" / "node-01" / "console.log"
-        booted = console.exists() and "systemd" in console.read_text(errors="replace")
-        if "systemd-nspawn exited" in str(exc) and not booted:
-            take_down(paths)
-            pytest.skip(f"systemd-nspawn cannot boot a container here: {exc}")
-        raise
+    """`lab up 2` (labkit: skipped only where nspawn cannot boot systemd at all)."""
+    return start_lab(paths, labs.LabSpec.parse(NAME, 2, SUBNET))
 
 
 def take_down(paths: labs.LabPaths) -> None:
-    lab = labs.Lab.load(paths, NAME)
-    if lab is not None:
-        labs.down(lab, lambda line: None)
+    stop_lab(paths, NAME)
 
 
 def leftovers(lab: labs.Lab) -> list[str]:

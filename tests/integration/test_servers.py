@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -19,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from labkit import booted_lab, ssh, webinfra
 
 from testkit import wait_for
 from webinfra.model.relocate import seed_text
-from webinfra.testbed import LabError
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "tsrv", "198.18.150.0/24"
-WEBINFRA = Path(sys.executable).parent / "webinfra"
 # The seed's daemons, baked into the lab image: `up` then finds every package installed.
 INCLUDE = "haproxy,nginx,mariadb-server,mariadb-client,python3-venv"
 LB, WEB1, WEB2 = "198.18.150.11", "198.18.150.12", "198.18.150.13"
@@ -61,17 +59,8 @@ def topology(lab: labs.Lab, key: Path | None = None, lb_ssh: str | None = None) 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, lab_images: Path) -> Iterator[labs.Lab]:
     paths = labs.LabPaths.under(tmp_path_factory.mktemp("srv-lab"), lab_images)
-    try:
-        made = labs.up(labs.LabSpec.parse(NAME, 3, SUBNET, INCLUDE), paths, None, lambda line: None)
-    except LabError as exc:
-        found = labs.Lab.load(paths, NAME)
-        if found is not None:
-            labs.down(found, lambda line: None)
-        if "systemd-nspawn exited" in str(exc):
-            pytest.skip(f"systemd-nspawn cannot boot a container here: {exc}")
-        raise
-    yield made
-    labs.down(made, lambda line: None)
+    with booted_lab(paths, labs.LabSpec.parse(NAME, 3, SUBNET, INCLUDE)) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +73,6 @@ def deployed(lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     result = webinfra("up", "-f", str(topo), "--state-dir", str(state), timeout=900)
     assert result.returncode == 0, result.stdout + result.stderr
     return topo, state, result.stdout
-
-
-def webinfra(*argv: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(WEBINFRA), *argv], capture_output=True, text=True, timeout=timeout)
-
-
-def ssh(lab: labs.Lab, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return lab.machine(address).run(lab.ssh_dir, [command], timeout)
 
 
 def get(address: str, path: str = "/", timeout: float = 3.0) -> tuple[int, dict[str, str], str]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import socket
 import ssl
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,14 +21,13 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from labkit import booted_lab, ssh, webinfra
 
 from testkit import wait_for
-from webinfra.testbed import LabError
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "thard", "198.18.160.0/24"
 ROOT = Path(__file__).parents[2]
-WEBINFRA = Path(sys.executable).parent / "webinfra"
 INCLUDE = (
     "haproxy,nginx,mariadb-server,mariadb-client,mariadb-backup,python3-venv,nftables,keepalived,etcd-server,iproute2"
 )
@@ -68,21 +65,8 @@ def topology(lab: labs.Lab) -> str:
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, lab_images: Path) -> Iterator[labs.Lab]:
     paths = labs.LabPaths.under(tmp_path_factory.mktemp("hard-lab"), lab_images)
-    try:
-        made = labs.up(labs.LabSpec.parse(NAME, 5, SUBNET, INCLUDE), paths, None, lambda line: None)
-    except LabError as exc:
-        found = labs.Lab.load(paths, NAME)
-        if found is not None:
-            labs.down(found, lambda line: None)
-        if "systemd-nspawn exited" in str(exc):
-            pytest.skip(f"systemd-nspawn cannot boot a container here: {exc}")
-        raise
-    yield made
-    labs.down(made, lambda line: None)
-
-
-def webinfra(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(WEBINFRA), *argv], capture_output=True, text=True, timeout=timeout)
+    with booted_lab(paths, labs.LabSpec.parse(NAME, 5, SUBNET, INCLUDE)) as made:
+        yield made
 
 
 @pytest.fixture(scope="module")
@@ -97,10 +81,6 @@ def deployed(lab: labs.Lab, tmp_path_factory: pytest.TempPathFactory) -> tuple[P
     print(f"\ncold up (hardened, 5 lab machines): {time.monotonic() - started:.1f}s")
     assert result.returncode == 0, result.stdout + result.stderr
     return topo, state, result.stdout
-
-
-def ssh(lab: labs.Lab, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return lab.machine(address).run(lab.ssh_dir, [command], timeout)
 
 
 def request(state: Path, path: str, body: dict[str, str] | None = None, timeout: float = 5.0) -> tuple[int, str]:

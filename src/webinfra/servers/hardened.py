@@ -17,14 +17,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from webinfra.control import etcd_access, hastate
+from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
-from webinfra.daemons import mariadb
+from webinfra.daemons import etcd, mariadb
 from webinfra.model import Role, Topology
-from webinfra.plan.daemons.etcd import ETCD_ROOT_SECRET, etcd_secured
 from webinfra.runtime.probe import wait_until
 from webinfra.servers import ServersError, units
-from webinfra.services.secrets import ensure_secret
 from webinfra.state import Layout
 
 Say = Callable[[str, str, str], None]
@@ -44,19 +42,8 @@ def bootstrapped(topo: Topology, local: Layout) -> bool:
 
 
 def etcd_ready(cluster: Cluster, say: Say) -> None:
-    if not hastate.wait_etcd_quorum(cluster, timeout=QUORUM_TIMEOUT):
-        raise ServersError(
-            f"etcd has no quorum within {QUORUM_TIMEOUT:g}s (journalctl -u {units.unit_name('etcd')} on its members)"
-        )
-    say("all", "etcd", "quorum")
-    if etcd_secured(cluster.topology):  # root's password: only webinfra uses it, from here (never on a server)
-        ensure_secret(cluster.layout, ETCD_ROOT_SECRET)
-    try:
-        changes = etcd_access.ensure_auth(cluster)
-    except etcd_access.EtcdAuthError as exc:
-        raise ServersError(str(exc)) from None
-    for change in changes:
-        say("all", "etcd", change)
+    """Quorum, then etcd's auth bootstrap: the emulated `up`'s etcd step, with room for servers to start."""
+    etcd.after_phase(cluster, say, timeout=QUORUM_TIMEOUT)
 
 
 def agents_ready(cluster: Cluster, started: frozenset[str], say: Say) -> None:

@@ -1,0 +1,57 @@
+"""Lab machines for the integration tests that need real systemd and SSH (test_lab, test_servers,
+test_servers_hardened): booted from the cached image, always taken down, and skipped (not failed) only where
+this kernel or container runtime cannot boot systemd in an nspawn container at all."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from webinfra.testbed import LabError
+from webinfra.testbed import lab as labs
+
+WEBINFRA = Path(sys.executable).parent / "webinfra"
+
+
+def webinfra(*argv: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user runs it (a new process), its output captured."""
+    return subprocess.run([str(WEBINFRA), *argv], capture_output=True, text=True, timeout=timeout)
+
+
+def start_lab(paths: labs.LabPaths, spec: labs.LabSpec) -> labs.Lab:
+    """`lab up`; when nspawn exited before the first machine's systemd printed a line, what was made is
+    taken down and the test skipped."""
+    try:
+        return labs.up(spec, paths, None, lambda line: None)
+    except LabError as exc:
+        console = paths.lab(spec.name) / "machines" / "node-01" / "console.log"
+        booted = console.exists() and "systemd" in console.read_text(errors="replace")
+        stop_lab(paths, spec.name)
+        if "systemd-nspawn exited" in str(exc) and not booted:
+            pytest.skip(f"systemd-nspawn cannot boot a container here: {exc}")
+        raise
+
+
+def stop_lab(paths: labs.LabPaths, name: str) -> None:
+    found = labs.Lab.load(paths, name)
+    if found is not None:
+        labs.down(found, lambda line: None)
+
+
+@contextmanager
+def booted_lab(paths: labs.LabPaths, spec: labs.LabSpec) -> Iterator[labs.Lab]:
+    made = start_lab(paths, spec)
+    try:
+        yield made
+    finally:
+        labs.down(made, lambda line: None)
+
+
+def ssh(lab: labs.Lab, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """A shell command on the lab machine at `address`, over SSH with the lab's key."""
+    return lab.machine(address).run(lab.ssh_dir, [command], timeout)
