@@ -29,8 +29,10 @@ from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import ClusterPlan
 from webinfra.servers import ServersError, bootstrap, hardened, units
-from webinfra.servers.ops import HostOps, Release, add_host_ops
+from webinfra.servers.ops import SECRET_REF, HostOps, Release, add_host_ops, referenced
 from webinfra.servers.wheels import ensure_wheelhouse
+from webinfra.services.pki import ensure_pki
+from webinfra.services.secrets import ensure_secret
 from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
 
 Say = Callable[[str, str, str], None]
@@ -241,10 +243,6 @@ def _run(state: State, records: list[HostOps]) -> None:
 
 def prepare_secrets(target: Target) -> None:
     """Generate on the management machine every secret and certificate the plan names (the CA key stays)."""
-    from webinfra.servers.ops import SECRET_REF, referenced
-    from webinfra.services.pki import ensure_pki
-    from webinfra.services.secrets import ensure_secret
-
     names = {n for plan in target.plan.hosts for n in referenced(plan, SECRET_REF)}
     for name in sorted(names):
         ensure_secret(target.local, name.removesuffix(".password"))
