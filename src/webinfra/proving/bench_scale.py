@@ -15,7 +15,8 @@ the firewall on) from cold on its own scratch cluster and subnet, one size after
     Prometheus     active targets (and how many are up) and its ingest rate, from its own metrics
 
 then takes the cluster down (`--purge`) before the next size. `fit_growth` fits seconds = a + b * hosts by
-least squares, so "seconds per added host" is `b`.
+least squares, so "seconds per added host" is `b`. One module (~450 lines): the measurements of one size
+read each other's context (the same cluster, the same load), and the table is theirs.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ session, not a handshake):
     slow                    tc netem (200 ms) on the cluster interface, the management flow excepted
     crash                   every webinfra unit SIGKILLed then held stopped (no Restart=), and partitioned
 
-The pure parts (argv, scripts, rulesets) are functions, unit-tested without a server.
+The pure parts (argv, scripts, rulesets) are functions, unit-tested without a server. Kept as one module
+(~450 lines) on purpose: it is the whole Machine protocol for one kind of machine, and each operation sits
+next to the script it sends.
 """
 
 from __future__ import annotations
