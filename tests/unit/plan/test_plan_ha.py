@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from webinfra.agent.config import AgentConfig
-from webinfra.model import Role, load_topology
+from webinfra.model import Role, load_topology, parse_topology
 from webinfra.plan.build import build_plan
+from webinfra.plan.daemons.dbproxy import check_intervals
 from webinfra.plan.spec import ClusterPlan
+from webinfra.proving.bench_scale import scale_topology_text
 from webinfra.services import pki
 from webinfra.state import Layout
 
@@ -106,3 +108,19 @@ def test_start_order_of_the_hardened_design(plan: ClusterPlan) -> None:
     assert firsts["etcd"] < firsts["mariadb"] < firsts["agent"] < firsts["dbproxy"] < firsts["app"]
     assert firsts["app"] < firsts["nginx"] < firsts["haproxy"] < firsts["keepalived"]
     assert next(h.name for h, s in plan.start_order() if s.name == "mariadb") == "web-01"
+
+
+def test_dbproxy_checks_slow_down_with_many_app_hosts_so_each_agent_answers_about_as_many() -> None:
+    """Up to 4 app hosts: the fastest checks (the failover goals). Beyond: intervals grow with the count,
+    capped at 500 ms (a promotion routed to within it); the rendered dbproxy.cfg says so."""
+
+    def intervals(size: int) -> tuple[int, int]:
+        return check_intervals(parse_topology(scale_topology_text(size), "scale.toml"))
+
+    assert intervals(7) == intervals(10) == (250, 100)  # 1 and 4 app hosts
+    assert intervals(14) == (500, 200)  # 8 app hosts
+    assert intervals(40) == (500, 500)  # 34: capped
+    topo = parse_topology(scale_topology_text(40), "scale.toml")
+    files = build_plan(topo, Layout.for_cluster(topo.name, Path("/s")), python="/p").host("app-01").files
+    cfg = next(f.content for f in files if f.path.name == "dbproxy.cfg")
+    assert "inter 500ms fastinter 500ms downinter 500ms" in cfg
