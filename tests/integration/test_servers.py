@@ -352,6 +352,28 @@ def test_deploy_rolls_a_new_code_base_with_no_failed_request(
     assert "already runs on every app server" in webinfra("deploy", str(code), *where).stdout
 
 
+def test_a_failing_deploy_on_servers_is_rolled_back(
+    lab: labs.Lab, deployed: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """A code base whose /healthz fails: web-01 is switched back (symlink and app) and the release removed;
+    the LB answers every request meanwhile."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    good = get(WEB1, "/api/entries?limit=1")[1]["X-App-Version"]
+    broken = copy_site(tmp_path / "site-broken", "broken", healthz_500=True)
+    version = releases.content_hash(broken)
+    load = Requests(LB)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    result = webinfra("deploy", str(broken), "--health-timeout", "3", *where, timeout=300)
+    load.finish()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"deploy of {version} failed on web-01" in result.stderr and f"rolled back to {good}" in result.stderr
+    assert not load.failed, load.failed[:5]
+    assert {get(a, "/api/entries?limit=1")[1]["X-App-Version"] for a in (WEB1, WEB2)} == {good}
+    assert ssh(lab, WEB1, f"test -e /opt/webinfra/site/{version}").returncode != 0
+    assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{good}"
+
+
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
     topo, state, _ = deployed
     result = webinfra("down", "-f", str(topo), "--state-dir", str(state))

@@ -118,8 +118,10 @@ def deploy(
         for name in todo:
             try:
                 shipped = code.ship(name, cluster.hosts[name], base, version)
-            except CodeBaseError as exc:
-                raise UsageError(str(exc)) from None
+            except (CodeBaseError, CommandError) as exc:
+                for undo in undo_ship:  # nothing switched yet: no host keeps a release of this deploy
+                    undo()
+                raise UsageError(str(exc)) if isinstance(exc, CodeBaseError) else exc from None
             undo_ship.append(shipped.undo)
             new[name] = shipped.release
             progress(name, "release", f"{version} {'shipped' if shipped.copied else 'already there'}")
