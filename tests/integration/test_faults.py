@@ -30,6 +30,9 @@ def _outage(cluster: Cluster, stop: callable, start: callable, **load_options: o
         wait_for(lambda: backend_states(cluster)["web-02"] == "down", DETECT_BOUND, "web-02 marked down")
         start()
         wait_for(lambda: backend_states(cluster)["web-02"] == "up", DETECT_BOUND * 3, "web-02 back up")
+        # A fast outage can be over in ~2 s: keep loading until the run has enough samples to judge (the
+        # tests count > 50), rather than bounding a rate that a loaded machine can miss.
+        wait_for(lambda: load.samples_so_far() >= 60, 30, "60 samples in the run")
     return load
 
 
