@@ -301,7 +301,7 @@ class Requests:
         while not self.stop.is_set() and time.monotonic() < self.deadline:
             try:
                 status, headers, _ = get(self.address, "/api/entries?limit=1")
-                self.versions.append(headers.get("X-App-Version"))
+                self.versions.append(headers.get("x-app-version"))
                 if status != 200:
                     self.failed.append(status)
             except OSError as exc:  # urllib's HTTPError (a 5xx) and URLError are OSErrors
@@ -338,7 +338,7 @@ def test_deploy_rolls_a_new_code_base_with_no_failed_request(
     print(f"deploy over ssh: {elapsed:.1f}s, {load.done} requests through the LB, none failed")
     for address in (WEB1, WEB2):
         _, headers, _ = get(address, "/api/entries?limit=1")
-        assert (headers["X-App-Version"], headers["X-Code"]) == (version, "v2")
+        assert (headers["x-app-version"], headers["x-code"]) == (version, "v2")
         assert (
             ssh(lab, address, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{version}"
         )
@@ -348,7 +348,7 @@ def test_deploy_rolls_a_new_code_base_with_no_failed_request(
     assert again.returncode == 0, again.stdout + again.stderr
     assert "no changes on any server" in again.stdout, again.stdout
     assert {a: main_pids(lab, a)["webinfra-app.service"] for a in (WEB1, WEB2)} == pids
-    assert {get(a, "/api/entries?limit=1")[1]["X-App-Version"] for a in (WEB1, WEB2)} == {version}
+    assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {version}
     assert "already runs on every app server" in webinfra("deploy", str(code), *where).stdout
 
 
@@ -359,7 +359,7 @@ def test_a_failing_deploy_on_servers_is_rolled_back(
     the LB answers every request meanwhile."""
     topo, state, _ = deployed
     where = ("-f", str(topo), "--state-dir", str(state))
-    good = get(WEB1, "/api/entries?limit=1")[1]["X-App-Version"]
+    good = get(WEB1, "/api/entries?limit=1")[1]["x-app-version"]
     broken = copy_site(tmp_path / "site-broken", "broken", healthz_500=True)
     version = releases.content_hash(broken)
     load = Requests(LB)
@@ -369,7 +369,7 @@ def test_a_failing_deploy_on_servers_is_rolled_back(
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"deploy of {version} failed on web-01" in result.stderr and f"rolled back to {good}" in result.stderr
     assert not load.failed, load.failed[:5]
-    assert {get(a, "/api/entries?limit=1")[1]["X-App-Version"] for a in (WEB1, WEB2)} == {good}
+    assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {good}
     assert ssh(lab, WEB1, f"test -e /opt/webinfra/site/{version}").returncode != 0
     assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{good}"
 
