@@ -374,6 +374,18 @@ def test_a_failing_deploy_on_servers_is_rolled_back(
     assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{good}"
 
 
+def test_rollback_on_servers_goes_to_the_release_before(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    listed = json.loads(webinfra("deploy", "--list", "--json", *where).stdout)
+    assert [r["installed"] for r in listed["releases"]][-1] is True
+    result = webinfra("rollback", *where, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    before = listed["releases"][-1]["version"]  # the installed code base, shipped as a release of its label
+    assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {before}
+    assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{before}"
+
+
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
     topo, state, _ = deployed
     result = webinfra("down", "-f", str(topo), "--state-dir", str(state))
