@@ -99,7 +99,16 @@ def test_hardened_cluster_is_up(cluster: Cluster) -> None:
     # Either LB may win the first election: both start side by side and neither preempts the other.
     assert snap["lb"]["vip"] == "198.18.40.100" and snap["lb"]["vip_holder"] in ("lb-01", "lb-02")
     assert snap["db"]["primary"] == "web-01"
-    (replica,) = snap["db"]["replicas"]
+    # `up` returns once the leader is elected; the replica's agent says "replica" from its next cycle on
+    # (the role in status is the agent's), which a loaded machine can make a moment later.
+    replicas: list[dict[str, object]] = []
+
+    def replica_listed() -> bool:
+        replicas[:] = snapshot(cluster)["db"]["replicas"]
+        return len(replicas) == 1
+
+    wait_for(replica_listed, 15.0, "web-02 listed as the replica", interval=0.2)
+    (replica,) = replicas
     assert replica["name"] == "web-02" and replica["io_running"] == "Yes" and replica["sql_running"] == "Yes"
     with httpx.Client(base_url=snap["site_url"], timeout=5) as client:
         writes = [client.post("/api/entries", json={"text": f"ha {i}"}) for i in range(6)]

@@ -29,7 +29,8 @@ from webinfra.testbed import lab as labs
 NAME, SUBNET = "thard", "198.18.160.0/24"
 ROOT = Path(__file__).parents[2]
 INCLUDE = (
-    "haproxy,nginx,mariadb-server,mariadb-client,mariadb-backup,python3-venv,nftables,keepalived,etcd-server,iproute2"
+    "haproxy,nginx,mariadb-server,mariadb-client,mariadb-backup,python3-venv,nftables,netbase,keepalived,etcd-server,"
+    "iproute2"
 )
 ADDRESSES = {
     "lb-01": "198.18.160.11",

@@ -26,6 +26,13 @@ from webinfra.state import SERVER_ETC, Layout
 SECRET_REF = re.compile(re.escape(str(SERVER_ETC / "secrets")) + r"/([A-Za-z0-9_.-]+)")
 PKI_REF = re.compile(re.escape(str(SERVER_ETC / "pki")) + r"/([A-Za-z0-9_.-]+)")
 NFTABLES_CONF = "/etc/nftables.conf"
+# `apt-get update`, bounded and retried: apt can wait forever on a mirror or proxy that answers oddly (seen
+# with apt-cacher-ng serving five lab machines at once: apt-get idle, its http method idle, no connection
+# open). Killed after 120 s, it releases its lock, and the next attempt usually finds the files cached.
+APT_UPDATE = (
+    "for attempt in 1 2 3; do timeout 120 apt-get update -q >/dev/null && exit 0; sleep 2; done; "
+    'echo "apt-get update failed 3 times (120 s each)" >&2; exit 1'
+)
 
 
 @operation(is_idempotent=True)
@@ -137,7 +144,8 @@ def add_host_ops(
     installed = host.get_fact(DebPackages, _sudo=become) or {}
     missing = [p for p in wanted if p not in installed]
     if missing:  # apt-get update only when something is missing: a second `up` touches nothing
-        add("packages", apt.packages, packages=missing, update=True, no_recommends=True)
+        add("package lists", server.shell, commands=[APT_UPDATE])
+        add("packages", apt.packages, packages=missing, no_recommends=True)
 
     add("group webinfra", server.group, group=units.GROUP, system=True)
     for user in units.users(plan):

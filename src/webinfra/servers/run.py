@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import gevent
 from pyinfra.api import BaseStateCallback, Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
@@ -232,8 +233,15 @@ def _run(state: State, records: list[HostOps]) -> None:
     """Each host runs its operations on its own (pyinfra's no_wait): a host's operations concern that host
     only (what spans hosts, the database bootstrap, the agents and the VIP, comes after), so no host waits
     at every operation for the slowest one. A failure stops that host; the others go on."""
-    with contextlib.suppress(PyinfraError):  # the failed hosts are named below
-        run_ops(state, no_wait=True)
+    # A host whose operation fails ends its greenlet with PyinfraError, which gevent's hub would print as a
+    # traceback: the failure is read from the operations below and said in one line instead.
+    hub = gevent.get_hub()
+    stream, hub.exception_stream = hub.exception_stream, None
+    try:
+        with contextlib.suppress(PyinfraError):
+            run_ops(state, no_wait=True)
+    finally:
+        hub.exception_stream = stream
     stopped = {r.name for r in records if any(not meta.did_succeed(_raise_if_not_complete=False) for _, meta in r.ops)}
     failed = sorted({h.name for h in state.failed_hosts} | stopped)
     if failed:
