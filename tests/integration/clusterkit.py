@@ -16,7 +16,7 @@ from webinfra.control.cluster import Cluster
 from webinfra.model.relocate import amended, relocated, seed_text
 from webinfra.proving import scratch
 from webinfra.runtime.emulated import network as netmod
-from webinfra.services import pki
+from webinfra.services import pki, releases
 
 WEBINFRA = Path(sys.executable).parent / "webinfra"
 
@@ -114,3 +114,19 @@ def backend_states(cluster: Cluster) -> dict[str, str]:
     from webinfra.observe.status import snapshot
 
     return {b["name"]: b["state"] for b in snapshot(cluster)["lb"]["backends"]}
+
+
+def copy_site(dest: Path, marker: str, *, healthz_500: bool = False) -> Path:
+    """A modified copy of the built-in site: every response carries `X-Code: <marker>`."""
+    shutil.copytree(releases.builtin_code_base(), dest, ignore=shutil.ignore_patterns("__pycache__"))
+    app = dest / "app.py"
+    old = 'return {"X-Served-By": host, "X-App-Version": version}'
+    assert old in app.read_text()
+    new = old.replace("}", f', "X-Code": "{marker}"}}')
+    app.write_text(app.read_text().replace(old, new))
+    if healthz_500:
+        routes = dest / "routes.py"
+        healthy = 'return JSONResponse({"status": "ok", "host": config.host, "version": config.version})'
+        assert healthy in routes.read_text()
+        routes.write_text(routes.read_text().replace(healthy, healthy[:-1] + ", status_code=500)"))
+    return dest

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from clusterkit import WEBINFRA, bring_up, cli, leftovers, site, take_down, trust, wait_for
+from clusterkit import WEBINFRA, bring_up, cli, copy_site, leftovers, site, take_down, trust, wait_for
 from hakit import missing_writes
 
 from webinfra.control import events
@@ -126,22 +125,6 @@ def code_versions(cluster: Cluster) -> dict[str, str | None]:
 
 def event_kinds(cluster: Cluster) -> list[str]:
     return [e["kind"] for e in events.read(cluster.layout.events_file)]
-
-
-def copy_site(dest: Path, marker: str, *, healthz_500: bool = False) -> Path:
-    """A modified copy of the built-in site: every response carries `X-Code: <marker>`."""
-    shutil.copytree(releases.builtin_code_base(), dest, ignore=shutil.ignore_patterns("__pycache__"))
-    app = dest / "app.py"
-    old = 'return {"X-Served-By": host, "X-App-Version": version}'
-    assert old in app.read_text()
-    new = old.replace("}", f', "X-Code": "{marker}"}}')
-    app.write_text(app.read_text().replace(old, new))
-    if healthz_500:
-        routes = dest / "routes.py"
-        healthy = 'return JSONResponse({"status": "ok", "host": config.host, "version": config.version})'
-        assert healthy in routes.read_text()
-        routes.write_text(routes.read_text().replace(healthy, healthy[:-1] + ", status_code=500)"))
-    return dest
 
 
 def test_deploy_under_load_zero_failures(cluster: Cluster, tmp_path: Path) -> None:

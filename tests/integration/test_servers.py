@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -18,10 +19,12 @@ from pathlib import Path
 
 import pytest
 import tomlkit
+from clusterkit import copy_site
 from labkit import booted_lab, ssh, webinfra
 
 from testkit import wait_for
 from webinfra.model.relocate import seed_text
+from webinfra.services import releases
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "tsrv", "198.18.150.0/24"
@@ -280,9 +283,107 @@ def test_logs_exec_and_sql_on_servers(deployed: tuple[Path, Path, str]) -> None:
     assert webinfra("exec", "lb-01", *where, "--", "cat", "/etc/hostname").stdout.strip()
     sql = webinfra("sql", "web-01", "-e", "SELECT COUNT(*) AS n FROM site.entries", *where)
     assert sql.returncode == 0 and sql.stdout.splitlines()[0] == "n", sql.stdout + sql.stderr
-    refused = webinfra("deploy", *where)
-    assert refused.returncode == 2 and "not yet supported on servers" in refused.stderr
-    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+
+
+class Requests:
+    """GETs through the LB in a thread, bounded in time (it stops by itself after `limit` seconds)."""
+
+    def __init__(self, address: str, limit: float = 60.0) -> None:
+        self.address, self.deadline = address, time.monotonic() + limit
+        self.done = 0
+        self.failed: list[object] = []
+        self.versions: list[str | None] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                status, headers, _ = get(self.address, "/api/entries?limit=1")
+                self.versions.append(headers.get("x-app-version"))
+                if status != 200:
+                    self.failed.append(status)
+            except OSError as exc:  # urllib's HTTPError (a 5xx) and URLError are OSErrors
+                self.failed.append(repr(exc))
+            self.done += 1
+            time.sleep(0.02)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+
+
+def test_deploy_rolls_a_new_code_base_with_no_failed_request(
+    lab: labs.Lab, deployed: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """`webinfra deploy PATH` on servers: each app server drained at the LB, `current` switched to the new
+    release, the app restarted and checked, put back; the LB answers every request meanwhile."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    code = copy_site(tmp_path / "site-v2", "v2")
+    version = releases.content_hash(code)
+    load = Requests(LB)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    started = time.monotonic()
+    result = webinfra("deploy", str(code), *where, timeout=300)
+    elapsed = time.monotonic() - started
+    seen = load.done
+    wait_for(lambda: load.done >= seen + 20, 20, "requests after the deploy")
+    load.finish()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"deployed {version} to web-01, web-02" in result.stdout
+    assert not load.failed, load.failed[:5]
+    assert load.versions[-1] == version
+    print(f"deploy over ssh: {elapsed:.1f}s, {load.done} requests through the LB, none failed")
+    for address in (WEB1, WEB2):
+        _, headers, _ = get(address, "/api/entries?limit=1")
+        assert (headers["x-app-version"], headers["x-code"]) == (version, "v2")
+        assert (
+            ssh(lab, address, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{version}"
+        )
+    # `up` keeps the deployed release: no change anywhere, the app not restarted, still the new version.
+    pids = {a: main_pids(lab, a)["webinfra-app.service"] for a in (WEB1, WEB2)}
+    again = webinfra("up", *where)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "no changes on any server" in again.stdout, again.stdout
+    assert {a: main_pids(lab, a)["webinfra-app.service"] for a in (WEB1, WEB2)} == pids
+    assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {version}
+    assert "already runs on every app server" in webinfra("deploy", str(code), *where).stdout
+
+
+def test_a_failing_deploy_on_servers_is_rolled_back(
+    lab: labs.Lab, deployed: tuple[Path, Path, str], tmp_path: Path
+) -> None:
+    """A code base whose /healthz fails: web-01 is switched back (symlink and app) and the release removed;
+    the LB answers every request meanwhile."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    good = get(WEB1, "/api/entries?limit=1")[1]["x-app-version"]
+    broken = copy_site(tmp_path / "site-broken", "broken", healthz_500=True)
+    version = releases.content_hash(broken)
+    load = Requests(LB)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    result = webinfra("deploy", str(broken), "--health-timeout", "3", *where, timeout=300)
+    load.finish()
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"deploy of {version} failed on web-01" in result.stderr and f"rolled back to {good}" in result.stderr
+    assert not load.failed, load.failed[:5]
+    assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {good}
+    assert ssh(lab, WEB1, f"test -e /opt/webinfra/site/{version}").returncode != 0
+    assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{good}"
+
+
+def test_rollback_on_servers_goes_to_the_release_before(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    listed = json.loads(webinfra("deploy", "--list", "--json", *where).stdout)
+    assert [r["installed"] for r in listed["releases"]][-1] is True
+    result = webinfra("rollback", *where, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    before = listed["releases"][-1]["version"]  # the installed code base, shipped as a release of its label
+    assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {before}
+    assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{before}"
 
 
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:

@@ -81,7 +81,7 @@ def deploy(
     built-in site package). A server whose new version fails its health check is rolled back."""
     from webinfra.ops.deploy import deploy as rolling_deploy
 
-    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra deploy")
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     if list_only:
         if path or version:
             raise UsageError("--list shows the releases; it takes no PATH or --version")
@@ -109,7 +109,7 @@ def rollback(
     time with the same drain and health checks as deploy. `webinfra deploy --list` shows the releases."""
     from webinfra.ops.deploy import rollback as roll_back
 
-    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra rollback")
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     result = roll_back(cluster, version, health_timeout=health_timeout, progress=progress_printer(as_json))
     print_json(_deploy_json(cluster, result)) if as_json else _print_deployed(result)
 

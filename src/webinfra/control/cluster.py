@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from webinfra.plan.build import build_plan
 from webinfra.plan.daemons.agent import AGENT_TOKEN_SECRET
 from webinfra.plan.daemons.app import SITE_ADMIN_SECRET, SITE_SIGNING_SECRET
 from webinfra.plan.daemons.etcd import ETCD_AGENT_SECRET, ETCD_ROOT_SECRET
-from webinfra.plan.spec import SERVICE_ORDER, ClusterPlan, HostPlan, ServiceSpec, Step
+from webinfra.plan.spec import SERVICE_ORDER, AppRelease, ClusterPlan, HostPlan, ServiceSpec, Step
 from webinfra.runtime import Machine
 from webinfra.runtime.emulated import ClusterNetwork, HostLink, NetnsMachine, foreign_overlaps
 from webinfra.services import releases, supervisor
@@ -53,13 +53,22 @@ class Cluster:
         registry.install_hooks()
         # The machines the hosts are, from the factory of `[machines] kind` (control/machines.py).
         self.fleet: Fleet = machines.fleet_for(self.topology, self.layout)
-        # The code each app host runs is what `deploy` recorded, so `up` never rolls a deploy back (emulated;
-        # on servers the release is the venv `up` installed).
-        deployed = releases.deployed(self.layout) if not self.servers else None
-        self.plan: ClusterPlan = build_plan(
-            self.topology, self.fleet.plan_layout, self.fleet.plan_python, releases=deployed
-        )
+        self.plan: ClusterPlan = self.plan_for()
         self.hosts: dict[str, Machine] = self.fleet.hosts
+
+    def plan_for(
+        self, deployed: Mapping[str, AppRelease] | None = None, draining: frozenset[str] = frozenset()
+    ) -> ClusterPlan:
+        """The plan on these machines with the code each app host runs: `deployed`, default what `deploy`
+        recorded, so `up` never rolls a deploy back (the fleet's `code` says how the plan names a release)."""
+        recorded = releases.deployed(self.layout) if deployed is None else deployed
+        return build_plan(
+            self.topology,
+            self.fleet.plan_layout,
+            self.fleet.plan_python,
+            releases=self.fleet.code.plan_releases(recorded),
+            draining=draining,
+        )
 
     @property
     def servers(self) -> bool:

@@ -21,6 +21,8 @@ from webinfra.model import Topology
 from webinfra.runtime import Machine
 from webinfra.runtime.emulated import ClusterNetwork, HostLink, NetnsMachine
 from webinfra.runtime.ssh import SshMachine, SshTarget
+from webinfra.services.releases import CodeReleases, LocalCodeReleases
+from webinfra.services.server_releases import ServerCodeReleases
 from webinfra.state import Layout, ServerLayout
 
 # The release venv `up` installed on the servers (servers/units.py RELEASES), when the state does not say.
@@ -34,6 +36,8 @@ class Fleet(Protocol):
     # The paths the plan names on a host: the emulated layout under the state dir, or a server's own.
     plan_layout: Layout
     plan_python: str
+    # Where `webinfra deploy` keeps code base releases and how one becomes the app's code.
+    code: CodeReleases
 
     def ensure_host(self, name: str) -> None:
         """Make the host exist again if it can be made (emulated: its namespace and link)."""
@@ -48,6 +52,7 @@ class EmulatedFleet:
         self.layout = layout
         self.plan_layout = layout
         self.plan_python = sys.executable
+        self.code: CodeReleases = LocalCodeReleases(layout)
         self.network = ClusterNetwork.build(
             topology.name,
             topology.network.subnet,
@@ -89,6 +94,7 @@ class SshFleet:
     def __init__(self, topology: Topology, layout: Layout) -> None:
         self.plan_layout: Layout = ServerLayout()
         self.plan_python = _deployed_python(layout)
+        self.code: CodeReleases = ServerCodeReleases(topology, layout)
         self.hosts: dict[str, Machine] = {h.name: ssh_machine(topology, h.name) for h in topology.hosts}
 
     def ensure_host(self, name: str) -> None:

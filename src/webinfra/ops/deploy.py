@@ -9,6 +9,11 @@ For each app host whose code changes (`cycle`):
    must answer 200 from the new version;
 4. record the release (`deploy.json`: `up` keeps it), put the host back, wait until every LB sees it UP.
 
+Where a release is kept and how it becomes the app's code is the fleet's `code` (services/releases.py,
+`CodeReleases`): on emulated hosts a release directory the app's command line names; on servers
+(services/server_releases.py) /opt/webinfra/site/<version> and a `current` symlink switched while the app
+is stopped. The cycle, the checks and the rollback are the same for both.
+
 If a host fails 2 or 3, it is switched back to the release it ran (the same cycle), and so are the hosts
 already switched, in reverse order; the deploy stops with a one-line reason. Events: `deploy_started`,
 `deploy_host_done`, `deploy_failed`, `deploy_rolled_back`, `deploy_done`.
@@ -18,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -28,11 +31,10 @@ from pathlib import Path
 import httpx
 
 from webinfra.control import events
-from webinfra.control.cluster import Cluster, require_root
+from webinfra.control.cluster import Cluster
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model import Role
 from webinfra.ops import drain
-from webinfra.plan.build import build_plan
 from webinfra.plan.spec import AppRelease
 from webinfra.runtime import CommandError, client_on
 from webinfra.services import releases, supervisor
@@ -97,7 +99,7 @@ def deploy(
         releases.check_version(version)
     except CodeBaseError as exc:
         raise UsageError(str(exc)) from None
-    require_root()
+    cluster.require_local()
     current = current_releases(cluster)
     todo = [h for h, r in current.items() if r.version != version]
     if not todo:
@@ -107,23 +109,22 @@ def deploy(
             raise ClusterError(f"the app on {name} is not running: start it first (`webinfra start {name} app`)")
     if any(cluster.topology.host(name).has(Role.WEB) for name in todo) and not drain.running_lbs(cluster):
         raise ClusterError("no load balancer's runtime API answers: a server cannot be drained (is one running?)")
-    layout = cluster.layout
+    layout, code = cluster.layout, cluster.fleet.code
     with operation_lock(cluster, "deploy"):
         new: dict[str, AppRelease] = {}
-        # A release's time is when it was last deployed (`rollback` goes to the one before); a failed deploy
-        # puts it back, or removes the release it shipped, so it is never a rollback target.
-        undo_ship: dict[Path, float | None] = {}
+        # A failed deploy removes the releases it shipped (or gives reused ones their time back): a release's
+        # time is when it was last deployed, and `rollback` goes to the one before.
+        undo_ship: list[Callable[[], None]] = []
         for name in todo:
-            dest = releases.release_dir(layout.host(name), version)
-            before = dest.stat().st_mtime if dest.is_dir() else None
             try:
-                copied = releases.ship(base, version, dest)
-            except CodeBaseError as exc:
-                raise UsageError(str(exc)) from None
-            undo_ship[dest] = None if copied else before
-            os.utime(dest)
-            new[name] = AppRelease(version, dest)
-            progress(name, "release", f"{version} {'shipped' if copied else 'already there'}")
+                shipped = code.ship(name, cluster.hosts[name], base, version)
+            except (CodeBaseError, CommandError) as exc:
+                for undo in undo_ship:  # nothing switched yet: no host keeps a release of this deploy
+                    undo()
+                raise UsageError(str(exc)) if isinstance(exc, CodeBaseError) else exc from None
+            undo_ship.append(shipped.undo)
+            new[name] = shipped.release
+            progress(name, "release", f"{version} {'shipped' if shipped.copied else 'already there'}")
         events.record(layout, "deploy_started", "", f"version {version} to {', '.join(todo)} (from {base})")
         done: list[str] = []
         for name in todo:
@@ -134,14 +135,15 @@ def deploy(
                 # The release going back ran before: it gets the default time to be healthy even when the new
                 # one was given less (a short --health-timeout must not fail the way back on a busy machine).
                 _roll_back(cluster, [name, *reversed(done)], current, max(health_timeout, HEALTH_TIMEOUT), progress)
-                _unship(undo_ship)
+                for undo in undo_ship:
+                    undo()
                 raise ClusterError(
                     f"deploy of {version} failed on {name}: {exc}; rolled back to {current[name].version}"
                 ) from None
             done.append(name)
             events.record(layout, "deploy_host_done", name, f"running {version}")
         for name in todo:
-            releases.prune(layout.host(name), {version, current[name].version})
+            code.prune(name, cluster.hosts[name], {version, current[name].version})
         seconds = time.monotonic() - started
         events.record(layout, "deploy_done", "", f"version {version} on {', '.join(todo)} in {seconds:.1f}s")
     unchanged = tuple(h for h in current if h not in todo)
@@ -164,10 +166,8 @@ def list_releases(cluster: Cluster) -> list[Release]:
     current = current_releases(cluster)
     kept: dict[str, list[tuple[str, float]]] = {}
     for host in current:
-        root = releases.release_dir(cluster.layout.host(host), "x").parent
-        for path in root.iterdir() if root.is_dir() else ():
-            if path.is_dir() and not path.name.startswith("."):
-                kept.setdefault(path.name, []).append((host, path.stat().st_mtime))
+        for version, mtime in cluster.fleet.code.kept(host, cluster.hosts[host]).items():
+            kept.setdefault(version, []).append((host, mtime))
     out = [
         Release(
             version,
@@ -212,17 +212,10 @@ def rollback(
     target = rollback_target(cluster, version)
     if target.installed:
         return deploy(cluster, None, target.version, health_timeout=health_timeout, progress=progress)
-    source = releases.release_dir(cluster.layout.host(target.hosts[0]), target.version) / "webinfra" / "site"
+    source = cluster.fleet.code.source(target.hosts[0], target.version)
+    if not source.is_dir():
+        raise UsageError(f"release {target.version} is kept on the app servers but its code is not here ({source})")
     return deploy(cluster, source, target.version, health_timeout=health_timeout, progress=progress)
-
-
-def _unship(shipped: dict[Path, float | None]) -> None:
-    """After a failed deploy rolled back: remove the releases it copied, give reused ones their time back."""
-    for dest, mtime in shipped.items():
-        if mtime is None:
-            shutil.rmtree(dest, ignore_errors=True)
-        else:
-            os.utime(dest, (mtime, mtime))
 
 
 def _roll_back(
@@ -252,7 +245,7 @@ def cycle(
     to restart apps one at a time when their config changes (`webinfra scale`)."""
     topo, layout = cluster.topology, cluster.layout
     wanted = {**releases.deployed(layout), host: release}
-    hp = build_plan(topo, layout, releases=wanted).host(host)
+    hp = cluster.plan_for(wanted).host(host)
     svc = hp.service("app")
     is_web = topo.host(host).has(Role.WEB)
     out = drain.take_out(cluster, host, progress) if is_web else None
@@ -260,6 +253,7 @@ def cycle(
         drain.take_out_app(cluster, host, progress)
     node = cluster.hosts[host]
     supervisor.stop(node, hp, svc)
+    cluster.fleet.code.activate(host, node, release)
     supervisor.launch(node, hp, svc)
     progress(host, "app", f"started on {release.version}")
     _wait_healthy(cluster, host, svc, release.version, health_timeout)
@@ -316,7 +310,7 @@ def _smoke(cluster: Cluster, host: str, version: str) -> None:
         scheme = "https" if topo.backend_tls else "http"
         url = f"{scheme}://{address}:{topo.web.port}/api/entries?limit=1"
         if topo.backend_tls:
-            ca_file = str(cluster.layout.ca_cert)
+            ca_file = str(cluster.fleet.plan_layout.ca_cert)  # the request is made on the host: its path
     else:
         url = f"http://{address}:{topo.app.port}/api/entries?limit=1"
 

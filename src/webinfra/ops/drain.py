@@ -24,9 +24,8 @@ from webinfra.daemons import haproxy
 from webinfra.daemons.haproxy import HaproxyRuntime, RuntimeApiError, ServerStat
 from webinfra.errors import ClusterError
 from webinfra.model import Role
-from webinfra.plan.build import build_plan
 from webinfra.plan.spec import BackendServer
-from webinfra.services import releases, supervisor
+from webinfra.services import supervisor
 
 if TYPE_CHECKING:
     from webinfra.control.cluster import Cluster
@@ -249,7 +248,7 @@ def fronting_webs(cluster: Cluster, app_host: str) -> list[str]:
 
 
 def _reload_nginx(cluster: Cluster, app_host: str, draining: frozenset[str], progress: Progress) -> None:
-    plan = build_plan(cluster.topology, cluster.layout, releases=releases.deployed(cluster.layout), draining=draining)
+    plan = cluster.plan_for(draining=draining)
     for web in fronting_webs(cluster, app_host):
         hp = plan.host(web)
         action = supervisor.start(cluster.hosts[web], hp, hp.service("nginx"))

@@ -32,6 +32,7 @@ from webinfra.plan.spec import ClusterPlan
 from webinfra.servers import ServersError, bootstrap, hardened, units
 from webinfra.servers.ops import SECRET_REF, HostOps, Release, add_host_ops, referenced
 from webinfra.servers.wheels import ensure_wheelhouse
+from webinfra.services import releases, server_releases
 from webinfra.services.pki import ensure_pki
 from webinfra.services.secrets import ensure_secret
 from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
@@ -49,7 +50,10 @@ class Target:
     @classmethod
     def of(cls, topo: Topology, state_dir: Path | None, release: Release | None) -> Target:
         python = release.python if release else f"{units.RELEASES}/none/bin/python"
-        return cls(topo, Layout.for_cluster(topo.name, state_dir), build_plan(topo, ServerLayout(), python), release)
+        local = Layout.for_cluster(topo.name, state_dir)
+        # The app runs the release `webinfra deploy` recorded (site.json's version), so `up` keeps it.
+        code = server_releases.plan_releases(topo, releases.deployed(local))
+        return cls(topo, local, build_plan(topo, ServerLayout(), python, releases=code), release)
 
 
 def _key(path: str | None) -> str | None:

@@ -14,6 +14,10 @@ site imports nothing else from webinfra, so a release is self-contained.
 `<cluster>/deploy.json` records the release each app host runs (`{"hosts": {host: {"version", "app_dir"}}}`).
 `Cluster` reads it into the plan, so `up` keeps the deployed version. A host with no record runs the
 installed package, labelled `[app] version`.
+
+Where releases live and how one becomes the running code differs per kind of machine: a `CodeReleases`
+(the fleet's `code`). `LocalCodeReleases` here: release directories under each emulated host's state
+directory, named by the plan's command line; servers: services/server_releases.py.
 """
 
 from __future__ import annotations
@@ -26,11 +30,17 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from webinfra.errors import EXIT_USAGE, WebinfraError
 from webinfra.plan.spec import AppRelease
 from webinfra.state import HostDirs, Layout
+
+if TYPE_CHECKING:
+    from webinfra.runtime.machine import Machine
 
 VERSION_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,32}$")  # as `[app] version` in the topology
 HASH_CHARS = 10
@@ -54,7 +64,7 @@ def builtin_code_base() -> Path:
     return Path(spec.origin).parent
 
 
-def _files(root: Path) -> list[Path]:
+def code_files(root: Path) -> list[Path]:
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in _IGNORED_DIRS)
@@ -66,7 +76,7 @@ def content_hash(root: Path) -> str:
     """A short hash of the code base's files (relative paths and bytes; byte-code caches left out): the
     default version, so deploying the same code twice is the same release."""
     digest = hashlib.sha256()
-    for path in _files(root):
+    for path in code_files(root):
         rel = path.relative_to(root).as_posix()
         data = path.read_bytes()
         digest.update(f"{rel}\0{len(data)}\0".encode())
@@ -188,3 +198,97 @@ def forget(layout: Layout, host: str) -> None:
     releases = deployed(layout)
     if releases.pop(host, None) is not None:
         _save(layout, releases)
+
+
+# ---- where releases live: one strategy per kind of machine ----
+
+
+def _nothing() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """A release put on a host: `release` as the record names it, `copied` (False: it was there already),
+    `undo` takes it away again (or gives a reused one its time back) after a failed deploy."""
+
+    release: AppRelease
+    copied: bool
+    undo: Callable[[], None] = _nothing
+
+
+class CodeReleases(Protocol):
+    """How code base releases are kept on one kind of machine and made the one an app runs."""
+
+    def plan_releases(self, recorded: Mapping[str, AppRelease]) -> dict[str, AppRelease]:
+        """What the plan names for each app host, given the record (deploy.json)."""
+        ...
+
+    def ship(self, host: str, machine: Machine, code_base: Path, version: str) -> Shipped:
+        """Put `code_base` on `host` as release `version` (refused: the version exists with other code)."""
+        ...
+
+    def activate(self, host: str, machine: Machine, release: AppRelease) -> None:
+        """Make `release` the code the app starts on next (called while the app is stopped)."""
+        ...
+
+    def prune(self, host: str, machine: Machine, keep: set[str]) -> None: ...
+
+    def kept(self, host: str, machine: Machine) -> dict[str, float]:
+        """version -> when it was last deployed, for every release kept on `host`."""
+        ...
+
+    def source(self, host: str, version: str) -> Path:
+        """A local copy of kept release `version`'s code base (to deploy it again: `rollback`)."""
+        ...
+
+
+class LocalCodeReleases:
+    """Emulated hosts: a release is a directory under the host's state directory; the app's command line
+    names it (`--app-dir`), so the plan is all that activates it."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def plan_releases(self, recorded: Mapping[str, AppRelease]) -> dict[str, AppRelease]:
+        return dict(recorded)
+
+    def ship(self, host: str, machine: Machine, code_base: Path, version: str) -> Shipped:
+        return ship_timed(code_base, version, release_dir(self.layout.host(host), version))
+
+    def activate(self, host: str, machine: Machine, release: AppRelease) -> None:
+        pass
+
+    def prune(self, host: str, machine: Machine, keep: set[str]) -> None:
+        prune(self.layout.host(host), keep)
+
+    def kept(self, host: str, machine: Machine) -> dict[str, float]:
+        return kept_in(release_dir(self.layout.host(host), "x").parent)
+
+    def source(self, host: str, version: str) -> Path:
+        return release_dir(self.layout.host(host), version) / "webinfra" / "site"
+
+
+def ship_timed(code_base: Path, version: str, dest: Path) -> Shipped:
+    """`ship`, and the release's time set to now: a release's time is when it was last deployed (`rollback`
+    goes to the one before). The undo removes a release it copied, or gives a reused one its time back, so a
+    failed deploy's release is never a rollback target."""
+    before = dest.stat().st_mtime if dest.is_dir() else None
+    copied = ship(code_base, version, dest)
+    os.utime(dest)
+
+    def undo() -> None:
+        if before is None:
+            shutil.rmtree(dest, ignore_errors=True)
+        else:
+            os.utime(dest, (before, before))
+
+    return Shipped(AppRelease(version, dest), copied, undo)
+
+
+def kept_in(root: Path) -> dict[str, float]:
+    return {
+        p.name: p.stat().st_mtime
+        for p in (root.iterdir() if root.is_dir() else ())
+        if p.is_dir() and not p.name.startswith(".")
+    }

@@ -486,12 +486,18 @@ def test_default_topology_unaffected_by_the_cached_views() -> None:
 
 
 def test_a_failed_deploy_removes_the_release_it_shipped_and_restores_a_reused_ones_time(tmp_path: Path) -> None:
-    shipped, reused = tmp_path / "new", tmp_path / "old"
-    shipped.mkdir()
-    reused.mkdir()
-    os.utime(reused, (1_000_000, 1_000_000))
-    deploy_mod._unship({shipped: None, reused: 2_000_000.0})
-    assert not shipped.exists()
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "__init__.py").write_text("")
+    reused = tmp_path / "releases" / "old"
+    releases.ship(code, "old", reused)
+    os.utime(reused, (2_000_000, 2_000_000))
+    fresh = releases.ship_timed(code, "new", tmp_path / "releases" / "new")
+    again = releases.ship_timed(code, "old", reused)
+    assert fresh.copied and not again.copied and reused.stat().st_mtime > 2_000_000
+    fresh.undo()
+    again.undo()
+    assert not (tmp_path / "releases" / "new").exists()
     assert reused.stat().st_mtime == 2_000_000.0
 
 

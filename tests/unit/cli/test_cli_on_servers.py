@@ -12,8 +12,6 @@ from testkit import EXAMPLES
 from webinfra.cli.main import cli
 
 REFUSED = [
-    (["deploy"], "webinfra deploy"),
-    (["rollback"], "webinfra rollback"),
     (["scale", "add-server", "web-09"], "webinfra scale"),
     (["chaos", "app-crash"], "webinfra chaos"),
     (["chaos", "nemesis"], "webinfra chaos"),
