@@ -21,7 +21,6 @@ from webinfra.control import hastate
 from webinfra.control.cluster import Cluster
 from webinfra.daemons import etcd, mariadb
 from webinfra.model import Role, Topology
-from webinfra.runtime.probe import wait_until
 from webinfra.servers import ServersError, units
 from webinfra.state import Layout
 
@@ -63,19 +62,16 @@ def agents_ready(cluster: Cluster, started: frozenset[str], say: Say) -> None:
 
 
 def vip_ready(cluster: Cluster, say: Say) -> None:
+    """One LB holds the VIP (hastate's wait, as the emulated `up`'s; longer, for servers)."""
     topo = cluster.topology
     if not topo.lb_pair or topo.vip is None:
         return
-    found: list[str] = []
-
-    def one_holder() -> bool:
-        found[:] = hastate.vip_holders(cluster)
-        return len(found) == 1
-
-    if not wait_until(one_holder, VIP_TIMEOUT, 0.5):
+    holder = hastate.wait_for_vip(cluster, timeout=VIP_TIMEOUT)
+    if holder is None:
+        found = hastate.vip_holders(cluster)
         raise ServersError(
             f"the VIP {topo.vip} is held by {', '.join(found) or 'no LB'} after {VIP_TIMEOUT:g}s "
             f"(journalctl -u {units.unit_name('keepalived')}; [machines] vip_interface = "
             f"{topo.machines.vip_interface!r})"
         )
-    say(found[0], "keepalived", f"holds the VIP {topo.vip}")
+    say(holder, "keepalived", f"holds the VIP {topo.vip}")
