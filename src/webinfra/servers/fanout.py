@@ -14,6 +14,7 @@ no interpreter starts."""
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ def each_host(hosts: Iterable[str], work: Callable[[str], T]) -> list[Outcome[T]
     """`work(host)` for every host at once, each in a forked process; the outcomes in the hosts' order. A
     process that dies without a result (killed, out of memory) is an outcome with an error, never a hang."""
     context = multiprocessing.get_context("fork")
+    # A child flushes its copy of the standard streams when it ends: what the parent had buffered would be
+    # printed once more per child.
+    sys.stdout.flush()
+    sys.stderr.flush()
     running: list[tuple[str, multiprocessing.process.BaseProcess, Connection]] = []
     for host in hosts:
         receiver, sender = context.Pipe(duplex=False)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -38,3 +41,13 @@ def test_a_failure_is_one_line_naming_the_host_and_the_others_still_report() -> 
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith("lb-01: its process ended without a result (exit code 3); web-02: operation")
+
+
+def test_what_the_parent_had_buffered_is_printed_once(tmp_path: Path) -> None:
+    script = tmp_path / "fan.py"
+    script.write_text(
+        "import sys\nfrom webinfra.servers import fanout\n"
+        "sys.stdout.write('buffered\\n')\nfanout.each_host(['a', 'b', 'c'], lambda host: 1)\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True).stdout
+    assert out == "buffered\n"
