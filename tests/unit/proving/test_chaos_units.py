@@ -74,6 +74,17 @@ def test_hardened_targets_follow_the_current_roles() -> None:
     assert isinstance(etcd, Target) and (etcd.host, etcd.service) == ("lb-01", "etcd")  # not a DB host
 
 
+def test_on_servers_the_same_scenarios_resolve_but_full_restart() -> None:
+    roles = Roles("lb-01", "web-01")
+    for name in NAMES:
+        emulated, servers = resolve(name, HARDENED, roles), resolve(name, HARDENED, roles, servers=True)
+        if name == "full-restart":
+            assert isinstance(servers, NotApplicable) and servers.reason.startswith("not on servers: ")
+        else:
+            assert servers == emulated  # one table of scenarios for both targets
+    assert ChaosResult("x", "d", "c").runs_on == "emulated"
+
+
 def test_every_scenario_resolves_on_the_hardened_design() -> None:
     roles = Roles("lb-01", "web-01")
     assert all(isinstance(resolve(n, HARDENED, roles), Target) for n in NAMES)
