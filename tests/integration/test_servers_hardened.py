@@ -4,8 +4,9 @@ web/app/db servers under the HA agents, three etcd members, TLS and a firewall p
 HTTPS; a write is read back; the firewall keeps SSH from the management side open and refuses a flow the
 design has not (the LB to MariaDB); a second `up` changes nothing; keepalived killed on the VIP holder moves
 the VIP and the site keeps serving; `switchover` moves the primary, and a crash of the primary's server
-(`webinfra fail`) is taken over by the other agent, the server rejoining as a replica after `recover`.
-Prints the cold and the second `up`'s seconds, the switchover's and the crash's.
+(`webinfra fail`) is taken over by the other agent, the server rejoining as a replica after `recover`;
+`webinfra chaos` runs lb-crash, primary-crash and app-crash on the servers within the emulated chaos tests'
+bounds. Prints the cold and the second `up`'s seconds, the switchover's and the crash's, the chaos figures.
 
 Lab `thard` on 198.18.160.0/24; its image carries the design's daemons (built once, ~3-5 min)."""
 
