@@ -236,6 +236,10 @@ def test_chaos_all_writes_report_and_json(tmp_path: Path) -> None:
     assert "# Chaos report: seed" in text and "![](seed-app-crash.png)" in text and "not applicable" in text
     data = json.loads((tmp_path / "report.json").read_text())
     assert [d["scenario"] for d in data] == ["app-crash", "etcd-member-down"]
+    assert {d["runs_on"] for d in data} == {"emulated"}
+    on_servers = ChaosResult("lb-crash", "hard", "hard", "servers", target="lb-01")
+    servers_md = write_report([on_servers], Timing.short(), "webinfra chaos all -f servers.toml", tmp_path)
+    assert "# Chaos report: hard (servers over SSH)" in servers_md.read_text()
 
 
 def test_amended_sets_keys_tables_and_hosts_keeping_comments() -> None:
