@@ -243,8 +243,9 @@ def test_chaos_scenarios_on_the_servers(deployed: tuple[Path, Path, str]) -> Non
 
     topo, state, _ = deployed
     for name, (bound, min_during) in SERVER_CHAOS.items():
-        argv = ("chaos", name, "--short", "--json", "--yes", "-f", str(topo), "--state-dir", str(state))
-        result = webinfra(*argv, timeout=300)
+        # The cluster named by its file, or (app-crash) by its name, as `up` recorded it.
+        where = ("-c", "hard") if name == "app-crash" else ("-f", str(topo))
+        result = webinfra("chaos", name, "--short", "--json", "--yes", *where, "--state-dir", str(state), timeout=300)
         assert result.returncode == 0, result.stdout + result.stderr
         r = ChaosResult(**json.loads(result.stdout))
         print(
