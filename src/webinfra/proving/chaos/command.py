@@ -4,7 +4,7 @@ arguments, shows progress and prints the results.
 
 On servers over SSH nothing is brought up: the scenarios run on the running cluster (`-f servers.toml` or
 `-c NAME`), from this machine (the load to the VIP, the faults through the SshMachines). `servers_cluster`
-opens it and refuses what cannot run there; `breaks` says what a run will break, for the confirmation."""
+opens it, refuses what cannot run there and says what a run will break, for the confirmation."""
 
 from __future__ import annotations
 

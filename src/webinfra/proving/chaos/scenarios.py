@@ -96,9 +96,9 @@ def _replica(topo: Topology, roles: Roles) -> str | None:
 
 def resolve(name: str, topo: Topology, roles: Roles, *, servers: bool = False) -> Target | NotApplicable:
     """What `name` breaks in this topology, given who holds which role now (`servers`: on servers over SSH)."""
-    if servers and (why := scenario(name).not_on_servers):
-        return NotApplicable(name, f"not on servers: {why}")
-    scenario(name)  # KeyError for an unknown name
+    spec = scenario(name)  # KeyError for an unknown name
+    if servers and spec.not_on_servers:
+        return NotApplicable(name, f"not on servers: {spec.not_on_servers}")
     lbs = [h.name for h in topo.with_role(Role.LB)]
     lb = roles.vip_holder if roles.vip_holder in lbs else (lbs[0] if lbs else None)
     primary = roles.primary or (topo.db_primary.name if topo.db_primary else None)
