@@ -264,3 +264,7 @@ def test_chaos_scenarios_on_the_servers(deployed: tuple[Path, Path, str]) -> Non
             assert r.vip_after != r.vip_before  # the other LB took the VIP
         if name == "primary-crash":
             assert r.primary_after != r.primary_before  # a replica was promoted; the old primary rejoined
+    # Each run ends once the cluster is healthy again: `status` agrees (exit 0: no fault left, nothing degraded).
+    status = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state), timeout=120)
+    assert status.returncode == 0, status.stdout[-2000:] + status.stderr
+    assert json.loads(status.stdout)["faults"] == {}
