@@ -4,8 +4,9 @@ web/app/db servers under the HA agents, three etcd members, TLS and a firewall p
 HTTPS; a write is read back; the firewall keeps SSH from the management side open and refuses a flow the
 design has not (the LB to MariaDB); a second `up` changes nothing; keepalived killed on the VIP holder moves
 the VIP and the site keeps serving; `switchover` moves the primary, and a crash of the primary's server
-(`webinfra fail`) is taken over by the other agent, the server rejoining as a replica after `recover`.
-Prints the cold and the second `up`'s seconds, the switchover's and the crash's.
+(`webinfra fail`) is taken over by the other agent, the server rejoining as a replica after `recover`;
+`webinfra chaos` runs lb-crash, primary-crash and app-crash on the servers within the emulated chaos tests'
+bounds. Prints the cold and the second `up`'s seconds, the switchover's and the crash's, the chaos figures.
 
 Lab `thard` on 198.18.160.0/24; its image carries the design's daemons (built once, ~3-5 min)."""
 
@@ -264,3 +265,43 @@ def test_switchover_and_a_primary_host_crash_on_servers(deployed: tuple[Path, Pa
         return any(r["name"] == new and r["io_running"] == "Yes" for r in replicas)
 
     wait_for(replica_back, 120, f"{new} replicating again", interval=2.0)
+
+
+# The emulated chaos tests' bounds (tests/integration/test_chaos.py BOUNDS: recovery in s, availability during
+# the fault in %), several times the goals (VIP ≤ 2 s, DB failover ≤ 5 s, no failed read when an app dies).
+SERVER_CHAOS = {"lb-crash": (10.0, 30.0), "primary-crash": (25.0, 30.0), "app-crash": (10.0, 90.0)}
+
+
+def test_chaos_scenarios_on_the_servers(deployed: tuple[Path, Path, str]) -> None:
+    """`webinfra chaos SCENARIO -f servers.toml --yes` on the running servers: the load from here to the VIP,
+    the fault on the scenario's server (resolved from the roles of the moment), undone, the cluster healthy
+    again; the same report as on emulated hosts, marked `runs_on: servers`, within the emulated bounds."""
+    from webinfra.proving.chaos.report import ChaosResult
+
+    topo, state, _ = deployed
+    for name, (bound, min_during) in SERVER_CHAOS.items():
+        # The cluster named by its file, or (app-crash) by its name, as `up` recorded it.
+        where = ("-c", "hard") if name == "app-crash" else ("-f", str(topo))
+        result = webinfra("chaos", name, "--short", "--json", "--yes", *where, "--state-dir", str(state), timeout=300)
+        assert result.returncode == 0, result.stdout + result.stderr
+        r = ChaosResult(**json.loads(result.stdout))
+        print(
+            f"\nchaos {name} on servers: {r.target}; recovered {r.recovery_seconds} s, failed "
+            f"{r.reads_failed} r / {r.writes_failed} w, during {r.availability_during} %, "
+            f"lost {r.acked_writes_lost} of {r.acked_writes}"
+        )
+        assert r.runs_on == "servers" and r.applicable and not r.error, r.error or r.reason
+        assert r.acked_writes > 0 and r.acked_writes_lost == 0, r.lost_ids
+        assert r.split_brain_windows == 0 and r.split_brain_polls > 0
+        assert r.recovery_seconds is not None and r.recovery_seconds <= bound, r.recovery_seconds
+        assert r.availability_during is not None and r.availability_during >= min_during, r.availability_during
+        if name == "app-crash":
+            assert r.reads_failed <= 2  # as emulated: HAProxy retries an idempotent request on the other server
+        if name == "lb-crash":
+            assert r.vip_after != r.vip_before  # the other LB took the VIP
+        if name == "primary-crash":
+            assert r.primary_after != r.primary_before  # a replica was promoted; the old primary rejoined
+    # Each run ends once the cluster is healthy again: `status` agrees (exit 0: no fault left, nothing degraded).
+    status = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state), timeout=120)
+    assert status.returncode == 0, status.stdout[-2000:] + status.stderr
+    assert json.loads(status.stdout)["faults"] == {}

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import click
 from rich.console import Console
 from rich.markup import escape
 
-from webinfra.cli.common import F, console, err_console, handle_errors, refuse_on_servers, state_dir_option
+from webinfra.cli.common import F, confirm, console, err_console, handle_errors, names_servers, state_dir_option
 from webinfra.control.cluster import require_root
 
 if TYPE_CHECKING:
+    from webinfra.control.cluster import Cluster
     from webinfra.proving.bench_modes import BenchParams
     from webinfra.proving.chaos.command import ChaosRequest
     from webinfra.proving.chaos.report import ChaosResult
@@ -166,9 +167,11 @@ def bench(
     "topology_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="Topology to bring up for the run (default: examples/hardened.toml), under its own name and subnet.",
+    help="Topology to bring up for the run (default: examples/hardened.toml), under its own name and subnet; "
+    "servers over SSH: the running servers it names.",
 )
 @click.option("-c", "--cluster", "cluster_name", default=None, help="Run on this running cluster instead.")
+@click.option("-y", "--yes", is_flag=True, help="On servers: do not ask before breaking them (for scripts).")
 @state_dir_option
 @click.option("--duration", default=20.0, show_default=True, help="Seconds: D/4 before the fault, D/2 held, D/4 after.")
 @click.option(
@@ -192,6 +195,7 @@ def chaos(
     scenario: str,
     topology_file: str | None,
     cluster_name: str | None,
+    yes: bool,
     state_dir: Path | None,
     duration: float,
     short: bool,
@@ -211,10 +215,11 @@ def chaos(
     `compare` (all of them on examples/seed.toml and examples/hardened.toml: docs/RESILIENCE.md), or
     `nemesis` (writers the whole time, a seeded schedule of single and overlapping faults for --duration
     seconds, then a check of the data: lost, duplicated or divergent writes, two writable nodes).
+    On servers over SSH (-f servers.toml, -c NAME) it runs on the running servers, after asking (--yes).
     """
     from webinfra.proving.chaos.command import chaos_request, failed, require_plots
 
-    scratch = _chaos_scratch(scenario, topology_file, cluster_name, state_dir, scratch_name, scratch_subnet)
+    at = _chaos_where(scenario, topology_file, cluster_name, state_dir, keep, scratch_name, scratch_subnet)
     if scenario == "nemesis":
         from webinfra.cli import nemesis
 
@@ -246,30 +251,53 @@ def chaos(
         png_path=png_path,
         out_dir=out_dir,
         keep=keep,
-        scratch=scratch,
+        scratch=at.scratch,
     )
-    require_root()
-    results = _run_chaos_with_progress(req, as_json)
+    results = _run_on_servers(req, yes, as_json) if at.servers else _run_emulated(req, as_json)
     if failed(results):
         sys.exit(1)
 
 
-def _chaos_scratch(
+class ChaosWhere(NamedTuple):
+    scratch: tuple[str, str]  # the cluster a run brings up: (name, subnet)
+    servers: bool  # -f/-c names servers over SSH: run on them
+
+
+def _chaos_where(
     scenario: str,
     topology_file: str | None,
     cluster_name: str | None,
     state_dir: Path | None,
+    keep: bool,
     scratch_name: str | None,
     scratch_subnet: str | None,
-) -> tuple[str, str]:
-    """The arguments checked (chaos runs on emulated clusters only) and the scratch cluster's (name, subnet)."""
-    from webinfra.proving.chaos.command import chaos_scratch
+) -> ChaosWhere:
+    """The arguments checked: the scratch cluster's (name, subnet), and whether -f/-c names servers (what
+    cannot run on them refused)."""
+    from webinfra.proving.chaos.command import chaos_scratch, check_on_servers
 
-    refuse_on_servers(topology_file, cluster_name, state_dir, "webinfra chaos")
-    return chaos_scratch(scenario, cluster_name, scratch_name, scratch_subnet)
+    scratch = chaos_scratch(scenario, cluster_name, scratch_name, scratch_subnet)
+    servers = names_servers(topology_file, cluster_name, state_dir)
+    if servers:
+        check_on_servers(scenario, keep, bool(scratch_name or scratch_subnet))
+    return ChaosWhere(scratch, servers)
 
 
-def _run_chaos_with_progress(req: ChaosRequest, as_json: bool) -> list[ChaosResult]:
+def _run_emulated(req: ChaosRequest, as_json: bool) -> list[ChaosResult]:
+    require_root()
+    return _run_chaos_with_progress(req, as_json)
+
+
+def _run_on_servers(req: ChaosRequest, yes: bool, as_json: bool) -> list[ChaosResult]:
+    """The running servers cluster opened and its roles read, what breaks confirmed, then the run."""
+    from webinfra.proving.chaos.command import servers_cluster
+
+    cluster, question = servers_cluster(req)
+    confirm(question, yes)
+    return _run_chaos_with_progress(req, as_json, cluster)
+
+
+def _run_chaos_with_progress(req: ChaosRequest, as_json: bool, servers: Cluster | None = None) -> list[ChaosResult]:
     """Run under a transient progress bar (a row per finished scenario), then print the results."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -288,12 +316,13 @@ def _run_chaos_with_progress(req: ChaosRequest, as_json: bool) -> list[ChaosResu
         progress.console.print(f"  {escape(' | '.join(report.row(result)[:7]))}", soft_wrap=True)
 
     with progress:
-        results, wrote = run_chaos(req, say, done)
+        results, wrote = run_chaos(req, say, done, servers)
     if wrote:
         console.print(wrote)
     if as_json:
         click.echo(report.to_json(results[0] if len(results) == 1 else results))
     else:
         out_console = console if console.is_terminal else Console(highlight=False, width=240)
-        out_console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}"))
+        where = " (servers over SSH)" if servers is not None else ""
+        out_console.print(report.rich_table(results, title=f"chaos: {results[0].design if results else ''}{where}"))
     return results

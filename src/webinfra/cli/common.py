@@ -122,21 +122,17 @@ def open_operable(
     return cluster
 
 
-def refuse_on_servers(topology_file: str | None, cluster_name: str | None, state_dir: Path | None, what: str) -> None:
-    """For commands that bring up clusters of their own from a design (chaos, bench): one line, exit 2, when
-    the design names servers."""
-    from webinfra.control.machines import not_on_servers
+def names_servers(topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> bool:
+    """-f FILE, or the cluster -c NAME last brought up, is servers over SSH (for commands that otherwise bring up
+    clusters of their own from a design, like chaos: on servers they run on the cluster itself)."""
     from webinfra.model import load_topology, parse_topology
     from webinfra.state import Layout
 
     if topology_file:
-        ssh = load_topology(topology_file).machines.ssh
-    elif cluster_name and (stored := Layout.for_cluster(cluster_name, state_dir).topology_file).is_file():
-        ssh = parse_topology(stored.read_text(), str(stored)).machines.ssh
-    else:
-        return
-    if ssh:
-        raise not_on_servers(what)
+        return load_topology(topology_file).machines.ssh
+    if cluster_name and (stored := Layout.for_cluster(cluster_name, state_dir).topology_file).is_file():
+        return parse_topology(stored.read_text(), str(stored)).machines.ssh
+    return False
 
 
 def _quiet_cluster(ctx: click.Context) -> Cluster | None:

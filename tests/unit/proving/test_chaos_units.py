@@ -74,6 +74,17 @@ def test_hardened_targets_follow_the_current_roles() -> None:
     assert isinstance(etcd, Target) and (etcd.host, etcd.service) == ("lb-01", "etcd")  # not a DB host
 
 
+def test_on_servers_the_same_scenarios_resolve_but_full_restart() -> None:
+    roles = Roles("lb-01", "web-01")
+    for name in NAMES:
+        emulated, servers = resolve(name, HARDENED, roles), resolve(name, HARDENED, roles, servers=True)
+        if name == "full-restart":
+            assert isinstance(servers, NotApplicable) and servers.reason.startswith("not on servers: ")
+        else:
+            assert servers == emulated  # one table of scenarios for both targets
+    assert ChaosResult("x", "d", "c").runs_on == "emulated"
+
+
 def test_every_scenario_resolves_on_the_hardened_design() -> None:
     roles = Roles("lb-01", "web-01")
     assert all(isinstance(resolve(n, HARDENED, roles), Target) for n in NAMES)
@@ -225,6 +236,10 @@ def test_chaos_all_writes_report_and_json(tmp_path: Path) -> None:
     assert "# Chaos report: seed" in text and "![](seed-app-crash.png)" in text and "not applicable" in text
     data = json.loads((tmp_path / "report.json").read_text())
     assert [d["scenario"] for d in data] == ["app-crash", "etcd-member-down"]
+    assert {d["runs_on"] for d in data} == {"emulated"}
+    on_servers = ChaosResult("lb-crash", "hard", "hard", "servers", target="lb-01")
+    servers_md = write_report([on_servers], Timing.short(), "webinfra chaos all -f servers.toml", tmp_path)
+    assert "# Chaos report: hard (servers over SSH)" in servers_md.read_text()
 
 
 def test_amended_sets_keys_tables_and_hosts_keeping_comments() -> None:

@@ -1,6 +1,10 @@
 """What `webinfra chaos` runs, below the CLI: one scenario, `all` of them, or `compare` (both designs), on a
 cluster brought up for the run or on a running one; where the PNGs and reports go. The CLI only checks its
-arguments, shows progress and prints the results."""
+arguments, shows progress and prints the results.
+
+On servers over SSH nothing is brought up: the scenarios run on the running cluster (`-f servers.toml` or
+`-c NAME`), from this machine (the load to the VIP, the faults through the SshMachines). `servers_cluster`
+opens it, refuses what cannot run there and says what a run will break, for the confirmation."""
 
 from __future__ import annotations
 
@@ -11,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster
-from webinfra.errors import UsageError
+from webinfra.control.machines import not_on_servers
+from webinfra.errors import ClusterError, UsageError
 from webinfra.model.relocate import example_file
 from webinfra.proving.chaos import report, suite
-from webinfra.proving.chaos.run import Timing, run_all
-from webinfra.proving.chaos.scenarios import NAMES
+from webinfra.proving.chaos.run import Timing, roles_of, run_all, wait_healthy
+from webinfra.proving.chaos.scenarios import NAMES, NotApplicable, resolve, scenario
 from webinfra.proving.scratch import scratch_at
 
 Say = Callable[[str], None]
@@ -100,8 +105,62 @@ def chaos_request(
     return req
 
 
-def run_chaos(req: ChaosRequest, say: Say, done: Done) -> tuple[list[report.ChaosResult], str | None]:
-    """Run what `req` asks; returns the results and, for `all` and `compare`, a line saying what was written."""
+# ---- on servers ----
+HEALTHY_BEFORE = 60.0  # seconds a servers cluster may take to be healthy before the first fault
+
+
+def check_on_servers(name: str, keep: bool, scratch: bool) -> None:
+    """What `webinfra chaos` cannot do on servers: one line (UsageError), before any server is reached."""
+    if name == "nemesis":
+        raise not_on_servers("webinfra chaos nemesis")
+    if name == "compare":
+        raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
+    if name in NAMES and (why := scenario(name).not_on_servers):
+        raise UsageError(f"chaos {name} does not run on servers: {why}")
+    if keep or scratch:
+        raise UsageError("--keep/--scratch-name/--scratch-subnet: on servers chaos brings nothing up (it runs on them)")
+
+
+def servers_cluster(req: ChaosRequest) -> tuple[Cluster, str]:
+    """The running servers cluster `req` names (-f or -c), and the question to confirm: what the run breaks.
+    A scenario the cluster cannot express (say, no etcd) is a UsageError, as is a cluster never brought up."""
+    path, name = req.topology_file, req.cluster_name
+    cluster = Cluster.from_file(path, req.state_dir) if path else Cluster.existing(name, req.state_dir)
+    topo = cluster.topology
+    if not cluster.layout.topology_file.is_file():
+        raise UsageError(
+            f"cluster {topo.name!r} is not up under {cluster.layout.cluster_dir.parent}: "
+            "chaos runs on the running servers (`webinfra up` first)"
+        )
+    each = f"~{req.timing.before + req.timing.hold + req.timing.after:.0f} s"
+    if req.scenario not in NAMES:  # all
+        runnable = [n for n in NAMES if not scenario(n).not_on_servers]
+        return cluster, (
+            f"chaos all breaks {len(runnable)} things one after the other on the servers of {topo.name}, each under "
+            f"load ({each}) and then recovered. Go on?"
+        )
+    resolved = resolve(req.scenario, topo, roles_of(cluster), servers=True)
+    if isinstance(resolved, NotApplicable):
+        raise UsageError(f"chaos {req.scenario} on cluster {topo.name}: {resolved.reason}")
+    return cluster, f"chaos {req.scenario}: {resolved.what}, on the servers of {topo.name}, under load ({each}). Go on?"
+
+
+def _on_servers(
+    cluster: Cluster, req: ChaosRequest, png_dir: Path | None, say: Say, done: Done
+) -> list[report.ChaosResult]:
+    say(f"waiting for {cluster.topology.name} to be healthy before the first fault")
+    reason = wait_healthy(cluster, HEALTHY_BEFORE)
+    if reason is not None:
+        raise ClusterError(f"cluster {cluster.topology.name} is not healthy ({reason}): nothing was broken")
+    design = cluster.topology.name
+    return run_all(cluster, req.names, timing=req.timing, design=design, png_dir=png_dir, say=say, done=done)
+
+
+def run_chaos(
+    req: ChaosRequest, say: Say, done: Done, servers: Cluster | None = None
+) -> tuple[list[report.ChaosResult], str | None]:
+    """Run what `req` asks (on `servers`, the running servers cluster, when given); returns the results and,
+    for `all` and `compare`, a line saying what was written."""
     if req.scenario == "compare":
         docs = Path(req.out_dir or "docs")
         out, seed, hardened = suite.compare(
@@ -117,7 +176,9 @@ def run_chaos(req: ChaosRequest, say: Say, done: Done) -> tuple[list[report.Chao
     png_dir = Path(req.out_dir or "chaos-report") if req.scenario == "all" else None
     if req.png_path:
         png_dir = Path(tempfile.mkdtemp(prefix="webinfra-chaos-"))
-    if req.cluster_name:
+    if servers is not None:
+        results = _on_servers(servers, req, png_dir, say, done)
+    elif req.cluster_name:
         cluster = Cluster.existing(req.cluster_name, req.state_dir)
         design = cluster.topology.name
         results = run_all(cluster, req.names, timing=req.timing, design=design, png_dir=png_dir, say=say, done=done)

@@ -44,6 +44,7 @@ class ChaosResult:
     scenario: str
     design: str  # e.g. "hardened" or "seed", or the topology file
     cluster: str
+    runs_on: str = "emulated"  # where the cluster runs: "emulated" (network namespaces) or "servers" (over SSH)
     applicable: bool = True
     reason: str = ""  # why not applicable
     target: str = ""  # what was broken, in words

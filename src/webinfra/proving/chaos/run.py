@@ -69,8 +69,12 @@ class Timing:
         return cls(before=1.5, hold=1.5, deadline=25.0, after=1.5)
 
 
-# ---- the cluster to run on ----
 # ---- reading the cluster ----
+def runs_on(cluster: Cluster) -> str:
+    """The report's `runs_on`: servers over SSH, or emulated hosts."""
+    return "servers" if cluster.servers else "emulated"
+
+
 def roles_of(cluster: Cluster) -> Roles:
     topo = cluster.topology
     holders = hastate.vip_holders(cluster) if topo.lb_pair else []
@@ -150,12 +154,12 @@ def run_scenario(
 ) -> ChaosResult:
     topo = cluster.topology
     design = design or topo.name
-    resolved = resolve(name, topo, roles_of(cluster))
+    resolved = resolve(name, topo, roles_of(cluster), servers=cluster.servers)
     if isinstance(resolved, NotApplicable):
         say(f"{name}: not applicable ({resolved.reason})")
-        return ChaosResult(name, design, topo.name, applicable=False, reason=resolved.reason)
+        return ChaosResult(name, design, topo.name, runs_on(cluster), applicable=False, reason=resolved.reason)
     target = resolved
-    result = ChaosResult(name, design, topo.name, target=target.what)
+    result = ChaosResult(name, design, topo.name, runs_on(cluster), target=target.what)
     before = roles_of(cluster)
     result.primary_before, result.vip_before = before.primary, before.vip_holder
     verify = verify_for(cluster)
@@ -247,7 +251,8 @@ def run_all(
         try:
             result = run_scenario(cluster, name, timing=timing, design=design, png=png, say=say)
         except (ClusterError, OSError) as exc:
-            result = ChaosResult(name, design or cluster.topology.name, cluster.topology.name, error=str(exc))
+            topo = cluster.topology
+            result = ChaosResult(name, design or topo.name, topo.name, runs_on(cluster), error=str(exc))
             reason = wait_healthy(cluster, timing.healthy_timeout)
             if reason is not None:
                 result.error += f"; the cluster stayed unhealthy: {reason}"

@@ -3,7 +3,8 @@
 `resolve(name, topology, roles)` is pure: `Roles` is what the cluster looks like right now (who holds the
 VIP, which DB node is the writable primary), read by `roles_of(cluster)` in run.py. A scenario that the
 topology cannot express (an etcd member on the seed design, which has no etcd) resolves to `NotApplicable`
-with the reason, which reports show as such rather than as an error.
+with the reason, which reports show as such rather than as an error. The same table serves both targets,
+emulated hosts and servers over SSH; a scenario the servers cannot take says why in `not_on_servers`.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Scenario:
     name: str
     summary: str  # what it breaks, in general terms
     expect: str  # what a design without single points of failure should show
+    not_on_servers: str = ""  # why it does not run on servers over SSH ("": it does)
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -56,7 +58,12 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("replica-down", "a replica database stops", "reads move to other nodes; writes continue"),
     Scenario("replica-slow", "a replica's host becomes slow", "the site stays up (slower at worst)"),
     Scenario("etcd-member-down", "one etcd member (not on the primary's host) is killed", "nothing changes"),
-    Scenario("full-restart", "everything down (data kept), then up again", "no acknowledged write lost"),
+    Scenario(
+        "full-restart",
+        "everything down (data kept), then up again",
+        "no acknowledged write lost",
+        not_on_servers="it takes every server down and redeploys them (`webinfra down`, then `up`): run those yourself",
+    ),
 )
 NAMES: tuple[str, ...] = tuple(s.name for s in SCENARIOS)
 
@@ -87,9 +94,11 @@ def _replica(topo: Topology, roles: Roles) -> str | None:
     return others[0] if others else None
 
 
-def resolve(name: str, topo: Topology, roles: Roles) -> Target | NotApplicable:
-    """What `name` breaks in this topology, given who holds which role now."""
-    scenario(name)  # KeyError for an unknown name
+def resolve(name: str, topo: Topology, roles: Roles, *, servers: bool = False) -> Target | NotApplicable:
+    """What `name` breaks in this topology, given who holds which role now (`servers`: on servers over SSH)."""
+    spec = scenario(name)  # KeyError for an unknown name
+    if servers and spec.not_on_servers:
+        return NotApplicable(name, f"not on servers: {spec.not_on_servers}")
     lbs = [h.name for h in topo.with_role(Role.LB)]
     lb = roles.vip_holder if roles.vip_holder in lbs else (lbs[0] if lbs else None)
     primary = roles.primary or (topo.db_primary.name if topo.db_primary else None)

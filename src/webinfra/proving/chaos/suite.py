@@ -97,8 +97,9 @@ def _img(path: str | None, base: Path) -> str:
 
 def report_markdown(results: Sequence[ChaosResult], timing: Timing, command: str, out_dir: Path) -> str:
     design = results[0].design if results else ""
+    where = " (servers over SSH)" if results and results[0].runs_on == "servers" else ""
     lines = [
-        f"# Chaos report: {design}",
+        f"# Chaos report: {design}{where}",
         "",
         f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M')})",
         "",
