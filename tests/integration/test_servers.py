@@ -31,6 +31,7 @@ NAME, SUBNET = "tsrv", "198.18.150.0/24"
 # The seed's daemons, baked into the lab image: `up` then finds every package installed.
 INCLUDE = "haproxy,nginx,mariadb-server,mariadb-client,python3-venv"
 LB, WEB1, WEB2 = "198.18.150.11", "198.18.150.12", "198.18.150.13"
+SPARE = "198.18.150.14"  # a fourth lab machine, not in the topology: `scale add-server` brings it in
 SITE = "www.foobar.com"
 
 
@@ -62,7 +63,7 @@ def topology(lab: labs.Lab, key: Path | None = None, lb_ssh: str | None = None) 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, lab_images: Path) -> Iterator[labs.Lab]:
     paths = labs.LabPaths.under(tmp_path_factory.mktemp("srv-lab"), lab_images)
-    with booted_lab(paths, labs.LabSpec.parse(NAME, 3, SUBNET, INCLUDE)) as made:
+    with booted_lab(paths, labs.LabSpec.parse(NAME, 4, SUBNET, INCLUDE)) as made:
         yield made
 
 
@@ -293,6 +294,7 @@ class Requests:
         self.done = 0
         self.failed: list[object] = []
         self.versions: list[str | None] = []
+        self.served_by: list[str | None] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -302,6 +304,7 @@ class Requests:
             try:
                 status, headers, _ = get(self.address, "/api/entries?limit=1")
                 self.versions.append(headers.get("x-app-version"))
+                self.served_by.append(headers.get("x-served-by"))
                 if status != 200:
                     self.failed.append(status)
             except OSError as exc:  # urllib's HTTPError (a 5xx) and URLError are OSErrors
@@ -384,6 +387,60 @@ def test_rollback_on_servers_goes_to_the_release_before(lab: labs.Lab, deployed:
     before = listed["releases"][-1]["version"]  # the installed code base, shipped as a release of its label
     assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {before}
     assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{before}"
+
+
+def test_scale_add_and_remove_a_server_under_load(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    """`scale add-server` of the spare lab machine, given by its SSH address, while GETs go through the LB:
+    provisioned by `up`'s operations, added to HAProxy live (no reload), serving; then `remove-server`:
+    drained, its units stopped and disabled. No request fails (the emulated bound). Bad input first: one
+    line, nothing changed."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    before = topo.read_text()
+    for argv, code, words in (
+        ((), 2, "give its --ssh user@host:port"),
+        (("--ssh", "root@198.18.151.14"), 2, "not a host address of 198.18.150.0/24"),
+        (("--ssh", f"root@{SPARE}:2"), 1, f"web-03: cannot connect over SSH to root@{SPARE}:2"),
+    ):
+        bad = webinfra("scale", "add-server", "web-03", *argv, *where)
+        lines = [line for line in bad.stderr.splitlines() if line.strip()]
+        assert bad.returncode == code and len(lines) == 1 and words in lines[0], bad.stdout + bad.stderr
+        assert topo.read_text() == before
+    lb_pid = main_pids(lab, LB)["webinfra-haproxy.service"]
+    load = Requests(LB, limit=600)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    started = time.monotonic()
+    added = webinfra("scale", "add-server", "web-03", "--ssh", f"root@{SPARE}", *where, timeout=600)
+    add_seconds = time.monotonic() - started
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"added server web-03 ({SPARE})" in added.stdout
+    wait_for(lambda: "web-03" in load.served_by, 20, "a request through the LB served by web-03")
+    assert serving(SPARE) and not load.failed, load.failed[:5]
+    assert f'[machines.hosts.web-03]\nssh = "root@{SPARE}"' in topo.read_text()
+    assert "server web-03 " in ssh(lab, LB, "cat /etc/webinfra/haproxy.cfg").stdout  # a later reload keeps it
+    assert main_pids(lab, LB)["webinfra-haproxy.service"] == lb_pid  # added live: no reload, no restart
+    snap = json.loads(webinfra("status", "--json", *where).stdout)
+    assert [h["name"] for h in snap["hosts"]] == ["lb-01", "web-01", "web-02", "web-03"]
+    assert all(s["state"] == "running" for h in snap["hosts"] for s in h["services"]), snap["hosts"]
+
+    started = time.monotonic()
+    removed = webinfra("scale", "remove-server", "web-03", *where, timeout=600)
+    remove_seconds = time.monotonic() - started
+    seen = load.done
+    wait_for(lambda: load.done >= seen + 20, 20, "requests after the remove")
+    load.finish()
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not load.failed, load.failed[:5]
+    assert "web-03" not in load.served_by[-20:]
+    assert "web-03" not in topo.read_text().replace("# web-03: added by `webinfra scale add-server`", "")
+    assert "web-03" not in ssh(lab, LB, "cat /etc/webinfra/haproxy.cfg").stdout
+    assert main_pids(lab, LB)["webinfra-haproxy.service"] == lb_pid
+    enabled = ssh(lab, SPARE, "systemctl list-unit-files 'webinfra-*' --state=enabled --no-legend").stdout
+    assert enabled.strip() == "" and not serving(SPARE), enabled
+    print(
+        f"scale over ssh: add-server {add_seconds:.1f}s, remove-server {remove_seconds:.1f}s, "
+        f"{load.done} requests through the LB, {len(load.failed)} failed"
+    )
 
 
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:

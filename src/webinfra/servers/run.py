@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +28,7 @@ from webinfra.control.cluster import Cluster
 from webinfra.errors import UsageError
 from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
-from webinfra.plan.spec import ClusterPlan
+from webinfra.plan.spec import ClusterPlan, HostPlan
 from webinfra.servers import ServersError, bootstrap, hardened, units
 from webinfra.servers.ops import SECRET_REF, HostOps, Release, add_host_ops, referenced
 from webinfra.servers.wheels import ensure_wheelhouse
@@ -86,10 +86,12 @@ class _Errors(BaseStateCallback):
         self.connect[host.name] = str(error)
 
 
-def _inventory(topo: Topology) -> Inventory:
+def _inventory(topo: Topology, only: frozenset[str] | None = None) -> Inventory:
     m = topo.machines
     hosts = []
     for host in topo.hosts:
+        if only is not None and host.name not in only:
+            continue
         ssh = m.address_of(host.name)
         data: dict[str, object] = {
             "ssh_hostname": ssh.host,
@@ -110,10 +112,11 @@ def _inventory(topo: Topology) -> Inventory:
 
 
 @contextmanager
-def connected(topo: Topology, say: Say) -> Iterator[State]:
-    """Every server connected and checked (Debian 12, root or sudo), or one line naming each that is not."""
+def connected(topo: Topology, say: Say, only: frozenset[str] | None = None) -> Iterator[State]:
+    """Every server (of `only`, default all) connected and checked (Debian 12, root or sudo), or one line
+    naming each that is not."""
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
-    state = State(inventory=_inventory(topo), config=Config(CONNECT_TIMEOUT=10))
+    state = State(inventory=_inventory(topo, only), config=Config(CONNECT_TIMEOUT=10))
     errors = _Errors()
     state.add_callback_handler(errors)
     with contextlib.suppress(PyinfraError):  # every host failed: each is named below
@@ -208,9 +211,18 @@ def _by_name(state: State) -> dict[str, PyinfraHost]:
     return {h.name: h for h in state.inventory}
 
 
-def _add_all(state: State, target: Target, dry: bool, hold: frozenset[str] = frozenset()) -> list[HostOps]:
+def add_all(
+    state: State,
+    target: Target,
+    dry: bool,
+    hold: frozenset[str] = frozenset(),
+    quiet: Mapping[str, frozenset[str]] | None = None,
+) -> list[HostOps]:
+    """`up`'s operations for every host connected in `state`; `quiet`: per host, services whose changed
+    config is written but neither reloaded nor restarted (servers/ops.py)."""
     hosts = _by_name(state)
     topo = target.topology
+    quiet = quiet or {}
     with ctx_state.use(state):
         return [
             add_host_ops(
@@ -224,12 +236,14 @@ def _add_all(state: State, target: Target, dry: bool, hold: frozenset[str] = fro
                 cluster=topo.name,
                 dry=dry,
                 hold=hold,
+                quiet=quiet.get(plan.name, frozenset()),
             )
             for plan in target.plan.hosts
+            if plan.name in hosts
         ]
 
 
-def _run(state: State, records: list[HostOps]) -> None:
+def execute(state: State, records: list[HostOps]) -> None:
     """Each host runs its operations on its own (pyinfra's no_wait): a host's operations concern that host
     only (what spans hosts, the database bootstrap, the agents and the VIP, comes after), so no host waits
     at every operation for the slowest one. A failure stops that host; the others go on."""
@@ -270,9 +284,9 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
         prepare_secrets(target)
         target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
         hold = hardened.held(target.topology, target.local)
-        records = _add_all(state, target, dry=False, hold=hold)
+        records = add_all(state, target, dry=False, hold=hold)
         started = time.monotonic()
-        _run(state, records)
+        execute(state, records)
         for record in records:
             changed = record.changed()
             summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
@@ -302,13 +316,28 @@ def diff(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str
     with connected(topo, say) as state:
         target = Target.of(with_management(topo, ssh_sources(state), say), state_dir, release)
         prepare_secrets(target)
-        records = _add_all(state, target, dry=True)
+        records = add_all(state, target, dry=True)
         out: dict[str, list[str]] = {}
         hosts = _by_name(state)
         for record in records:
             with ctx_state.use(state), ctx_host.use(hosts[record.name]):
                 out[record.name] = record.pending()
     return out
+
+
+def add_stop_ops(state: State, host: PyinfraHost, plan: HostPlan, become: bool) -> None:
+    """Stop and disable the host's services, in reverse start order."""
+    for svc in reversed(plan.services):
+        add_op(
+            state,
+            systemd.service,
+            name=f"{plan.name}: stop {svc.name}",
+            host=host,
+            _sudo=become,
+            service=units.unit_name(svc.name),
+            running=False,
+            enabled=False,
+        )
 
 
 def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
@@ -320,17 +349,7 @@ def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
         with ctx_state.use(state):
             for plan in target.plan.hosts:
                 host, become = hosts[plan.name], topo.machines.become_of(plan.name)
-                for svc in reversed(plan.services):
-                    add_op(
-                        state,
-                        systemd.service,
-                        name=f"{plan.name}: stop {svc.name}",
-                        host=host,
-                        _sudo=become,
-                        service=units.unit_name(svc.name),
-                        running=False,
-                        enabled=False,
-                    )
+                add_stop_ops(state, host, plan, become)
                 if purge:
                     for svc in plan.services:
                         add_op(
@@ -353,6 +372,6 @@ def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
                             path=str(path),
                             present=False,
                         )
-        _run(state, [])
+        execute(state, [])
         for plan in target.plan.hosts:
             say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
