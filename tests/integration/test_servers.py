@@ -443,6 +443,39 @@ def test_scale_add_and_remove_a_server_under_load(lab: labs.Lab, deployed: tuple
     )
 
 
+def test_scale_add_and_remove_a_replica_on_servers(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    """`scale add-replica` of the spare machine: cloned from the primary with mariabackup (streamed between
+    the two servers through this machine), replicating; the apps' reads learn it (site.json, each app
+    restarted out of rotation); then `remove-replica`. The LB answers every request meanwhile."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    load = Requests(LB, limit=900)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    started = time.monotonic()
+    added = webinfra("scale", "add-replica", "db-03", "--ssh", f"root@{SPARE}", *where, timeout=900)
+    add_seconds = time.monotonic() - started
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "added replica db-03 (cloned at" in added.stdout
+    status = ssh(lab, SPARE, 'mariadb -N -e "SELECT COUNT(*) FROM site.entries"')
+    assert status.returncode == 0 and int(status.stdout) > 0, status.stdout + status.stderr
+    snap = json.loads(webinfra("status", "--json", *where).stdout)
+    replicas = {r["name"]: r for r in snap["db"]["replicas"]}
+    assert replicas["db-03"]["io_running"] == "Yes" and replicas["db-03"]["sql_running"] == "Yes", replicas
+    assert SPARE in ssh(lab, WEB1, "cat /etc/webinfra/site.json").stdout  # the app reads from it too
+    started = time.monotonic()
+    removed = webinfra("scale", "remove-replica", "db-03", *where, timeout=900)
+    remove_seconds = time.monotonic() - started
+    load.finish()
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not load.failed, load.failed[:5]
+    assert SPARE not in ssh(lab, WEB1, "cat /etc/webinfra/site.json").stdout
+    assert ssh(lab, SPARE, "systemctl is-active webinfra-mariadb").stdout.strip() != "active"
+    print(
+        f"scale over ssh: add-replica {add_seconds:.1f}s, remove-replica {remove_seconds:.1f}s, "
+        f"{load.done} requests through the LB, {len(load.failed)} failed"
+    )
+
+
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
     topo, state, _ = deployed
     result = webinfra("down", "-f", str(topo), "--state-dir", str(state))

@@ -120,6 +120,8 @@ def add_host(
     if ssh is not None:
         entry = tomlkit.table()
         entry["ssh"] = ssh
+        if list(doc)[-1] != "machines":  # [[hosts]] follow: the blank line before them
+            entry.add(tomlkit.nl())
         _machine_hosts(doc)[name] = entry
     new_text = tomlkit.dumps(doc)
     return new_text, _validated(new_text, source)

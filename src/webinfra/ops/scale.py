@@ -277,35 +277,48 @@ def add_replica(
     if cluster.servers:
         from webinfra.ops import scale_servers
 
-        return scale_servers.add_replica(cluster, name, source)
+        return scale_servers.add_replica(
+            cluster, name, source, address=address, ssh=ssh, topology_file=topology_file, progress=progress
+        )
     text = base_text(cluster, topology_file)
     note = f"{name}: added by `webinfra scale add-replica`"
     new_text, topo = edit(lambda: add_host(text, name, ["db"], db_role="replica", address=address, ssh=ssh, note=note))
     require_root()
-    primary = _primary(cluster)
-    source = source or primary
-    if source not in {h.name for h in cluster.topology.with_role(Role.DB)}:
-        raise UsageError(f"--from {source!r}: not a DB host")
-    if not supervisor.running(cluster.hosts[source], cluster.plan.host(source).service("mariadb")):
-        raise ClusterError(f"MariaDB on {source} is not running: cannot clone from it")
+    primary, source = clone_source(cluster, source)
     new = Cluster(topo, cluster.layout, new_text)
     with deploy.operation_lock(cluster, "scale"):
         events.record(cluster.layout, "scale_started", name, f"add-replica from {source}")
         with _undone_on_failure(cluster, new, name, text, progress):
             _bring_in(new, name, new_text, progress)  # the primary's firewall accepts it before it connects
             gtid = clone_datadir(new, source, name, progress)
-            hp = new.plan.host(name)
-            node = new.hosts[name]
-            supervisor.start(node, hp, hp.service("mariadb"))
-            replicate_from(new, name, primary, gtid)
-            target = mariadb.gtid_binlog_pos(new.hosts[primary], new.plan.host(primary))
-            mariadb.wait_caught_up(node, hp, target, timeout=60)
-            progress(name, "mariadb", f"replicating from {primary}, caught up to {target or 'empty'}")
+            start_replica(new, name, primary, gtid, progress)
             new.start(name, progress=progress)  # the agent (HA) and any exporters
         refresh(new, {name}, progress)  # the apps' DB routing learns it
         save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "replica_added", name, f"cloned from {source} at {gtid or 'empty'}")
     return gtid
+
+
+def clone_source(cluster: Cluster, source: str | None) -> tuple[str, str]:
+    """(the primary, the running DB host to clone from: `source`, default the primary)."""
+    primary = _primary(cluster)
+    source = source or primary
+    if source not in {h.name for h in cluster.topology.with_role(Role.DB)}:
+        raise UsageError(f"--from {source!r}: not a DB host")
+    if not supervisor.running(cluster.hosts[source], cluster.plan.host(source).service("mariadb")):
+        raise ClusterError(f"MariaDB on {source} is not running: cannot clone from it")
+    return primary, source
+
+
+def start_replica(new: Cluster, name: str, primary: str, gtid: str, progress: Progress) -> None:
+    """The cloned MariaDB started, replicating from `primary` after `gtid`, caught up."""
+    hp = new.plan.host(name)
+    node = new.hosts[name]
+    supervisor.start(node, hp, hp.service("mariadb"))
+    replicate_from(new, name, primary, gtid)
+    target = mariadb.gtid_binlog_pos(new.hosts[primary], new.plan.host(primary))
+    mariadb.wait_caught_up(node, hp, target, timeout=60)
+    progress(name, "mariadb", f"replicating from {primary}, caught up to {target or 'empty'}")
 
 
 def remove_replica(

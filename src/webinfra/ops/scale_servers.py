@@ -10,7 +10,10 @@ a server given by its SSH address instead of a namespace made here.
 - `remove_server`: drained out of every LB (then `del server`), or out of the nginx upstreams for an
   app-only server; its units stopped and disabled (its data is kept); then the others' configs.
 - `remove_replica`: out of the DB routing first (as on emulated hosts), its units stopped, then the others.
-- `add_replica`: not yet (the clone streams through this machine; see docs/SERVERS.md).
+- `add_replica`: the new server provisioned with its services held, its datadir cloned with mariabackup from
+  a running node (xbstream piped through this machine between the two servers' SSH commands; mariabackup
+  installed where missing), its MariaDB started replicating from the primary, caught up; then the apps'
+  DB routing learns it (site.json: each app restarted out of rotation; HA: the dbproxies reloaded).
 
 A failed add is undone as on emulated hosts: out of the LBs, its units stopped, the touched servers' files
 as they were, both topology files unchanged.
@@ -23,7 +26,7 @@ import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
 
-from webinfra.control import events, hastate, machines
+from webinfra.control import events, hastate
 from webinfra.control.cluster import Cluster, Progress
 from webinfra.daemons import haproxy, registry
 from webinfra.daemons.registry import Refresh
@@ -32,10 +35,14 @@ from webinfra.model import Role
 from webinfra.model.edit import add_host, remove_host
 from webinfra.model.machines import parse_ssh_address
 from webinfra.ops import deploy, drain, scale
+from webinfra.ops.replica_clone import clone_datadir
 from webinfra.plan.spec import AppRelease, ClusterPlan
 from webinfra.servers import scale as servers
+from webinfra.servers import units
+from webinfra.servers.ops import APT_UPDATE
 from webinfra.services import releases, supervisor
 
+BACKUP_PACKAGE = "mariadb-backup"
 HEALTH_TIMEOUT = 60.0  # a new server's app: the first start of a release venv on a cold cache is slow
 
 
@@ -211,5 +218,51 @@ def remove_replica(cluster: Cluster, name: str, *, topology_file: str | Path | N
         events.record(cluster.layout, "replica_removed", name, "out of the DB routing, stopped, disabled")
 
 
-def add_replica(cluster: Cluster, name: str, source: str | None, **_: object) -> str:
-    raise machines.not_on_servers("webinfra scale add-replica")
+def add_replica(
+    cluster: Cluster,
+    name: str,
+    source: str | None,
+    *,
+    address: str | None,
+    ssh: str | None,
+    topology_file: str | Path | None,
+    progress: Progress,
+) -> str:
+    text = scale.base_text(cluster, topology_file)
+    at = _server_address(address, ssh)
+    note = f"{name}: added by `webinfra scale add-replica`"
+    new_text, topo = scale.edit(lambda: add_host(text, name, ["db"], db_role="replica", address=at, ssh=ssh, note=note))
+    primary, source = scale.clone_source(cluster, source)
+    new = Cluster(topo, cluster.layout, new_text)
+    touched = servers.touched(cluster.plan, new.plan)
+    involved = frozenset({name, *touched})
+    with deploy.operation_lock(cluster, "scale"):
+        servers.reachable(topo, involved | {source}, progress)
+        events.record(cluster.layout, "scale_started", name, f"add-replica from {source}")
+        with _undone_on_failure(cluster, new, name, touched, progress):
+            _ensure_mariabackup(new, [source, name], progress)
+            # Its services' units are written but held (not started): its MariaDB starts on the clone.
+            held = frozenset(s.name for s in new.plan.host(name).services)
+            quiet = _written_only(new.plan, set(touched))
+            servers.apply(topo, cluster.layout, involved, progress, quiet=quiet, hold=held)
+            gtid = clone_datadir(new, source, name, progress, owner=units.USER_OF["mariadb"])
+            scale.start_replica(new, name, primary, gtid, progress)
+            new.start(name, progress=progress)  # the agent (HA)
+            units_of = [units.unit_name(s) for s in held]
+            new.hosts[name].run(["systemctl", "enable", "--quiet", *units_of])  # and at every boot
+            _after(new, touched, progress)  # the apps' DB routing learns it
+        scale.save_topology(cluster, new_text, topology_file)
+        events.record(cluster.layout, "replica_added", name, f"cloned from {source} at {gtid or 'empty'}")
+    return gtid
+
+
+def _ensure_mariabackup(cluster: Cluster, hosts: list[str], progress: Progress) -> None:
+    """mariabackup on the clone's two ends (a design without the HA agents does not install it)."""
+    for name in hosts:
+        node = cluster.hosts[name]
+        if node.run(["sh", "-c", "command -v mariabackup"], check=False).returncode == 0:
+            continue
+        # APT_UPDATE ends with `exit`: a subshell of its own.
+        install = f"({APT_UPDATE}) && DEBIAN_FRONTEND=noninteractive apt-get install -y -q {BACKUP_PACKAGE}"
+        node.run(["sh", "-c", install], timeout=600)
+        progress(name, "packages", "mariadb-backup installed (for the clone)")

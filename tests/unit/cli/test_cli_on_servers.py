@@ -12,7 +12,6 @@ from testkit import EXAMPLES
 from webinfra.cli.main import cli
 
 REFUSED = [
-    (["scale", "add-replica", "db-09", "--ssh", "root@10.0.0.9"], "webinfra scale add-replica"),
     (["chaos", "app-crash"], "webinfra chaos"),
     (["chaos", "nemesis"], "webinfra chaos"),
     (["alerts"], "webinfra alerts"),
