@@ -94,7 +94,7 @@ RESET SLAVE ALL;
 SET GLOBAL gtid_slave_pos = {q(gtid)};
 CHANGE MASTER TO MASTER_HOST={q(str(topo.address_of(primary)))}, MASTER_PORT={topo.db.port},
   MASTER_USER={q(mariadb.REPL_USER)}, MASTER_PASSWORD={q(password)},
-  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {mariadb.replication_tls_clause(topo, cluster.layout)};
+  MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1, {mariadb.replication_tls_clause(topo, cluster.fleet.plan_layout)};
 START SLAVE;
 """,
     )

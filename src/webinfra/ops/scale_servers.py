@@ -25,6 +25,7 @@ import contextlib
 import ipaddress
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from webinfra.control import events, hastate
 from webinfra.control.cluster import Cluster, Progress
@@ -109,6 +110,25 @@ def _after(new: Cluster, touched: dict[str, set[str]], progress: Progress) -> No
             progress(hp.name, svc.name, supervisor.start(node, hp, svc))
 
 
+def _with_new_server(
+    cluster: Cluster,
+    topology_file: str | Path | None,
+    name: str,
+    roles: list[str],
+    address: str | None,
+    ssh: str | None,
+    command: str,
+    **spec: Any,
+) -> tuple[str, Cluster, dict[str, set[str]]]:
+    """The edited topology's text, the cluster with the new server, and the servers the change touches."""
+    text = scale.base_text(cluster, topology_file)
+    at = _server_address(address, ssh)
+    note = f"{name}: added by `webinfra scale {command}`"
+    new_text, topo = scale.edit(lambda: add_host(text, name, roles, address=at, ssh=ssh, note=note, **spec))
+    new = Cluster(topo, cluster.layout, new_text)
+    return new_text, new, servers.touched(cluster.plan, new.plan)
+
+
 def add_server(
     cluster: Cluster,
     name: str,
@@ -119,14 +139,10 @@ def add_server(
     topology_file: str | Path | None,
     progress: Progress,
 ) -> str:
-    text = scale.base_text(cluster, topology_file)
-    at = _server_address(address, ssh)
-    note = f"{name}: added by `webinfra scale add-server`"
-    new_text, topo = scale.edit(
-        lambda: add_host(text, name, ["web", "app"], weight=weight, address=at, ssh=ssh, note=note)
+    new_text, new, touched = _with_new_server(
+        cluster, topology_file, name, ["web", "app"], address, ssh, "add-server", weight=weight
     )
-    new = Cluster(topo, cluster.layout, new_text)
-    touched = servers.touched(cluster.plan, new.plan)
+    topo, at = new.topology, new.topology.address_of(name)
     involved = frozenset({name, *touched})
     release = scale.current_release(cluster)
     with deploy.operation_lock(cluster, "scale"):
@@ -172,10 +188,7 @@ def _undo_add(cluster: Cluster, new: Cluster, name: str, touched: dict[str, set[
 
 def remove_server(cluster: Cluster, name: str, *, topology_file: str | Path | None, progress: Progress) -> None:
     spec = scale.removable_server(cluster, name)
-    text = scale.base_text(cluster, topology_file)
-    new_text, topo = scale.edit(lambda: remove_host(text, name))
-    new = Cluster(topo, cluster.layout, new_text)
-    touched = servers.touched(cluster.plan, new.plan)
+    new_text, new, touched = _without_server(cluster, topology_file, name)
     with deploy.operation_lock(cluster, "scale"):
         servers.reachable(cluster.topology, frozenset({name, *touched}), progress)
         events.record(cluster.layout, "scale_started", name, "remove-server")
@@ -193,6 +206,16 @@ def remove_server(cluster: Cluster, name: str, *, topology_file: str | Path | No
         events.record(cluster.layout, "server_removed", name, "drained, stopped, disabled")
 
 
+def _without_server(
+    cluster: Cluster, topology_file: str | Path | None, name: str
+) -> tuple[str, Cluster, dict[str, set[str]]]:
+    """The edited topology's text, the cluster without `name`, and the servers its removal touches."""
+    text = scale.base_text(cluster, topology_file)
+    new_text, topo = scale.edit(lambda: remove_host(text, name))
+    new = Cluster(topo, cluster.layout, new_text)
+    return new_text, new, servers.touched(cluster.plan, new.plan)
+
+
 def _update(new: Cluster, touched: dict[str, set[str]], progress: Progress) -> None:
     """The touched servers' configs as `new` renders them, each applied the way clients do not see."""
     if touched:
@@ -203,10 +226,7 @@ def _update(new: Cluster, touched: dict[str, set[str]], progress: Progress) -> N
 
 def remove_replica(cluster: Cluster, name: str, *, topology_file: str | Path | None, progress: Progress) -> None:
     primary = scale.removable_replica(cluster, name)
-    text = scale.base_text(cluster, topology_file)
-    new_text, topo = scale.edit(lambda: remove_host(text, name))
-    new = Cluster(topo, cluster.layout, new_text)
-    touched = servers.touched(cluster.plan, new.plan)
+    new_text, new, touched = _without_server(cluster, topology_file, name)
     with deploy.operation_lock(cluster, "scale"):
         servers.reachable(cluster.topology, frozenset({name, *touched}), progress)
         events.record(cluster.layout, "scale_started", name, f"remove-replica (primary {primary})")
@@ -228,13 +248,11 @@ def add_replica(
     topology_file: str | Path | None,
     progress: Progress,
 ) -> str:
-    text = scale.base_text(cluster, topology_file)
-    at = _server_address(address, ssh)
-    note = f"{name}: added by `webinfra scale add-replica`"
-    new_text, topo = scale.edit(lambda: add_host(text, name, ["db"], db_role="replica", address=at, ssh=ssh, note=note))
+    new_text, new, touched = _with_new_server(
+        cluster, topology_file, name, ["db"], address, ssh, "add-replica", db_role="replica"
+    )
+    topo = new.topology
     primary, source = scale.clone_source(cluster, source)
-    new = Cluster(topo, cluster.layout, new_text)
-    touched = servers.touched(cluster.plan, new.plan)
     involved = frozenset({name, *touched})
     with deploy.operation_lock(cluster, "scale"):
         servers.reachable(topo, involved | {source}, progress)
