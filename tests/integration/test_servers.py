@@ -456,7 +456,7 @@ def test_scale_add_and_remove_a_replica_on_servers(lab: labs.Lab, deployed: tupl
     add_seconds = time.monotonic() - started
     assert added.returncode == 0, added.stdout + added.stderr
     assert "added replica db-03 (cloned at" in added.stdout
-    status = ssh(lab, SPARE, 'mariadb -N -e "SELECT COUNT(*) FROM site.entries"')
+    status = ssh(lab, SPARE, 'mariadb --socket=/run/webinfra/mariadb.sock -N -e "SELECT COUNT(*) FROM site.entries"')
     assert status.returncode == 0 and int(status.stdout) > 0, status.stdout + status.stderr
     snap = json.loads(webinfra("status", "--json", *where).stdout)
     replicas = {r["name"]: r for r in snap["db"]["replicas"]}
