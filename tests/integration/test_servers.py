@@ -1,10 +1,13 @@
 """The SSH target on the lab (docs/SERVERS.md): the seed design deployed with `webinfra up` over SSH to three
 lab machines (systemd-nspawn Debian 12, testbed/), serving www.foobar.com through the LB; a second `up` with
 zero changes that restarts nothing; `plan --diff` clean; a rebooted machine serving again with no webinfra
-command; `down` leaving no webinfra service enabled; bad SSH input as one line naming the host.
+command; bad SSH input as one line naming the host; `scale add-server` / `remove-server` and `add-replica` /
+`remove-replica` of a fourth machine (the spare, not in the topology) under load, with no failed request;
+`down` leaving no webinfra service enabled.
 
-Lab `tsrv` on 198.18.150.0/24. Its image carries the seed's daemons pre-installed (the apt path is then only
-verified); the first run of a test session builds that image (~3-5 min)."""
+Lab `tsrv` on 198.18.150.0/24: the seed on .11-.13, the spare on .14. Its image carries the seed's daemons
+pre-installed (the apt path is then only verified; `scale add-replica` installs mariadb-backup through the
+lab's apt proxy); the first run of a test session builds that image (~3-5 min)."""
 
 from __future__ import annotations
 
