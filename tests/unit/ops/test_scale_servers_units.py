@@ -113,3 +113,51 @@ def test_cli_scale_on_servers_bad_input_exits_2(stored_servers: Path, args: list
     assert len(result.output.splitlines()) == 1 and expected in result.output, result.output
     assert sorted(p.relative_to(stored_servers) for p in stored_servers.rglob("*")) == before
     assert Layout.for_cluster("srv", stored_servers).topology_file.read_text() == SERVERS
+
+
+def test_a_failed_add_on_servers_is_undone_and_changes_no_file(
+    stored_servers: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The add's orchestration with the servers' side recorded instead of run: a failure after provisioning
+    retires the new server, rewrites the touched servers as the old topology renders them, and leaves both
+    topology files and the release record as they were."""
+    from webinfra.control.cluster import Cluster
+    from webinfra.ops import deploy, scale, scale_servers
+    from webinfra.services import releases
+
+    calls: list[tuple[str, str, frozenset[str]]] = []
+    monkeypatch.setattr(scale_servers.servers, "reachable", lambda topo, names, say: None)
+    monkeypatch.setattr(
+        scale_servers.servers,
+        "apply",
+        lambda topo, local, names, say, **kw: calls.append(("apply", ",".join(h.name for h in topo.hosts), names)),
+    )
+    monkeypatch.setattr(
+        scale_servers.servers,
+        "retire",
+        lambda topo, local, names, say: calls.append(("retire", ",".join(h.name for h in topo.hosts), names)),
+    )
+    monkeypatch.setattr(scale_servers, "_after", lambda new, touched, progress: None)
+    monkeypatch.setattr(scale, "out_of_lbs", lambda cluster, name: calls.append(("out_of_lbs", name, frozenset())))
+
+    def unhealthy(*args: object) -> None:
+        raise deploy.HostUnhealthy("web-03: not healthy (a test)")
+
+    monkeypatch.setattr(deploy, "_wait_healthy", unhealthy)
+    layout = Layout.for_cluster("srv", stored_servers)
+    user_file = stored_servers / "servers.toml"
+    user_file.write_text(SERVERS)
+    cluster = Cluster(parse_topology(SERVERS), layout, SERVERS)
+    with pytest.raises(deploy.HostUnhealthy):
+        scale.add_server(cluster, "web-03", None, ssh="admin@10.20.0.15", topology_file=user_file)
+    old, new = "lb-01,lb-02,web-01,web-02,etcd-01", "lb-01,lb-02,web-01,web-02,etcd-01,web-03"
+    touched_names = frozenset({"lb-01", "lb-02", "web-01", "web-02"})
+    assert calls == [
+        ("apply", new, touched_names | {"web-03"}),  # the new server and the touched ones, provisioned
+        ("out_of_lbs", "web-03", frozenset()),
+        ("retire", new, frozenset({"web-03"})),
+        ("apply", old, touched_names),  # the touched servers' files as the old topology renders them
+    ]
+    assert layout.topology_file.read_text() == SERVERS and user_file.read_text() == SERVERS
+    assert "web-03" not in releases.deployed(layout)
+    assert "scale_failed" in layout.events_file.read_text()
