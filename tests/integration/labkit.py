@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,3 +57,38 @@ def booted_lab(paths: labs.LabPaths, spec: labs.LabSpec) -> Iterator[labs.Lab]:
 def ssh(lab: labs.Lab, address: str, command: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """A shell command on the lab machine at `address`, over SSH with the lab's key."""
     return lab.machine(address).run(lab.ssh_dir, [command], timeout)
+
+
+Fetch = Callable[[], tuple[int, dict[str, str]]]
+
+
+class Requests:
+    """Requests through the LB or VIP in a thread (`fetch` makes one and returns its status and headers),
+    bounded in time: it stops by itself after `limit` seconds. Counts what failed and the app versions seen."""
+
+    def __init__(self, fetch: Fetch, limit: float = 60.0) -> None:
+        self.fetch, self.deadline = fetch, time.monotonic() + limit
+        self.done = 0
+        self.failed: list[object] = []
+        self.versions: list[str | None] = []
+        self.served_by: list[str | None] = []  # X-Served-By: which app server answered
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def _loop(self) -> None:
+        while not self.stop.is_set() and time.monotonic() < self.deadline:
+            try:
+                status, headers = self.fetch()
+                self.versions.append(headers.get("x-app-version"))
+                self.served_by.append(headers.get("x-served-by"))
+                if status != 200:
+                    self.failed.append(status)
+            except OSError as exc:  # urllib's HTTPError (a 5xx) and URLError are OSErrors
+                self.failed.append(repr(exc))
+            self.done += 1
+            time.sleep(0.02)
+
+    def finish(self) -> None:
+        self.stop.set()
+        self.thread.join(10)

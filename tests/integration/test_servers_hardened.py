@@ -21,9 +21,11 @@ from pathlib import Path
 
 import pytest
 import tomlkit
-from labkit import booted_lab, ssh, webinfra
+from clusterkit import copy_site
+from labkit import Fetch, Requests, booted_lab, ssh, webinfra
 
 from testkit import wait_for
+from webinfra.services import releases
 from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "thard", "198.18.160.0/24"
@@ -161,6 +163,41 @@ def test_second_up_changes_nothing(deployed: tuple[Path, Path, str]) -> None:
     assert again.returncode == 0, again.stdout + again.stderr
     for host in ADDRESSES:
         assert any(host in line and "no changes" in line for line in again.stdout.splitlines()), again.stdout
+
+
+def vip_fetch(state: Path) -> Fetch:
+    """One GET of the entries through the VIP over HTTPS: its status and headers (for `Requests`)."""
+    context = ssl.create_default_context(cafile=str(state / "hard" / "pki" / "ca.pem"))
+
+    def fetch() -> tuple[int, dict[str, str]]:
+        req = urllib.request.Request(f"https://{VIP}/api/entries?limit=1", headers={"Host": SITE})
+        with urllib.request.urlopen(req, timeout=5, context=context) as response:
+            response.read()
+            return response.status, dict(response.headers)
+
+    return fetch
+
+
+def test_deploy_through_the_vip_with_no_failed_request(deployed: tuple[Path, Path, str], tmp_path: Path) -> None:
+    """`webinfra deploy` on the hardened design (backend TLS, two LBs): each app server drained at both LBs,
+    switched to the new release, checked and put back, while HTTPS through the VIP answers every request."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    code = copy_site(tmp_path / "site-v2", "v2")
+    version = releases.content_hash(code)
+    load = Requests(vip_fetch(state))
+    wait_for(lambda: load.done >= 20, 30, "requests through the VIP")
+    started = time.monotonic()
+    result = webinfra("deploy", str(code), *where, timeout=300)
+    elapsed = time.monotonic() - started
+    seen = load.done
+    wait_for(lambda: load.done >= seen + 20, 30, "requests after the deploy")
+    load.finish()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"deployed {version} to web-01, web-02" in result.stdout
+    assert not load.failed, load.failed[:5]
+    assert load.versions[-1] == version
+    print(f"\ndeploy over ssh (hardened): {elapsed:.1f}s, {load.done} requests through the VIP, none failed")
 
 
 def test_the_vip_moves_when_keepalived_dies(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:

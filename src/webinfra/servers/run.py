@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import gevent
 from pyinfra.api import BaseStateCallback, Config, Inventory, State
@@ -29,7 +30,7 @@ from webinfra.errors import UsageError
 from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import ClusterPlan, HostPlan
-from webinfra.servers import ServersError, bootstrap, hardened, units
+from webinfra.servers import ServersError, bootstrap, fanout, hardened, units
 from webinfra.servers.ops import SECRET_REF, HostOps, Release, add_host_ops, referenced
 from webinfra.servers.wheels import ensure_wheelhouse
 from webinfra.services import releases, server_releases
@@ -38,6 +39,7 @@ from webinfra.services.secrets import ensure_secret
 from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
 
 Say = Callable[[str, str, str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -86,59 +88,66 @@ class _Errors(BaseStateCallback):
         self.connect[host.name] = str(error)
 
 
-def _inventory(topo: Topology, only: frozenset[str] | None = None) -> Inventory:
+def _inventory(topo: Topology, name: str) -> Inventory:
     m = topo.machines
-    hosts = []
-    for host in topo.hosts:
-        if only is not None and host.name not in only:
-            continue
-        ssh = m.address_of(host.name)
-        data: dict[str, object] = {
-            "ssh_hostname": ssh.host,
-            "ssh_port": ssh.port,
-            "ssh_user": ssh.user,
-            "ssh_allow_agent": False,
-            "ssh_connect_retries": 1,
-        }
-        key = _key(m.key_of(host.name))
-        if key:
-            data["ssh_key"] = key
-            data["ssh_look_for_keys"] = False
-        if m.known_hosts:
-            data["ssh_known_hosts_file"] = _key(m.known_hosts)
-            data["ssh_strict_host_key_checking"] = "accept-new"
-        hosts.append((host.name, data))
-    return Inventory((hosts, {}))
+    ssh = m.address_of(name)
+    data: dict[str, object] = {
+        "ssh_hostname": ssh.host,
+        "ssh_port": ssh.port,
+        "ssh_user": ssh.user,
+        "ssh_allow_agent": False,
+        "ssh_connect_retries": 1,
+    }
+    key = _key(m.key_of(name))
+    if key:
+        data["ssh_key"] = key
+        data["ssh_look_for_keys"] = False
+    if m.known_hosts:
+        data["ssh_known_hosts_file"] = _key(m.known_hosts)
+        data["ssh_strict_host_key_checking"] = "accept-new"
+    return Inventory(([(name, data)], {}))
 
 
 @contextmanager
-def connected(topo: Topology, say: Say, only: frozenset[str] | None = None) -> Iterator[State]:
-    """Every server (of `only`, default all) connected and checked (Debian 12, root or sudo), or one line
-    naming each that is not."""
-    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
-    state = State(inventory=_inventory(topo, only), config=Config(CONNECT_TIMEOUT=10))
+def _connected(topo: Topology, name: str) -> Iterator[tuple[State, PyinfraHost]]:
+    """One server, connected (inside the process `fanout` gives it): a State of that server alone."""
+    state = State(inventory=_inventory(topo, name), config=Config(CONNECT_TIMEOUT=10))
     errors = _Errors()
     state.add_callback_handler(errors)
-    with contextlib.suppress(PyinfraError):  # every host failed: each is named below
+    with contextlib.suppress(PyinfraError):  # said below, in one line
         connect_all(state)
-    failed = sorted(h.name for h in state.failed_hosts)
-    if failed:
-        raise ServersError(
-            "; ".join(
-                f"{name}: cannot connect over SSH to {topo.machines.address_of(name)}: "
-                f"{_one_line(errors.connect.get(name, 'connection failed'))}"
-                for name in failed
-            )
-        )
+    if state.failed_hosts:
+        cause = _one_line(errors.connect.get(name, "connection failed"))
+        raise ServersError(f"cannot connect over SSH to {topo.machines.address_of(name)}: {cause}")
     try:
-        problems = [p for host in state.inventory for p in [_check_host(state, host, topo)] if p]
-        if problems:
-            raise ServersError("; ".join(problems))
-        for host in state.inventory:
-            say(host.name, "ssh", f"connected ({topo.machines.address_of(host.name)}, Debian 12)")
-        yield state
+        yield state, next(iter(state.inventory))
     finally:
         disconnect_all(state)
+
+
+def _each(topo: Topology, work: Callable[[str], T], only: frozenset[str] | None = None) -> dict[str, T]:
+    """`work(host)` on every server (of `only`) at once (servers/fanout.py), or one line naming each that
+    failed."""
+    logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
+    names = [h.name for h in topo.hosts if only is None or h.name in only]
+    return fanout.values(fanout.each_host(names, work), ServersError)
+
+
+def check_servers(topo: Topology, say: Say, only: frozenset[str] | None = None) -> dict[str, str]:
+    """Every server (of `only`) connected and checked (Debian 12, root or sudo), all at once; returns where
+    each sees its SSH come from. One line naming each server that is not usable."""
+
+    def check(name: str) -> str:
+        with _connected(topo, name) as (state, host):
+            problem = _check_host(state, host, topo)
+            if problem:
+                raise ServersError(problem)
+            return _ssh_source(state, host)
+
+    sources = _each(topo, check, only)
+    for name in sources:
+        say(name, "ssh", f"connected ({topo.machines.address_of(name)}, Debian 12)")
+    return sources
 
 
 def _one_line(text: str) -> str:
@@ -150,41 +159,37 @@ def _check_host(state: State, host: PyinfraHost, topo: Topology) -> str:
         try:
             distro = host.get_fact(LinuxDistribution)
         except PyinfraError as exc:
-            return f"{host.name}: cannot read /etc/os-release: {_one_line(str(exc))}"
+            return f"cannot read /etc/os-release: {_one_line(str(exc))}"
         name, major = (distro or {}).get("name"), (distro or {}).get("major")
         if name != "Debian" or major != 12:
-            return f"{host.name}: {name or 'unknown'} {major or ''} is not Debian 12".replace("  ", " ")
+            return f"{name or 'unknown'} {major or ''} is not Debian 12".replace("  ", " ")
         become = topo.machines.become_of(host.name)
         try:
             uid = host.get_fact(Command, command="id -u", _sudo=become, _sudo_user=None)
         except PyinfraError as exc:
-            return f"{host.name}: sudo failed (become = true needs passwordless sudo): {_one_line(str(exc))}"
+            return f"sudo failed (become = true needs passwordless sudo): {_one_line(str(exc))}"
         if str(uid).strip() != "0":
             user = topo.machines.address_of(host.name).user
-            return f"{host.name}: {user} is not root and become = false (set become = true, with passwordless sudo)"
+            return f"{user} is not root and become = false (set become = true, with passwordless sudo)"
     return ""
 
 
-def ssh_sources(state: State) -> dict[str, str]:
-    """Each server's view of where its SSH connection comes from (the first field of $SSH_CONNECTION, read
+def _ssh_source(state: State, host: PyinfraHost) -> str:
+    """The server's view of where its SSH connection comes from (the first field of $SSH_CONNECTION, read
     without sudo, which would drop it): the management machine's address as the firewall must admit it
     (behind NAT or a bastion, the translated address)."""
-    out: dict[str, str] = {}
-    for host in state.inventory:
-        with ctx_state.use(state), ctx_host.use(host):
-            try:
-                text = str(host.get_fact(Command, command="echo $SSH_CONNECTION") or "")
-            except PyinfraError as exc:
-                raise ServersError(f"{host.name}: cannot read $SSH_CONNECTION: {_one_line(str(exc))}") from None
-        fields = text.split()
+    with ctx_state.use(state), ctx_host.use(host):
         try:
-            out[host.name] = str(ipaddress.IPv4Address(fields[0]))
-        except (IndexError, ValueError):
-            raise ServersError(
-                f"{host.name}: $SSH_CONNECTION does not name an IPv4 client ({text.strip() or 'empty'}): "
-                "set [machines] management"
-            ) from None
-    return out
+            text = str(host.get_fact(Command, command="echo $SSH_CONNECTION") or "")
+        except PyinfraError as exc:
+            raise ServersError(f"cannot read $SSH_CONNECTION: {_one_line(str(exc))}") from None
+    fields = text.split()
+    try:
+        return str(ipaddress.IPv4Address(fields[0]))
+    except (IndexError, ValueError):
+        raise ServersError(
+            f"$SSH_CONNECTION does not name an IPv4 client ({text.strip() or 'empty'}): set [machines] management"
+        ) from None
 
 
 def with_management(topo: Topology, sources: dict[str, str], say: Say) -> Topology:
@@ -207,47 +212,36 @@ def with_management(topo: Topology, sources: dict[str, str], say: Say) -> Topolo
     return topo.model_copy(update={"machines": machines.model_copy(update={"management": derived})})
 
 
-def _by_name(state: State) -> dict[str, PyinfraHost]:
-    return {h.name: h for h in state.inventory}
-
-
-def add_all(
+def _host_ops(
     state: State,
+    host: PyinfraHost,
     target: Target,
     dry: bool,
-    hold: frozenset[str] = frozenset(),
-    quiet: Mapping[str, frozenset[str]] | None = None,
-) -> list[HostOps]:
-    """`up`'s operations for every host connected in `state`; `quiet`: per host, services whose changed
-    config is written but neither reloaded nor restarted (servers/ops.py)."""
-    hosts = _by_name(state)
+    hold: frozenset[str],
+    quiet: frozenset[str] = frozenset(),
+) -> HostOps:
     topo = target.topology
-    quiet = quiet or {}
+    plan = next(p for p in target.plan.hosts if p.name == host.name)
     with ctx_state.use(state):
-        return [
-            add_host_ops(
-                state,
-                hosts[plan.name],
-                plan,
-                target.local,
-                target.release,
-                become=topo.machines.become_of(plan.name),
-                firewall=topo.firewall,
-                cluster=topo.name,
-                dry=dry,
-                hold=hold,
-                quiet=quiet.get(plan.name, frozenset()),
-            )
-            for plan in target.plan.hosts
-            if plan.name in hosts
-        ]
+        return add_host_ops(
+            state,
+            host,
+            plan,
+            target.local,
+            target.release,
+            become=topo.machines.become_of(plan.name),
+            firewall=topo.firewall,
+            cluster=topo.name,
+            dry=dry,
+            hold=hold,
+            quiet=quiet,
+        )
 
 
-def execute(state: State, records: list[HostOps]) -> None:
-    """Each host runs its operations on its own (pyinfra's no_wait): a host's operations concern that host
-    only (what spans hosts, the database bootstrap, the agents and the VIP, comes after), so no host waits
-    at every operation for the slowest one. A failure stops that host; the others go on."""
-    # A host whose operation fails ends its greenlet with PyinfraError, which gevent's hub would print as a
+def _run(state: State, record: HostOps | None) -> None:
+    """The server's operations, in order; a failed one is said in one line (pyinfra's error is read from the
+    operation's meta rather than printed)."""
+    # A failed operation ends the host's greenlet with PyinfraError, which gevent's hub would print as a
     # traceback: the failure is read from the operations below and said in one line instead.
     hub = gevent.get_hub()
     stream, hub.exception_stream = hub.exception_stream, None
@@ -256,15 +250,14 @@ def execute(state: State, records: list[HostOps]) -> None:
             run_ops(state, no_wait=True)
     finally:
         hub.exception_stream = stream
-    stopped = {r.name for r in records if any(not meta.did_succeed(_raise_if_not_complete=False) for _, meta in r.ops)}
-    failed = sorted({h.name for h in state.failed_hosts} | stopped)
-    if failed:
-        details = []
-        for record in records:
-            if record.name in failed:
-                bad = next((name for name, meta in record.ops if meta.is_complete() and not meta.did_succeed()), "?")
-                details.append(f"{record.name}: operation '{bad}' failed (run `webinfra up` again once fixed)")
-        raise ServersError("; ".join(details) or f"failed: {', '.join(failed)}")
+    failed = bool(state.failed_hosts)
+    if record is not None:
+        bad = next((name for name, meta in record.ops if meta.is_complete() and not meta.did_succeed()), None)
+        stopped = any(not meta.did_succeed(_raise_if_not_complete=False) for _, meta in record.ops)
+        if failed or stopped:
+            raise ServersError(f"operation '{bad or '?'}' failed (run `webinfra up` again once fixed)")
+    elif failed:
+        raise ServersError("an operation failed (run the command again once fixed)")
 
 
 def prepare_secrets(target: Target) -> None:
@@ -275,23 +268,37 @@ def prepare_secrets(target: Target) -> None:
     ensure_pki(target.topology, target.local)
 
 
-def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]:
-    """Deploy: returns each host's changed operations (empty: no changes)."""
+def _plan_target(topo: Topology, state_dir: Path | None, say: Say, only: frozenset[str] | None = None) -> Target:
+    """Check every server (of `only`), then the plan for them (the firewall admitting where SSH comes from)
+    and the secrets it names, made here on the management machine before any server receives them."""
     check_usable(topo)
     release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
-    with connected(topo, say) as state:
-        target = Target.of(with_management(topo, ssh_sources(state), say), state_dir, release)
-        prepare_secrets(target)
-        target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
-        hold = hardened.held(target.topology, target.local)
-        records = add_all(state, target, dry=False, hold=hold)
-        started = time.monotonic()
-        execute(state, records)
-        for record in records:
-            changed = record.changed()
-            summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
-            say(record.name, "deploy", summary if changed else "no changes")
-        say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
+    target = Target.of(with_management(topo, check_servers(topo, say, only), say), state_dir, release)
+    prepare_secrets(target)
+    return target
+
+
+def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]:
+    """Deploy: returns each host's changed operations (empty: no changes)."""
+    target = _plan_target(topo, state_dir, say)
+    release = target.release
+    assert release is not None
+    target.local.cluster_dir.mkdir(parents=True, exist_ok=True)
+    hold = hardened.held(target.topology, target.local)
+
+    def deploy(name: str) -> list[str]:
+        with _connected(target.topology, name) as (state, host):
+            record = _host_ops(state, host, target, dry=False, hold=hold)
+            _run(state, record)
+            return record.changed()
+
+    started = time.monotonic()
+    changes = _each(target.topology, deploy)
+    for host in target.topology.hosts:
+        changed = changes[host.name]
+        summary = f"{len(changed)} changes: {', '.join(changed[:6])}{' …' if len(changed) > 6 else ''}"
+        say(host.name, "deploy", summary if changed else "no changes")
+    say("all", "deploy", f"operations done in {time.monotonic() - started:.1f}s")
     # Operations (status, start …) build the plan with the release venv's python the units name.
     target.local.server_python_file.write_text(f"{release.python}\n")
     # The servers as every other command sees them: SshMachines from the machine factory.
@@ -306,72 +313,94 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
         hardened.agents_ready(cluster, hold, say)
         hardened.vip_ready(cluster, say)
     bootstrap.wait_ready(cluster, say)
-    return {r.name: r.changed() for r in records}
+    return changes
+
+
+def apply(
+    topo: Topology,
+    state_dir: Path | None,
+    names: frozenset[str],
+    say: Say,
+    *,
+    quiet: Mapping[str, frozenset[str]] | None = None,
+    hold: frozenset[str] = frozenset(),
+) -> dict[str, list[str]]:
+    """`up`'s operations on the servers `names` only (`webinfra scale`): a new server's whole `up`, and the
+    others' changed files; `quiet`: per server, services whose changed config is written but neither
+    reloaded nor restarted (servers/ops.py). Returns each one's changed operations."""
+    target = _plan_target(topo, state_dir, say, names)
+    quiet = quiet or {}
+
+    def deploy(name: str) -> list[str]:
+        with _connected(target.topology, name) as (state, host):
+            record = _host_ops(state, host, target, dry=False, hold=hold, quiet=quiet.get(name, frozenset()))
+            _run(state, record)
+            return record.changed()
+
+    return _each(target.topology, deploy, names)
 
 
 def diff(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]:
     """pyinfra's dry run: what `up` would change on each host (nothing is changed)."""
-    check_usable(topo)
-    release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
-    with connected(topo, say) as state:
-        target = Target.of(with_management(topo, ssh_sources(state), say), state_dir, release)
-        prepare_secrets(target)
-        records = add_all(state, target, dry=True)
-        out: dict[str, list[str]] = {}
-        hosts = _by_name(state)
-        for record in records:
-            with ctx_state.use(state), ctx_host.use(hosts[record.name]):
-                out[record.name] = record.pending()
-    return out
+    target = _plan_target(topo, state_dir, say)
+
+    def pending(name: str) -> list[str]:
+        with _connected(target.topology, name) as (state, host):
+            record = _host_ops(state, host, target, dry=True, hold=frozenset())
+            with ctx_state.use(state), ctx_host.use(host):
+                return record.pending()
+
+    return _each(target.topology, pending)
 
 
-def add_stop_ops(state: State, host: PyinfraHost, plan: HostPlan, become: bool) -> None:
-    """Stop and disable the host's services, in reverse start order."""
-    for svc in reversed(plan.services):
-        add_op(
-            state,
-            systemd.service,
-            name=f"{plan.name}: stop {svc.name}",
-            host=host,
-            _sudo=become,
-            service=units.unit_name(svc.name),
-            running=False,
-            enabled=False,
-        )
+def _down_ops(state: State, host: PyinfraHost, plan: HostPlan, become: bool, purge: bool) -> None:
+    with ctx_state.use(state):
+        for svc in reversed(plan.services):
+            add_op(
+                state,
+                systemd.service,
+                name=f"{plan.name}: stop {svc.name}",
+                host=host,
+                _sudo=become,
+                service=units.unit_name(svc.name),
+                running=False,
+                enabled=False,
+            )
+        if not purge:
+            return
+        for svc in plan.services:
+            add_op(
+                state,
+                files.file,
+                name=f"{plan.name}: remove unit {svc.name}",
+                host=host,
+                _sudo=become,
+                path=f"{units.UNIT_DIR}/{units.unit_name(svc.name)}",
+                present=False,
+            )
+        for path in (SERVER_DATA, SERVER_ETC, SERVER_LOG, Path(units.RELEASES).parent, units.TMPFILES):
+            op = files.file if str(path).endswith(".conf") else files.directory
+            name = f"{plan.name}: remove {path}"
+            add_op(state, op, name=name, host=host, _sudo=become, path=str(path), present=False)
 
 
 def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
     """Stop and disable webinfra's services (reverse start order); `purge` also removes its files and data."""
     check_usable(topo)
+    stop_servers(topo, state_dir, purge)
+    for plan in topo.hosts:
+        say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
+
+
+def stop_servers(topo: Topology, state_dir: Path | None, purge: bool, only: frozenset[str] | None = None) -> None:
+    """`down`'s operations on every server (of `only`: `webinfra scale` retiring one)."""
     target = Target.of(topo, state_dir, None)
-    with connected(topo, say) as state:
-        hosts = _by_name(state)
-        with ctx_state.use(state):
-            for plan in target.plan.hosts:
-                host, become = hosts[plan.name], topo.machines.become_of(plan.name)
-                add_stop_ops(state, host, plan, become)
-                if purge:
-                    for svc in plan.services:
-                        add_op(
-                            state,
-                            files.file,
-                            name=f"{plan.name}: remove unit {svc.name}",
-                            host=host,
-                            _sudo=become,
-                            path=f"{units.UNIT_DIR}/{units.unit_name(svc.name)}",
-                            present=False,
-                        )
-                    for path in (SERVER_DATA, SERVER_ETC, SERVER_LOG, Path(units.RELEASES).parent, units.TMPFILES):
-                        op = files.file if str(path).endswith(".conf") else files.directory
-                        add_op(
-                            state,
-                            op,
-                            name=f"{plan.name}: remove {path}",
-                            host=host,
-                            _sudo=become,
-                            path=str(path),
-                            present=False,
-                        )
-        execute(state, [])
-        for plan in target.plan.hosts:
-            say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
+    plans = {plan.name: plan for plan in target.plan.hosts}
+
+    def stop(name: str) -> bool:
+        with _connected(topo, name) as (state, host):
+            _down_ops(state, host, plans[name], topo.machines.become_of(name), purge)
+            _run(state, None)
+        return True
+
+    _each(topo, stop, only)

@@ -1,7 +1,8 @@
-"""The servers' side of `webinfra scale` (ops/scale_servers.py): `up`'s pyinfra operations on some servers only.
+"""The servers' side of `webinfra scale` (ops/scale_servers.py): which servers a topology change touches, and
+`up`'s or `down`'s operations on those servers only (run.py's `apply` and `stop_servers`).
 
-- `touched`: which hosts a topology change gives other files or services (pure: two plans compared), and
-  which of their services read a changed file.
+- `touched`: the hosts a topology change gives other files or services (pure: two plans compared), and which
+  of their services read a changed file.
 - `reachable`: the servers named connected and checked (Debian 12, root or sudo), else one line, exit 1.
 - `apply`: `up`'s operations on the servers named: a new server gets its whole `up` (packages, users, units,
   configs, the release venv, its services started); on the others a `quiet` service's changed config is
@@ -15,23 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from pyinfra.context import ctx_state
-
 from webinfra.model import Topology
 from webinfra.plan.spec import ClusterPlan
-from webinfra.servers.run import (
-    Say,
-    Target,
-    add_all,
-    add_stop_ops,
-    check_usable,
-    connected,
-    execute,
-    prepare_secrets,
-    ssh_sources,
-    with_management,
-)
-from webinfra.servers.wheels import ensure_wheelhouse
+from webinfra.servers import run
+from webinfra.servers.run import Say
 from webinfra.state import Layout
 
 
@@ -57,8 +45,8 @@ def _state_dir(local: Layout) -> Path:
 
 
 def reachable(topo: Topology, names: frozenset[str], say: Say) -> None:
-    with connected(topo, say, only=names):
-        pass
+    run.check_usable(topo)
+    run.check_servers(topo, say, names)
 
 
 def apply(
@@ -71,25 +59,11 @@ def apply(
     hold: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """`up`'s operations on the servers `names` of `topo`; returns each one's changed operations."""
-    check_usable(topo)
-    release = ensure_wheelhouse(say, _state_dir(local) / "_wheels")
-    with connected(topo, say, only=names) as state:
-        target = Target.of(with_management(topo, ssh_sources(state), say), _state_dir(local), release)
-        prepare_secrets(target)
-        records = add_all(state, target, dry=False, hold=hold, quiet=quiet)
-        execute(state, records)
-    return {r.name: r.changed() for r in records}
+    return run.apply(topo, _state_dir(local), names, say, quiet=quiet, hold=hold)
 
 
 def retire(topo: Topology, local: Layout, names: frozenset[str], say: Say) -> None:
     """Stop and disable every webinfra service of the servers `names` (in `topo`, the topology they are in)."""
-    target = Target.of(topo, _state_dir(local), None)
-    with connected(topo, say, only=names) as state:
-        hosts = {h.name: h for h in state.inventory}
-        with ctx_state.use(state):
-            for plan in target.plan.hosts:
-                if plan.name in hosts:
-                    add_stop_ops(state, hosts[plan.name], plan, topo.machines.become_of(plan.name))
-        execute(state, [])
+    run.stop_servers(topo, _state_dir(local), False, names)
     for name in sorted(names):
         say(name, "host", "services stopped and disabled (data kept)")
