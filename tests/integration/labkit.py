@@ -71,6 +71,7 @@ class Requests:
         self.done = 0
         self.failed: list[object] = []
         self.versions: list[str | None] = []
+        self.served_by: list[str | None] = []  # X-Served-By: which app server answered
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()
@@ -80,6 +81,7 @@ class Requests:
             try:
                 status, headers = self.fetch()
                 self.versions.append(headers.get("x-app-version"))
+                self.served_by.append(headers.get("x-served-by"))
                 if status != 200:
                     self.failed.append(status)
             except OSError as exc:  # urllib's HTTPError (a 5xx) and URLError are OSErrors

@@ -1,12 +1,16 @@
 """The SSH target on the lab (docs/SERVERS.md): the seed design deployed with `webinfra up` over SSH to three
 lab machines (systemd-nspawn Debian 12, testbed/), serving www.foobar.com through the LB; a second `up` with
 zero changes that restarts nothing; `plan --diff` clean; a rebooted machine serving again with no webinfra
-command; `down` leaving no webinfra service enabled; bad SSH input as one line naming the host.
+command; bad SSH input as one line naming the host; `scale add-server` / `remove-server` and `add-replica` /
+`remove-replica` of a fourth machine (the spare, not in the topology) under load, with no failed request;
+`down` leaving no webinfra service enabled.
 
-Lab `tsrv` on 198.18.150.0/24, booted from the bare image (the one test_lab.py uses: systemd, sshd, python3):
-this module's cold `up` runs the whole apt path, every Debian package the seed needs installed through the
-lab's apt-cacher-ng proxy, as on fresh servers behind a package proxy (the hardened lab's image carries its
-daemons instead, so the suite pays for the apt path once)."""
+Lab `tsrv` on 198.18.150.0/24 (the seed on .11-.13, the spare on .14), booted from the bare image (the one
+test_lab.py uses: systemd, sshd, python3): this module's cold `up` runs the whole apt path, every Debian
+package the seed needs installed through the lab's apt-cacher-ng proxy, as on fresh servers behind a package
+proxy (the hardened lab's image carries its daemons instead, so the suite pays for the apt path once). `scale
+add-server` runs the same apt path on the spare, and `scale add-replica` installs mariadb-backup on the
+primary and the spare the same way."""
 
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ from webinfra.testbed import lab as labs
 
 NAME, SUBNET = "tsrv", "198.18.150.0/24"
 LB, WEB1, WEB2 = "198.18.150.11", "198.18.150.12", "198.18.150.13"
+SPARE = "198.18.150.14"  # a fourth lab machine, not in the topology: `scale add-server` brings it in
 SITE = "www.foobar.com"
 
 
@@ -62,7 +67,7 @@ def topology(lab: labs.Lab, key: Path | None = None, lb_ssh: str | None = None) 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory, lab_images: Path) -> Iterator[labs.Lab]:
     paths = labs.LabPaths.under(tmp_path_factory.mktemp("srv-lab"), lab_images)
-    with booted_lab(paths, labs.LabSpec.parse(NAME, 3, SUBNET)) as made:
+    with booted_lab(paths, labs.LabSpec.parse(NAME, 4, SUBNET)) as made:
         yield made
 
 
@@ -370,6 +375,93 @@ def test_rollback_on_servers_goes_to_the_release_before(lab: labs.Lab, deployed:
     before = listed["releases"][-1]["version"]  # the installed code base, shipped as a release of its label
     assert {get(a, "/api/entries?limit=1")[1]["x-app-version"] for a in (WEB1, WEB2)} == {before}
     assert ssh(lab, WEB1, "readlink /opt/webinfra/site/current").stdout.strip() == f"/opt/webinfra/site/{before}"
+
+
+def test_scale_add_and_remove_a_server_under_load(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    """`scale add-server` of the spare lab machine, given by its SSH address, while GETs go through the LB:
+    provisioned by `up`'s operations, added to HAProxy live (no reload), serving; then `remove-server`:
+    drained, its units stopped and disabled. No request fails (the emulated bound). Bad input first: one
+    line, nothing changed."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    before = topo.read_text()
+    for argv, code, words in (
+        ((), 2, "give its --ssh user@host:port"),
+        (("--ssh", "root@198.18.151.14"), 2, "not a host address of 198.18.150.0/24"),
+        (("--ssh", f"root@{SPARE}:2"), 1, f"web-03: cannot connect over SSH to root@{SPARE}:2"),
+    ):
+        bad = webinfra("scale", "add-server", "web-03", *argv, *where)
+        lines = [line for line in bad.stderr.splitlines() if line.strip()]
+        assert bad.returncode == code and len(lines) == 1 and words in lines[0], bad.stdout + bad.stderr
+        assert topo.read_text() == before
+    lb_pid = main_pids(lab, LB)["webinfra-haproxy.service"]
+    load = Requests(lambda: get(LB, "/api/entries?limit=1")[:2], limit=600)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    started = time.monotonic()
+    added = webinfra("scale", "add-server", "web-03", "--ssh", f"root@{SPARE}", *where, timeout=600)
+    add_seconds = time.monotonic() - started
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert f"added server web-03 ({SPARE})" in added.stdout
+    wait_for(lambda: "web-03" in load.served_by, 20, "a request through the LB served by web-03")
+    assert serving(SPARE) and not load.failed, load.failed[:5]
+    assert f'[machines.hosts.web-03]\nssh = "root@{SPARE}"' in topo.read_text()
+    assert "server web-03 " in ssh(lab, LB, "cat /etc/webinfra/haproxy.cfg").stdout  # a later reload keeps it
+    assert main_pids(lab, LB)["webinfra-haproxy.service"] == lb_pid  # added live: no reload, no restart
+    snap = json.loads(webinfra("status", "--json", *where).stdout)
+    assert [h["name"] for h in snap["hosts"]] == ["lb-01", "web-01", "web-02", "web-03"]
+    assert all(s["state"] == "running" for h in snap["hosts"] for s in h["services"]), snap["hosts"]
+
+    started = time.monotonic()
+    removed = webinfra("scale", "remove-server", "web-03", *where, timeout=600)
+    remove_seconds = time.monotonic() - started
+    seen = load.done
+    wait_for(lambda: load.done >= seen + 20, 20, "requests after the remove")
+    load.finish()
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not load.failed, load.failed[:5]
+    assert "web-03" not in load.served_by[-20:]
+    assert "web-03" not in topo.read_text().replace("# web-03: added by `webinfra scale add-server`", "")
+    assert "web-03" not in ssh(lab, LB, "cat /etc/webinfra/haproxy.cfg").stdout
+    assert main_pids(lab, LB)["webinfra-haproxy.service"] == lb_pid
+    enabled = ssh(lab, SPARE, "systemctl list-unit-files 'webinfra-*' --state=enabled --no-legend").stdout
+    assert enabled.strip() == "" and not serving(SPARE), enabled
+    print(
+        f"scale over ssh: add-server {add_seconds:.1f}s, remove-server {remove_seconds:.1f}s, "
+        f"{load.done} requests through the LB, {len(load.failed)} failed"
+    )
+
+
+def test_scale_add_and_remove_a_replica_on_servers(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    """`scale add-replica` of the spare machine: cloned from the primary with mariabackup (streamed between
+    the two servers through this machine), replicating; the apps' reads learn it (site.json, each app
+    restarted out of rotation); then `remove-replica`. The LB answers every request meanwhile."""
+    topo, state, _ = deployed
+    where = ("-f", str(topo), "--state-dir", str(state))
+    load = Requests(lambda: get(LB, "/api/entries?limit=1")[:2], limit=900)
+    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
+    started = time.monotonic()
+    added = webinfra("scale", "add-replica", "db-03", "--ssh", f"root@{SPARE}", *where, timeout=900)
+    add_seconds = time.monotonic() - started
+    assert added.returncode == 0, added.stdout + added.stderr
+    assert "added replica db-03 (cloned at" in added.stdout
+    status = ssh(lab, SPARE, 'mariadb --socket=/run/webinfra/mariadb.sock -N -e "SELECT COUNT(*) FROM site.entries"')
+    assert status.returncode == 0 and int(status.stdout) > 0, status.stdout + status.stderr
+    snap = json.loads(webinfra("status", "--json", *where).stdout)
+    replicas = {r["name"]: r for r in snap["db"]["replicas"]}
+    assert replicas["db-03"]["io_running"] == "Yes" and replicas["db-03"]["sql_running"] == "Yes", replicas
+    assert SPARE in ssh(lab, WEB1, "cat /etc/webinfra/site.json").stdout  # the app reads from it too
+    started = time.monotonic()
+    removed = webinfra("scale", "remove-replica", "db-03", *where, timeout=900)
+    remove_seconds = time.monotonic() - started
+    load.finish()
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not load.failed, load.failed[:5]
+    assert SPARE not in ssh(lab, WEB1, "cat /etc/webinfra/site.json").stdout
+    assert ssh(lab, SPARE, "systemctl is-active webinfra-mariadb").stdout.strip() != "active"
+    print(
+        f"scale over ssh: add-replica {add_seconds:.1f}s, remove-replica {remove_seconds:.1f}s, "
+        f"{load.done} requests through the LB, {len(load.failed)} failed"
+    )
 
 
 def test_down_leaves_no_webinfra_service_enabled(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:

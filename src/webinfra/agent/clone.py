@@ -104,11 +104,14 @@ def backup_gtid(datadir: Path) -> str:
     for name in BINLOG_INFO_FILES:
         path = datadir / name
         if path.exists():
-            fields = path.read_text().split()
-            if len(fields) >= 3:
-                return fields[2]
-            return ""
+            return gtid_in(path.read_text())
     raise CloneError(f"no {' or '.join(BINLOG_INFO_FILES)} in the backup")
+
+
+def gtid_in(binlog_info: str) -> str:
+    """The GTID of a backup's binlog info file's text (its third field; empty: a fresh server's)."""
+    fields = binlog_info.split()
+    return fields[2] if len(fields) >= 3 else ""
 
 
 def _run(argv: list[str], what: str, timeout: float) -> None:

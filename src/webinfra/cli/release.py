@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, str, str], None]  # (host, service or step, what happened): progress_printer's
 
+ADDRESS_HELP = "Its address in the subnet (default: the next free one; on servers the host of --ssh)."
+SSH_HELP = "On servers: the new server's SSH address, user@host:port (key and become: [machines]'s)."
 HEALTH_HELP = "Seconds a new app may take to answer /healthz with the new version before it is rolled back."
 
 
@@ -129,7 +131,7 @@ def _scale(
 ) -> None:
     """What every `scale` command does around its operation: open the cluster and the file it edits, run it
     with progress lines, print `{action} {kind} {name}` (with the address or clone position) or JSON."""
-    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra scale")
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     edited = cluster_file(topology_file, cluster_name)
     detail = run(cluster, edited, progress_printer(as_json))
     action, kind, name = what
@@ -147,12 +149,16 @@ def _scale(
 @scale.command(name="add-server")
 @click.argument("name")
 @click.option("--weight", type=int, default=None, help="Load-balancer weight (default 1).")
+@click.option("--address", default=None, help=ADDRESS_HELP)
+@click.option("--ssh", default=None, help=SSH_HELP)
 @json_option
 @cluster_option
 @handle_errors
 def scale_add_server(
     name: str,
     weight: int | None,
+    address: str | None,
+    ssh: str | None,
     as_json: bool,
     topology_file: str | None,
     cluster_name: str | None,
@@ -162,7 +168,8 @@ def scale_add_server(
     from webinfra.ops.scale import add_server
 
     def run(cluster: Cluster, edited: str | None, progress: Progress) -> dict[str, object]:
-        return {"address": add_server(cluster, name, weight, topology_file=edited, progress=progress)}
+        added = add_server(cluster, name, weight, address=address, ssh=ssh, topology_file=edited, progress=progress)
+        return {"address": added}
 
     _scale(run, ("added", "server", name), as_json, topology_file, cluster_name, state_dir)
 
@@ -188,12 +195,16 @@ def scale_remove_server(
 @scale.command(name="add-replica")
 @click.argument("name")
 @click.option("--from", "source", default=None, shell_complete=complete_host, help="Clone from this DB host.")
+@click.option("--address", default=None, help=ADDRESS_HELP)
+@click.option("--ssh", default=None, help=SSH_HELP)
 @json_option
 @cluster_option
 @handle_errors
 def scale_add_replica(
     name: str,
     source: str | None,
+    address: str | None,
+    ssh: str | None,
     as_json: bool,
     topology_file: str | None,
     cluster_name: str | None,
@@ -204,7 +215,8 @@ def scale_add_replica(
     from webinfra.ops.scale import add_replica
 
     def run(cluster: Cluster, edited: str | None, progress: Progress) -> dict[str, object]:
-        return {"cloned_at": add_replica(cluster, name, source, topology_file=edited, progress=progress) or None}
+        gtid = add_replica(cluster, name, source, address=address, ssh=ssh, topology_file=edited, progress=progress)
+        return {"cloned_at": gtid or None}
 
     _scale(run, ("added", "replica", name), as_json, topology_file, cluster_name, state_dir)
 

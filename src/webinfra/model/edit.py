@@ -3,11 +3,12 @@
 Pure: text in, text out. Every result is parsed and validated again (`parse_topology`), so an edit can
 never produce a file `up` would refuse.
 
-- `add_host` appends a `[[hosts]]` table. The new host gets the address it would get by file order when
-  that one is free, else the lowest free address (written out).
-- `remove_host` deletes a host's table. Hosts numbered by file order after it get their address written
-  out first, so removing a host never moves another one. The comment block above the removed table
-  (which describes it) goes with it.
+- `add_host` appends a `[[hosts]]` table. The new host gets the address it is given, else the one it would
+  get by file order when that one is free, else the lowest free address (written out). On servers
+  (`[machines] kind = "ssh"`) it also gets its `[machines.hosts.<name>]` entry (`ssh`).
+- `remove_host` deletes a host's table (and its `[machines.hosts.<name>]` entry). Hosts numbered by file
+  order after it get their address written out first, so removing a host never moves another one. The
+  comment block above the removed table (which describes it) goes with it.
 """
 
 from __future__ import annotations
@@ -79,22 +80,32 @@ def add_host(
     *,
     weight: int | None = None,
     db_role: str | None = None,
+    address: str | None = None,
+    ssh: str | None = None,
     note: str = "",
     source: str = "<topology>",
 ) -> tuple[str, Topology]:
-    """Append host `name`; returns the new text and its (validated) topology."""
+    """Append host `name` (at `address` when given; reached over `ssh` on servers); returns the new text and
+    its (validated) topology."""
     topo = parse_topology(text, source)
     if any(h.name == name for h in topo.hosts):
         raise EditError(f"host {name!r} already exists")
+    if topo.machines.ssh and ssh is None:
+        raise EditError(f'{name}: the cluster runs on servers ([machines] kind = "ssh"): give its --ssh user@host:port')
+    if not topo.machines.ssh and ssh is not None:
+        raise EditError(f'--ssh {ssh}: the cluster\'s hosts are emulated (no [machines] kind = "ssh")')
     doc = tomlkit.parse(text)
     hosts = _hosts(doc)
     table = tomlkit.table()
     table["name"] = name
     table["roles"] = list(roles)
-    auto, free = _auto_address(topo), next_free_address(topo)
-    used = {topo.address_of(h.name) for h in topo.hosts} | {topo.gateway, topo.vip}
-    if auto not in topo.network.subnet or auto in used:
-        table["address"] = str(free)
+    if address is not None:
+        table["address"] = _free(topo, address)
+    else:
+        auto, free = _auto_address(topo), next_free_address(topo)
+        used = {topo.address_of(h.name) for h in topo.hosts} | {topo.gateway, topo.vip}
+        if auto not in topo.network.subnet or auto in used:
+            table["address"] = str(free)
     if db_role is not None:
         table["db_role"] = db_role
     if weight is not None:
@@ -103,9 +114,43 @@ def add_host(
         last = hosts[len(hosts) - 1]
         last.add(tomlkit.nl())
         last.add(tomlkit.comment(note))
+    if list(doc)[-1] != "hosts":  # a table follows the [[hosts]]: keep the blank line before it
+        table.add(tomlkit.nl())
     hosts.append(table)
+    if ssh is not None:
+        entry = tomlkit.table()
+        entry["ssh"] = ssh
+        if list(doc)[-1] != "machines":  # [[hosts]] follow: the blank line before them
+            entry.add(tomlkit.nl())
+        _machine_hosts(doc)[name] = entry
     new_text = tomlkit.dumps(doc)
     return new_text, _validated(new_text, source)
+
+
+def _free(topo: Topology, address: str) -> str:
+    """`address` as given, refused when it is not an IPv4 address of the subnet or is taken."""
+    try:
+        ip = ipaddress.IPv4Address(address)
+    except ValueError:
+        raise EditError(f"--address {address}: not an IPv4 address") from None
+    subnet = topo.network.subnet
+    if ip not in subnet or int(ip) - int(subnet.network_address) < FIRST_HOST_OFFSET or ip == subnet.broadcast_address:
+        raise EditError(f"--address {address}: not a host address of {subnet} (from .{FIRST_HOST_OFFSET} up)")
+    taken = {topo.address_of(h.name): h.name for h in topo.hosts}
+    if ip in taken:
+        raise EditError(f"--address {address}: already {taken[ip]}'s")
+    if ip in (topo.gateway, topo.vip):
+        raise EditError(f"--address {address}: the {'gateway' if ip == topo.gateway else 'VIP'}")
+    return str(ip)
+
+
+def _machine_hosts(doc: tomlkit.TOMLDocument) -> Table:
+    """The `[machines.hosts]` table (an SSH topology has one: every host has its entry)."""
+    machines = doc.get("machines")
+    hosts = machines.get("hosts") if isinstance(machines, Table) else None
+    if not isinstance(hosts, Table):
+        raise EditError("the file's [machines.hosts] is not written as tables; edit it by hand")
+    return hosts
 
 
 def remove_host(text: str, name: str, *, source: str = "<topology>") -> tuple[str, Topology]:
@@ -129,6 +174,8 @@ def remove_host(text: str, name: str, *, source: str = "<topology>") -> tuple[st
         del prev_body[_trailing(prev) :]
         prev_body.extend(tail)
     del hosts[index]
+    if topo.machines.ssh and name in topo.machines.hosts:
+        del _machine_hosts(doc)[name]
     new_text = tomlkit.dumps(doc)
     return new_text, _validated(new_text, source)
 

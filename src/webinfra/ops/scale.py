@@ -48,11 +48,13 @@ def _quiet(host: str, what: str, action: str) -> None:
 # ---- the topology file ----
 
 
-def _base_text(cluster: Cluster, topology_file: str | Path | None) -> str:
+def base_text(cluster: Cluster, topology_file: str | Path | None) -> str:
     """The text to edit: the user's file (which must say what the running cluster was brought up with),
     else the stored copy."""
     stored = cluster.layout.topology_file
-    if not stored.exists() or not cluster.layout.network_file.exists():
+    # What `up` leaves: emulated, the network it made; on servers, the release venv it installed.
+    made = cluster.layout.server_python_file if cluster.servers else cluster.layout.network_file
+    if not stored.exists() or not made.exists():
         raise UsageError(f"cluster {cluster.topology.name} is not up: run `webinfra up` first")
     if topology_file is None:
         return stored.read_text()
@@ -62,14 +64,14 @@ def _base_text(cluster: Cluster, topology_file: str | Path | None) -> str:
     return text
 
 
-def _edit(fn: Callable[[], tuple[str, Topology]]) -> tuple[str, Topology]:
+def edit(fn: Callable[[], tuple[str, Topology]]) -> tuple[str, Topology]:
     try:
         return fn()
     except EditError as exc:
         raise UsageError(str(exc)) from None
 
 
-def _save_topology(cluster: Cluster, text: str, topology_file: str | Path | None) -> None:
+def save_topology(cluster: Cluster, text: str, topology_file: str | Path | None) -> None:
     cluster.layout.topology_file.write_text(text)
     if topology_file is not None:
         Path(topology_file).write_text(text)
@@ -113,7 +115,7 @@ def _remove_host(cluster: Cluster, name: str, progress: Progress, *, keep_networ
     progress(name, "host", "removed")
 
 
-def _current_release(cluster: Cluster) -> AppRelease:
+def current_release(cluster: Cluster) -> AppRelease:
     """What a new app host should run: the release most app hosts run."""
     current = deploy.current_releases(cluster)
     if not current:
@@ -130,19 +132,27 @@ def add_server(
     name: str,
     weight: int | None = None,
     *,
+    address: str | None = None,
+    ssh: str | None = None,
     topology_file: str | Path | None = None,
     progress: Progress = _quiet,
 ) -> str:
-    """Add web + app server `name` and put it into every LB live. Returns its address."""
-    text = _base_text(cluster, topology_file)
-    new_text, topo = _edit(
-        lambda: add_host(
-            text, name, ["web", "app"], weight=weight, note=f"{name}: added by `webinfra scale add-server`"
+    """Add web + app server `name` (at `address`; on servers the one reached over `ssh`) and put it into every
+    LB live. Returns its address."""
+    if cluster.servers:
+        from webinfra.ops import scale_servers
+
+        return scale_servers.add_server(
+            cluster, name, weight, address=address, ssh=ssh, topology_file=topology_file, progress=progress
         )
+    text = base_text(cluster, topology_file)
+    note = f"{name}: added by `webinfra scale add-server`"
+    new_text, topo = edit(
+        lambda: add_host(text, name, ["web", "app"], weight=weight, address=address, ssh=ssh, note=note)
     )
     require_root()
     new = Cluster(topo, cluster.layout, new_text)
-    release = _current_release(cluster)
+    release = current_release(cluster)
     with deploy.operation_lock(cluster, "scale"):
         events.record(cluster.layout, "scale_started", name, "add-server")
         with _undone_on_failure(cluster, new, name, text, progress):
@@ -157,7 +167,7 @@ def add_server(
             progress(name, "app", f"smoke check passed ({release.version})")
             drain.add_to_lbs(new, name, progress)
         refresh(new, {name}, progress)
-        _save_topology(cluster, new_text, topology_file)
+        save_topology(cluster, new_text, topology_file)
         address = str(topo.address_of(name))
         events.record(cluster.layout, "server_added", name, f"{address}, weight {topo.host(name).lb_weight}")
     return address
@@ -167,12 +177,13 @@ def remove_server(
     cluster: Cluster, name: str, *, topology_file: str | Path | None = None, progress: Progress = _quiet
 ) -> None:
     """Drain `name` (a web and/or app host) out of rotation, then stop and remove it."""
-    spec = _known(cluster, name)
-    if not set(spec.roles) <= {Role.WEB, Role.APP}:
-        other = ", ".join(r.value for r in spec.roles if r not in (Role.WEB, Role.APP))
-        raise UsageError(f"{name} also has the role(s) {other}: remove-server removes web/app hosts only")
-    text = _base_text(cluster, topology_file)
-    new_text, topo = _edit(lambda: remove_host(text, name))
+    if cluster.servers:
+        from webinfra.ops import scale_servers  # it builds on this module's helpers
+
+        return scale_servers.remove_server(cluster, name, topology_file=topology_file, progress=progress)
+    spec = removable_server(cluster, name)
+    text = base_text(cluster, topology_file)
+    new_text, topo = edit(lambda: remove_host(text, name))
     require_root()
     new = Cluster(topo, cluster.layout, new_text)
     with deploy.operation_lock(cluster, "scale"):
@@ -186,8 +197,27 @@ def remove_server(
         weights = cluster.weight_overrides()
         if weights.pop(name, None) is not None:  # a live weight must not outlive its server
             haproxy.save_weights(cluster.layout, weights)
-        _save_topology(cluster, new_text, topology_file)
+        save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "server_removed", name, "drained, stopped, removed")
+
+
+def removable_server(cluster: Cluster, name: str) -> HostSpec:
+    spec = _known(cluster, name)
+    if not set(spec.roles) <= {Role.WEB, Role.APP}:
+        other = ", ".join(r.value for r in spec.roles if r not in (Role.WEB, Role.APP))
+        raise UsageError(f"{name} also has the role(s) {other}: remove-server removes web/app hosts only")
+    return spec
+
+
+def removable_replica(cluster: Cluster, name: str) -> str:
+    """Checks `name` is a DB-only replica; returns the primary."""
+    spec = _known(cluster, name)
+    if tuple(spec.roles) != (Role.DB,):
+        raise UsageError(f"{name} has the roles {', '.join(spec.roles)}: remove-replica removes DB-only hosts only")
+    primary = _primary(cluster)
+    if name == primary:
+        raise UsageError(f"{name} is the primary: switch over first (`webinfra switchover`)")
+    return primary
 
 
 def _known(cluster: Cluster, name: str) -> HostSpec:
@@ -210,18 +240,23 @@ def _undone_on_failure(cluster: Cluster, new: Cluster, name: str, old_text: str,
 
 def _undo_add(cluster: Cluster, new: Cluster, name: str, old_text: str, progress: Progress) -> None:
     """Best effort after a failed add: out of the LBs, host removed, files as they were."""
-    with contextlib.suppress(Exception):
-        for lb in drain.running_lbs(cluster):
-            for stat in lb.runtime.servers():
-                if stat.name == name and stat.backend == "site":
-                    lb.runtime.set_state("site", name, "maint")
-                    lb.runtime.del_server("site", name)
+    out_of_lbs(cluster, name)
     with contextlib.suppress(Exception):
         _remove_host(new, name, progress, keep_network=cluster)
     cluster.layout.topology_file.write_text(old_text)
     with contextlib.suppress(Exception):
         apply_firewalls(cluster, progress)
     events.record(cluster.layout, "scale_failed", name, "undone")
+
+
+def out_of_lbs(cluster: Cluster, name: str) -> None:
+    """Best effort: a server added live deleted from every running LB again."""
+    with contextlib.suppress(Exception):
+        for lb in drain.running_lbs(cluster):
+            for stat in lb.runtime.servers():
+                if stat.name == name and stat.backend == "site":
+                    lb.runtime.set_state("site", name, "maint")
+                    lb.runtime.del_server("site", name)
 
 
 # ---- replicas ----
@@ -232,62 +267,80 @@ def add_replica(
     name: str,
     source: str | None = None,
     *,
+    address: str | None = None,
+    ssh: str | None = None,
     topology_file: str | Path | None = None,
     progress: Progress = _quiet,
 ) -> str:
-    """Add DB replica `name`, cloned from `source` (default: the primary). Returns the GTID it started at."""
-    text = _base_text(cluster, topology_file)
-    new_text, topo = _edit(
-        lambda: add_host(text, name, ["db"], db_role="replica", note=f"{name}: added by `webinfra scale add-replica`")
-    )
+    """Add DB replica `name` (at `address`; on servers the one reached over `ssh`), cloned from `source`
+    (default: the primary). Returns the GTID it started at."""
+    if cluster.servers:
+        from webinfra.ops import scale_servers
+
+        return scale_servers.add_replica(
+            cluster, name, source, address=address, ssh=ssh, topology_file=topology_file, progress=progress
+        )
+    text = base_text(cluster, topology_file)
+    note = f"{name}: added by `webinfra scale add-replica`"
+    new_text, topo = edit(lambda: add_host(text, name, ["db"], db_role="replica", address=address, ssh=ssh, note=note))
     require_root()
-    primary = _primary(cluster)
-    source = source or primary
-    if source not in {h.name for h in cluster.topology.with_role(Role.DB)}:
-        raise UsageError(f"--from {source!r}: not a DB host")
-    if not supervisor.running(cluster.hosts[source], cluster.plan.host(source).service("mariadb")):
-        raise ClusterError(f"MariaDB on {source} is not running: cannot clone from it")
+    primary, source = clone_source(cluster, source)
     new = Cluster(topo, cluster.layout, new_text)
     with deploy.operation_lock(cluster, "scale"):
         events.record(cluster.layout, "scale_started", name, f"add-replica from {source}")
         with _undone_on_failure(cluster, new, name, text, progress):
             _bring_in(new, name, new_text, progress)  # the primary's firewall accepts it before it connects
             gtid = clone_datadir(new, source, name, progress)
-            hp = new.plan.host(name)
-            node = new.hosts[name]
-            supervisor.start(node, hp, hp.service("mariadb"))
-            replicate_from(new, name, primary, gtid)
-            target = mariadb.gtid_binlog_pos(new.hosts[primary], new.plan.host(primary))
-            mariadb.wait_caught_up(node, hp, target, timeout=60)
-            progress(name, "mariadb", f"replicating from {primary}, caught up to {target or 'empty'}")
+            start_replica(new, name, primary, gtid, progress)
             new.start(name, progress=progress)  # the agent (HA) and any exporters
         refresh(new, {name}, progress)  # the apps' DB routing learns it
-        _save_topology(cluster, new_text, topology_file)
+        save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "replica_added", name, f"cloned from {source} at {gtid or 'empty'}")
     return gtid
+
+
+def clone_source(cluster: Cluster, source: str | None) -> tuple[str, str]:
+    """(the primary, the running DB host to clone from: `source`, default the primary)."""
+    primary = _primary(cluster)
+    source = source or primary
+    if source not in {h.name for h in cluster.topology.with_role(Role.DB)}:
+        raise UsageError(f"--from {source!r}: not a DB host")
+    if not supervisor.running(cluster.hosts[source], cluster.plan.host(source).service("mariadb")):
+        raise ClusterError(f"MariaDB on {source} is not running: cannot clone from it")
+    return primary, source
+
+
+def start_replica(new: Cluster, name: str, primary: str, gtid: str, progress: Progress) -> None:
+    """The cloned MariaDB started, replicating from `primary` after `gtid`, caught up."""
+    hp = new.plan.host(name)
+    node = new.hosts[name]
+    supervisor.start(node, hp, hp.service("mariadb"))
+    replicate_from(new, name, primary, gtid)
+    target = mariadb.gtid_binlog_pos(new.hosts[primary], new.plan.host(primary))
+    mariadb.wait_caught_up(node, hp, target, timeout=60)
+    progress(name, "mariadb", f"replicating from {primary}, caught up to {target or 'empty'}")
 
 
 def remove_replica(
     cluster: Cluster, name: str, *, topology_file: str | Path | None = None, progress: Progress = _quiet
 ) -> None:
     """Take replica `name` out of the apps' DB routing, then stop and remove it."""
-    spec = _known(cluster, name)
-    if tuple(spec.roles) != (Role.DB,):
-        raise UsageError(f"{name} has the roles {', '.join(spec.roles)}: remove-replica removes DB-only hosts only")
-    primary = _primary(cluster)
-    if name == primary:
-        raise UsageError(f"{name} is the primary: switch over first (`webinfra switchover`)")
-    text = _base_text(cluster, topology_file)
-    new_text, topo = _edit(lambda: remove_host(text, name))
+    if cluster.servers:
+        from webinfra.ops import scale_servers
+
+        return scale_servers.remove_replica(cluster, name, topology_file=topology_file, progress=progress)
+    removable_replica(cluster, name)
+    text = base_text(cluster, topology_file)
+    new_text, topo = edit(lambda: remove_host(text, name))
     require_root()
     new = Cluster(topo, cluster.layout, new_text)
     with deploy.operation_lock(cluster, "scale"):
         events.record(cluster.layout, "scale_started", name, "remove-replica")
         if cluster.topology.ha:
-            _out_of_dbproxies(cluster, name, progress)
+            out_of_dbproxies(cluster, name, progress)
         refresh(new, set(), progress)  # site.json (rolling) or dbproxy configs without it
         _remove_host(cluster, name, progress, keep_network=new)
-        _save_topology(cluster, new_text, topology_file)
+        save_topology(cluster, new_text, topology_file)
         events.record(cluster.layout, "replica_removed", name, "out of the DB routing, stopped, removed")
 
 
@@ -302,11 +355,11 @@ def _primary(cluster: Cluster) -> str:
     return primary.name
 
 
-def _out_of_dbproxies(cluster: Cluster, name: str, progress: Progress) -> None:
+def out_of_dbproxies(cluster: Cluster, name: str, progress: Progress) -> None:
     """MAINT for `name` in every app host's DB routing, its sessions cut (the app retries a broken pooled
     connection once on a fresh one, which goes elsewhere)."""
     for app in cluster.topology.with_role(Role.APP):
-        rt = HaproxyRuntime(cluster.hosts[app.name], cluster.layout.host(app.name).sockets / "dbproxy.sock")
+        rt = HaproxyRuntime(cluster.hosts[app.name], cluster.plan.host(app.name).dirs.sockets / "dbproxy.sock")
         try:
             for listen in ("writer", "reader"):
                 rt.set_state(listen, name, "maint")

@@ -3,7 +3,8 @@
 turns a plan into pyinfra operations, `wheels.py` builds the release's wheelhouse, `run.py` connects, runs and
 reports; after the operations, `bootstrap.py` (the MariaDB bootstrap, readiness) and `hardened.py` (etcd, the
 agents, the VIP) work on the servers' `Cluster`, whose machines are `SshMachine`s (control/machines.py), as
-every operation on a running cluster does.
+every operation on a running cluster does. `scale.py` runs `up`'s operations on some servers only (a new
+server, those a topology change touches) and retires a removed one, for `webinfra scale` (ops/scale_servers.py).
 
 May import: control, daemons, services, runtime, plan, model, state, errors; pyinfra."""
 

@@ -134,9 +134,12 @@ def add_host_ops(
     cluster: str,
     dry: bool = False,
     hold: frozenset[str] = frozenset(),
+    quiet: frozenset[str] = frozenset(),
 ) -> HostOps:
     """`hold`: services whose unit is written but not started by these operations (the HA agents, until the
-    database is bootstrapped; servers/hardened.py starts them then)."""
+    database is bootstrapped; servers/hardened.py starts them then). `quiet`: services whose changed config
+    is written but neither reloaded nor restarted here (`webinfra scale` applies it its own way: HAProxy's
+    runtime API, an app's drained restart)."""
     record = HostOps(plan.name)
     add = Adder(state, host, record, become)
 
@@ -282,16 +285,18 @@ def add_host_ops(
 
     for svc in plan.services:
         if svc.name not in hold:
-            _service_ops(add, svc, cluster, unit_metas[svc.name], changed_by_service[svc.name], dry)
+            _service_ops(
+                add, svc, cluster, unit_metas[svc.name], changed_by_service[svc.name], dry or svc.name in quiet
+            )
     return record
 
 
 def _service_ops(
-    add: Adder, svc: ServiceSpec, cluster: str, unit_meta: OperationMeta, inputs: list[OperationMeta], dry: bool
+    add: Adder, svc: ServiceSpec, cluster: str, unit_meta: OperationMeta, inputs: list[OperationMeta], no_reload: bool
 ) -> None:
     u = units.unit(svc, cluster)
     started = add(f"{svc.name} enabled and running", systemd.service, service=u.name, running=True, enabled=True)
-    if dry:
+    if no_reload:  # a dry run, or a `quiet` service
         return
     # A daemon that was running before this `up` and whose unit, configs or secrets changed: the unit or a
     # daemon without reload restarts; the others reload in place.

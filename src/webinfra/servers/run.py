@@ -8,7 +8,7 @@ import ipaddress
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,15 +125,17 @@ def _connected(topo: Topology, name: str) -> Iterator[tuple[State, PyinfraHost]]
         disconnect_all(state)
 
 
-def _each(topo: Topology, work: Callable[[str], T]) -> dict[str, T]:
-    """`work(host)` on every server at once (servers/fanout.py), or one line naming each that failed."""
+def _each(topo: Topology, work: Callable[[str], T], only: frozenset[str] | None = None) -> dict[str, T]:
+    """`work(host)` on every server (of `only`) at once (servers/fanout.py), or one line naming each that
+    failed."""
     logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
-    return fanout.values(fanout.each_host([h.name for h in topo.hosts], work), ServersError)
+    names = [h.name for h in topo.hosts if only is None or h.name in only]
+    return fanout.values(fanout.each_host(names, work), ServersError)
 
 
-def check_servers(topo: Topology, say: Say) -> dict[str, str]:
-    """Every server connected and checked (Debian 12, root or sudo), all at once; returns where each sees
-    its SSH come from. One line naming each server that is not usable."""
+def check_servers(topo: Topology, say: Say, only: frozenset[str] | None = None) -> dict[str, str]:
+    """Every server (of `only`) connected and checked (Debian 12, root or sudo), all at once; returns where
+    each sees its SSH come from. One line naming each server that is not usable."""
 
     def check(name: str) -> str:
         with _connected(topo, name) as (state, host):
@@ -142,9 +144,9 @@ def check_servers(topo: Topology, say: Say) -> dict[str, str]:
                 raise ServersError(problem)
             return _ssh_source(state, host)
 
-    sources = _each(topo, check)
-    for host in topo.hosts:
-        say(host.name, "ssh", f"connected ({topo.machines.address_of(host.name)}, Debian 12)")
+    sources = _each(topo, check, only)
+    for name in sources:
+        say(name, "ssh", f"connected ({topo.machines.address_of(name)}, Debian 12)")
     return sources
 
 
@@ -210,7 +212,14 @@ def with_management(topo: Topology, sources: dict[str, str], say: Say) -> Topolo
     return topo.model_copy(update={"machines": machines.model_copy(update={"management": derived})})
 
 
-def _host_ops(state: State, host: PyinfraHost, target: Target, dry: bool, hold: frozenset[str]) -> HostOps:
+def _host_ops(
+    state: State,
+    host: PyinfraHost,
+    target: Target,
+    dry: bool,
+    hold: frozenset[str],
+    quiet: frozenset[str] = frozenset(),
+) -> HostOps:
     topo = target.topology
     plan = next(p for p in target.plan.hosts if p.name == host.name)
     with ctx_state.use(state):
@@ -225,6 +234,7 @@ def _host_ops(state: State, host: PyinfraHost, target: Target, dry: bool, hold: 
             cluster=topo.name,
             dry=dry,
             hold=hold,
+            quiet=quiet,
         )
 
 
@@ -258,12 +268,12 @@ def prepare_secrets(target: Target) -> None:
     ensure_pki(target.topology, target.local)
 
 
-def _plan_target(topo: Topology, state_dir: Path | None, say: Say) -> Target:
-    """Check every server, then the plan for them (the firewall admitting where SSH comes from) and the
-    secrets it names, made here on the management machine before any server receives them."""
+def _plan_target(topo: Topology, state_dir: Path | None, say: Say, only: frozenset[str] | None = None) -> Target:
+    """Check every server (of `only`), then the plan for them (the firewall admitting where SSH comes from)
+    and the secrets it names, made here on the management machine before any server receives them."""
     check_usable(topo)
     release = ensure_wheelhouse(say, (state_dir or state_root()) / "_wheels")
-    target = Target.of(with_management(topo, check_servers(topo, say), say), state_dir, release)
+    target = Target.of(with_management(topo, check_servers(topo, say, only), say), state_dir, release)
     prepare_secrets(target)
     return target
 
@@ -304,6 +314,30 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
         hardened.vip_ready(cluster, say)
     bootstrap.wait_ready(cluster, say)
     return changes
+
+
+def apply(
+    topo: Topology,
+    state_dir: Path | None,
+    names: frozenset[str],
+    say: Say,
+    *,
+    quiet: Mapping[str, frozenset[str]] | None = None,
+    hold: frozenset[str] = frozenset(),
+) -> dict[str, list[str]]:
+    """`up`'s operations on the servers `names` only (`webinfra scale`): a new server's whole `up`, and the
+    others' changed files; `quiet`: per server, services whose changed config is written but neither
+    reloaded nor restarted (servers/ops.py). Returns each one's changed operations."""
+    target = _plan_target(topo, state_dir, say, names)
+    quiet = quiet or {}
+
+    def deploy(name: str) -> list[str]:
+        with _connected(target.topology, name) as (state, host):
+            record = _host_ops(state, host, target, dry=False, hold=hold, quiet=quiet.get(name, frozenset()))
+            _run(state, record)
+            return record.changed()
+
+    return _each(target.topology, deploy, names)
 
 
 def diff(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]:
@@ -353,6 +387,13 @@ def _down_ops(state: State, host: PyinfraHost, plan: HostPlan, become: bool, pur
 def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
     """Stop and disable webinfra's services (reverse start order); `purge` also removes its files and data."""
     check_usable(topo)
+    stop_servers(topo, state_dir, purge)
+    for plan in topo.hosts:
+        say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
+
+
+def stop_servers(topo: Topology, state_dir: Path | None, purge: bool, only: frozenset[str] | None = None) -> None:
+    """`down`'s operations on every server (of `only`: `webinfra scale` retiring one)."""
     target = Target.of(topo, state_dir, None)
     plans = {plan.name: plan for plan in target.plan.hosts}
 
@@ -362,6 +403,4 @@ def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
             _run(state, None)
         return True
 
-    _each(topo, stop)
-    for plan in target.plan.hosts:
-        say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
+    _each(topo, stop, only)

@@ -12,7 +12,6 @@ from testkit import EXAMPLES
 from webinfra.cli.main import cli
 
 REFUSED = [
-    (["scale", "add-server", "web-09"], "webinfra scale"),
     (["chaos", "nemesis"], "webinfra chaos nemesis"),
     (["alerts"], "webinfra alerts"),
     (["dashboard"], "webinfra dashboard"),
