@@ -45,7 +45,7 @@ def plan(topo: Topology, state_dir: Path | None, as_json: bool) -> None:
 
 
 def down(topo: Topology, state_dir: Path | None, purge: bool) -> None:
-    from webinfra.servers import run
+    from webinfra.servers import teardown
 
-    run.down(topo, state_dir, purge, progress_printer())
+    teardown.down(topo, state_dir, purge, progress_printer())
     console.print(f"[bold]down[/] cluster {topo.name}" + (" (data purged)" if purge else " (data kept)"))

@@ -19,24 +19,22 @@ from pyinfra.api import BaseStateCallback, Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.host import Host as PyinfraHost
-from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.server import Command, LinuxDistribution
-from pyinfra.operations import files, systemd
 
 from webinfra.control.cluster import Cluster
 from webinfra.errors import UsageError
 from webinfra.model import Role, Topology
 from webinfra.plan.build import build_plan
-from webinfra.plan.spec import ClusterPlan, HostPlan
+from webinfra.plan.spec import ClusterPlan
 from webinfra.servers import ServersError, bootstrap, fanout, hardened, units
 from webinfra.servers.ops import SECRET_REF, HostOps, Release, add_host_ops, referenced
 from webinfra.servers.wheels import ensure_wheelhouse
 from webinfra.services import releases, server_releases
 from webinfra.services.pki import ensure_pki
 from webinfra.services.secrets import ensure_secret
-from webinfra.state import SERVER_DATA, SERVER_ETC, SERVER_LOG, Layout, ServerLayout, state_root
+from webinfra.state import Layout, ServerLayout, state_root
 
 Say = Callable[[str, str, str], None]
 T = TypeVar("T")
@@ -351,56 +349,3 @@ def diff(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str
                 return record.pending()
 
     return _each(target.topology, pending)
-
-
-def _down_ops(state: State, host: PyinfraHost, plan: HostPlan, become: bool, purge: bool) -> None:
-    with ctx_state.use(state):
-        for svc in reversed(plan.services):
-            add_op(
-                state,
-                systemd.service,
-                name=f"{plan.name}: stop {svc.name}",
-                host=host,
-                _sudo=become,
-                service=units.unit_name(svc.name),
-                running=False,
-                enabled=False,
-            )
-        if not purge:
-            return
-        for svc in plan.services:
-            add_op(
-                state,
-                files.file,
-                name=f"{plan.name}: remove unit {svc.name}",
-                host=host,
-                _sudo=become,
-                path=f"{units.UNIT_DIR}/{units.unit_name(svc.name)}",
-                present=False,
-            )
-        for path in (SERVER_DATA, SERVER_ETC, SERVER_LOG, Path(units.RELEASES).parent, units.TMPFILES):
-            op = files.file if str(path).endswith(".conf") else files.directory
-            name = f"{plan.name}: remove {path}"
-            add_op(state, op, name=name, host=host, _sudo=become, path=str(path), present=False)
-
-
-def down(topo: Topology, state_dir: Path | None, purge: bool, say: Say) -> None:
-    """Stop and disable webinfra's services (reverse start order); `purge` also removes its files and data."""
-    check_usable(topo)
-    stop_servers(topo, state_dir, purge)
-    for plan in topo.hosts:
-        say(plan.name, "down", "stopped and disabled" + (", data purged" if purge else ", data kept"))
-
-
-def stop_servers(topo: Topology, state_dir: Path | None, purge: bool, only: frozenset[str] | None = None) -> None:
-    """`down`'s operations on every server (of `only`: `webinfra scale` retiring one)."""
-    target = Target.of(topo, state_dir, None)
-    plans = {plan.name: plan for plan in target.plan.hosts}
-
-    def stop(name: str) -> bool:
-        with _connected(topo, name) as (state, host):
-            _down_ops(state, host, plans[name], topo.machines.become_of(name), purge)
-            _run(state, None)
-        return True
-
-    _each(topo, stop, only)

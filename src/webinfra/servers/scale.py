@@ -1,5 +1,5 @@
 """The servers' side of `webinfra scale` (ops/scale_servers.py): which servers a topology change touches, and
-`up`'s or `down`'s operations on those servers only (run.py's `apply` and `stop_servers`).
+`up`'s or `down`'s operations on those servers only (run.py's `apply`, teardown.py's `stop_servers`).
 
 - `touched`: the hosts a topology change gives other files or services (pure: two plans compared), and which
   of their services read a changed file.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from webinfra.model import Topology
 from webinfra.plan.spec import ClusterPlan
-from webinfra.servers import run
+from webinfra.servers import run, teardown
 from webinfra.servers.run import Say
 from webinfra.state import Layout
 
@@ -64,6 +64,6 @@ def apply(
 
 def retire(topo: Topology, local: Layout, names: frozenset[str], say: Say) -> None:
     """Stop and disable every webinfra service of the servers `names` (in `topo`, the topology they are in)."""
-    run.stop_servers(topo, _state_dir(local), False, names)
+    teardown.stop_servers(topo, _state_dir(local), False, names)
     for name in sorted(names):
         say(name, "host", "services stopped and disabled (data kept)")
