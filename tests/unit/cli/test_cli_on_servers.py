@@ -15,11 +15,6 @@ REFUSED = [
     (["scale", "add-server", "web-09"], "webinfra scale"),
     (["chaos", "app-crash"], "webinfra chaos"),
     (["chaos", "nemesis"], "webinfra chaos"),
-    (["alerts"], "webinfra alerts"),
-    (["dashboard"], "webinfra dashboard"),
-    (["silence", "list"], "webinfra silence list"),
-    (["silence", "add", "host=web-01"], "webinfra silence"),
-    (["status", "--watch"], "status --watch"),
 ]
 
 
