@@ -342,23 +342,27 @@ def test_the_dashboard_serves_prometheus_numbers_from_servers(deployed: tuple[Pa
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    token_file = state / "hard" / "secrets" / "dashboard-token.password"  # written by the dashboard as it starts
     try:
-        token = (state / "hard" / "secrets" / "dashboard-token.password").read_text().strip()
 
-        def frame() -> dict[str, Any] | None:
-            req = urllib.request.Request(
-                f"http://127.0.0.1:{port}/api/frame", headers={"Authorization": f"Bearer {token}"}
-            )
+        def frame() -> dict[str, Any]:
             try:
+                token = token_file.read_text().strip()
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/frame", headers={"Authorization": f"Bearer {token}"}
+                )
                 with urllib.request.urlopen(req, timeout=20) as response:
-                    data: dict[str, Any] = json.loads(response.read())
-                    return data
+                    data = json.loads(response.read())
             except (OSError, ValueError):
-                return None
+                return {}
+            return data if isinstance(data, dict) else {}
 
-        wait_for(lambda: (f := frame()) is not None and f["prometheus"]["available"], 60, "a dashboard frame")
+        def with_prometheus() -> bool:
+            return bool(frame().get("prometheus", {}).get("available"))
+
+        wait_for(with_prometheus, 60, "a dashboard frame with Prometheus's numbers", interval=1.0)
         shown = frame()
-        assert shown is not None and isinstance(shown["alerts"], list)
+        assert isinstance(shown.get("alerts"), list), shown
         assert {h["name"] for h in shown["status"]["hosts"]} == set(ADDRESSES)
     finally:
         proc.terminate()

@@ -54,3 +54,18 @@ def test_a_journal_record_as_logs_follow_prints_it() -> None:
     started = {"_COMM": "systemd", "_SYSTEMD_UNIT": "init.scope", "UNIT": "webinfra-app.service", "MESSAGE": "Started"}
     assert journal_line(started) == ("webinfra-app.service", "Started")
     assert journal_line({"_SYSTEMD_UNIT": "x.service", "MESSAGE": [104, 105]}) == ("x.service", "hi")
+
+
+def test_the_server_watcher_records_what_its_look_sees_in_its_own_state(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from webinfra.control import events
+    from webinfra.observe.monitor import MonitorService, ServerSide, View
+    from webinfra.state import Layout
+
+    topo = load_topology(EXAMPLES / "servers.toml")
+    views = iter([View(vip_holder="lb-01", primary="web-01"), View(vip_holder="lb-02", primary="web-01")])
+    layout = Layout(tmp_path)
+    service = MonitorService(ServerSide(topo, layout), looker=lambda: next(views))
+    service.tick()
+    service.tick()
+    assert [(e["kind"], e["host"]) for e in events.read(layout.events_file)] == [("vip_moved", "lb-02")]
+    assert service.vip_holder.labels("lb-02")._value.get() == 1
