@@ -242,7 +242,7 @@ def cli(deployed: tuple[Path, Path, str], *argv: str, timeout: float = 120) -> s
     return webinfra(*argv, "-f", str(topo), "--state-dir", str(state), timeout=timeout)
 
 
-def test_prometheus_scrapes_every_target_through_ssh_only(deployed: tuple[Path, Path, str]) -> None:
+def test_prometheus_scrapes_every_target_through_ssh_only(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
     from webinfra.control.cluster import Cluster
     from webinfra.observe import prom
     from webinfra.plan.daemons.prometheus import targets
@@ -259,6 +259,13 @@ def test_prometheus_scrapes_every_target_through_ssh_only(deployed: tuple[Path, 
         return {(t["labels"]["job"], t["labels"]["host"]) for t in found if t["health"] == "up"} == wanted
 
     wait_for(all_up, 60, f"{len(wanted)} Prometheus targets up", interval=1.0)
+
+    # The watcher on etcd-01 sees the VIP over the network (keepalived's state in the LBs' node exporters).
+    def one_vip_holder() -> bool:
+        holders = prom.query(cluster, "webinfra_vip_holder == 1")
+        return [labels["lb"] for labels, _ in holders] == vip_holders(lab)
+
+    wait_for(one_vip_holder, 30, "the watcher's webinfra_vip_holder on the holder only", interval=1.0)
     # Prometheus and Alertmanager answer the CLI through SSH: their ports stay closed to the management side.
     mon = ADDRESSES["etcd-01"]
     assert not reachable(mon, 9090) and not reachable(mon, 9093)
