@@ -265,10 +265,22 @@ def test_prometheus_scrapes_every_target_through_ssh_only(lab: labs.Lab, deploye
         holders = prom.query(cluster, "webinfra_vip_holder == 1")
         return [labels["lb"] for labels, _ in holders] == vip_holders(lab)
 
-    wait_for(one_vip_holder, 30, "the watcher's webinfra_vip_holder on the holder only", interval=1.0)
+    try:
+        wait_for(one_vip_holder, 30, "the watcher's webinfra_vip_holder on the holder only", interval=1.0)
+    except Exception:
+        for query in ("webinfra_vip_holder", "keepalived_vrrp_state == 1", "node_textfile_scrape_error"):
+            print(query, prom.query(cluster, query))
+        for lb in ("lb-01", "lb-02"):
+            print(lb, ssh(lab, ADDRESSES[lb], "ls -l /run/webinfra; cat /run/webinfra/keepalived.prom").stdout)
+        print(ssh(lab, mon_address(), "journalctl -u webinfra-monitor -n 30 --no-pager").stdout)
+        raise
     # Prometheus and Alertmanager answer the CLI through SSH: their ports stay closed to the management side.
     mon = ADDRESSES["etcd-01"]
     assert not reachable(mon, 9090) and not reachable(mon, 9093)
+
+
+def mon_address() -> str:
+    return ADDRESSES["etcd-01"]
 
 
 def firing(deployed: tuple[Path, Path, str], name: str, host: str) -> dict[str, Any] | None:

@@ -8,7 +8,8 @@ admits for Prometheus's scrapes:
     backends     each LB's HAProxy metrics (`haproxy_server_status{proxy="site",server=...,state=...}`),
                  the VIP holder's first
     VIP holder   each LB's node exporter: `keepalived_vrrp_state{state="MASTER"} 1`, the VRRP state
-                 keepalived's notify script writes for the textfile collector
+                 keepalived's notify script writes for the textfile collector (the latest MASTER, when a
+                 killed keepalived left its file saying MASTER)
     primary      HA: the DB agents' `/primary` (200 on the writable primary), as hastate asks it
     services     not seen from there (no process table of another server): the commands that stop and
                  start services record those events themselves
@@ -57,9 +58,18 @@ def backend_states(text: str, backend: str = SITE_BACKEND) -> dict[str, str]:
     return out
 
 
-def holds_vip(text: str) -> bool:
-    """Whether a node exporter's page says keepalived is MASTER. Pure."""
-    return any(v == 1 and labels.get("state") == "MASTER" for labels, v in samples(text, "keepalived_vrrp_state"))
+def master_since(text: str) -> float | None:
+    """When keepalived became MASTER, if a node exporter's page says it is (else None). Pure."""
+    if not any(v == 1 and labels.get("state") == "MASTER" for labels, v in samples(text, "keepalived_vrrp_state")):
+        return None
+    changed = [v for _, v in samples(text, "keepalived_vrrp_state_change_timestamp_seconds")]
+    return max(changed, default=0.0)
+
+
+def vip_holder_of(masters: dict[str, float]) -> str | None:
+    """The LB that became MASTER last. Two pages saying MASTER is one stale file, not a split: a keepalived
+    killed (SIGKILL, OOM) runs no notify script, so its last MASTER stays until it starts again. Pure."""
+    return max(masters, key=lambda lb: masters[lb]) if masters else None
 
 
 def http_get(url: str) -> tuple[int, str] | None:
@@ -77,13 +87,15 @@ def look_over_network(topo: Topology, get: Get = http_get) -> View:
     address = {h.name: str(topo.address_of(h.name)) for h in topo.hosts}
     lbs = [h.name for h in topo.with_role(Role.LB)]
 
-    holders = []
+    masters: dict[str, float] = {}
     if topo.vip is not None:
         for lb in lbs:
             page = get(f"http://{address[lb]}:{mon.node_exporter_port}/metrics")
-            if page is not None and page[0] == 200 and holds_vip(page[1]):
-                holders.append(lb)
-    holder = ",".join(holders) or None
+            since = master_since(page[1]) if page is not None and page[0] == 200 else None
+            if since is not None:
+                masters[lb] = since
+    holder = vip_holder_of(masters)
+    holders = [holder] if holder else []
 
     backends = {w.name: UNKNOWN for w in topo.with_role(Role.WEB)}
     for lb in sorted(lbs, key=lambda name: name not in holders):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from testkit import EXAMPLES
 from webinfra.model import load_topology
 from webinfra.observe.logs import journal_line
-from webinfra.observe.netlook import backend_states, holds_vip, look_over_network, samples
+from webinfra.observe.netlook import backend_states, look_over_network, master_since, samples, vip_holder_of
 
 HAPROXY = """# HELP haproxy_server_status Current status of the service.
 # TYPE haproxy_server_status gauge
@@ -16,15 +16,19 @@ haproxy_server_status{proxy="site",server="web-02",state="DOWN"} 1
 haproxy_server_status{proxy="site",server="web-02",state="UP"} 0
 haproxy_server_status{proxy="site_writes",server="web-01",state="MAINT"} 1
 """
-NODE_MASTER = 'keepalived_vrrp_state{vrrp_instance="VI_1",state="BACKUP"} 0\n' + (
-    'keepalived_vrrp_state{vrrp_instance="VI_1",state="MASTER"} 1\n'
+NODE_MASTER = (
+    'keepalived_vrrp_state{state="BACKUP",vrrp_instance="site"} 0\n'
+    'keepalived_vrrp_state{state="MASTER",vrrp_instance="site"} 1\n'
+    'keepalived_vrrp_state_change_timestamp_seconds{vrrp_instance="site"} 1.765e+09\n'
 )
 
 
 def test_samples_and_backend_states_from_haproxy_s_exporter() -> None:
     assert len(samples(HAPROXY, "haproxy_server_status")) == 5
     assert backend_states(HAPROXY) == {"web-01": "up", "web-02": "down"}
-    assert holds_vip(NODE_MASTER) and not holds_vip(NODE_MASTER.replace("} 1", "} 0"))
+    assert master_since(NODE_MASTER) == 1765000000 and master_since(NODE_MASTER.replace("} 1", "} 0")) is None
+    # A killed keepalived's file still says MASTER: the one that became MASTER last holds the VIP.
+    assert vip_holder_of({"lb-01": 100.0, "lb-02": 200.0}) == "lb-02" and vip_holder_of({}) is None
 
 
 def test_look_over_network_asks_each_lb_and_agent() -> None:
