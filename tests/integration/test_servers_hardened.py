@@ -5,27 +5,36 @@ HTTPS; a write is read back; the firewall keeps SSH from the management side ope
 design has not (the LB to MariaDB); a second `up` changes nothing; keepalived killed on the VIP holder moves
 the VIP and the site keeps serving; `switchover` moves the primary, and a crash of the primary's server
 (`webinfra fail`) is taken over by the other agent, the server rejoining as a replica after `recover`;
-`webinfra chaos` runs lb-crash, primary-crash and app-crash on the servers within the emulated chaos tests'
-bounds. Prints the cold and the second `up`'s seconds, the switchover's and the crash's, the chaos figures.
+`webinfra deploy` rolls a new code base with HTTPS through the VIP answering every request; `webinfra chaos`
+runs lb-crash, primary-crash and app-crash on the servers within the emulated chaos tests' bounds.
+Monitoring (etcd-01 is also the monitoring host): Prometheus scrapes every target, queried through SSH (no
+monitoring port is open to the management side); an exporter stopped with `webinfra stop` fires
+InstanceDown in `webinfra alerts`, `silence` adds, lists and expires, `logs --follow` shows the exporter
+start again and the alert clears; the dashboard serves a frame with Prometheus's numbers.
+Prints the cold and the second `up`'s seconds, the deploy's, the switchover's and the crash's, the chaos
+figures and the alert's.
 
 Lab `thard` on 198.18.160.0/24; its image carries the design's daemons (built once, ~3-5 min)."""
 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
+import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomlkit
 from clusterkit import copy_site
-from labkit import Fetch, Requests, booted_lab, ssh, webinfra
+from labkit import WEBINFRA, Fetch, Requests, booted_lab, ssh, webinfra
 
-from testkit import wait_for
+from testkit import free_port, wait_for
 from webinfra.services import releases
 from webinfra.testbed import lab as labs
 
@@ -33,7 +42,8 @@ NAME, SUBNET = "thard", "198.18.160.0/24"
 ROOT = Path(__file__).parents[2]
 INCLUDE = (
     "haproxy,nginx,mariadb-server,mariadb-client,mariadb-backup,python3-venv,nftables,netbase,keepalived,etcd-server,"
-    "iproute2"
+    "iproute2,prometheus,prometheus-alertmanager,prometheus-node-exporter,prometheus-mysqld-exporter,"
+    "prometheus-nginx-exporter"
 )
 ADDRESSES = {
     "lb-01": "198.18.160.11",
@@ -305,3 +315,154 @@ def test_chaos_scenarios_on_the_servers(deployed: tuple[Path, Path, str]) -> Non
     status = webinfra("status", "--json", "-f", str(topo), "--state-dir", str(state), timeout=120)
     assert status.returncode == 0, status.stdout[-2000:] + status.stderr
     assert json.loads(status.stdout)["faults"] == {}
+
+
+def cli(deployed: tuple[Path, Path, str], *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    topo, state, _ = deployed
+    return webinfra(*argv, "-f", str(topo), "--state-dir", str(state), timeout=timeout)
+
+
+def test_prometheus_scrapes_every_target_through_ssh_only(lab: labs.Lab, deployed: tuple[Path, Path, str]) -> None:
+    from webinfra.control.cluster import Cluster
+    from webinfra.observe import prom
+    from webinfra.plan.daemons.prometheus import targets
+
+    topo, state, _ = deployed
+    cluster = Cluster.from_file(str(topo), state)
+    wanted = {(t.job, t.host) for t in targets(cluster.topology)}
+
+    def all_up() -> bool:
+        try:
+            found = prom.targets(cluster)
+        except prom.PrometheusError:
+            return False
+        return {(t["labels"]["job"], t["labels"]["host"]) for t in found if t["health"] == "up"} == wanted
+
+    wait_for(all_up, 60, f"{len(wanted)} Prometheus targets up", interval=1.0)
+
+    # The watcher on etcd-01 sees the VIP over the network (keepalived's state in the LBs' node exporters).
+    def one_vip_holder() -> bool:
+        holders = prom.query(cluster, "webinfra_vip_holder == 1")
+        return [labels["lb"] for labels, _ in holders] == vip_holders(lab)
+
+    try:
+        wait_for(one_vip_holder, 30, "the watcher's webinfra_vip_holder on the holder only", interval=1.0)
+    except Exception:
+        for query in ("webinfra_vip_holder", "keepalived_vrrp_state == 1", "node_textfile_scrape_error"):
+            print(query, prom.query(cluster, query))
+        for lb in ("lb-01", "lb-02"):
+            print(lb, ssh(lab, ADDRESSES[lb], "ls -l /run/webinfra; cat /run/webinfra/keepalived.prom").stdout)
+        print(ssh(lab, mon_address(), "journalctl -u webinfra-monitor -n 30 --no-pager").stdout)
+        raise
+    # Prometheus and Alertmanager answer the CLI through SSH: their ports stay closed to the management side.
+    mon = ADDRESSES["etcd-01"]
+    assert not reachable(mon, 9090) and not reachable(mon, 9093)
+
+
+def mon_address() -> str:
+    return ADDRESSES["etcd-01"]
+
+
+def firing(deployed: tuple[Path, Path, str], name: str, host: str) -> dict[str, Any] | None:
+    result = cli(deployed, "alerts", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = [a for a in json.loads(result.stdout) if a["labels"].get("alertname") == name]
+    return next((a for a in found if a["labels"].get("host") == host), None)
+
+
+def test_an_alert_fires_is_silenced_and_clears_on_servers(deployed: tuple[Path, Path, str]) -> None:
+    assert cli(deployed, "alerts", "--json").returncode == 0
+    stopped = cli(deployed, "stop", "web-02", "nginx-exporter")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    started = time.monotonic()
+    try:
+        # InstanceDown: `up == 0` for 5 s, scraped every 2 s; 60 s is many times that.
+        wait_for(lambda: firing(deployed, "InstanceDown", "web-02") is not None, 60, "InstanceDown on web-02")
+        print(f"\nexporter stopped -> InstanceDown firing in `webinfra alerts`: {time.monotonic() - started:.1f}s")
+
+        added = cli(deployed, "silence", "add", "alertname=InstanceDown", "host=web-02", "--duration", "10m", "--json")
+        assert added.returncode == 0, added.stdout + added.stderr
+        silence = json.loads(added.stdout)["id"]
+        listed = cli(deployed, "silence", "list", "--json")
+        assert silence in [s["id"] for s in json.loads(listed.stdout)], listed.stdout
+
+        def silenced() -> bool:
+            alert = firing(deployed, "InstanceDown", "web-02")
+            return alert is not None and silence in alert.get("alertmanager", {}).get("silencedBy", [])
+
+        wait_for(silenced, 30, "the alert silenced in Alertmanager", interval=1.0)
+        expired = cli(deployed, "silence", "expire", silence)
+        assert expired.returncode == 0, expired.stdout + expired.stderr
+        assert silence not in [s["id"] for s in json.loads(cli(deployed, "silence", "list", "--json").stdout)]
+    finally:
+        topo, state, _ = deployed
+        follow = subprocess.Popen(
+            [str(WEBINFRA), "logs", "web-02", "nginx-exporter", *FOLLOW, "-f", str(topo), "--state-dir", str(state)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            time.sleep(3)  # journalctl -f running on web-02 before the start
+            again = cli(deployed, "start", "web-02", "nginx-exporter")
+            assert again.returncode == 0, again.stdout + again.stderr
+            line = first_line(follow, "web-02 webinfra-nginx-exporter.service: ", 30)
+            assert line is not None, "no journal line from `logs --follow` after the start"
+        finally:
+            follow.kill()
+            follow.wait()
+    wait_for(lambda: firing(deployed, "InstanceDown", "web-02") is None, 60, "InstanceDown cleared")
+
+
+FOLLOW = ("--follow", "-n", "0")
+
+
+def first_line(proc: subprocess.Popen[str], prefix: str, timeout: float) -> str | None:
+    """The first line of `proc`'s output that starts with `prefix`, within `timeout` seconds."""
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        line = proc.stdout.readline()
+        if not line:
+            return None
+        if line.startswith(prefix):
+            return line
+    return None
+
+
+def test_the_dashboard_serves_prometheus_numbers_from_servers(deployed: tuple[Path, Path, str]) -> None:
+    topo, state, _ = deployed
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(WEBINFRA), "dashboard", "--port", str(port), "-f", str(topo), "--state-dir", str(state)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    token_file = state / "hard" / "secrets" / "dashboard-token.password"  # written by the dashboard as it starts
+    try:
+
+        def frame() -> dict[str, Any]:
+            try:
+                token = token_file.read_text().strip()
+                req = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/frame", headers={"Authorization": f"Bearer {token}"}
+                )
+                with urllib.request.urlopen(req, timeout=20) as response:
+                    data = json.loads(response.read())
+            except (OSError, ValueError):
+                return {}
+            return data if isinstance(data, dict) else {}
+
+        def with_prometheus() -> bool:
+            return bool(frame().get("prometheus", {}).get("available"))
+
+        wait_for(with_prometheus, 60, "a dashboard frame with Prometheus's numbers", interval=1.0)
+        shown = frame()
+        assert isinstance(shown.get("alerts"), list), shown
+        assert {h["name"] for h in shown["status"]["hosts"]} == set(ADDRESSES)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

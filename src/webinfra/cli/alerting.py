@@ -107,7 +107,7 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_operable: Any, c
 
         parsed = [alertmanager.parse_matcher(m) for m in matchers]
         length = alertmanager.parse_duration(duration)
-        cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra silence")
+        cluster = open_operable(topology_file, cluster_name, state_dir)
         silence_id = alertmanager.add_silence(cluster, parsed, length, comment, author or getpass.getuser())
         if as_json:
             click.echo(json.dumps({"id": silence_id}))
@@ -129,7 +129,7 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_operable: Any, c
         """List the silences (active and pending; --all adds the expired)."""
         from webinfra.observe import alertmanager
 
-        cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra silence list")
+        cluster = open_operable(topology_file, cluster_name, state_dir)
         found = alertmanager.silences(cluster, include_expired)
         if as_json:
             click.echo(json.dumps(found, indent=2))
@@ -147,7 +147,7 @@ def silence_group(cluster_option: Any, handle_errors: Any, open_operable: Any, c
         from webinfra.observe import alertmanager
 
         alertmanager.check_silence_id(silence_id)
-        cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra silence expire")
+        cluster = open_operable(topology_file, cluster_name, state_dir)
         alertmanager.expire_silence(cluster, silence_id)
         console.print(f"expired silence {silence_id}")
 

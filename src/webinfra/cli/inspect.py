@@ -22,7 +22,6 @@ from webinfra.cli.common import (
     print_json,
     service_argument,
 )
-from webinfra.control.machines import not_on_servers
 from webinfra.errors import UsageError
 
 
@@ -66,9 +65,9 @@ def logs(
     cluster = open_cluster(topology_file, cluster_name, state_dir)
     since_time = logmod.parse_since(since) if since else None
     files = logmod.log_files(cluster, [host] if host else [], [*([service] if service else []), *service_filter])
-    if follow and cluster.servers:
-        raise not_on_servers("logs --follow (use `webinfra exec HOST -- journalctl -f -u webinfra-SERVICE`)")
-    stream = logmod.follow(files) if follow else None  # from the ends now: no line between tail and follow lost
+    stream = None  # started before the tails are read: no line written in between is lost
+    if follow:
+        stream = logmod.follow_journals(cluster, files) if cluster.servers else logmod.follow(files)
     shown = logmod.tails(cluster, files, lines if lines is not None else (None if since_time else 50), since_time)
     if as_json and not follow:
         print_json([{"host": f.host, "service": f.service, "file": str(f.path), "lines": text} for f, text in shown])

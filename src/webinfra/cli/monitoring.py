@@ -28,7 +28,7 @@ def alerts(
     from webinfra.cli.alerting import alert_state, annotate, print_silences
     from webinfra.observe.prom import alerts as active_alerts
 
-    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra alerts")
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     shown = [a for a in active_alerts(cluster) if pending or a.get("state") == "firing"]
     annotate(cluster, shown)
     if as_json:
@@ -52,7 +52,11 @@ def alerts(
 
 
 @click.command()
-@click.option("--bind", default=None, help="Address to listen on (default: the cluster's gateway, on its bridge).")
+@click.option(
+    "--bind",
+    default=None,
+    help="Address to listen on (default: the cluster's gateway, on its bridge; on servers 127.0.0.1).",
+)
 @click.option("--port", type=int, default=None, help="Port (default: [monitoring] dashboard_port, 8088).")
 @click.option("--new-token", is_flag=True, help="Replace the access token (URLs printed before stop working).")
 @cluster_option
@@ -68,7 +72,7 @@ def dashboard(
     """Serve a live web page of the cluster (management side only; the URL printed carries its token)."""
     from webinfra.dashboard.serve import default_bind, serve
 
-    cluster = open_operable(topology_file, cluster_name, state_dir, unsupported="webinfra dashboard")
+    cluster = open_operable(topology_file, cluster_name, state_dir)
     serve(
         cluster,
         bind or default_bind(cluster),

@@ -51,11 +51,6 @@ def status(
             raise UsageError("--watch draws tables; it does not go with --json")
         from webinfra.cli.watch import watch as watch_live
 
-        if cluster.servers:
-            from webinfra.control.machines import not_on_servers
-
-            raise not_on_servers("status --watch")
-
         watch_live(common.console, cluster)
         return
     snap = snapshot(cluster)

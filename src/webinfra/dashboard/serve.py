@@ -31,7 +31,11 @@ def token(cluster: Cluster, *, renew: bool = False) -> str:
 
 
 def default_bind(cluster: Cluster) -> str:
-    """The cluster's gateway: the management side of its bridge, in the machine's own namespace."""
+    """The cluster's gateway: the management side of its bridge, in the machine's own namespace. Servers:
+    127.0.0.1: the page shows the whole cluster and takes commands, so it is not put on a network by default
+    (from a laptop: run webinfra there, or `ssh -L 8088:127.0.0.1:8088` to the machine that runs it)."""
+    if cluster.servers:
+        return "127.0.0.1"
     gateway = str(cluster.topology.gateway)
     bridge = bridge_name(cluster.topology.name)
     if not link_exists(bridge):

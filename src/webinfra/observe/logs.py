@@ -1,7 +1,9 @@
 """`webinfra logs`: the services' log files of the hosts, their ends, the lines since a time, and following
 them as they grow (`--follow`).
 
-On servers each service logs to journald instead: its unit's journal (`journalctl -u`, run on the server).
+On servers each service logs to journald instead: its unit's journal (`journalctl -u`, run on the server);
+`--follow` keeps one `journalctl -f` per server open over SSH (`follow_journals`), all of that server's units in
+it (one SSH session per server, not per unit: sshd allows 10 sessions on a shared connection).
 
 Each daemon writes its own file (<host>/log/<service>*.log) in its own format, so `--since` reads the time
 at the start of a line in the formats these daemons use (ISO 8601 as MariaDB, etcd, Prometheus and the
@@ -12,7 +14,11 @@ it, and a file with no time at all counts from its last change.
 
 from __future__ import annotations
 
+import json
+import queue
 import re
+import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -184,3 +190,67 @@ def _follow(
                 line, buffers[log.path] = buffers[log.path].split("\n", 1)
                 yield log, line
         time.sleep(poll)
+
+
+def journal_line(record: dict[str, object]) -> tuple[str, str] | None:
+    """(unit, line) of one `journalctl -o json` record: the daemon's own lines (`_SYSTEMD_UNIT`) and systemd's
+    about the unit (`UNIT`: started, stopped, failed), the time first as `short-iso` shows it. Pure."""
+    unit = record.get("UNIT") if record.get("_COMM") == "systemd" else record.get("_SYSTEMD_UNIT")
+    message = record.get("MESSAGE")
+    if isinstance(message, list):  # journald's form of a message that is not UTF-8: its bytes
+        message = bytes(int(b) for b in message).decode(errors="replace")
+    if not isinstance(unit, str) or not isinstance(message, str):
+        return None
+    try:
+        micros = int(str(record.get("__REALTIME_TIMESTAMP")))
+    except ValueError:
+        return unit, message
+    when = datetime.fromtimestamp(micros / 1e6, UTC).isoformat(timespec="seconds")
+    return unit, f"{when} {message}"
+
+
+def follow_journals(cluster: Cluster, logs: list[LogFile]) -> Iterator[tuple[LogFile, str]]:
+    """Servers: yield (log, line) as the units' journals grow, from now (`journalctl -f -n 0` per server,
+    started at the call, so no line written after it is lost); the SSH sessions end with the iterator."""
+    by_host: dict[str, dict[str, LogFile]] = {}
+    for log in logs:
+        by_host.setdefault(log.host, {})[log.path.name] = log
+    lines: queue.Queue[tuple[LogFile, str] | None] = queue.Queue()
+    procs = []
+    for host, units in by_host.items():
+        argv = ["journalctl", "-f", "-n", "0", "-o", "json", *(a for u in units for a in ("-u", u))]
+        proc = subprocess.Popen(
+            cluster.hosts[host].local_argv(argv), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        procs.append(proc)
+        threading.Thread(target=_read_journal, args=(proc, units, lines), daemon=True).start()
+
+    def stream() -> Iterator[tuple[LogFile, str]]:
+        ended = 0
+        try:
+            while ended < len(procs):
+                item = lines.get()
+                if item is None:  # one server's journalctl ended (the connection dropped)
+                    ended += 1
+                    continue
+                yield item
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+
+    return stream()
+
+
+def _read_journal(
+    proc: subprocess.Popen[str], units: dict[str, LogFile], out: queue.Queue[tuple[LogFile, str] | None]
+) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        try:
+            found = journal_line(json.loads(raw))
+        except ValueError:
+            continue
+        if found is not None and found[0] in units:
+            out.put((units[found[0]], found[1]))
+    out.put(None)

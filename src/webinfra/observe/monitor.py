@@ -15,10 +15,11 @@ cluster runs, not only while someone watches a dashboard, and exactly once (one 
 Prometheus scrapes its /metrics (`webinfra_vip_moves_total`, `webinfra_primary_changes_total`,
 `webinfra_events_total`, `webinfra_vip_holder`, `webinfra_cert_not_after_seconds`) for the VipMoved,
 FailoverHappened and CertificateExpiringSoon rules. It looks at the other hosts the way `webinfra status`
-does (their namespaces, their HAProxy's unix socket), which an emulated cluster allows; with real servers it
-would run on the management machine. A topology without a monitoring host has no watcher service: then
-`webinfra dashboard` and `status --watch` run the same `Watcher` while they run (`recorder_lock` makes sure
-only one of them records).
+does (their namespaces, their HAProxy's unix socket), which an emulated cluster allows. On servers it runs on
+the monitoring server with `--topology` (the file the plan ships there) and looks over the network instead
+(observe/netlook.py), recording into that server's /var/lib/webinfra/events.jsonl. A topology without a
+monitoring host has no watcher service: then `webinfra dashboard` and `status --watch` run the same
+`Watcher` while they run (`recorder_lock` makes sure only one of them records).
 """
 
 from __future__ import annotations
@@ -26,19 +27,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from webinfra.control import events, hastate
 from webinfra.control.cluster import Cluster
 from webinfra.daemons import haproxy
-from webinfra.model import Role
+from webinfra.model import Role, Topology
 from webinfra.services import supervisor
+from webinfra.state import Layout
 
 log = logging.getLogger("webinfra.monitor")
 
@@ -168,17 +172,47 @@ def recorder_lock(cluster: Cluster) -> Iterator[bool]:
         handle.close()
 
 
-class Watcher:
-    """Looks, compares with the last look, and (if `record`) appends the events to events.jsonl."""
+class Watched(Protocol):
+    """What the watcher needs of a cluster: a `Cluster`, or on a server its topology and that server's layout."""
 
-    def __init__(self, cluster: Cluster, *, record: bool = True, source: str = "monitor") -> None:
+    @property
+    def topology(self) -> Topology: ...
+
+    @property
+    def layout(self) -> Layout: ...
+
+
+@dataclass(frozen=True)
+class ServerSide:
+    """The cluster as the watcher on the monitoring server has it (no machines: it looks over the network)."""
+
+    topology: Topology
+    layout: Layout
+
+
+class Watcher:
+    """Looks, compares with the last look, and (if `record`) appends the events to events.jsonl. `looker`:
+    how to look (default: into every host, `look`)."""
+
+    def __init__(
+        self,
+        cluster: Watched,
+        *,
+        record: bool = True,
+        source: str = "monitor",
+        looker: Callable[[], View] | None = None,
+    ) -> None:
         self.cluster = cluster
         self.record = record
         self.source = source
         self.view: View | None = None
+        if looker is None:
+            assert isinstance(cluster, Cluster), "looking into the hosts needs their machines"
+            looker = functools.partial(look, cluster)
+        self.looker = looker
 
     def tick(self) -> list[Event]:
-        found, self.view = advance(self.view, look(self.cluster))
+        found, self.view = advance(self.view, self.looker())
         if self.record:
             for kind, host, detail in found:
                 events.record(self.cluster.layout, kind, host, detail, source=self.source)
@@ -188,7 +222,7 @@ class Watcher:
 # ---- the service ----
 
 
-def cert_expiries(cluster: Cluster) -> dict[str, float]:
+def cert_expiries(cluster: Watched) -> dict[str, float]:
     """not_after (Unix time) of each certificate webinfra serves or trusts: the CA, the site's, the hosts'."""
     # Here, not at the top: `status --watch` imports this module (observe/live.py) for `look`, and must not
     # load cryptography (tests/unit/test_cli_lazy.py); only the watcher service reads certificates.
@@ -212,14 +246,14 @@ def cert_expiries(cluster: Cluster) -> dict[str, float]:
 
 
 class MonitorService:
-    def __init__(self, cluster: Cluster, interval: float = 1.0) -> None:
+    def __init__(self, cluster: Watched, interval: float = 1.0, looker: Callable[[], View] | None = None) -> None:
         # Only the watcher service exports metrics: `status --watch` imports this module without it.
         from prometheus_client import CollectorRegistry, Counter, Gauge, disable_created_metrics
 
         disable_created_metrics()
         self.cluster = cluster
         self.interval = interval
-        self.watcher = Watcher(cluster)
+        self.watcher = Watcher(cluster, looker=looker)
         self.registry = CollectorRegistry()
         r = self.registry
         self.events_total = Counter("webinfra_events_total", "Events the watcher recorded", ("kind",), registry=r)
@@ -269,19 +303,28 @@ def main(argv: list[str] | None = None) -> None:
     from prometheus_client import start_http_server  # the service only (see MonitorService)
 
     parser = argparse.ArgumentParser(prog="python -m webinfra.observe.monitor", description=__doc__.split("\n")[0])
-    parser.add_argument("--state-dir", type=Path, required=True)
-    parser.add_argument("--cluster", required=True)
+    parser.add_argument("--state-dir", type=Path)
+    parser.add_argument("--cluster")
+    parser.add_argument("--topology", type=Path, help="on a server: the topology (JSON) the plan ships there")
     parser.add_argument("--listen", required=True, help="address:port of /metrics")
     parser.add_argument("--interval", type=float, default=1.0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    cluster = Cluster.existing(args.cluster, args.state_dir)
-    service = MonitorService(cluster, args.interval)
+    if args.topology:  # on the monitoring server: over the network, events in this server's state
+        from webinfra.observe.netlook import look_over_network
+        from webinfra.state import ServerLayout
+
+        topo = Topology.model_validate_json(args.topology.read_text())
+        service = MonitorService(ServerSide(topo, ServerLayout()), args.interval, lambda: look_over_network(topo))
+    elif args.cluster and args.state_dir:
+        service = MonitorService(Cluster.existing(args.cluster, args.state_dir), args.interval)
+    else:
+        parser.error("give --topology, or --state-dir and --cluster")
     address, _, port = args.listen.rpartition(":")
     server, _thread = start_http_server(int(port), address, registry=service.registry)
     signal.signal(signal.SIGTERM, lambda *_: service.stop.set())
     signal.signal(signal.SIGINT, lambda *_: service.stop.set())
-    log.info("watching %s every %gs; metrics on %s", cluster.topology.name, args.interval, args.listen)
+    log.info("watching %s every %gs; metrics on %s", service.cluster.topology.name, args.interval, args.listen)
     service.run()
     server.shutdown()
 

@@ -3,6 +3,8 @@ machines are `SshMachine`s from the machine factory, as for every other command 
 
     bootstrap_database  the design as drawn: schema and accounts on the primary, replicas pointed at it
                         (daemons/mariadb.py, the same code as on emulated hosts); idempotent
+    exporter_accounts   with monitoring: each DB node's `exporter` account (the emulated start hook's,
+                        daemons/mysqld_exporter.py); its client file was written by pyinfra (ops.py)
     wait_ready          each service's readiness probe, in start order, evaluated on its server (the helper
                         of runtime/ssh.py): behind the firewall the management machine reaches only SSH and
                         the public ports, and an HTTPS probe names the CA where the server keeps it
@@ -17,9 +19,11 @@ from pathlib import Path
 from webinfra.control.cluster import Cluster
 from webinfra.daemons import mariadb
 from webinfra.parallel import map_ordered
+from webinfra.plan.daemons.exporters import EXPORTER_SECRET
 from webinfra.plan.spec import HostPlan
 from webinfra.runtime.probe import wait_until
 from webinfra.servers import ServersError, units
+from webinfra.services.secrets import ensure_secret
 from webinfra.state import Layout, ServerLayout
 
 Say = Callable[[str, str, str], None]
@@ -62,6 +66,21 @@ def bootstrap_database(cluster: Cluster, say: Say) -> None:
         mariadb.setup_replica(rep, rhp, topo, ca, str(topo.address_of(primary.name)))
         mariadb.wait_caught_up(rep, rhp, target_gtid)
         say(replica.name, "mariadb", f"replica of {primary.name}, caught up")
+
+
+def exporter_accounts(cluster: Cluster, say: Say) -> None:
+    """Each DB node's monitoring account, on every `up` (idempotent, written with the binlog off on each node:
+    monitoring may be added to a running cluster, whose bootstrap ran once)."""
+    hosts = [hp for hp in cluster.plan.hosts if any(s.name == "mysqld-exporter" for s in hp.services)]
+    if not hosts:
+        return
+    password = ensure_secret(cluster.layout, EXPORTER_SECRET)
+
+    def ensure(hp: HostPlan) -> None:
+        mariadb.ensure_exporter_user(cluster.hosts[hp.name], hp, password)
+        say(hp.name, "mysqld-exporter", "account exporter@localhost")
+
+    map_ordered(ensure, hosts)
 
 
 def wait_ready(cluster: Cluster, say: Say) -> None:

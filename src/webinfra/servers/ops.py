@@ -19,8 +19,11 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File
 from pyinfra.operations import apt, files, server, systemd
 
+from webinfra.daemons import mysqld_exporter
+from webinfra.plan.daemons.exporters import EXPORTER_SECRET, MYSQLD_EXPORTER_CNF
 from webinfra.plan.spec import HostPlan, ServiceSpec
 from webinfra.servers import units
+from webinfra.services.secrets import ensure_secret
 from webinfra.state import SERVER_ETC, Layout
 
 SECRET_REF = re.compile(re.escape(str(SERVER_ETC / "secrets")) + r"/([A-Za-z0-9_.-]+)")
@@ -33,6 +36,17 @@ APT_UPDATE = (
     "for attempt in 1 2 3; do timeout 120 apt-get update -q >/dev/null && exit 0; sleep 2; done; "
     'echo "apt-get update failed 3 times (120 s each)" >&2; exit 1'
 )
+
+
+def mysqld_exporter_client(plan: HostPlan, local: Layout) -> tuple[Path, str]:
+    """mysqld_exporter's client file (its password inline: the exporter reads no include), from the management
+    machine's secret; the emulated start hook writes the same file (daemons/mysqld_exporter.py)."""
+    password = ensure_secret(local, EXPORTER_SECRET)
+    return plan.dirs.etc / MYSQLD_EXPORTER_CNF, mysqld_exporter.exporter_client_file(plan, password)
+
+
+# Files a service reads that hold a password, by service: (path, content) made on the management machine.
+CLIENT_FILES: dict[str, Callable[[HostPlan, Layout], tuple[Path, str]]] = {"mysqld-exporter": mysqld_exporter_client}
 
 
 @operation(is_idempotent=True)
@@ -198,6 +212,20 @@ def add_host_ops(
             )
             for svc_name in by_secret.get(name, []):
                 changed_by_service[svc_name].append(meta)
+
+    for svc in plan.services:
+        if svc.name in CLIENT_FILES:  # a file holding a password: not in the plan, written from here
+            client, content = CLIENT_FILES[svc.name](plan, local)
+            meta = add(
+                f"file {client}",
+                files.put,
+                src=io.StringIO(content),
+                dest=str(client),
+                user=units.USER_OF[svc.name],
+                group=units.GROUP,
+                mode="600",
+            )
+            changed_by_service[svc.name].append(meta)
 
     for spec in plan.files:
         meta = add(

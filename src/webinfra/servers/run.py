@@ -25,7 +25,7 @@ from pyinfra.facts.server import Command, LinuxDistribution
 
 from webinfra.control.cluster import Cluster
 from webinfra.errors import UsageError
-from webinfra.model import Role, Topology
+from webinfra.model import Topology
 from webinfra.plan.build import build_plan
 from webinfra.plan.spec import ClusterPlan
 from webinfra.servers import ServersError, bootstrap, fanout, hardened, units
@@ -64,11 +64,6 @@ def check_usable(topo: Topology) -> None:
     """Bad input before any connection: one line, exit 2."""
     if not topo.machines.ssh:
         raise UsageError('not an SSH topology: [machines] kind = "ssh" is missing')
-    if topo.with_role(Role.MONITORING):
-        raise UsageError(
-            "a monitoring host (Prometheus, exporters, the event watcher) is not yet deployable over SSH; "
-            "the seed, split and hardened designs are (docs/SERVERS.md)"
-        )
     for host in topo.hosts:
         key = _key(topo.machines.key_of(host.name))
         if key and not Path(key).is_file():
@@ -310,6 +305,7 @@ def up(topo: Topology, state_dir: Path | None, say: Say) -> dict[str, list[str]]
             target.local.db_bootstrapped_marker.touch()
         hardened.agents_ready(cluster, hold, say)
         hardened.vip_ready(cluster, say)
+    bootstrap.exporter_accounts(cluster, say)
     bootstrap.wait_ready(cluster, say)
     return changes
 

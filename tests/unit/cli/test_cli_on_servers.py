@@ -13,11 +13,6 @@ from webinfra.cli.main import cli
 
 REFUSED = [
     (["chaos", "nemesis"], "webinfra chaos nemesis"),
-    (["alerts"], "webinfra alerts"),
-    (["dashboard"], "webinfra dashboard"),
-    (["silence", "list"], "webinfra silence list"),
-    (["silence", "add", "host=web-01"], "webinfra silence"),
-    (["status", "--watch"], "status --watch"),
 ]
 
 

@@ -151,7 +151,8 @@ def test_a_failed_add_on_servers_is_undone_and_changes_no_file(
     with pytest.raises(deploy.HostUnhealthy):
         scale.add_server(cluster, "web-03", None, ssh="admin@10.20.0.15", topology_file=user_file)
     old, new = "lb-01,lb-02,web-01,web-02,etcd-01", "lb-01,lb-02,web-01,web-02,etcd-01,web-03"
-    touched_names = frozenset({"lb-01", "lb-02", "web-01", "web-02"})
+    # Every server whose rendered files change; etcd-01 too since it is the monitoring host (a new target).
+    touched_names = frozenset({"lb-01", "lb-02", "web-01", "web-02", "etcd-01"})
     assert calls == [
         ("apply", new, touched_names | {"web-03"}),  # the new server and the touched ones, provisioned
         ("out_of_lbs", "web-03", frozenset()),

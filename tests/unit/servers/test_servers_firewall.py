@@ -103,7 +103,8 @@ def test_the_hardened_design_on_servers_holds_its_agents_and_stops_mariadb_throu
         "keepalived",
         "netbase",
         "nftables",
+        "prometheus-node-exporter",  # every server's exporter: the example has a monitoring host
         "python3",
     ]
     assert "mariadb-backup" in units.packages(plan.host("web-01"), firewall=True)
-    assert units.users(plan.host("etcd-01")) == ["etcd"]
+    assert units.users(plan.host("etcd-01")) == ["etcd", "prometheus", "webinfra"]  # and the monitoring host

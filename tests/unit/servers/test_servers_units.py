@@ -85,7 +85,7 @@ def test_a_host_receives_only_the_secrets_its_configs_name() -> None:
     assert ownership("web-01.key", {"www-data", "mysql"}) == ("root", "webinfra", "640")
 
 
-def test_what_is_not_yet_deployable_over_ssh_is_refused_in_one_line() -> None:
+def test_up_checks_the_ssh_key_before_connecting() -> None:
     import pytest
 
     from webinfra.control.cluster import UsageError
@@ -93,11 +93,57 @@ def test_what_is_not_yet_deployable_over_ssh_is_refused_in_one_line() -> None:
     from webinfra.servers.run import check_usable
 
     text = (EXAMPLES / "servers.toml").read_text().replace('key = "~/.ssh/webinfra"\n', "")
-    check_usable(parse_topology(text, "s.toml"))  # the hardened design, with its firewall: accepted
-    monitored = text.replace('roles = ["etcd"]', 'roles = ["etcd", "monitoring"]')
-    with pytest.raises(UsageError, match=r"a monitoring host .* is not yet deployable over SSH"):
-        check_usable(parse_topology(monitored, "s.toml"))
+    check_usable(parse_topology(text, "s.toml"))  # the hardened design with monitoring and its firewall
     with pytest.raises(UsageError, match="does not exist"):
         check_usable(
             parse_topology(text.replace("\nbecome = true\n", '\nbecome = true\nkey = "/nonexistent/k"\n'), "s.toml")
         )
+
+
+def servers_plan():  # type: ignore[no-untyped-def]
+    return build_plan(load_topology(EXAMPLES / "servers.toml"), ServerLayout(), PYTHON)
+
+
+def test_the_monitoring_server_gets_debian_s_prometheus_and_the_watcher_from_the_release() -> None:
+    import json
+
+    from webinfra.model import Topology
+
+    plan = servers_plan()
+    mon = plan.host("etcd-01")
+    assert [s.name for s in mon.services if s.name in ("alertmanager", "prometheus", "monitor")] == [
+        "alertmanager",
+        "prometheus",
+        "monitor",
+    ]
+    packages = units.packages(mon, firewall=True)
+    assert {"prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "python3-venv"} <= set(packages)
+    web = units.packages(plan.host("web-01"), firewall=True)
+    assert {"prometheus-mysqld-exporter", "prometheus-nginx-exporter", "prometheus-node-exporter"} <= set(web)
+    # The watcher reads the topology shipped next to it (no state directory of the management machine there).
+    watcher = mon.service("monitor")
+    assert watcher.argv[:4] == (PYTHON, "-m", "webinfra.observe.monitor", "--topology")
+    shipped = next(f for f in mon.files if f.path == watcher.configs[0])
+    assert shipped.mode == 0o640 and Topology.model_validate_json(shipped.content).name == "srv"
+    assert units.unit(watcher, "srv").text.count("User=webinfra") == 1
+    assert json.loads(shipped.content)["machines"]["kind"] == "ssh"
+
+
+def test_no_monitoring_port_is_opened_to_the_management_machine_on_servers() -> None:
+    plan = servers_plan()
+    rules = next(f for f in plan.host("etcd-01").files if f.path.name == "firewall.nft").content
+    assert "management -> prometheus" not in rules  # the CLI asks through SSH instead
+    assert "management -> ssh" in rules
+    web = next(f for f in plan.host("web-01").files if f.path.name == "firewall.nft").content
+    assert "monitoring -> node, dbproxy, site, mysqld, agent, nginx" in web  # Prometheus scrapes it
+
+
+def test_mysqld_exporter_s_client_file_is_written_from_the_management_secret(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from webinfra.servers.ops import CLIENT_FILES
+    from webinfra.state import Layout
+
+    web = servers_plan().host("web-01")
+    path, content = CLIENT_FILES["mysqld-exporter"](web, Layout(tmp_path))
+    password = (tmp_path / "secrets" / "db-exporter.password").read_text().strip()
+    assert str(path) == "/etc/webinfra/mysqld-exporter.cnf"
+    assert f"password = {password}" in content and "user = exporter" in content

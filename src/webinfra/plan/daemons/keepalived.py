@@ -18,7 +18,8 @@ VRRP_STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 # keepalived runs this on every VRRP state change (`notify`: INSTANCE <name> <state> <priority>) and when it
 # stops (`notify_stop`); node_exporter's textfile collector exports what it writes. The label is `vrrp_instance`:
 # `instance` is the scrape target's own label. Written to a temporary file
-# then renamed, so a scrape never reads half a file. (Its own comment names plan/exporters.py, where it lived:
+# then renamed, so a scrape never reads half a file; 0644 whatever keepalived's umask, since on servers the node
+# exporter reads it as its own user (`prometheus`). (Its own comment names plan/exporters.py, where it lived:
 # kept, since the rendered file must not change.)
 KEEPALIVED_NOTIFY = """#!/bin/sh
 # keepalived's VRRP state, for node_exporter's textfile collector (webinfra: plan/exporters.py).
@@ -34,7 +35,7 @@ tmp="$out.$$"
   echo "# HELP keepalived_vrrp_state_change_timestamp_seconds When the state last changed"
   echo "# TYPE keepalived_vrrp_state_change_timestamp_seconds gauge"
   echo "keepalived_vrrp_state_change_timestamp_seconds{{vrrp_instance=\\"$2\\"}} $(date +%s)"
-}} > "$tmp" && mv "$tmp" "$out"
+}} > "$tmp" && chmod 644 "$tmp" && mv "$tmp" "$out"
 """
 
 

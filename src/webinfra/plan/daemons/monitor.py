@@ -18,6 +18,11 @@
                                      (backend down/up, VIP moved, primary changed) and exports a few gauges
 
 This module: the watcher's service, and what the monitoring host runs (`contribute`).
+
+On servers (`[machines] kind = "ssh"`) the watcher runs on the monitoring server from the release venv and
+holds no key to the other servers: it reads the topology from a file the plan ships next to it
+(`topology.json`) and looks at the cluster over the network, through the endpoints the firewall already
+admits from the monitoring host (observe/netlook.py).
 """
 
 from __future__ import annotations
@@ -25,30 +30,34 @@ from __future__ import annotations
 from webinfra.model import Role, Topology
 from webinfra.plan.daemons import alertmanager, prometheus
 from webinfra.plan.render import NOTHING, Contribution, HostContext
-from webinfra.plan.spec import Probe, ServiceSpec
+from webinfra.plan.spec import FileSpec, Probe, ServiceSpec
 from webinfra.state import HostDirs, Layout
+
+TOPOLOGY_FILE = "topology.json"  # servers: what the watcher reads instead of the management machine's state
 
 
 def monitor_service(topo: Topology, layout: Layout, name: str, dirs: HostDirs, python: str) -> ServiceSpec:
     address, port = str(topo.address_of(name)), topo.monitoring.monitor_port
+    if topo.machines.ssh:
+        source: tuple[str, ...] = ("--topology", str(dirs.etc / TOPOLOGY_FILE))
+    else:
+        source = ("--state-dir", str(layout.cluster_dir.parent), "--cluster", topo.name)
     return ServiceSpec(
         name="monitor",
-        argv=(
-            python,
-            "-m",
-            "webinfra.observe.monitor",
-            "--state-dir",
-            str(layout.cluster_dir.parent),
-            "--cluster",
-            topo.name,
-            "--listen",
-            f"{address}:{port}",
-        ),
+        argv=(python, "-m", "webinfra.observe.monitor", *source, "--listen", f"{address}:{port}"),
         probe=Probe("tcp", address, port),
         pidfile=dirs.run / "monitor.svc.pid",
         log=dirs.log / "monitor.log",
+        configs=(dirs.etc / TOPOLOGY_FILE,) if topo.machines.ssh else (),
         stop_timeout=5.0,
     )
+
+
+def topology_file(topo: Topology, dirs: HostDirs) -> list[FileSpec]:
+    """Servers: the topology as the watcher reads it (0640: it may name alert routes' URLs)."""
+    if not topo.machines.ssh:
+        return []
+    return [FileSpec(dirs.etc / TOPOLOGY_FILE, topo.model_dump_json(indent=1) + "\n", 0o640)]
 
 
 def contribute(ctx: HostContext) -> Contribution:
@@ -59,5 +68,6 @@ def contribute(ctx: HostContext) -> Contribution:
     prom_files, prom = prometheus.prometheus_files_and_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs)
     am_files, am = alertmanager.files_and_service(ctx.topo, ctx.name, ctx.dirs)
     return Contribution(
-        prom_files + am_files, [am, prom, monitor_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs, ctx.python)]
+        prom_files + am_files + topology_file(ctx.topo, ctx.dirs),
+        [am, prom, monitor_service(ctx.topo, ctx.layout, ctx.name, ctx.dirs, ctx.python)],
     )

@@ -131,7 +131,8 @@ def render_prometheus_config(topo: Topology, host: str, rules_file: Any) -> str:
 
 def flows(topo: Topology) -> list[Any]:
     """Inbound flows monitoring needs, as `plan.spec.Flow`s (to add to `firewall.flows()`): the
-    monitoring host scrapes every exporter, and the management side (the gateway) reaches Prometheus.
+    monitoring host scrapes every exporter, and the management side (the gateway) reaches Prometheus (on
+    emulated hosts; servers are queried through SSH instead).
     The watcher and Prometheus scrape themselves over loopback, which every ruleset accepts."""
     mhost = topo.monitoring_host
     if mhost is None:
@@ -147,6 +148,13 @@ def flows(topo: Topology) -> list[Any]:
         )
         for dest, scrapes in by_dest.items()
     ]
+    if topo.machines.ssh:
+        # Servers: no port of the monitoring host is opened to the management machine. The CLI and the
+        # dashboard query Prometheus and Alertmanager from inside the monitoring server, through the SSH it
+        # already has (runtime/ssh.py's helper), as every other command does: one door to guard (SSH, with
+        # its keys and known hosts) instead of two unauthenticated HTTP APIs, and it works the same from a
+        # laptop behind NAT or a bastion.
+        return out
     mon = topo.monitoring
     out.append(
         Flow(
