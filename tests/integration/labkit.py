@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from testkit import wait_for
 from webinfra.testbed import LabError
 from webinfra.testbed import lab as labs
 
@@ -92,3 +93,19 @@ class Requests:
     def finish(self) -> None:
         self.stop.set()
         self.thread.join(10)
+
+
+def deploy_under_load(
+    fetch: Fetch, where: tuple[str, ...], code: Path
+) -> tuple[subprocess.CompletedProcess[str], Requests, float]:
+    """`webinfra deploy CODE` while `fetch` runs in a loop (20 requests before, 20 after): the CLI's result,
+    the requests (stopped) and the deploy's seconds."""
+    load = Requests(fetch)
+    wait_for(lambda: load.done >= 20, 30, "requests before the deploy")
+    started = time.monotonic()
+    result = webinfra("deploy", str(code), *where, timeout=300)
+    elapsed = time.monotonic() - started
+    seen = load.done
+    wait_for(lambda: load.done >= seen + 20, 30, "requests after the deploy")
+    load.finish()
+    return result, load, elapsed

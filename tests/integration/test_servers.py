@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import tomlkit
 from clusterkit import copy_site
-from labkit import Requests, booted_lab, ssh, webinfra
+from labkit import Requests, booted_lab, deploy_under_load, ssh, webinfra
 
 from testkit import wait_for
 from webinfra.model.relocate import seed_text
@@ -314,14 +314,7 @@ def test_deploy_rolls_a_new_code_base_with_no_failed_request(
     where = ("-f", str(topo), "--state-dir", str(state))
     code = copy_site(tmp_path / "site-v2", "v2")
     version = releases.content_hash(code)
-    load = Requests(lambda: get(LB, "/api/entries?limit=1")[:2])
-    wait_for(lambda: load.done >= 20, 20, "requests through the LB")
-    started = time.monotonic()
-    result = webinfra("deploy", str(code), *where, timeout=300)
-    elapsed = time.monotonic() - started
-    seen = load.done
-    wait_for(lambda: load.done >= seen + 20, 20, "requests after the deploy")
-    load.finish()
+    result, load, elapsed = deploy_under_load(lambda: get(LB, "/api/entries?limit=1")[:2], where, code)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"deployed {version} to web-01, web-02" in result.stdout
     assert not load.failed, load.failed[:5]

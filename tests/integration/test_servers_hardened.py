@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 import tomlkit
 from clusterkit import copy_site
-from labkit import WEBINFRA, Fetch, Requests, booted_lab, ssh, webinfra
+from labkit import WEBINFRA, Fetch, booted_lab, deploy_under_load, ssh, webinfra
 
 from testkit import free_port, wait_for
 from webinfra.services import releases
@@ -196,14 +196,7 @@ def test_deploy_through_the_vip_with_no_failed_request(deployed: tuple[Path, Pat
     where = ("-f", str(topo), "--state-dir", str(state))
     code = copy_site(tmp_path / "site-v2", "v2")
     version = releases.content_hash(code)
-    load = Requests(vip_fetch(state))
-    wait_for(lambda: load.done >= 20, 30, "requests through the VIP")
-    started = time.monotonic()
-    result = webinfra("deploy", str(code), *where, timeout=300)
-    elapsed = time.monotonic() - started
-    seen = load.done
-    wait_for(lambda: load.done >= seen + 20, 30, "requests after the deploy")
-    load.finish()
+    result, load, elapsed = deploy_under_load(vip_fetch(state), where, code)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"deployed {version} to web-01, web-02" in result.stdout
     assert not load.failed, load.failed[:5]
