@@ -268,6 +268,12 @@ def test_switchover_and_a_primary_host_crash_on_servers(deployed: tuple[Path, Pa
         return any(r["name"] == new and r["io_running"] == "Yes" for r in replicas)
 
     wait_for(replica_back, 120, f"{new} replicating again", interval=2.0)
+    # `webinfra events` merges each server's own log with this machine's: the agents' promotions are there.
+    shown = webinfra("events", "--json", "-n", "1000", "-f", str(topo), "--state-dir", str(state), timeout=60)
+    log = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert any(e["source"] == "agent" and e["kind"] == "promoted" for e in log), shown.stdout[-2000:]
+    assert any(e["source"] == "webinfra" for e in log), shown.stdout[-2000:]
+    assert [e["ts"] for e in log] == sorted(e["ts"] for e in log)
 
 
 # The emulated chaos tests' bounds (tests/integration/test_chaos.py BOUNDS: recovery in s, availability during

@@ -115,10 +115,11 @@ def events_(
                 f"{event.get('ts')}  {event.get('host') or '-':<8} {event.get('kind'):<20} {event.get('detail')}"
             )
 
-    for event in events.read(cluster.layout.events_file)[-lines:]:
+    for event in events.gather(cluster)[-lines:]:
         show(event)
     if follow:
-        for event in events.follow(cluster.layout.events_file):
+        found = events.follow_gathered(cluster) if cluster.servers else events.follow(cluster.layout.events_file)
+        for event in found:
             show(event)
 
 
