@@ -175,6 +175,12 @@ class FaultError(WebinfraError, RuntimeError):
     """A fault cannot be injected on this machine; the message is for the user."""
 
 
+# `slow`, on every kind of machine: this much delay on what the host sends (netem), or, on a kernel without
+# netem, its processes held to this share of one CPU.
+SLOW_DELAY_MS = 200
+SLOW_CPU_PERCENT = 10
+
+
 class CommandError(WebinfraError, RuntimeError):
     """A command on a host failed. The message names the host, the command and the end of its stderr."""
 

@@ -12,12 +12,13 @@ session, not a handshake):
                             zip of its standard-library-only modules (`helper_bundle`), kept under HELPER_DIR
     partition / heal        an nftables table of its own that drops everything but loopback and the
                             management machine's SSH flow (so webinfra keeps reaching the server); heal deletes it
-    slow                    tc netem (200 ms) on the cluster interface, the management flow excepted
+    slow                    tc netem (200 ms) on the cluster interface, the management flow excepted; on a
+                            kernel without sch_netem, every webinfra unit held to 10 % of one CPU (CPUQuota)
     crash                   every webinfra unit SIGKILLed then held stopped (no Restart=), and partitioned
 
-The pure parts (argv, scripts, rulesets) are functions, unit-tested without a server. Kept as one module
-(~450 lines) on purpose: it is the whole Machine protocol for one kind of machine, and each operation sits
-next to the script it sends.
+The pure parts (argv, scripts, rulesets) are functions, unit-tested without a server; the fault scripts
+(partition, slow, heal) are in ssh_faults.py. The rest stays one module (~420 lines) on purpose: it is the
+whole Machine protocol for one kind of machine, and each operation sits next to the script it sends.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from webinfra.plan.spec import Probe
 from webinfra.runtime.http import HttpFailure, HttpRequest, HttpResponse
 from webinfra.runtime.machine import (
     SIGNALS,
+    SLOW_CPU_PERCENT,
     CommandError,
     FaultError,
     MachineUnreachable,
@@ -50,11 +52,16 @@ from webinfra.runtime.machine import (
     ServiceStatus,
     ServiceUsage,
 )
+from webinfra.runtime.ssh_faults import (
+    SLOW_DELAY,
+    UNIT_PREFIX,
+    cpu_quota_script,
+    heal_script,
+    partition_ruleset,
+    slow_script,
+)
 
-UNIT_PREFIX = "webinfra-"
 HELPER_DIR = "/opt/webinfra/helper"
-FAULT_TABLE = "webinfra_fault"  # nft table of `partition`, in family inet
-SLOW_DELAY = "200ms"
 SSH_FAILED = 255  # ssh's own exit status when it could not run the command
 HELPER_MISSING = 86  # the wrapper's exit status when the helper is not on the server yet
 # The helper's modules: webinfra.runtime.helper and what it imports, standard library only (a unit test checks
@@ -153,47 +160,6 @@ def put_script(path: Path, mode: int, owner: str | None) -> str:
         f"set -e; umask 077; mkdir -p {shlex.quote(str(path.parent))}; cat > {tmp}; chmod {m} {tmp}; {own}; "
         f'if [ -f {p} ] && cmp -s {tmp} {p} && [ "$(stat -c %a:%U {p})" = "$(stat -c %a:%U {tmp})" ]; '
         f"then rm -f {tmp}; echo same; else mv -f {tmp} {p}; echo changed; fi"
-    )
-
-
-def partition_ruleset(management: str, ssh_port: int) -> str:
-    """nft input: a table that drops every packet but loopback and the management machine's SSH flow. Its
-    own table, priority before the host's firewall: `heal` deletes it and leaves the firewall alone."""
-    family = "ip6" if ":" in management else "ip"
-    return (
-        f"table inet {FAULT_TABLE}\ndelete table inet {FAULT_TABLE}\n"  # replace: declare, delete, define
-        f"table inet {FAULT_TABLE} {{\n"
-        "  chain input {\n    type filter hook input priority -10; policy drop;\n"
-        f'    iif "lo" accept\n    {family} saddr {management} tcp dport {ssh_port} accept\n  }}\n'
-        "  chain output {\n    type filter hook output priority -10; policy drop;\n"
-        f'    oif "lo" accept\n    {family} daddr {management} tcp sport {ssh_port} accept\n  }}\n'
-        "}\n"
-    )
-
-
-def slow_script(address: str, management: str, delay: str = SLOW_DELAY) -> str:
-    """Shell: netem `delay` on what the interface holding `address` sends, except to the management machine
-    (a prio qdisc whose every band-2 packet goes through netem; a filter puts the management flow in band 0)."""
-    a, mgmt = shlex.quote(address), shlex.quote(management)
-    return (
-        f"set -e; dev=$(ip -o addr show to {a} | awk '{{print $2; exit}}'); "
-        f'[ -n "$dev" ] || {{ echo "no interface holds {address}" >&2; exit 3; }}; '
-        'tc qdisc replace dev "$dev" root handle 1: prio bands 3 priomap 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2; '
-        f'if ! tc qdisc add dev "$dev" parent 1:3 handle 30: netem delay {delay} 2>/tmp/.webinfra-netem; then '
-        'tc qdisc del dev "$dev" root; cat /tmp/.webinfra-netem >&2; exit 4; fi; '
-        f'tc filter add dev "$dev" parent 1: protocol ip prio 1 u32 match ip dst {mgmt}/32 flowid 1:1; echo "$dev"'
-    )
-
-
-def heal_script(address: str) -> str:
-    """Shell: delete the partition table and a netem root qdisc (ours), resume frozen webinfra units."""
-    a = shlex.quote(address)
-    return (
-        f"nft delete table inet {FAULT_TABLE} 2>/dev/null; "
-        f"dev=$(ip -o addr show to {a} | awk '{{print $2; exit}}'); "
-        'if [ -n "$dev" ] && tc qdisc show dev "$dev" 2>/dev/null | grep -q netem; then '
-        'tc qdisc del dev "$dev" root; fi; '
-        f"systemctl kill -s CONT --kill-who=all '{UNIT_PREFIX}*.service' 2>/dev/null; true"
     )
 
 
@@ -435,9 +401,15 @@ class SshMachine:
     def slow(self) -> str:
         mgmt, _ = self.management()
         proc = self._root(slow_script(self.address, mgmt))
+        if proc.returncode == 4:  # no sch_netem in this kernel (common in containers): slow the CPU instead
+            quota = self._root(cpu_quota_script())
+            if quota.returncode == 0:
+                held = quota.stdout.decode().strip()
+                return f"slow: {held} webinfra units held to {SLOW_CPU_PERCENT} % of one CPU (no netem here)"
+            proc = quota
         if proc.returncode != 0:
             tail = " ".join(proc.stderr.decode(errors="replace").split())[-160:]
-            raise FaultError(f"{self.name}: slow needs tc netem on the server (sch_netem): {tail}")
+            raise FaultError(f"{self.name}: slow needs tc netem or systemd's CPUQuota on the server: {tail}")
         return f"slow: {SLOW_DELAY} delay on what {proc.stdout.decode().strip()} sends (not to {mgmt})"
 
     def crash(self) -> None:

@@ -16,17 +16,16 @@ import pytest
 from webinfra.model import parse_topology
 from webinfra.model.relocate import seed_text
 from webinfra.runtime.ssh import (
-    FAULT_TABLE,
     SshMachine,
     SshTarget,
     become_line,
     helper_bundle,
-    partition_ruleset,
     put_script,
     remote_command,
     ssh_argv,
     unit_name,
 )
+from webinfra.runtime.ssh_faults import FAULT_TABLE, partition_ruleset
 
 TARGET = SshTarget("admin", "203.0.113.10", 2222, "/k/id", "/k/known_hosts", become=True)
 
@@ -125,3 +124,15 @@ def test_the_factory_picks_the_machine_by_kind(tmp_path: Path) -> None:
     assert isinstance(fleet.plan_layout, ServerLayout)
     machine = fleet.hosts["web-01"]
     assert isinstance(machine, SshMachine) and machine.target.key == "/k/id" and machine.target.user == "root"
+
+
+def test_slow_without_netem_falls_back_to_a_cpu_quota_that_heal_lifts() -> None:
+    from webinfra.runtime.ssh_faults import cpu_quota_script, heal_script, slow_script
+
+    assert "exit 4" in slow_script("10.20.0.12", "10.20.0.1")  # no netem: the caller falls back
+    quota = cpu_quota_script(10)
+    assert "--state=running" in quota and "CPUQuota=10%" in quota and "--runtime" in quota
+    healed = heal_script("10.20.0.12")
+    assert "CPUQuota= " in healed and "--runtime" in healed and "delete table inet webinfra_fault" in healed
+    for script in (quota, healed):
+        assert subprocess.run(["bash", "-n", "-c", script], capture_output=True).returncode == 0, script

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from webinfra.runtime.emulated import network as netmod
-from webinfra.runtime.machine import FaultError
+from webinfra.runtime.machine import SLOW_CPU_PERCENT, SLOW_DELAY_MS, FaultError
 
 if TYPE_CHECKING:
     from webinfra.runtime.emulated.netns import NetnsMachine
@@ -34,8 +34,6 @@ table inet {FAULT_TABLE} {{
     }}
 }}
 """
-SLOW_DELAY_MS = 200
-SLOW_CPU_PERCENT = 10
 
 
 def partition(m: NetnsMachine) -> str:
