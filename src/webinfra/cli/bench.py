@@ -225,8 +225,8 @@ def chaos(
 
         if png_path or out_dir:  # its timeline PNG
             require_plots()
-        require_root()
         nemesis.run_command(
+            cluster=_nemesis_target(at.servers, topology_file, cluster_name, state_dir, duration, steps, yes),
             topology_file=topology_file,
             cluster_name=cluster_name,
             state_dir=state_dir,
@@ -281,6 +281,33 @@ def _chaos_where(
     if servers:
         check_on_servers(scenario, keep, bool(scratch_name or scratch_subnet))
     return ChaosWhere(scratch, servers)
+
+
+def _nemesis_target(
+    servers: bool,
+    topology_file: str | None,
+    cluster_name: str | None,
+    state_dir: Path | None,
+    duration: float,
+    steps: int | None,
+    yes: bool,
+) -> Cluster | None:
+    """On servers: the running cluster, once whoever runs it has said yes to what the nemesis breaks. Else
+    None (the nemesis brings up its own cluster, or opens -c NAME's, in this machine's namespaces: root)."""
+    from webinfra.proving.chaos.command import running_servers
+
+    if not servers:
+        require_root()
+        return None
+    cluster = running_servers(topology_file, cluster_name, state_dir)
+    length = f"{steps} steps" if steps is not None else f"~{duration:g} s"
+    confirm(
+        f"chaos nemesis breaks the servers of {cluster.topology.name} for {length}, faults overlapping (primary "
+        "crashes and partitions, a frozen agent, an etcd member and the VIP holder lost, switchovers), each "
+        "undone, with writers through the VIP the whole time. Go on?",
+        yes,
+    )
+    return cluster
 
 
 def _run_emulated(req: ChaosRequest, as_json: bool) -> list[ChaosResult]:

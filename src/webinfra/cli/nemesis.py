@@ -18,6 +18,7 @@ from webinfra.proving.scratch import on_cluster
 
 def run_command(
     *,
+    cluster: Cluster | None = None,
     topology_file: str | None,
     cluster_name: str | None,
     state_dir: Path | None,
@@ -48,7 +49,9 @@ def run_command(
             err_console.print(f"wrote {nemesis_report.write_docs(report, Path(out_dir), command)}")
         return report
 
-    if cluster_name:
+    if cluster is not None:  # the running servers (cli/bench.py asked first)
+        report = body(cluster)
+    elif cluster_name:
         report = body(Cluster.existing(cluster_name, state_dir))
     else:
         path = Path(topology_file) if topology_file else example_file("hardened.toml")

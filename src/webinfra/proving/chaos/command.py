@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webinfra.control.cluster import Cluster
-from webinfra.control.machines import not_on_servers
 from webinfra.errors import ClusterError, UsageError
 from webinfra.model.relocate import example_file
 from webinfra.proving.chaos import report, suite
@@ -111,8 +110,6 @@ HEALTHY_BEFORE = 60.0  # seconds a servers cluster may take to be healthy before
 
 def check_on_servers(name: str, keep: bool, scratch: bool) -> None:
     """What `webinfra chaos` cannot do on servers: one line (UsageError), before any server is reached."""
-    if name == "nemesis":
-        raise not_on_servers("webinfra chaos nemesis")
     if name == "compare":
         raise UsageError("compare brings up examples/seed.toml and examples/hardened.toml itself; no -f or -c")
     if name in NAMES and (why := scenario(name).not_on_servers):
@@ -121,17 +118,25 @@ def check_on_servers(name: str, keep: bool, scratch: bool) -> None:
         raise UsageError("--keep/--scratch-name/--scratch-subnet: on servers chaos brings nothing up (it runs on them)")
 
 
+def running_servers(topology_file: str | None, cluster_name: str | None, state_dir: Path | None) -> Cluster:
+    """The running servers cluster -f or -c names; a cluster never brought up is a UsageError."""
+    if topology_file:
+        cluster = Cluster.from_file(topology_file, state_dir)
+    else:
+        cluster = Cluster.existing(cluster_name, state_dir)
+    if not cluster.layout.topology_file.is_file():
+        raise UsageError(
+            f"cluster {cluster.topology.name!r} is not up under {cluster.layout.cluster_dir.parent}: "
+            "chaos runs on the running servers (`webinfra up` first)"
+        )
+    return cluster
+
+
 def servers_cluster(req: ChaosRequest) -> tuple[Cluster, str]:
     """The running servers cluster `req` names (-f or -c), and the question to confirm: what the run breaks.
     A scenario the cluster cannot express (say, no etcd) is a UsageError, as is a cluster never brought up."""
-    path, name = req.topology_file, req.cluster_name
-    cluster = Cluster.from_file(path, req.state_dir) if path else Cluster.existing(name, req.state_dir)
+    cluster = running_servers(req.topology_file, req.cluster_name, req.state_dir)
     topo = cluster.topology
-    if not cluster.layout.topology_file.is_file():
-        raise UsageError(
-            f"cluster {topo.name!r} is not up under {cluster.layout.cluster_dir.parent}: "
-            "chaos runs on the running servers (`webinfra up` first)"
-        )
     each = f"~{req.timing.before + req.timing.hold + req.timing.after:.0f} s"
     if req.scenario not in NAMES:  # all
         runnable = [n for n in NAMES if not scenario(n).not_on_servers]
