@@ -42,7 +42,9 @@ def slow_script(address: str, management: str, delay: str = SLOW_DELAY) -> str:
     return (
         f"set -e; dev=$(ip -o addr show to {a} | awk '{{print $2; exit}}'); "
         f'[ -n "$dev" ] || {{ echo "no interface holds {address}" >&2; exit 3; }}; '
-        'tc qdisc replace dev "$dev" root handle 1: prio bands 3 priomap 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2; '
+        # exit 4: this kernel lacks a qdisc it needs (sch_prio or sch_netem, as in many containers)
+        'if ! tc qdisc replace dev "$dev" root handle 1: prio bands 3 priomap 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 '
+        "2>/tmp/.webinfra-netem; then cat /tmp/.webinfra-netem >&2; exit 4; fi; "
         f'if ! tc qdisc add dev "$dev" parent 1:3 handle 30: netem delay {delay} 2>/tmp/.webinfra-netem; then '
         'tc qdisc del dev "$dev" root; cat /tmp/.webinfra-netem >&2; exit 4; fi; '
         f'tc filter add dev "$dev" parent 1: protocol ip prio 1 u32 match ip dst {mgmt}/32 flowid 1:1; echo "$dev"'
@@ -64,10 +66,16 @@ def heal_script(address: str) -> str:
 
 def cpu_quota_script(percent: int = SLOW_CPU_PERCENT) -> str:
     """Shell: every running webinfra unit held to `percent` % of one CPU, until heal (`--runtime`: a reboot
-    forgets it too); prints how many."""
+    forgets it too); prints how many. Exit 6, the quotas lifted again, where the cpu cgroup controller is not
+    there to enforce them (systemd accepts the setting all the same, e.g. in a container without delegation):
+    a fault that does nothing must not pass for one."""
     return (
         f"n=0; for u in $(systemctl list-units '{UNIT_PREFIX}*.service' --state=running --plain --no-legend "
         "| awk '{print $1}'); do "
         f'systemctl set-property --runtime "$u" CPUQuota={percent}% && n=$((n+1)); done; '
-        '[ "$n" -gt 0 ] || { echo "no running webinfra unit" >&2; exit 5; }; echo "$n"'
+        '[ "$n" -gt 0 ] || { echo "no running webinfra unit" >&2; exit 5; }; '
+        "if ! grep -qw cpu /sys/fs/cgroup/system.slice/cgroup.controllers 2>/dev/null; then "
+        f'for u in $({_UNITS}); do systemctl set-property --runtime "$u" CPUQuota= ; done; '
+        'echo "the cpu cgroup controller is not available here (CPUQuota would not be enforced)" >&2; exit 6; fi; '
+        'echo "$n"'
     )

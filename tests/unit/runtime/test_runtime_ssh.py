@@ -132,6 +132,7 @@ def test_slow_without_netem_falls_back_to_a_cpu_quota_that_heal_lifts() -> None:
     assert "exit 4" in slow_script("10.20.0.12", "10.20.0.1")  # no netem: the caller falls back
     quota = cpu_quota_script(10)
     assert "--state=running" in quota and "CPUQuota=10%" in quota and "--runtime" in quota
+    assert "exit 6" in quota and "cgroup.controllers" in quota  # not enforced here: lifted again, said
     healed = heal_script("10.20.0.12")
     assert "CPUQuota= " in healed and "--runtime" in healed and "delete table inet webinfra_fault" in healed
     for script in (quota, healed):
