@@ -11,6 +11,7 @@ from click.testing import CliRunner
 from testkit import EXAMPLES
 from webinfra.cli.main import cli
 
+
 def refused_line(argv: list[str], tmp_path: Path) -> str:
     """`argv -f examples/servers.toml`: exit 2, one line (returned), nothing written."""
     env = {"WEBINFRA_STATE_DIR": str(tmp_path / "state"), "WEBINFRA_RUN_DIR": str(tmp_path / "run")}
