@@ -15,12 +15,14 @@ from webinfra.servers import ServersError, fanout
 
 def test_every_host_runs_at_once_and_outcomes_keep_the_hosts_order() -> None:
     def work(host: str) -> str:
-        time.sleep(0.5)
+        time.sleep(1.0)
         return f"{host} on {os.getpid()}"
 
     started = time.monotonic()
     outcomes = fanout.each_host(["b", "a", "c"], work)
-    assert time.monotonic() - started < 1.4  # side by side, not one after another (3 x 0.5 s)
+    # Side by side: one after another would take 3 s; the slack is for a loaded 2-core machine (the suite's
+    # shared cluster still runs while the unit tests do).
+    assert time.monotonic() - started < 2.5
     assert [o.host for o in outcomes] == ["b", "a", "c"]
     pids = {o.value.split(" on ")[1] for o in outcomes if o.value}
     assert len(pids) == 3 and str(os.getpid()) not in pids
